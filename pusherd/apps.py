@@ -1,0 +1,90 @@
+"""Apps (id, key, secret, flags, limits, webhooks) and the registry that finds them.
+
+An app is frozen once loaded; a running server never mutates one. Apps are isolated: every
+piece of channel state is kept per app, and each app's secret signs for that app only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pusherd.core.ids import AppId, AppKey
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """One webhook target (spec §14); delivered by the webhook sender."""
+
+    url: str
+    event_types: tuple[str, ...] = ()
+    filter_channel_prefix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """One Pusher app and its limits. Defaults follow hosted Pusher (spec §8, §9, §12.2)."""
+
+    id: AppId
+    key: AppKey
+    # repr=False: the secret must never reach a log line through a repr.
+    secret: str = field(repr=False)
+    name: str = ""
+    enabled: bool = True
+    enable_client_events: bool = False
+    enable_user_authentication: bool = True
+    enable_subscription_count: bool = False
+    enable_watchlist_events: bool = True
+    max_connections: int = 0  # 0: unlimited
+    allowed_origins: tuple[str, ...] = ("*",)
+    max_channel_name_length: int = 164
+    max_event_name_length: int = 200
+    max_event_data_size: int = 10_240
+    max_channels_per_event: int = 100
+    max_batch_size: int = 10
+    max_presence_members: int = 100
+    max_presence_user_info_size: int = 1_024
+    max_user_id_length: int = 128
+    max_client_events_per_second: int = 10
+    max_watchlist_size: int = 100
+    cache_ttl: int = 1_800
+    webhooks: tuple[Webhook, ...] = ()
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """Whether a WebSocket from `origin` may connect (``*`` allows every origin)."""
+        if "*" in self.allowed_origins:
+            return True
+        if origin is None:
+            return False
+        origin = origin.lower().rstrip("/")
+        for allowed in self.allowed_origins:
+            allowed = allowed.lower().rstrip("/")
+            if allowed == origin:
+                return True
+            # "*.example.com" allows any subdomain, whatever the scheme.
+            if allowed.startswith("*.") and origin.split("://", 1)[-1].endswith(allowed[1:]):
+                return True
+        return False
+
+
+class AppRegistry:
+    """Finds apps by id (HTTP API paths) and by key (WebSocket paths, ``auth_key``)."""
+
+    def __init__(self, apps: Iterable[App]) -> None:
+        self._by_id: dict[str, App] = {}
+        self._by_key: dict[str, App] = {}
+        for app in apps:
+            self._by_id[app.id] = app
+            self._by_key[app.key] = app
+
+    def by_id(self, app_id: str) -> App | None:
+        return self._by_id.get(app_id)
+
+    def by_key(self, key: str) -> App | None:
+        return self._by_key.get(key)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)

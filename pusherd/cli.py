@@ -1,0 +1,95 @@
+"""The ``pusherd`` command: read the config, start the server, stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from pusherd import __version__
+from pusherd.config import Config, load_config
+from pusherd.errors import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pusherd",
+        description="A self-hosted Pusher Channels (protocol 7) server: WebSocket and HTTP API "
+                    "on one port.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML config file "
+                        "(see config.example.toml)")
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to bind (default 8080; 0 picks one)")
+    parser.add_argument("--version", action="version", version=f"pusherd {__version__}")
+    return parser
+
+
+def _banner(config: Config, port: int) -> str:
+    host = config.server.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    lines = [f"pusherd {__version__} listening on http://{host}:{port}"]
+    for app in config.apps:
+        lines.append(f"  app id={app.id} key={app.key}" + (
+            " client-events=on" if app.enable_client_events else ""))
+    if config.dev_app:
+        app = config.apps[0]
+        lines += [
+            "",
+            "No app configured: serving the development app (never use it in production):",
+            f"  app id: {app.id}   key: {app.key}   secret: {app.secret}",
+            "",
+            "pusher-js / Laravel Echo:",
+            f"  new Pusher('{app.key}', {{ wsHost: '{shown}', wsPort: {port}, forceTLS: false,",
+            "    enabledTransports: ['ws', 'wss'], cluster: '' })",
+            "Laravel .env (broadcaster reverb or pusher):",
+            f"  REVERB_APP_ID={app.id}  REVERB_APP_KEY={app.key}  REVERB_APP_SECRET={app.secret}",
+            f"  REVERB_HOST={shown}  REVERB_PORT={port}  REVERB_SCHEME=http",
+        ]
+    return "\n".join(lines)
+
+
+async def _serve(config: Config) -> int:
+    from pusherd.server.server import Server
+
+    server = Server(config)
+    try:
+        await server.start()
+    except OSError as exc:
+        print(f"pusherd: cannot listen on {config.server.host}:{config.server.port}: "
+              f"{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    # The first line is the machine-readable one tests and scripts wait for.
+    print(f"pusherd listening on http://{config.server.host}:{server.port}", flush=True)
+    print(_banner(config, server.port), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("pusherd.server").info("shutting down: draining %d connection(s)",
+                                             len(server.websockets))
+    await server.shutdown()
+    print("pusherd stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.config, os.environ, host=args.host, port=args.port)
+    except ConfigError as exc:
+        print(f"pusherd: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.server.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        return asyncio.run(_serve(config))
+    return uvloop.run(_serve(config))

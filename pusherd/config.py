@@ -1,0 +1,236 @@
+"""Configuration: one TOML file plus environment overrides, validated once, then frozen.
+
+Precedence: command-line ``--host``/``--port`` > environment > file > defaults. Every
+error names the key and the bad value, and pusherd refuses to start (exit code 2).
+``config.example.toml`` documents every key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from pusherd.apps import App, Webhook
+from pusherd.core.ids import AppId, AppKey
+from pusherd.errors import ConfigError
+
+WEBHOOK_EVENT_TYPES = frozenset(
+    {"channel_occupied", "channel_vacated", "member_added", "member_removed", "client_event",
+     "cache_miss", "subscription_count"}
+)
+
+# The development app used when neither the file nor the environment defines one. Its
+# credentials are printed at start; they are for a developer's machine only.
+DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET = "1001", "app-key", "app-secret"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    path_prefix: str = ""  # mount prefix in front of /app/{key} and /apps/{id}
+    activity_timeout: int = 120  # seconds, advertised in connection_established (§5)
+    ping_grace: float = 30.0  # idle this long past activity_timeout: the server pings
+    pong_timeout: float = 30.0  # no frame this long after the ping: close 4201
+    max_message_size: int = 65_536  # largest inbound WebSocket message; larger: close 1009
+    max_request_size: int = 262_144  # largest HTTP request body; larger: 413 unread
+    max_write_buffer_size: int = 1_048_576  # outbound bytes queued per socket before cut-off
+    shutdown_timeout: float = 10.0  # seconds to drain sockets on SIGTERM
+    shutdown_batch_size: int = 500  # sockets closed per drain step (paced, no storm)
+    strict_protocol_version: bool = False  # absent ?protocol= closes 4008 when true
+    log_level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str = ""
+    prefix: str = "pusherd"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig
+    apps: tuple[App, ...]
+    redis: RedisConfig
+    dev_app: bool = False  # True when the built-in development app is in use
+
+
+def _check_type(key: str, value: Any, expected: type | tuple[type, ...]) -> Any:
+    # bool is an int subclass: refuse `port = true` and similar.
+    if isinstance(value, bool) and expected in (int, float, (int, float)):
+        raise ConfigError(key, f"expected a number, got {value!r}")
+    if expected is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, expected):
+        name = expected.__name__ if isinstance(expected, type) else "number"
+        raise ConfigError(key, f"expected {name}, got {value!r}")
+    return value
+
+
+def _build(cls: type, section: Mapping[str, Any], where: str, skip: tuple[str, ...] = ()) -> Any:
+    known = {f.name: f for f in fields(cls) if f.name not in skip}
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        if key in skip:
+            continue
+        if key not in known:
+            raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+        default = known[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}.{key}", f"expected a list of strings, got {value!r}")
+            values[key] = tuple(value)
+        else:
+            values[key] = _check_type(f"{where}.{key}", value, type(default))
+    return cls(**values)
+
+
+def _positive(key: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _validate_server(server: ServerConfig) -> None:
+    if not 0 <= server.port <= 65535:
+        raise ConfigError("server.port", f"must be 0..65535, got {server.port!r}")
+    for name in ("activity_timeout", "max_message_size", "max_request_size",
+                 "max_write_buffer_size", "shutdown_batch_size"):
+        _positive(f"server.{name}", getattr(server, name))
+    for name in ("ping_grace", "pong_timeout", "shutdown_timeout"):
+        _positive(f"server.{name}", getattr(server, name), allow_zero=True)
+    if server.path_prefix and (
+        not server.path_prefix.startswith("/") or server.path_prefix.endswith("/")
+    ):
+        raise ConfigError("server.path_prefix",
+                          f"must start with / and not end with /, got {server.path_prefix!r}")
+    if server.log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError("server.log_level", f"unknown level {server.log_level!r}")
+
+
+def _build_app(raw: Any, index: int) -> App:
+    where = f"apps[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(where, "each [[apps]] entry must be a table")
+    for required in ("id", "key", "secret"):
+        value = raw.get(required)
+        if isinstance(value, int) and not isinstance(value, bool) and required == "id":
+            raw = {**raw, "id": str(value)}
+        elif not isinstance(value, str) or not value:
+            shown = "<hidden>" if required == "secret" and value else repr(value)
+            raise ConfigError(f"{where}.{required}", f"required non-empty string, got {shown}")
+    webhooks = []
+    for windex, hook in enumerate(raw.get("webhooks", [])):
+        hwhere = f"{where}.webhooks[{windex}]"
+        if not isinstance(hook, dict) or not isinstance(hook.get("url"), str):
+            raise ConfigError(f"{hwhere}.url", "each webhook needs a url string")
+        built = _build(Webhook, hook, hwhere)
+        if not built.url.startswith(("http://", "https://")):
+            raise ConfigError(f"{hwhere}.url", f"must be an http(s) URL, got {built.url!r}")
+        unknown = set(built.event_types) - WEBHOOK_EVENT_TYPES
+        if unknown:
+            raise ConfigError(f"{hwhere}.event_types", f"unknown event types {sorted(unknown)}")
+        webhooks.append(built)
+    app: App = _build(App, raw, where, skip=("webhooks",))
+    app = _replace_app(app, webhooks=tuple(webhooks), id=AppId(str(app.id)))
+    for name in ("max_connections", "max_client_events_per_second"):
+        _positive(f"{where}.{name}", getattr(app, name), allow_zero=True)
+    for name in ("max_channel_name_length", "max_event_name_length", "max_event_data_size",
+                 "max_channels_per_event", "max_batch_size", "max_presence_members",
+                 "max_presence_user_info_size", "max_user_id_length", "max_watchlist_size",
+                 "cache_ttl"):
+        _positive(f"{where}.{name}", getattr(app, name))
+    if ":" in app.key:
+        raise ConfigError(f"{where}.key", f"must not contain ':', got {app.key!r}")
+    return app
+
+
+def _replace_app(app: App, **changes: Any) -> App:
+    values = {f.name: getattr(app, f.name) for f in fields(App)}
+    values.update(changes)
+    return App(**values)
+
+
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> Config:
+    """Read `path` (TOML), apply `env` overrides and the command-line host/port; validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError("--config", f"file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
+    unknown = set(raw) - {"server", "apps", "redis"}
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "unknown section (known: server, apps, redis)")
+    env = env or {}
+
+    server_raw = dict(raw.get("server", {}))
+    for names, key, convert in (
+        (("PUSHERD_HOST", "REVERB_SERVER_HOST"), "host", str),
+        (("PUSHERD_PORT", "REVERB_SERVER_PORT"), "port", int),
+    ):
+        for name in names:
+            if env.get(name):
+                try:
+                    server_raw[key] = convert(env[name])
+                except ValueError:
+                    raise ConfigError(name, f"expected an integer, got {env[name]!r}") from None
+                break
+    if host is not None:
+        server_raw["host"] = host
+    if port is not None:
+        server_raw["port"] = port
+    server: ServerConfig = _build(ServerConfig, server_raw, "server")
+    _validate_server(server)
+
+    apps_raw = raw.get("apps", [])
+    if not isinstance(apps_raw, list):
+        raise ConfigError("apps", "use [[apps]] tables")
+    apps = [_build_app(entry, i) for i, entry in enumerate(apps_raw)]
+
+    env_app = {}
+    for key, names in (("id", ("PUSHERD_APP_ID", "REVERB_APP_ID")),
+                       ("key", ("PUSHERD_APP_KEY", "REVERB_APP_KEY")),
+                       ("secret", ("PUSHERD_APP_SECRET", "REVERB_APP_SECRET"))):
+        for name in names:
+            if env.get(name):
+                env_app[key] = env[name]
+                break
+    if env_app:
+        if set(env_app) != {"id", "key", "secret"}:
+            missing = sorted({"id", "key", "secret"} - set(env_app))
+            raise ConfigError(f"PUSHERD_APP_{missing[0].upper()}",
+                              "set id, key and secret together (PUSHERD_APP_* or REVERB_APP_*)")
+        flags = {"enable_client_events": True}
+        from_env = _build_app({**env_app, **flags}, len(apps))
+        apps = [a for a in apps if a.id != from_env.id and a.key != from_env.key] + [from_env]
+
+    dev_app = False
+    if not apps:
+        dev_app = True
+        apps = [App(id=AppId(DEV_APP_ID), key=AppKey(DEV_APP_KEY), secret=DEV_APP_SECRET,
+                    name="development", enable_client_events=True)]
+    seen_ids: set[str] = set()
+    seen_keys: set[str] = set()
+    for index, app in enumerate(apps):
+        if app.id in seen_ids:
+            raise ConfigError(f"apps[{index}].id", f"duplicate app id {app.id!r}")
+        if app.key in seen_keys:
+            raise ConfigError(f"apps[{index}].key", f"duplicate app key {app.key!r}")
+        seen_ids.add(app.id)
+        seen_keys.add(app.key)
+
+    redis_raw = raw.get("redis", {})
+    redis: RedisConfig = _build(RedisConfig, redis_raw, "redis")
+    if redis.url and not redis.url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("redis.url", f"must be a redis:// URL, got {redis.url!r}")
+    return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app)

@@ -1,0 +1,107 @@
+"""The one exception hierarchy of pusherd.
+
+Protocol errors carry their Pusher error code (spec §4) and render their own
+``pusher:error`` frame, so each shell catches in one place. HTTP API errors carry their
+status (spec §12.2). This module imports nothing from pusherd.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class PusherdError(Exception):
+    """Base of every error pusherd raises on purpose."""
+
+
+class ConfigError(PusherdError):
+    """A configuration key has a bad value; the message names the key and the value."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"config error: {key}: {message}")
+        self.key = key
+
+
+class PusherError(PusherdError):
+    """An error answered on a WebSocket with a ``pusher:error`` frame (spec §3.2).
+
+    ``code`` is the Pusher error code or ``None`` (hosted Pusher sends ``null`` for
+    malformed messages and signature failures). The connection stays open unless the
+    error is a :class:`ConnectionRefused`.
+    """
+
+    code: int | None = None
+
+    def __init__(self, message: str, code: int | None = None, channel: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.channel = channel
+
+    def to_frame(self) -> bytes:
+        """The ``pusher:error`` frame, with object ``data`` as hosted Pusher sends it."""
+        return orjson.dumps(
+            {"event": "pusher:error", "data": {"code": self.code, "message": self.message}}
+        )
+
+
+class MessageFormatError(PusherError):
+    """Malformed client frame: not JSON, wrong types, unknown event (spec §3.1).
+
+    Code ``null``: 4200 would tell pusher-js to reconnect, which bad input must never do.
+    """
+
+    code = None
+
+
+class SubscriptionRefused(PusherError):
+    """A ``pusher:subscribe`` that cannot be honoured (spec §7.5): the socket stays open.
+
+    ``status`` is the value put in the optional ``pusher:subscription_error`` frame that
+    lets Laravel Echo's ``.error()`` callback fire.
+    """
+
+    code = 4009
+
+    def __init__(self, message: str, channel: str, status: int = 401, code: int | None = 4009):
+        super().__init__(message, code=code, channel=channel)
+        self.status = status
+
+    def to_subscription_error_frame(self) -> bytes:
+        return orjson.dumps(
+            {
+                "event": "pusher:subscription_error",
+                "channel": self.channel,
+                "data": {"type": "AuthError", "error": self.message, "status": self.status},
+            }
+        )
+
+
+class SigninRefused(PusherError):
+    """A ``pusher:signin`` that failed verification (spec §10.1): error 4009, stays open."""
+
+    code = 4009
+
+
+class ClientEventRejected(PusherError):
+    """A ``client-*`` event that breaks a rule of spec §9: error 4301, event dropped."""
+
+    code = 4301
+
+
+class ConnectionRefused(PusherError):
+    """Refuse or end a connection: ``pusher:error`` with the code, then close with it (§1.4)."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message, code=code)
+        self.close_code = code
+
+
+class HttpApiError(PusherdError):
+    """An HTTP API request refused with ``status`` (spec §12.2); the body is the message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message

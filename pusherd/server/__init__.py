@@ -1,0 +1,1 @@
+"""The I/O shell: one asyncio protocol per TCP connection serves HTTP and WebSocket."""

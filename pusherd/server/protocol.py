@@ -1,0 +1,243 @@
+"""One asyncio protocol per TCP connection: HTTP/1.1 until a WebSocket upgrade.
+
+httptools parses requests (keep-alive and pipelining included). ``GET {prefix}/app/{key}``
+with ``Upgrade: websocket`` becomes a :class:`WebSocketConnection` (spec §1); everything
+else goes to the HTTP API. Request bodies over ``max_request_size`` are refused with 413
+from their ``Content-Length`` (or as soon as a chunked body crosses the limit), before
+they are read whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
+
+import httptools
+from websockets.utils import accept_key
+
+from pusherd.core import messages
+from pusherd.server.http_api import HttpRequest, HttpResponse, error_response
+from pusherd.server.websocket import WebSocketConnection
+
+if TYPE_CHECKING:
+    from pusherd.server.server import Server
+
+log = logging.getLogger("pusherd.http")
+
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+            426: "Upgrade Required", 429: "Too Many Requests", 500: "Internal Server Error",
+            503: "Service Unavailable"}
+SUPPORTED_PROTOCOLS = frozenset({"5", "6", "7"})
+
+
+def render_response(response: HttpResponse, keep_alive: bool) -> bytes:
+    head = (
+        f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Error')}\r\n"
+        f"Content-Type: {response.content_type}\r\n"
+        f"Content-Length: {len(response.body)}\r\n"
+        f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n"
+    )
+    return head.encode() + response.body
+
+
+class ServerProtocol(asyncio.Protocol):
+    """HTTP/1.1 and WebSocket on one port (the only TCP-facing class)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.ws: WebSocketConnection | None = None
+        self._url = b""
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._refused = False
+        self._upgrading = False
+
+    # --- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        server = self.server
+        server.transports.add(transport)
+        if len(server.transports) > server.max_open_connections:
+            server.note_connection_limit()
+            self._respond(error_response(503, "Server is at its open-file limit"), False)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.server.transports.discard(self.transport)
+        if self.ws is not None:
+            self.server.websocket_closed(self.ws)
+
+    def pause_writing(self) -> None:
+        if self.ws is not None:
+            self.ws.pause_writing()
+
+    def resume_writing(self) -> None:
+        pass
+
+    def eof_received(self) -> bool | None:
+        if self.ws is not None:
+            self.ws.receive_eof()
+        return None
+
+    def data_received(self, data: bytes) -> None:
+        if self.ws is not None:
+            self.ws.receive_data(data)
+            return
+        if self._refused:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = upgrade.args[0] if upgrade.args else len(data)
+            self._upgrade(data[offset:])
+        except httptools.HttpParserError:
+            self._respond(error_response(400, "Malformed HTTP request"), False)
+
+    # --- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = {}
+        self._body = []
+        self._body_size = 0
+        self._upgrading = False
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        if self.parser.should_upgrade():
+            self._upgrading = True
+            return
+        length = self._headers.get("content-length")
+        limit = self.server.config.server.max_request_size
+        if length is not None and length.isdigit() and int(length) > limit:
+            self._respond(error_response(
+                413, f"Request body is larger than {limit} bytes"), False)
+
+    def on_body(self, body: bytes) -> None:
+        if self._refused:
+            return
+        self._body_size += len(body)
+        limit = self.server.config.server.max_request_size
+        if self._body_size > limit:
+            self._respond(error_response(413, f"Request body is larger than {limit} bytes"),
+                          False)
+            return
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused or self._upgrading:
+            return
+        url = httptools.parse_url(self._url)
+        path = (url.path or b"/").decode("latin-1")
+        prefix = self.server.config.server.path_prefix
+        if prefix:
+            if not path.startswith(prefix + "/"):
+                self._respond(error_response(404, "Not found"), self.parser.should_keep_alive())
+                return
+            path = path[len(prefix):]
+        request = HttpRequest(
+            method=self.parser.get_method().decode("latin-1"),
+            raw_path=path,
+            query=(url.query or b"").decode("latin-1"),
+            headers=self._headers,
+            body=b"".join(self._body),
+        )
+        self._respond(self.server.http_api.handle(request), self.parser.should_keep_alive())
+
+    # --- responses and upgrades ---------------------------------------------------------
+
+    def _respond(self, response: HttpResponse, keep_alive: bool) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(render_response(response, keep_alive))
+        if not keep_alive:
+            self._refused = True
+            transport.close()
+
+    def _upgrade(self, rest: bytes) -> None:
+        """Complete the RFC 6455 handshake for ``/app/{key}``, then vet the connection."""
+        transport = self.transport
+        assert transport is not None
+        server = self.server
+        url = httptools.parse_url(self._url)
+        path = (url.path or b"/").decode("latin-1")
+        prefix = server.config.server.path_prefix
+        if prefix and path.startswith(prefix + "/"):
+            path = path[len(prefix):]
+        if not path.startswith("/app/") or len(path) <= len("/app/"):
+            self._respond(error_response(404, "WebSocket path is /app/{key}"), False)
+            return
+        headers = self._headers
+        key = headers.get("sec-websocket-key")
+        if (
+            headers.get("upgrade", "").lower() != "websocket"
+            or key is None
+            or self.parser.get_method() != b"GET"
+        ):
+            self._respond(error_response(400, "Invalid WebSocket upgrade request"), False)
+            return
+        if headers.get("sec-websocket-version") != "13":
+            self._respond(error_response(426, "Unsupported WebSocket version (use 13)"), False)
+            return
+        transport.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n"
+        )
+        app_key = path[len("/app/"):].rstrip("/")
+        app = server.apps.by_key(app_key)
+        now = time.monotonic()
+        connection = WebSocketConnection(server, transport, app, server.new_socket_id(), now)
+        self.ws = connection
+        server.websocket_opened(connection)
+
+        query = dict(parse_qsl((url.query or b"").decode("latin-1"), keep_blank_values=True))
+        refusal = self._refusal(app, query, headers.get("origin"))
+        if refusal is not None:
+            code, message = refusal
+            connection.terminate(code, message)
+        else:
+            assert app is not None
+            if not server.adapter.add_connection(app, connection):
+                connection.terminate(4004, "Application is over its connection quota")
+            else:
+                connection.registered = True
+                connection.send(messages.encode_connection_established(
+                    connection.socket_id, server.config.server.activity_timeout))
+        if rest:
+            connection.receive_data(rest)
+
+    def _refusal(self, app: object, query: dict[str, str], origin: str | None
+                 ) -> tuple[int, str] | None:
+        """Why a new WebSocket is refused (close code, message), per spec §1.2, §1.4, §4."""
+        from pusherd.apps import App
+
+        server = self.server
+        if not isinstance(app, App):
+            return 4001, "Application does not exist"
+        if not app.enabled:
+            return 4003, "Application is disabled"
+        protocol = query.get("protocol")
+        if protocol is None:
+            if server.config.server.strict_protocol_version:
+                return 4008, "No protocol version supplied (add ?protocol=7)"
+        elif protocol not in SUPPORTED_PROTOCOLS:
+            return 4007, f"Unsupported protocol version {protocol[:16]!r} (supported: 5, 6, 7)"
+        if not app.allows_origin(origin):
+            return 4009, "Origin not allowed for this application"
+        if server.draining:
+            return 4200, "Server is shutting down: reconnect"
+        return None

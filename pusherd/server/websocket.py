@@ -1,0 +1,183 @@
+"""The WebSocket transport: one client connection, framed by websockets' Sans-I/O core.
+
+Inbound bytes go through :class:`websockets.protocol.Protocol` (RFC 6455 parsing,
+unmasking, ping/pong and the close handshake); each complete text message is parsed by
+:mod:`pusherd.core.messages` and dispatched to the session rules and the adapter.
+Outbound channel frames bypass the Sans-I/O writer: :class:`~pusherd.core.outbound.Outbound`
+holds the wire bytes built once per event, and :meth:`deliver` writes them synchronously.
+Each socket's outbound buffer is capped by the transport's high-water mark; crossing it
+cuts the slow consumer off (:meth:`pause_writing`), so it cannot grow memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from websockets.frames import Opcode
+from websockets.protocol import Protocol, Side, State
+
+from pusherd.apps import App
+from pusherd.core import messages
+from pusherd.core.messages import ClientEvent, Ping, Pong, Signin, Subscribe, Unsubscribe
+from pusherd.core.outbound import Outbound
+from pusherd.core.session import Session
+from pusherd.errors import MessageFormatError, PusherError, SubscriptionRefused
+
+if TYPE_CHECKING:
+    from pusherd.server.server import Server
+
+log = logging.getLogger("pusherd.ws")
+
+CLOSE_HANDSHAKE_TIMEOUT = 2.0  # seconds a client gets to answer our close frame
+_PONG = Outbound(messages.PONG_FRAME)
+_PING = Outbound(messages.PING_FRAME)
+
+
+class WebSocketConnection:
+    """A :class:`~pusherd.adapters.base.Subscriber` over a WebSocket."""
+
+    __slots__ = (
+        "server", "transport", "app", "socket_id", "session", "protocol", "writable",
+        "registered", "close_deadline", "_fragments", "_fragments_binary", "origin",
+    )
+
+    def __init__(
+        self, server: Server, transport: asyncio.Transport, app: App | None, socket_id: str,
+        now: float,
+    ) -> None:
+        self.server = server
+        self.transport = transport
+        self.app = app
+        self.socket_id = socket_id
+        # A refused connection (unknown app) still needs a session-shaped object; it is
+        # closed before any message is dispatched.
+        self.session = Session(socket_id, app, now) if app is not None else None  # type: ignore[arg-type]
+        self.protocol = Protocol(
+            Side.SERVER, state=State.OPEN, max_size=server.config.server.max_message_size
+        )
+        self.writable = True
+        self.registered = False
+        self.close_deadline: float | None = None
+        self._fragments: list[bytes] | None = None
+        self._fragments_binary = False
+        transport.set_write_buffer_limits(high=server.config.server.max_write_buffer_size)
+
+    # --- outbound -----------------------------------------------------------------------
+
+    def deliver(self, frame: Outbound) -> None:
+        if self.writable:
+            self.transport.write(frame.websocket)
+
+    def send(self, payload: bytes) -> None:
+        if self.writable:
+            self.transport.write(Outbound(payload).websocket)
+
+    def pause_writing(self) -> None:
+        """The outbound buffer crossed ``max_write_buffer_size``: cut the slow consumer off.
+
+        Closing politely would queue behind the backlog, so the socket is aborted; the
+        client sees 1006 and pusher-js reconnects after its usual delay.
+        """
+        if not self.writable:
+            return
+        self.writable = False
+        self.server.stats_slow_consumers += 1
+        log.warning("socket %s cut off: outbound buffer over %d bytes (slow consumer)",
+                    self.socket_id, self.server.config.server.max_write_buffer_size)
+        self.transport.abort()
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Start the closing handshake with `code`; the sweeper aborts it if unanswered."""
+        if not self.writable or self.protocol.state is not State.OPEN:
+            return
+        self.protocol.send_close(code, reason[:120])
+        self._flush()
+        self.writable = False
+        self.close_deadline = time.monotonic() + CLOSE_HANDSHAKE_TIMEOUT
+
+    def terminate(self, code: int, message: str) -> None:
+        """``pusher:error`` with `code`, then close with the same code (spec §1.4)."""
+        self.send(messages.encode_error(code, message))
+        self.close(code, message)
+
+    def _flush(self) -> None:
+        for chunk in self.protocol.data_to_send():
+            if chunk:
+                self.transport.write(chunk)
+            else:  # the Sans-I/O core asks for the TCP connection to be closed
+                self.writable = False
+                self.transport.close()
+
+    # --- inbound ------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        protocol = self.protocol
+        protocol.receive_data(data)
+        frames = protocol.events_received()
+        if frames and self.session is not None:
+            self.session.note_activity(time.monotonic())
+        for frame in frames:
+            opcode = frame.opcode
+            if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
+                if frame.fin:
+                    self._message(frame.data, opcode is Opcode.BINARY)
+                else:
+                    self._fragments = [frame.data]
+                    self._fragments_binary = opcode is Opcode.BINARY
+            elif opcode is Opcode.CONT and self._fragments is not None:
+                self._fragments.append(frame.data)
+                if frame.fin:
+                    data, self._fragments = b"".join(self._fragments), None
+                    self._message(data, self._fragments_binary)
+        self._flush()
+
+    def receive_eof(self) -> None:
+        self.protocol.receive_eof()
+        self._flush()
+
+    def _message(self, payload: bytes, binary: bool) -> None:
+        if self.protocol.state is not State.OPEN or self.session is None:
+            return  # closing: ignore what the client still sends
+        if binary:
+            self.send(MessageFormatError("Binary frames are not supported").to_frame())
+            return
+        try:
+            payload.decode()
+        except UnicodeDecodeError:
+            # RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection with 1007.
+            self.protocol.fail(1007, "invalid UTF-8 in a text frame")
+            return
+        try:
+            self._dispatch(messages.parse_client_message(payload))
+        except SubscriptionRefused as exc:
+            self.send(exc.to_frame())
+            self.send(exc.to_subscription_error_frame())
+        except PusherError as exc:
+            self.send(exc.to_frame())
+
+    def _dispatch(self, message: messages.ClientMessage) -> None:
+        session, app, adapter = self.session, self.app, self.server.adapter
+        assert session is not None and app is not None
+        if isinstance(message, Ping):
+            self.deliver(_PONG)
+        elif isinstance(message, Pong):
+            pass
+        elif isinstance(message, Subscribe):
+            grant = session.authorize_subscribe(message)
+            adapter.subscribe(app, self, grant, time.monotonic())
+        elif isinstance(message, Unsubscribe):
+            adapter.unsubscribe(app, self, message.channel)
+        elif isinstance(message, Signin):
+            adapter.sign_in(app, self, session.authorize_signin(message))
+        elif isinstance(message, ClientEvent):
+            user_id = session.authorize_client_event(message, time.monotonic())
+            adapter.client_event(app, self, message.event, message.channel, message.data,
+                                 user_id)
+
+    # --- keepalive (§5) -----------------------------------------------------------------
+
+    def ping(self) -> None:
+        self.deliver(_PING)
