@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +79,9 @@ def _build(cls: type, section: Mapping[str, Any], where: str, skip: tuple[str, .
         if key not in known:
             raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
         default = known[key].default
-        if isinstance(default, tuple):
+        if default is MISSING:  # the required string fields: id, key, secret, url
+            values[key] = _check_type(f"{where}.{key}", value, str)
+        elif isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{where}.{key}", f"expected a list of strings, got {value!r}")
             values[key] = tuple(value)
