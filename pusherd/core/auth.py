@@ -86,7 +86,7 @@ def verify_user_auth(
 
 
 def encryption_shared_secret(channel: str, master_key: bytes) -> str:
-    """base64(SHA-256(channel ‖ master key)): what a backend hands out for ``private-encrypted-``."""
+    """base64(SHA-256(channel ‖ master key)): the ``shared_secret`` of an encrypted channel."""
     return base64.b64encode(hashlib.sha256(channel.encode() + master_key).digest()).decode()
 
 

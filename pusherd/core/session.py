@@ -141,7 +141,8 @@ class Session:
             app.key, app.secret, self.socket_id, channel, message.auth, message.channel_data
         ):
             raise SubscriptionRefused(self._bad_signature(channel, message.channel_data), channel)
-        return SubscriptionGrant(channel, kind, self._presence_member(channel, message.channel_data))
+        member = self._presence_member(channel, message.channel_data)
+        return SubscriptionGrant(channel, kind, member)
 
     def _presence_member(self, channel: str, channel_data: str) -> MemberJoin:
         try:

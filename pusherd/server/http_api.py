@@ -120,11 +120,10 @@ class HttpApi:
 
     def _authenticate(self, app: App, request: HttpRequest, params: list[tuple[str, str]]) -> None:
         decoded = unquote(request.raw_path)
-        paths = (request.raw_path,) if decoded == request.raw_path else (request.raw_path, decoded)
-        prefix = self.server.config.server.path_prefix
-        if prefix:
-            # Clients sign /apps/{id}/... without the mount prefix (spec §13.2).
-            paths = tuple(p[len(prefix):] if p.startswith(prefix) else p for p in paths)
+        paths: tuple[str, ...] = (
+            (request.raw_path,) if decoded == request.raw_path else (request.raw_path, decoded)
+        )
+        # raw_path has the mount prefix removed already: clients sign /apps/{id}/... (§13.2).
         verify_api_request(
             app_key=app.key, secret=app.secret, method=request.method, paths=paths,
             params=params, body=request.body, now=time.time(),
@@ -198,7 +197,8 @@ class HttpApi:
         self._check_channel(app, channel)
         if not classify_channel(channel).presence:
             raise HttpApiError(400, "Users are only available for presence channels")
-        return _json(200, {"users": [{"id": u} for u in self.adapter.presence_user_ids(app, channel)]})
+        users = self.adapter.presence_user_ids(app, channel)
+        return _json(200, {"users": [{"id": user_id} for user_id in users]})
 
     def _terminate(self, app: App, user_id: str) -> HttpResponse:
         if not user_id or len(user_id) > app.max_user_id_length:

@@ -62,9 +62,10 @@ class ServerProtocol(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = transport  # type: ignore[assignment]
         server = self.server
-        server.transports.add(transport)
+        server.transports.add(self.transport)  # type: ignore[arg-type]
         if len(server.transports) > server.max_open_connections:
             server.note_connection_limit()
             self._respond(error_response(503, "Server is at its open-file limit"), False)

@@ -142,7 +142,7 @@ class Server:
                     connection.transport.abort()
                 continue
             session = connection.session
-            if session is None or not connection.registered:
+            if not connection.registered:
                 continue
             action = session.keepalive_action(now, timeout, cfg.ping_grace, cfg.pong_timeout)
             if action is KeepaliveAction.PING:

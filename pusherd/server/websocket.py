@@ -16,11 +16,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from websockets.frames import Opcode
+from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
 from pusherd.apps import App
 from pusherd.core import messages
+from pusherd.core.ids import AppId, AppKey
 from pusherd.core.messages import ClientEvent, Ping, Pong, Signin, Subscribe, Unsubscribe
 from pusherd.core.outbound import Outbound
 from pusherd.core.session import Session
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("pusherd.ws")
 
 CLOSE_HANDSHAKE_TIMEOUT = 2.0  # seconds a client gets to answer our close frame
+_NO_APP = App(id=AppId(""), key=AppKey(""), secret="", enabled=False)
 _PONG = Outbound(messages.PONG_FRAME)
 _PING = Outbound(messages.PING_FRAME)
 
@@ -52,9 +54,9 @@ class WebSocketConnection:
         self.transport = transport
         self.app = app
         self.socket_id = socket_id
-        # A refused connection (unknown app) still needs a session-shaped object; it is
-        # closed before any message is dispatched.
-        self.session = Session(socket_id, app, now) if app is not None else None  # type: ignore[arg-type]
+        # A refused connection (unknown key) gets a session of no app: it is closed before
+        # any message is dispatched (only registered connections dispatch).
+        self.session = Session(socket_id, app or _NO_APP, now)
         self.protocol = Protocol(
             Side.SERVER, state=State.OPEN, max_size=server.config.server.max_message_size
         )
@@ -117,18 +119,19 @@ class WebSocketConnection:
         protocol = self.protocol
         protocol.receive_data(data)
         frames = protocol.events_received()
-        if frames and self.session is not None:
+        if frames:
             self.session.note_activity(time.monotonic())
         for frame in frames:
+            assert isinstance(frame, Frame)  # a server-side Protocol only yields frames
             opcode = frame.opcode
             if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
                 if frame.fin:
-                    self._message(frame.data, opcode is Opcode.BINARY)
+                    self._message(bytes(frame.data), opcode is Opcode.BINARY)
                 else:
-                    self._fragments = [frame.data]
+                    self._fragments = [bytes(frame.data)]
                     self._fragments_binary = opcode is Opcode.BINARY
             elif opcode is Opcode.CONT and self._fragments is not None:
-                self._fragments.append(frame.data)
+                self._fragments.append(bytes(frame.data))
                 if frame.fin:
                     data, self._fragments = b"".join(self._fragments), None
                     self._message(data, self._fragments_binary)
@@ -139,8 +142,8 @@ class WebSocketConnection:
         self._flush()
 
     def _message(self, payload: bytes, binary: bool) -> None:
-        if self.protocol.state is not State.OPEN or self.session is None:
-            return  # closing: ignore what the client still sends
+        if self.protocol.state is not State.OPEN or not self.registered:
+            return  # refused or closing: ignore what the client still sends
         if binary:
             self.send(MessageFormatError("Binary frames are not supported").to_frame())
             return
@@ -160,7 +163,7 @@ class WebSocketConnection:
 
     def _dispatch(self, message: messages.ClientMessage) -> None:
         session, app, adapter = self.session, self.app, self.server.adapter
-        assert session is not None and app is not None
+        assert app is not None  # only registered connections of a known app dispatch
         if isinstance(message, Ping):
             self.deliver(_PONG)
         elif isinstance(message, Pong):
