@@ -38,6 +38,8 @@ class ServerConfig:
     max_message_size: int = 65_536  # largest inbound WebSocket message; larger: close 1009
     max_request_size: int = 262_144  # largest HTTP request body; larger: 413 unread
     max_write_buffer_size: int = 1_048_576  # outbound bytes queued per socket before cut-off
+    http_idle_timeout: float = 75.0  # an HTTP connection idle this long (or sending a
+    # request this slowly) is closed
     shutdown_timeout: float = 10.0  # seconds to drain sockets on SIGTERM
     shutdown_batch_size: int = 500  # sockets closed per drain step (paced, no storm)
     strict_protocol_version: bool = False  # absent ?protocol= closes 4008 when true
@@ -101,6 +103,7 @@ def _validate_server(server: ServerConfig) -> None:
     for name in ("activity_timeout", "max_message_size", "max_request_size",
                  "max_write_buffer_size", "shutdown_batch_size"):
         _positive(f"server.{name}", getattr(server, name))
+    _positive("server.http_idle_timeout", server.http_idle_timeout)
     for name in ("ping_grace", "pong_timeout", "shutdown_timeout"):
         _positive(f"server.{name}", getattr(server, name), allow_zero=True)
     if server.path_prefix and (

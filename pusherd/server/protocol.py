@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -32,6 +33,8 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"
             426: "Upgrade Required", 429: "Too Many Requests", 500: "Internal Server Error",
             503: "Service Unavailable"}
 SUPPORTED_PROTOCOLS = frozenset({"5", "6", "7"})
+LINGER_SECONDS = 5.0  # how long a refused request's remaining input is drained
+_VERSION_PATTERN = re.compile(r"\A[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}\Z")
 
 
 def render_response(response: HttpResponse, keep_alive: bool) -> bytes:
@@ -58,6 +61,7 @@ class ServerProtocol(asyncio.Protocol):
         self._body_size = 0
         self._refused = False
         self._upgrading = False
+        self.last_activity = time.monotonic()  # for the idle keep-alive sweep
 
     # --- asyncio.Protocol ---------------------------------------------------------------
 
@@ -66,11 +70,13 @@ class ServerProtocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         server = self.server
         server.transports.add(self.transport)  # type: ignore[arg-type]
+        server.http_protocols.add(self)
         if len(server.transports) > server.max_open_connections:
             server.note_connection_limit()
             self._respond(error_response(503, "Server is at its open-file limit"), False)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.server.http_protocols.discard(self)
         if self.transport is not None:
             self.server.transports.discard(self.transport)
         if self.ws is not None:
@@ -94,6 +100,7 @@ class ServerProtocol(asyncio.Protocol):
             return
         if self._refused:
             return
+        self.last_activity = time.monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -166,8 +173,15 @@ class ServerProtocol(asyncio.Protocol):
             return
         transport.write(render_response(response, keep_alive))
         if not keep_alive:
+            # Half-close: the client gets the response and a FIN, and whatever it is still
+            # sending is read and dropped. Closing outright with unread input would send
+            # a TCP reset that can destroy the response before the client reads it.
             self._refused = True
-            transport.close()
+            if transport.can_write_eof():
+                transport.write_eof()
+                asyncio.get_running_loop().call_later(LINGER_SECONDS, transport.close)
+            else:
+                transport.close()
 
     def _upgrade(self, rest: bytes) -> None:
         """Complete the RFC 6455 handshake for ``/app/{key}``, then vet the connection."""
@@ -203,6 +217,7 @@ class ServerProtocol(asyncio.Protocol):
         now = time.monotonic()
         connection = WebSocketConnection(server, transport, app, server.new_socket_id(), now)
         self.ws = connection
+        server.http_protocols.discard(self)
         server.websocket_opened(connection)
 
         query = dict(parse_qsl((url.query or b"").decode("latin-1"), keep_blank_values=True))
@@ -231,6 +246,9 @@ class ServerProtocol(asyncio.Protocol):
             return 4001, "Application does not exist"
         if not app.enabled:
             return 4003, "Application is disabled"
+        version = query.get("version")
+        if version is not None and _VERSION_PATTERN.match(version) is None:
+            return 4006, "Invalid version string format"
         protocol = query.get("protocol")
         if protocol is None:
             if server.config.server.strict_protocol_version:

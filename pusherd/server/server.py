@@ -46,6 +46,7 @@ class Server:
         self.adapter = LocalAdapter()
         self.http_api = HttpApi(self)
         self.transports: set[asyncio.Transport] = set()
+        self.http_protocols: set[ServerProtocol] = set()  # connections not (yet) upgraded
         self.websockets: dict[str, WebSocketConnection] = {}
         self.draining = False
         self.port = 0
@@ -149,6 +150,10 @@ class Server:
                 connection.ping()
             elif action is KeepaliveAction.CLOSE:
                 connection.terminate(4201, "Pong reply not received: reconnect")
+        idle_limit = cfg.http_idle_timeout
+        for http in list(self.http_protocols):
+            if now - http.last_activity >= idle_limit and http.transport is not None:
+                http.transport.close()
         self.adapter.tick(now)
 
     def sweep_interval(self) -> float:
