@@ -218,6 +218,11 @@ class ServerProtocol(asyncio.Protocol):
         connection = WebSocketConnection(server, transport, app, server.new_socket_id(), now)
         self.ws = connection
         server.http_protocols.discard(self)
+        # The HTTP parser and request buffers are done with: free them for the socket's
+        # lifetime (memory per idle connection is a headline figure).
+        self._headers = {}
+        self._body = []
+        self._url = b""
         server.websocket_opened(connection)
 
         query = dict(parse_qsl((url.query or b"").decode("latin-1"), keep_blank_values=True))
