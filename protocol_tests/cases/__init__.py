@@ -1,0 +1,12 @@
+"""Every case module; importing this package registers all cases in order."""
+
+from . import (  # noqa: F401
+    activity,
+    channels,
+    client_events,
+    clients,
+    handshake,
+    http_api,
+    presence,
+    users,
+)
