@@ -24,6 +24,8 @@ import os
 import resource
 import secrets
 import signal
+import socket
+import struct
 import sys
 from urllib.parse import parse_qsl
 
@@ -33,6 +35,7 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 from websockets.utils import accept_key
 
+_LINGER_ZERO = struct.pack("ii", 1, 0)
 _RESPONSE_OK = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 )
@@ -131,6 +134,11 @@ class Connection(asyncio.Protocol):
         self.subscribed.clear()
 
     def abort(self) -> None:
+        # Linger 0: the kernel resets the connection and frees its send queue at once,
+        # instead of keeping the unsent bytes of an orphaned FIN-WAIT-1 socket.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
         self.transport.abort()
 
     # httptools callbacks

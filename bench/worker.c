@@ -13,8 +13,9 @@
  *        from --request-file (requests separated by a line "\n--REQ--\n"), closed loop
  *        (one outstanding request per connection), and count status-200 responses.
  *
- * Control: commands on stdin, one per line: STAT (print a progress line), SLOW (the first
- * --slow connections stop reading), GO (api mode: start), STOP (print RESULT and exit).
+ * Control: commands on stdin, one per line: STAT (print the counters), HIST (print the
+ * latency histogram), RESET (zero both), SLOW (the --slow connections stop reading),
+ * GO <seconds> (api mode: start), STOP (print RESULT and exit).
  * Output: lines "READY {json}", "STAT {json}", "RESULT {json}" on stdout.
  * Every phase is bounded: --connect-timeout for the set-up, --max-time for the whole run.
  */
@@ -56,10 +57,11 @@ struct conn {
     uint8_t *pend;      /* bytes of an incomplete frame / response kept between reads */
     uint64_t t_sent;    /* api mode: when the outstanding request was written */
     uint32_t req_i;
+    uint8_t subs_pending;
 };
 
 static struct {
-    const char *mode, *host, *path, *channel, *channel_fmt, *request_file, *app_key;
+    const char *mode, *host, *path, *channel, *channel_fmt, *request_file, *slow_channel, *slow_src;
     int port, conns, channel_offset, slow, slow_rcvbuf, concurrency;
     double connect_timeout, max_time;
     char *srcs[64];
@@ -70,7 +72,7 @@ static struct conn *conns;
 static int ep;
 static uint8_t rbuf[RBUF_SIZE];
 static uint64_t hist[HIST_BUCKETS];
-static uint64_t total_received, total_bad, n_subscribed, n_failed, n_cut, n_closed_other;
+static uint64_t total_received, normal_received, total_bad, n_subscribed, n_failed, n_cut, n_closed_other;
 static uint64_t n_inflight, next_to_start, n_settled;
 static uint64_t t_start, t_ready, max_lat_ns;
 static int ready_reported, slow_mode, api_go;
@@ -196,6 +198,8 @@ static void on_text(struct conn *c, const uint8_t *p, size_t n, uint64_t now) {
         while (q < end && *q >= '0' && *q <= '9') t = t * 10 + (uint64_t)(*q++ - '0');
         c->received++;
         total_received++;
+        if (c->slow) return; /* latency and loss are measured on the normal readers */
+        normal_received++;
         if (t && now >= t) record_latency(now - t); else total_bad++;
         return;
     }
@@ -205,11 +209,19 @@ static void on_text(struct conn *c, const uint8_t *p, size_t n, uint64_t now) {
         int len = snprintf(msg, sizeof msg,
                            "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"%s\"}}", ch);
         if (send_text(c, msg, (size_t)len) < 0) { conn_close(c, 1); return; }
+        c->subs_pending = 1;
+        if (c->slow && opt.slow_channel) {
+            len = snprintf(msg, sizeof msg,
+                           "{\"event\":\"pusher:subscribe\",\"data\":{\"channel\":\"%s\"}}",
+                           opt.slow_channel);
+            if (send_text(c, msg, (size_t)len) < 0) { conn_close(c, 1); return; }
+            c->subs_pending = 2;
+        }
         c->state = S_WAIT_SUB;
         return;
     }
     if (c->state == S_WAIT_SUB && find(p, n, "pusher_internal:subscription_succeeded")) {
-        settle_subscribed(c);
+        if (--c->subs_pending == 0) settle_subscribed(c);
         return;
     }
     if (find(p, n, "pusher:ping")) {
@@ -265,10 +277,13 @@ static void start_connect(struct conn *c) {
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (c->slow && opt.slow_rcvbuf > 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &opt.slow_rcvbuf, sizeof opt.slow_rcvbuf);
-    if (opt.nsrc > 0) {
+    const char *src_ip = NULL;
+    if (c->slow && opt.slow_src) src_ip = opt.slow_src;
+    else if (opt.nsrc > 0) src_ip = opt.srcs[c->index % opt.nsrc];
+    if (src_ip) {
         struct sockaddr_in src = {0};
         src.sin_family = AF_INET;
-        inet_pton(AF_INET, opt.srcs[c->index % opt.nsrc], &src.sin_addr);
+        inet_pton(AF_INET, src_ip, &src.sin_addr);
         setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
         if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
             close(fd); c->state = S_FAILED; n_failed++; n_settled++; return;
@@ -460,11 +475,12 @@ static void print_counts(FILE *out) {
     }
     if (mn == UINT32_MAX) mn = 0;
     fprintf(out,
-            "\"received\":%llu,\"bad\":%llu,\"subscribed\":%llu,\"failed\":%llu,\"cut\":%llu,"
+            "\"received\":%llu,\"normal_received\":%llu,\"bad\":%llu,\"subscribed\":%llu,\"failed\":%llu,\"cut\":%llu,"
             "\"slow_cut\":%llu,\"normal_cut\":%llu,\"closed_other\":%llu,\"min_per_conn\":%u,"
             "\"max_per_conn\":%u,\"max_latency_us\":%llu,\"api_ok\":%llu,\"api_bad\":%llu,"
             "\"api_elapsed_s\":%.6f",
-            (unsigned long long)total_received, (unsigned long long)total_bad,
+            (unsigned long long)total_received, (unsigned long long)normal_received,
+            (unsigned long long)total_bad,
             (unsigned long long)n_subscribed, (unsigned long long)n_failed,
             (unsigned long long)n_cut, (unsigned long long)slow_cut,
             (unsigned long long)normal_cut, (unsigned long long)n_closed_other, mn, mx,
@@ -489,6 +505,11 @@ static int on_stdin(void) {
             print_counts(stdout);
             printf("}\n");
             fflush(stdout);
+        } else if (!strcmp(cmdbuf, "HIST")) {
+            printf("HIST {");
+            print_hist_json(stdout);
+            printf("}\n");
+            fflush(stdout);
         } else if (!strcmp(cmdbuf, "SLOW")) {
             slow_mode = 1;
             for (int i = 0; i < opt.conns; i++)
@@ -509,6 +530,7 @@ static int on_stdin(void) {
             memset(hist, 0, sizeof hist);
             max_lat_ns = 0;
             total_received = 0;
+            normal_received = 0;
             total_bad = 0;
             for (int i = 0; i < opt.conns; i++) conns[i].received = 0;
             printf("RESET\n");
@@ -525,7 +547,9 @@ static void usage(void) {
     fprintf(stderr,
             "usage: pusher-load --mode ws|api --host H --port P [--path /app/KEY?protocol=7]\n"
             "  [--conns N] [--channel NAME | --channel-fmt 'bench-%%d' --channel-offset O]\n"
-            "  [--src 127.0.0.2,127.0.0.3] [--slow K] [--slow-rcvbuf BYTES] [--concurrency C]\n"
+            "  [--src 127.0.0.2,127.0.0.3] [--slow K] [--slow-channel NAME] [--slow-src IP]\n"
+            "  [--slow-rcvbuf BYTES]\n"
+            "  [--concurrency C]\n"
             "  [--connect-timeout S] [--max-time S] [--request-file F]\n");
     exit(2);
 }
@@ -554,6 +578,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--channel-fmt")) opt.channel_fmt = v;
         else if (!strcmp(a, "--channel-offset")) opt.channel_offset = atoi(v);
         else if (!strcmp(a, "--slow")) opt.slow = atoi(v);
+        else if (!strcmp(a, "--slow-channel")) opt.slow_channel = v;
+        else if (!strcmp(a, "--slow-src")) opt.slow_src = v;
         else if (!strcmp(a, "--slow-rcvbuf")) opt.slow_rcvbuf = atoi(v);
         else if (!strcmp(a, "--concurrency")) opt.concurrency = atoi(v);
         else if (!strcmp(a, "--connect-timeout")) opt.connect_timeout = atof(v);

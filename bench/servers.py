@@ -1,0 +1,148 @@
+"""Servers under test: started by the runner (floors, pusherd) or already running (external)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.signing import AppCredentials
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LISTENING = re.compile(r"listening on http://([^:\s]+):(\d+)")
+DEFAULT_CREDENTIALS = AppCredentials("1001", "bench-key", "bench-secret")
+
+# name -> what it is, for the report
+DESCRIPTIONS = {
+    "floor": "bench/floor_frameonce.py: bare frame-once server, websockets Sans-I/O, uvloop (B)",
+    "floor-a": "bench/floor_starlette.py: Starlette WebSocket routes on uvicorn, uvloop (A)",
+    "pusherd": "python -m pusherd, full-featured, one process",
+    "external": "an already running server given by --target",
+}
+
+PUSHERD_CONFIG = """\
+[server]
+host = "{host}"
+port = 0
+activity_timeout = 120
+
+[[apps]]
+id = "{app_id}"
+key = "{key}"
+secret = "{secret}"
+enable_client_events = true
+enable_user_authentication = true
+enable_subscription_count = false
+max_connections = 0
+allowed_origins = ["*"]
+max_presence_members = 100
+max_presence_user_info_size = 1024
+max_event_data_size = 10240
+max_client_events_per_second = 10
+"""
+
+
+@dataclass
+class RunningServer:
+    """A server the load goes to; `pid` is None for an external server (no RSS/CPU then)."""
+
+    name: str
+    host: str
+    port: int
+    credentials: AppCredentials
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+    tmpdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def alive(self) -> bool:
+        return self.process is None or self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.tmpdir is not None:
+            self.tmpdir.cleanup()
+            self.tmpdir = None
+
+
+def server_command(name: str, host: str, credentials: AppCredentials,
+                   config_path: Path | None) -> list[str]:
+    python = sys.executable
+    common = ["--host", host, "--port", "0", "--app-id", credentials.app_id,
+              "--app-key", credentials.key]
+    if name == "floor":
+        return [python, "-m", "bench.floor_frameonce", *common,
+                "--app-secret", credentials.secret]
+    if name == "floor-verify":
+        return [python, "-m", "bench.floor_frameonce", *common,
+                "--app-secret", credentials.secret, "--verify"]
+    if name == "floor-a":
+        return [python, "-m", "bench.floor_starlette", *common]
+    if name == "pusherd":
+        assert config_path is not None
+        return [python, "-m", "pusherd", "--config", str(config_path), "--host", host,
+                "--port", "0"]
+    raise ValueError(f"unknown server {name!r}")
+
+
+def start_server(name: str, *, host: str = "127.0.0.1", cpu: int | None = None,
+                 credentials: AppCredentials = DEFAULT_CREDENTIALS,
+                 startup_timeout: float = 30.0, extra_env: dict[str, str] | None = None,
+                 ) -> RunningServer:
+    """Start `name` on port 0, pinned to `cpu`, and return once it printed its port."""
+    tmpdir = tempfile.TemporaryDirectory(prefix="bench-")
+    config_path = None
+    if name == "pusherd":
+        config_path = Path(tmpdir.name) / "pusherd.toml"
+        config_path.write_text(PUSHERD_CONFIG.format(
+            host=host, app_id=credentials.app_id, key=credentials.key,
+            secret=credentials.secret))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    for var in ("PUSHERD_HOST", "PUSHERD_PORT", "PUSHERD_APP_ID", "PUSHERD_APP_KEY",
+                "PUSHERD_APP_SECRET"):
+        env.pop(var, None)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    process = subprocess.Popen(
+        server_command(name, host, credentials, config_path), cwd=REPO_ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+    )
+    if cpu is not None:
+        os.sched_setaffinity(process.pid, {cpu})
+    output: list[str] = []
+    found: list[tuple[str, int]] = []
+    ready = threading.Event()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if len(output) < 2000:
+                output.append(line)
+            if not found:
+                match = LISTENING.search(line)
+                if match:
+                    found.append((match.group(1), int(match.group(2))))
+                    ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not ready.wait(startup_timeout) or not found:
+        process.kill()
+        process.wait()
+        tmpdir.cleanup()
+        raise RuntimeError(f"{name} did not start:\n" + "".join(output[-50:]))
+    return RunningServer(name, found[0][0], found[0][1], credentials, process, output, tmpdir)
