@@ -99,8 +99,6 @@ async def probe(ctx: Context) -> str | None:
 
 async def run(args: argparse.Namespace) -> int:
     chosen = select(REGISTRY, args.only)
-    if args.no_browser:
-        pass  # browser cases report N/A themselves, with the reason
     if args.list:
         for c in chosen:
             print(f"{c.id}  §{c.section}  {c.title}")
@@ -111,17 +109,18 @@ async def run(args: argparse.Namespace) -> int:
         print(f"cannot connect to {ctx.ws_base}/app/{args.app_key}: {down}", file=sys.stderr)
     results: list[Result] = []
     background = [asyncio.create_task(run_case(ctx, c)) for c in chosen if c.background]
-    ordered = [c for c in chosen if not c.background and not c.last] + \
-              [c for c in chosen if not c.background and c.last]
+    regular = [c for c in chosen if not c.background and not c.last]
+    disruptive = [c for c in chosen if not c.background and c.last]
     try:
-        for c in ordered:
-            r = await run_case(ctx, c)
-            results.append(r)
-            print(line_for(r), flush=True)
-        for task in background:
-            r = await task
-            results.append(r)
-            print(line_for(r), flush=True)
+        for c in regular:
+            results.append(await run_case(ctx, c))
+            print(line_for(results[-1]), flush=True)
+        for task in background:  # before disruptive cases such as a server restart
+            results.append(await task)
+            print(line_for(results[-1]), flush=True)
+        for c in disruptive:
+            results.append(await run_case(ctx, c))
+            print(line_for(results[-1]), flush=True)
     finally:
         await ctx.close()
     passed = sum(r.result == PASS for r in results)

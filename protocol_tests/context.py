@@ -158,6 +158,7 @@ class Context:
         if node_cleanup and self._node is not None:
             with contextlib.suppress(Exception):
                 await self._node.run("await cleanup();", 20)
+            self._node.clear_events()
 
     async def close(self) -> None:
         for obj in self._tracked:

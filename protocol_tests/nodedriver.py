@@ -112,6 +112,10 @@ class NodeDriver:
                 except TimeoutError:
                     pass
 
+    def clear_events(self) -> None:
+        self.events.clear()
+        self._consumed.clear()
+
     def seen(self, tag: str) -> list[Any]:
         """All events ``tag`` so far (consumed or not)."""
         return [d for t, d in self.events if t == tag]

@@ -2,6 +2,7 @@
 
 from . import (  # noqa: F401
     activity,
+    browser,
     channels,
     client_events,
     clients,

@@ -75,6 +75,9 @@ async function echo(name, opts) {
     key: cfg.appKey,
     Pusher,
     authEndpoint: cfg.authBase + '/broadcasting/auth',
+    // Fresh header objects: Echo writes the bearer token into the headers object it is given,
+    // and its defaults object is shared by every Echo instance of the process.
+    auth: { headers: {} },
     userAuthentication: { endpoint: cfg.authBase + '/broadcasting/user-auth', headers: {} },
     bearerToken: opts.bearerToken || null,
   }, opts.options || {}));
