@@ -207,7 +207,7 @@ def notifications_index(ctx: Ctx, req: Req) -> Any:
 
 def notification_read(ctx: Ctx, req: Req) -> Any:
     ctx.db.execute(update(Notification).where(
-        Notification.id == str(req.path_params["id"])[:36],
+        Notification.id == str(req.path_params["notification_id"])[:36],
         Notification.user_id == ctx.user.id,  # type: ignore[union-attr]
         Notification.read_at.is_(None)).values(read_at=ctx.now))
     return {"message": "Notification marked as read"}
@@ -263,7 +263,7 @@ def employee_list(ctx: Ctx, req: Req, status: str | None) -> dict[str, Any]:
         items.append(data)
     out = paginate(items, total, page, per_page, req.path)
     counts = dict(ctx.db.execute(select(User.status, func.count(User.id)).where(
-        User.deleted_at.is_(None), User.role == "employee").group_by(User.status)).tuples().all())
+        User.deleted_at.is_(None), User.role == "employee").group_by(User.status)).all())
     out["summary"] = {"total": sum(counts.values()), "active": counts.get("active", 0),
                       "inactive": counts.get("inactive", 0)}
     return out
@@ -1030,7 +1030,7 @@ def monthly_summary(ctx: Ctx, year: int, month: int) -> dict[str, Any]:
     for user in users:
         counts = dict(ctx.db.execute(select(AttendanceRecord.status, func.count()).where(
             AttendanceRecord.user_id == user.id, AttendanceRecord.work_date >= first,
-            AttendanceRecord.work_date <= last).group_by(AttendanceRecord.status)).tuples().all())
+            AttendanceRecord.work_date <= last).group_by(AttendanceRecord.status)).all())
         present = counts.get("present", 0) + counts.get("left_early", 0) + counts.get("late", 0)
         rate = min(100, round(present / working * 100)) if working else 0
         summary.append({"employee_id": user.employee_code, "user_id": user.id,
@@ -1051,7 +1051,7 @@ def report_monthly(ctx: Ctx, req: Req) -> Any:
 
 def employee_report(ctx: Ctx, req: Req, user: User) -> dict[str, Any]:
     counts = dict(ctx.db.execute(select(AttendanceRecord.status, func.count()).where(
-        AttendanceRecord.user_id == user.id).group_by(AttendanceRecord.status)).tuples().all())
+        AttendanceRecord.user_id == user.id).group_by(AttendanceRecord.status)).all())
     total = sum(counts.values())
     attended = counts.get("present", 0) + counts.get("left_early", 0) + counts.get("late", 0)
     stmt = select(AttendanceRecord).where(AttendanceRecord.user_id == user.id)
@@ -1287,7 +1287,7 @@ ROUTES: list[RouteSpec] = [
     R("POST", "/api/auth/change-password", change_password, tag="auth",
       body=S(current_password=STR, password=STR, password_confirmation=STR)),
     R("GET", "/api/notifications", notifications_index, tag="notifications", returns="array"),
-    R("PATCH", "/api/notifications/{id}/read", notification_read, tag="notifications"),
+    R("PATCH", "/api/notifications/{notification_id}/read", notification_read, tag="notifications"),
     R("POST", "/api/notifications/read-all", notifications_read_all, tag="notifications"),
     R("GET", "/api/employees/next-id", employees_next_id, "admin", "employees"),
     R("GET", "/api/employees", employees_index, "admin", "employees",

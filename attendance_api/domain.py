@@ -162,7 +162,7 @@ def record_of_day(ctx: Ctx, user_id: int, work_date: date,
     stmt = select(AttendanceRecord).where(AttendanceRecord.user_id == user_id,
                                           AttendanceRecord.work_date == work_date)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(of=AttendanceRecord)
     return ctx.db.scalars(stmt).unique().first()
 
 
@@ -244,7 +244,7 @@ def open_break_of(ctx: Ctx, record_id: int) -> Break | None:
 def check_out(ctx: Ctx, record_id: int) -> AttendanceRecord:
     assert ctx.user is not None
     record = ctx.db.scalars(select(AttendanceRecord).where(AttendanceRecord.id == record_id)
-                            .with_for_update()).unique().first()
+                            .with_for_update(of=AttendanceRecord)).unique().first()
     if record is None:
         raise ApiError(404, "Attendance record not found.", "RECORD_NOT_FOUND")
     if record.user_id != ctx.user.id and ctx.user.role != "admin":
@@ -658,7 +658,7 @@ def dashboard_stats(ctx: Ctx) -> dict[str, Any]:
         select(AttendanceRecord.status, func.count(AttendanceRecord.id))
         .join(User, User.id == AttendanceRecord.user_id)
         .where(AttendanceRecord.work_date == op, User.role == "employee")
-        .group_by(AttendanceRecord.status)).tuples().all())
+        .group_by(AttendanceRecord.status)).all())
     present = counts.get("present", 0) + counts.get("left_early", 0)
     late = counts.get("late", 0)
     absent = counts.get("absent", 0) + counts.get("excused", 0)
@@ -738,7 +738,7 @@ def employee_dashboard(ctx: Ctx, user: User) -> dict[str, Any]:
     monthly = dict(ctx.db.execute(
         select(AttendanceRecord.status, func.count(AttendanceRecord.id)).where(
             AttendanceRecord.user_id == user.id, AttendanceRecord.work_date >= month_start)
-        .group_by(AttendanceRecord.status)).tuples().all())
+        .group_by(AttendanceRecord.status)).all())
     recent = ctx.db.scalars(select(AttendanceRecord).where(AttendanceRecord.user_id == user.id)
                             .order_by(AttendanceRecord.work_date.desc()).limit(5)).unique().all()
     status = break_status(ctx, user)

@@ -1,0 +1,598 @@
+"""The HTTP API against a real database (SQLite and PostgreSQL): flows, the security fixes of
+spec section 6, the outbox contents and channel authorisation."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from datetime import time, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+
+from attendance_api import domain
+from attendance_api.context import ApiError
+from attendance_api.models import Base, Break, OutboxEvent, User
+from attendance_api.runtime import Config, Runtime
+
+from .conftest import PASSWORD, World, manila
+
+
+def night_session(world: World, grace: int | None = 15, date: str = "2026-03-02") -> int:
+    world.user("boss", "admin")
+    world.login("boss")
+    schedule = world.schedule(time(23, 0), time(7, 0), grace)
+    response = world.call("POST", "/api/attendance-sessions", "boss",
+                          json={"schedule_id": schedule, "date": date})
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def outbox(world: World) -> list[OutboxEvent]:
+    with world.runtime.unit(write=False) as ctx:
+        rows = list(ctx.db.scalars(select(OutboxEvent).order_by(OutboxEvent.id)).all())
+        ctx.db.expunge_all()
+        return rows
+
+
+# ------------------------------------------------------------------ auth and tokens
+
+
+def test_login_is_case_insensitive_and_returns_a_bearer_token(world: World) -> None:
+    world.user("john")
+    response = world.client.post("/api/auth/login",
+                                 json={"email": "John@Example.TEST", "password": PASSWORD})
+    assert response.status_code == 200
+    body = response.json()
+    assert "|" in body["token"] and body["user"]["email"] == "john@example.test"
+    assert body["user"]["employee_id"].startswith("QCV-")
+    me = world.client.get("/api/auth/me", headers={"Authorization": f"Bearer {body['token']}"})
+    assert me.json()["user"]["id"] == world.ids["john"]
+
+
+def test_tokens_are_stored_hashed(world: World) -> None:
+    world.user("john")
+    world.login("john")
+    secret = world.tokens["john"].split("|", 1)[1]
+    with world.runtime.unit(write=False) as ctx:
+        stored = ctx.db.execute(text("SELECT secret_hash FROM api_tokens")).scalars().all()
+    assert secret not in stored
+    assert hashlib.sha256(secret.encode()).hexdigest() in stored
+
+
+def test_wrong_password_is_a_422_on_email(world: World) -> None:
+    world.user("john")
+    response = world.client.post("/api/auth/login",
+                                 json={"email": "john@example.test", "password": "nope"})
+    assert response.status_code == 422 and "email" in response.json()["errors"]
+
+
+def test_a_second_login_revokes_the_first_token(world: World) -> None:
+    world.user("john")
+    first = world.login("john")
+    world.login("john")
+    assert world.client.get("/api/auth/me", headers=first).status_code == 401
+
+
+def test_logout_revokes_the_token(world: World) -> None:
+    world.user("john")
+    headers = world.login("john")
+    assert world.client.post("/api/auth/logout", headers=headers).status_code == 200
+    assert world.client.get("/api/auth/me", headers=headers).status_code == 401
+
+
+def test_a_deactivated_users_token_is_refused_at_once(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    world.user("john")
+    john = world.login("john")
+    toggled = world.call("PATCH", f"/api/employees/{world.ids['john']}/toggle-status", "boss")
+    assert toggled.json()["status"] == "inactive"
+    assert world.client.get("/api/auth/me", headers=john).status_code == 401
+
+
+def test_changing_the_password_revokes_the_other_tokens(world: World) -> None:
+    world.user("john")
+    world.login("john")
+    other = world.auth("john")
+    # a second device: issue another token directly (login would revoke the first)
+    response = world.client.post("/api/auth/refresh", headers=other)
+    current = {"Authorization": f"Bearer {response.json()['token']}"}
+    with world.runtime.unit(write=True) as ctx:  # re-enable the old token to simulate 2 devices
+        ctx.db.execute(text("UPDATE api_tokens SET revoked_at = NULL"))
+    assert world.client.get("/api/auth/me", headers=other).status_code == 200
+    changed = world.client.post("/api/auth/change-password", headers=current, json={
+        "current_password": PASSWORD, "password": "New-pass-22!",
+        "password_confirmation": "New-pass-22!"})
+    assert changed.status_code == 200, changed.text
+    assert world.client.get("/api/auth/me", headers=other).status_code == 401
+    assert world.client.get("/api/auth/me", headers=current).status_code == 200
+
+
+def test_ten_employees_behind_one_ip_can_all_log_in(world: World) -> None:
+    for n in range(10):
+        world.user(f"staff{n}")
+    for n in range(10):
+        world.login(f"staff{n}")
+    assert len(world.tokens) == 10
+
+
+def test_an_account_is_throttled_after_repeated_failures_but_others_are_not(world: World) -> None:
+    world.user("john")
+    world.user("mary")
+    for _ in range(5):
+        world.client.post("/api/auth/login", json={"email": "john@example.test",
+                                                   "password": "wrong"})
+    blocked = world.client.post("/api/auth/login", json={"email": "john@example.test",
+                                                         "password": PASSWORD})
+    assert blocked.status_code == 429 and blocked.json()["error_code"] == "TOO_MANY_ATTEMPTS"
+    world.login("mary")
+
+
+def test_an_employee_cannot_claim_another_login_email(world: World) -> None:
+    world.user("john")
+    headers = world.login("john")
+    response = world.client.post("/api/auth/update-profile", headers=headers, json={
+        "first_name": "John", "last_name": "T", "email": "admin@example.test"})
+    assert response.status_code == 403
+    with world.runtime.unit(write=False) as ctx:
+        assert ctx.db.get(User, world.ids["john"]).email == "john@example.test"
+
+
+def test_no_boot_time_promotion_by_email_or_code(world: World, database_url: str) -> None:
+    world.user("boss", "admin")
+    with world.runtime.unit(write=True) as ctx:  # the bootstrap admin code moves away
+        ctx.db.get(User, world.ids["boss"]).employee_code = "ADM-1"
+    sneaky = world.user("sneaky", employee_code="SYSADM-001")
+    with world.runtime.unit(write=True) as ctx:
+        ctx.db.get(User, sneaky).email = "root@example.test"
+    config = Config(database_url=database_url, admin_email="root@example.test",
+                    admin_password="Whatever-1!", tick_seconds=0)
+    restarted = Runtime(config, world.clock)
+    restarted.prepare()
+    with restarted.unit(write=False) as ctx:
+        assert ctx.db.get(User, sneaky).role == "employee"
+        assert ctx.db.scalar(text("SELECT count(*) FROM users WHERE role = 'admin'")) == 1
+    restarted.engine.dispose()
+
+
+def test_the_first_start_creates_the_admin_from_the_environment(database_url: str) -> None:
+    from .conftest import Clock
+
+    config = Config(database_url=database_url, admin_email="Owner@Example.test",
+                    admin_password="Owner-pass-1!", tick_seconds=0)
+    runtime = Runtime(config, Clock(manila(2026, 3, 2, 9)))
+    runtime.prepare()
+    runtime.prepare()  # a restart does not create a second one
+    with runtime.unit(write=False) as ctx:
+        emails = ctx.db.scalars(select(User.email).where(User.role == "admin")).all()
+    assert emails == ["owner@example.test"]
+    runtime.engine.dispose()
+
+
+# ------------------------------------------------------------------ check-in and check-out
+
+
+def test_check_in_late_counts_minutes_from_the_shift_start(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 2, 23, 16))
+    response = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana",
+                          json={"device_type": "desktop", "browser": "Firefox"})
+    assert response.status_code == 200, response.text
+    record = response.json()["record"]
+    assert (record["status"], record["minutes_late"]) == ("late", 16)
+    assert record["browser"] == "Firefox" and record["attendance_date"] == "2026-03-02"
+    assert record["time_in"].endswith("Z") and record["session"]["schedule"]["time_in"] == "23:00:00"
+
+
+def test_a_duplicate_check_in_is_refused(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    assert world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").status_code == 200
+    again = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    assert again.status_code == 400 and again.json()["error_code"] == "CURRENTLY_CHECKED_IN"
+
+
+def test_concurrent_check_ins_create_one_record(world: World) -> None:
+    session = night_session(world)
+    uid = world.user("ana")
+    results: list[Any] = []
+
+    def attempt() -> None:
+        try:
+            with world.runtime.unit(write=True) as ctx:
+                ctx.user = ctx.db.get(User, uid)
+                domain.check_in(ctx, session, {})
+            results.append("ok")
+        except ApiError as err:
+            results.append(err.error_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results.count("ok") == 1
+    with world.runtime.unit(write=False) as ctx:
+        assert ctx.db.scalar(text("SELECT count(*) FROM attendance_records")) == 1
+
+
+def test_admins_do_not_use_self_service_routes(world: World) -> None:
+    session = night_session(world)
+    assert world.call("POST", f"/api/attendance-records/confirm/{session}",
+                      "boss").status_code == 403
+    assert world.call("POST", "/api/break/start", "boss").status_code == 403
+
+
+def test_check_in_outside_the_window_is_refused(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 2, 17, 59))
+    early = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    assert early.status_code == 403 and early.json()["error_code"] == "TOO_EARLY"
+    world.clock.set(manila(2026, 3, 3, 1, 31))
+    late = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    assert late.status_code == 403 and late.json()["error_code"] == "TOO_LATE"
+
+
+def test_the_dashboard_flag_agrees_with_check_in_for_a_day_shift(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    schedule = world.schedule(time(8, 0), time(17, 0))
+    world.call("POST", "/api/attendance-sessions", "boss",
+               json={"schedule_id": schedule, "date": "2026-03-03"})
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 3, 7, 55))
+    dash = world.call("GET", "/api/reports/employee-dashboard", "ana").json()
+    assert dash["can_confirm"] is True and dash["active_session"]["date"] == "2026-03-03"
+    session = dash["active_session"]["id"]
+    confirm = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    assert confirm.status_code == 200 and confirm.json()["record"]["status"] == "present"
+
+
+def test_locking_marks_absentees_and_refuses_check_in_and_unlock_keeps_them(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.user("ben")
+    world.login("ana")
+    world.login("ben")
+    world.clock.set(manila(2026, 3, 2, 22, 30))
+    assert world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").status_code == 200
+    locked = world.call("PATCH", f"/api/attendance-sessions/{session}/lock", "boss", json={})
+    assert locked.status_code == 200 and locked.json()["absent_marked"] == 1
+    refused = world.call("POST", f"/api/attendance-records/confirm/{session}", "ben")
+    assert refused.status_code == 409 and refused.json()["error_code"] == "SESSION_LOCKED"
+    assert world.call("PATCH", f"/api/attendance-sessions/{session}/lock", "boss").status_code == 422
+    unlocked = world.call("PATCH", f"/api/attendance-sessions/{session}/unlock", "boss")
+    assert unlocked.status_code == 200 and unlocked.json()["session"]["status"] == "pending"
+    detail = world.call("GET", f"/api/attendance-sessions/{session}", "boss").json()
+    statuses = {r["user_id"]: r["status"] for r in detail["records"]}
+    assert statuses[world.ids["ben"]] == "absent" and statuses[world.ids["ana"]] == "present"
+
+
+def test_session_detail_has_virtual_rows_and_duplicates_are_conflicts(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    detail = world.call("GET", f"/api/attendance-sessions/{session}", "boss").json()
+    assert detail["records"][0]["id"] == f"virtual_{world.ids['ana']}"
+    schedule = world.schedule(time(8, 0), time(12, 0))
+    first = world.call("POST", "/api/attendance-sessions", "boss", json={
+        "schedule_id": schedule, "date": "2026-03-04", "employee_ids": [world.ids["ana"]]})
+    assert first.status_code == 201
+    other = world.schedule(time(13, 0), time(17, 0))
+    clash = world.call("POST", "/api/attendance-sessions", "boss", json={
+        "schedule_id": other, "date": "2026-03-04", "employee_ids": [world.ids["ana"]]})
+    assert clash.status_code == 409 and clash.json()["conflicts"] == [world.ids["ana"]]
+
+
+def test_check_out_early_is_left_early(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 2, 23, 0))
+    record = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").json()["record"]
+    world.clock.set(manila(2026, 3, 3, 6, 30))
+    out = world.call("POST", f"/api/attendance-records/{record['id']}/check-out", "ana")
+    assert out.status_code == 200 and out.json()["record"]["status"] == "left_early"
+    again = world.call("POST", f"/api/attendance-records/{record['id']}/check-out", "ana")
+    assert again.json()["error_code"] == "ALREADY_CHECKED_OUT"
+
+
+# ------------------------------------------------------------------ breaks
+
+
+def test_break_flow_one_open_break_and_the_allowance(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 2, 23, 0))
+    world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    start = world.call("POST", "/api/break/start", "ana", json={"type": "Meal"})
+    assert start.status_code == 200 and start.json()["break_remaining_seconds"] == 5400
+    second = world.call("POST", "/api/break/start", "ana")
+    assert second.json()["error_code"] == "ALREADY_ON_BREAK"
+    world.clock.set(manila(2026, 3, 3, 0, 0))
+    end = world.call("POST", "/api/break/end", "ana")
+    assert end.status_code == 200 and end.json()["duration_minutes"] == 60
+    status = world.call("GET", "/api/break/status", "ana").json()
+    assert status["break_remaining_seconds"] == 30 * 60 and status["can_start_break"] is True
+    # the next break is capped at the 30 minutes left and auto-ended by the tick
+    world.call("POST", "/api/break/start", "ana")
+    world.clock.set(manila(2026, 3, 3, 1, 0))
+    counts = world.runtime.run_tick()
+    assert counts["breaks"] == 1
+    assert world.runtime.run_tick()["breaks"] == 0  # idempotent
+    status = world.call("GET", "/api/break/status", "ana").json()
+    assert status["break_remaining_seconds"] == 0 and status["break_reason"] == "break_limit_reached"
+    limit = world.call("POST", "/api/break/start", "ana")
+    assert limit.json()["error_code"] == "BREAK_LIMIT_REACHED"
+
+
+def test_concurrent_break_starts_leave_one_open_break(world: World) -> None:
+    session = night_session(world)
+    uid = world.user("ana")
+    world.clock.set(manila(2026, 3, 2, 23, 0))
+    with world.runtime.unit(write=True) as ctx:
+        ctx.user = ctx.db.get(User, uid)
+        domain.check_in(ctx, session, {})
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        try:
+            with world.runtime.unit(write=True) as ctx:
+                ctx.user = ctx.db.get(User, uid)
+                domain.start_break(ctx, "Regular")
+            outcomes.append("ok")
+        except ApiError as err:
+            outcomes.append(str(err.error_code))
+        except Exception as err:  # a serialisation failure is also a refusal
+            outcomes.append(type(err).__name__)
+
+    threads = [threading.Thread(target=attempt) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert outcomes.count("ok") == 1
+    with world.runtime.unit(write=False) as ctx:
+        assert len(ctx.db.scalars(select(Break).where(Break.ended_at.is_(None))).all()) == 1
+
+
+def test_another_employees_break_state_is_forbidden(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.user("ben")
+    world.login("ana")
+    world.login("ben")
+    record = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").json()["record"]
+    assert world.call("GET", f"/api/attendance-records/{record['id']}/break/active",
+                      "ben").status_code == 403
+    assert world.call("GET", f"/api/attendance-records/{record['id']}/break/active",
+                      "ana").json() == {"active": False, "start_time": None}
+
+
+# ------------------------------------------------------------------ tick
+
+
+def test_the_tick_opens_completes_checks_out_and_marks_absent_idempotently(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    world.user("ana")
+    ben = world.user("ben")
+    schedule = world.schedule(time(23, 0), time(7, 0))
+    created = world.call("POST", "/api/attendance-sessions", "boss", json={
+        "schedule_id": schedule, "date": "2026-03-02", "employee_ids": [ben]})
+    session = created.json()["id"]
+    world.login("ana")
+    world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    world.clock.set(manila(2026, 3, 3, 1, 0))
+    first = world.runtime.run_tick()
+    assert first["sessions"] == 1 and first["absent"] == 1
+    assert world.runtime.run_tick() == {k: 0 for k in first}
+    world.clock.set(manila(2026, 3, 3, 8, 0))
+    later = world.runtime.run_tick()
+    assert later["checkouts"] == 1 and later["sessions"] == 1
+    records = world.call("GET", "/api/attendance-records", "boss").json()["data"]
+    by_user = {r["user_id"]: r for r in records}
+    assert by_user[ben]["status"] == "absent"
+    assert by_user[world.ids["ana"]]["time_out"] == "2026-03-02T23:00:00.000000Z"
+    actions = [json.loads(e.payload)["action"] for e in outbox(world) if e.event == "session.updated"]
+    assert actions == ["created", "opened", "completed"]
+
+
+def test_a_get_changes_nothing(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    world.call("POST", "/api/break/start", "ana")
+    world.clock.set(manila(2026, 3, 3, 9, 0))  # everything is overdue: break, session, checkout
+
+    def snapshot() -> dict[str, Any]:
+        with world.runtime.unit(write=False) as ctx:
+            return {t.name: sorted(map(repr, ctx.db.execute(t.select()).all()))
+                    for t in Base.metadata.sorted_tables}
+
+    before = snapshot()
+    for who, path in [("ana", "/api/break/status"), ("ana", "/api/reports/employee-dashboard"),
+                      ("ana", "/api/attendance-sessions/today"), ("ana", "/api/break/history"),
+                      ("ana", "/api/attendance-records/my-records"),
+                      ("boss", "/api/reports/dashboard"), ("boss", "/api/attendance-sessions"),
+                      ("boss", f"/api/attendance-sessions/{session}"),
+                      ("boss", "/api/reports/daily/2026-03-02"), ("boss", "/api/audit-logs"),
+                      ("boss", "/api/employees"), ("ana", "/api/settings")]:
+        assert world.call("GET", path, who).status_code == 200, path
+    assert snapshot() == before
+
+
+# ------------------------------------------------------------------ settings, audit
+
+
+def test_unknown_setting_keys_are_refused_and_settings_survive_restarts(
+        world: World, database_url: str) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    bad = world.call("POST", "/api/settings", "boss", json={"prevent_duplicate": "1"})
+    assert bad.status_code == 422 and "prevent_duplicate" in bad.json()["errors"]
+    typed = world.call("POST", "/api/settings", "boss", json={"grace_period": "abc"})
+    assert typed.status_code == 422
+    ok = world.call("POST", "/api/settings", "boss", json={"grace_period": "5",
+                                                            "retention_policy": "3years"})
+    assert ok.status_code == 200 and ok.json()["count"] == 2
+    restarted = Runtime(Config(database_url=database_url, tick_seconds=0), world.clock)
+    restarted.prepare()
+    restarted.engine.dispose()
+    public = world.client.get("/api/settings").json()
+    assert public["grace_period"] == "5" and public["retention_policy"] == "3years"
+    assert public["allow_multi_checkin"] == "0"
+
+
+def test_there_is_no_restore_clear_or_audit_delete_api(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    for method, path in [("POST", "/api/settings/restore"), ("POST", "/api/settings/clear-logs"),
+                         ("POST", "/api/settings/clear-data"), ("DELETE", "/api/audit-logs/1"),
+                         ("GET", "/api/reports/fix-hours-cleanup")]:
+        assert world.call(method, path, "boss").status_code in (404, 405), path
+
+
+def test_the_audit_chain_verifies_after_concurrent_writes(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+
+    def write(n: int) -> None:
+        with world.runtime.unit(write=True) as ctx:
+            ctx.audit("update_settings", f"concurrent {n}")
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    result = world.call("GET", "/api/audit-logs/verify-integrity", "boss").json()
+    assert result["chain_valid"] is True and result["logs_checked"] >= 13
+
+
+def test_reports_and_csv_export(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    daily = world.call("GET", "/api/reports/daily/2026-03-02", "boss").json()
+    assert daily["summary"]["present"] == 1 and daily["records"]["total"] == 1
+    dash = world.call("GET", "/api/reports/dashboard", "boss").json()
+    assert dash["present_today"] == 1 and dash["attendance_rate"] == 100.0
+    export = world.call("GET", "/api/reports/export/excel?start_date=2026-03-01"
+                               "&end_date=2026-03-31", "boss")
+    assert export.headers["content-type"].startswith("text/csv")
+    assert "attachment" in export.headers["content-disposition"]
+    lines = export.text.strip().splitlines()
+    assert lines[0].startswith("employee_id,name,work_date") and "2026-03-02" in lines[1]
+    mine = world.call("GET", "/api/reports/personal/export", "ana")
+    assert mine.headers["content-type"].startswith("text/csv") and len(mine.text.splitlines()) == 2
+    capped = world.call("GET", "/api/employees?per_page=100000", "boss").json()
+    assert capped["per_page"] == 200
+
+
+# ------------------------------------------------------------------ realtime: outbox, auth
+
+
+def test_check_in_writes_full_private_and_slim_public_events(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    before = max(e.id for e in outbox(world))
+    response = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    assert response.status_code == 200  # pusherd is unreachable: the request still succeeds
+    events = [(e.event, e.channels, json.loads(e.payload)) for e in outbox(world)
+              if e.id > before]
+    (_, private_ch, full), (_, public_ch, slim), (_, dash_ch, dash) = events
+    uid = world.ids["ana"]
+    assert private_ch == [f"private-user.{uid}"] and full["user"]["first_name"] == "Ana"
+    assert full["action"] == "confirmed" and full["time_in"] is not None
+    assert public_ch == ["attendance"] and set(slim) == {"id", "session_id", "action", "timestamp"}
+    assert dash_ch == ["private-admin.dashboard"] and dash["stats"]["present_today"] == 1
+    assert all(len(e.payload.encode()) < 10_000 for e in outbox(world))
+
+
+def test_undeliverable_events_stay_pending_in_order_with_backoff(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    delay = world.runtime.dispatcher.drain_once()
+    assert delay is not None and delay > 0
+    rows = outbox(world)
+    assert [r.state for r in rows] == ["pending"] * len(rows)
+    assert rows[0].attempts == 1 and rows[0].last_error and all(r.attempts == 0 for r in rows[1:])
+    assert [r.id for r in rows] == sorted(r.id for r in rows)
+
+
+def sign(secret: str, socket_id: str, channel: str) -> str:
+    return hmac.new(secret.encode(), f"{socket_id}:{channel}".encode(), hashlib.sha256).hexdigest()
+
+
+def test_broadcasting_auth_like_laravel(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    uid = world.user("ana")
+    world.login("ana")
+    secret = world.runtime.config.pusher.secret  # type: ignore[union-attr]
+    for path in ("/broadcasting/auth", "/api/broadcasting/auth"):
+        own = world.call("POST", path, "ana", data={"socket_id": "123.456",
+                                                    "channel_name": f"private-user.{uid}"})
+        assert own.status_code == 200
+        assert own.json() == {"auth": "test-key:" + sign(secret, "123.456", f"private-user.{uid}")}
+        as_json = world.call("POST", path, "ana", json={"socket_id": "123.456",
+                                                        "channel_name": f"private-user.{uid}"})
+        assert as_json.json() == own.json()
+    for channel in (f"private-user.{world.ids['boss']}", "private-admin.dashboard",
+                    f"private-user.{uid}abc", "private-encrypted-user.1", "presence-x"):
+        refused = world.call("POST", "/api/broadcasting/auth", "ana",
+                             data={"socket_id": "123.456", "channel_name": channel})
+        assert refused.status_code == 403, channel
+    admin = world.call("POST", "/api/broadcasting/auth", "boss",
+                       data={"socket_id": "1.2", "channel_name": "private-admin.employees"})
+    assert admin.status_code == 200
+    anonymous = world.client.post("/api/broadcasting/auth",
+                                  data={"socket_id": "1.2", "channel_name": f"private-user.{uid}"})
+    assert anonymous.status_code == 401
+
+
+def test_employee_changes_are_announced_to_admins(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    created = world.call("POST", "/api/employees", "boss", json={
+        "first_name": "Dan", "last_name": "Cruz", "email": "dan@example.test",
+        "password": "Dan-pass-123!", "password_confirmation": "Dan-pass-123!",
+        "position": "VA"})
+    assert created.status_code == 201 and created.json()["employee_id"] == "QCV-001"
+    world.call("PATCH", f"/api/employees/{created.json()['id']}/toggle-status", "boss")
+    events = [json.loads(e.payload) for e in outbox(world) if e.event == "employee.updated"]
+    assert [(e["action"], e["is_active"]) for e in events] == [("created", True),
+                                                               ("deactivated", False)]
+
+
+def test_late_check_in_notifies_admins(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 2, 23, 40))
+    world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    notes = world.call("GET", "/api/notifications", "boss").json()
+    assert notes[0]["type"] == "late_arrival" and notes[0]["data"]["user_id"] == world.ids["ana"]
+    created = [e for e in outbox(world) if e.event == "notification.created"]
+    assert created[0].channels == [f"private-user.{world.ids['boss']}"]
+    read = world.call("PATCH", f"/api/notifications/{notes[0]['id']}/read", "boss")
+    assert read.status_code == 200
+    assert world.call("GET", "/api/notifications", "boss").json()[0]["read_at"] is not None
+
+
+_ = timedelta
