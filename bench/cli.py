@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import build_worker
+from bench.profile import Profiler
 from bench.scenarios import ALL, SCENARIOS, Sizes
 from bench.servers import DEFAULT_CREDENTIALS, DESCRIPTIONS, RunningServer, start_server
 from bench.signing import AppCredentials
@@ -133,7 +135,7 @@ def sizes_note(scenario: str, sizes: Sizes) -> str:
 
 
 async def run_one(scenario: str, server_name: str, args: argparse.Namespace, sizes: Sizes,
-                  credentials: AppCredentials) -> dict[str, Any]:
+                  credentials: AppCredentials, run_index: int = 0) -> dict[str, Any]:
     server: RunningServer | None = None
     try:
         if server_name == "external":
@@ -142,8 +144,20 @@ async def run_one(scenario: str, server_name: str, args: argparse.Namespace, siz
         else:
             server = await asyncio.to_thread(
                 start_server, server_name, cpu=args.server_cpu, credentials=credentials)
-        result = await asyncio.wait_for(
-            SCENARIOS[scenario](server, sizes, args.load_cpu), args.scenario_timeout)
+        profiler = None
+        if args.profile and server.pid is not None:
+            Path(args.profile).mkdir(parents=True, exist_ok=True)
+            profiler = Profiler(server.pid, Path(args.profile) /
+                                f"{scenario}-{server_name}-run{run_index}.txt")
+        try:
+            result = await asyncio.wait_for(
+                SCENARIOS[scenario](server, sizes, args.load_cpu), args.scenario_timeout)
+        finally:
+            if profiler is not None:
+                summary = await asyncio.to_thread(profiler.stop)
+                if args.verbose and summary:
+                    print(f"  profile {scenario} {server_name} run {run_index}:\n"
+                          + "\n".join(summary.splitlines()[:14]), flush=True)
         if not server.alive():
             result["server_died"] = True
         return result
@@ -158,6 +172,17 @@ async def run_one(scenario: str, server_name: str, args: argparse.Namespace, siz
 
 async def run(args: argparse.Namespace) -> int:
     sizes = Sizes.smoke() if args.smoke else Sizes.full()
+    if args.set:
+        overrides: dict[str, Any] = {}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            if key not in sizes.__dataclass_fields__:
+                print(f"unknown size {key!r}; known: {', '.join(sizes.__dataclass_fields__)}",
+                      file=sys.stderr)
+                return 2
+            kind = type(getattr(sizes, key))
+            overrides[key] = kind(value)
+        sizes = dataclasses.replace(sizes, **overrides)
     scenarios = ALL if args.scenario == "all" else args.scenario.split(",")
     servers = args.servers.split(",")
     credentials = (AppCredentials(args.app_id, args.app_key, args.app_secret)
@@ -177,7 +202,8 @@ async def run(args: argparse.Namespace) -> int:
             # alternate the order so drift (heat, other load) does not favour one server
             order = servers if run_index % 2 == 0 else list(reversed(servers))
             for server_name in order:
-                result = await run_one(scenario, server_name, args, sizes, credentials)
+                result = await run_one(scenario, server_name, args, sizes, credentials,
+                                       run_index)
                 runs.append({"server": server_name, "run": run_index, "result": result})
                 if "error" in result:
                     failures += 1
@@ -240,8 +266,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--load-cpu", type=int, default=cpus[1] if len(cpus) > 1 else None,
                         help="core the load generator is pinned to (default: the second)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin anything")
+    parser.add_argument("--set", action="append", metavar="SIZE=VALUE",
+                        help="override one scenario size, e.g. --set fanout_duration=5")
     parser.add_argument("--scenario-timeout", type=float, default=600.0)
     parser.add_argument("--results-dir", default=None)
+    parser.add_argument("--profile", metavar="DIR", default=None,
+                        help="sample each started server with py-spy; stacks and a file:line "
+                        "summary go to DIR")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every run")
     args = parser.parse_args(argv)
     if args.app_key and not (args.app_id and args.app_secret):
