@@ -1,0 +1,414 @@
+"""The HTTP API over real sockets, with the official Python SDK and hand-signed requests
+(spec §12, §13)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from urllib.parse import quote
+
+import pusher
+import pytest
+from pusher.errors import PusherBadAuth, PusherBadRequest, PusherBadStatus
+
+from tests.pusherd.conftest import StartServer
+from tests.pusherd.wire import (
+    APP,
+    OTHER_APP,
+    AppCredentials,
+    Client,
+    call,
+    http_request,
+    read_http_reply,
+    sdk,
+    signed_query,
+    signed_request,
+    trigger_raw,
+)
+
+
+async def _subscribe_presence(port: int, client: Client, channel: str, user_id: str) -> None:
+    auth = sdk(port).authenticate(channel, client.socket_id, {"user_id": user_id})
+    await client.subscribe_ok(channel, auth["auth"], auth["channel_data"])
+
+
+# --- triggers --------------------------------------------------------------------------
+
+
+async def test_an_sdk_trigger_is_answered_with_an_empty_json_object(port: int) -> None:
+    assert await call(sdk(port).trigger, "orders", "e", "x") == {}
+
+
+async def test_the_sender_socket_is_excluded_by_socket_id(port: int) -> None:
+    sender, other = await Client.open(port), await Client.open(port)
+    await sender.subscribe_ok("orders")
+    await other.subscribe_ok("orders")
+    await call(sdk(port).trigger, "orders", "e", "x", sender.socket_id)
+    await other.expect("e", "orders")
+    assert await sender.barrier() == []
+    # An unknown socket id excludes nobody.
+    await call(sdk(port).trigger, "orders", "e2", "y", "1.1")
+    await sender.expect("e2", "orders")
+    await other.expect("e2", "orders")
+    await sender.close()
+    await other.close()
+
+
+async def test_trigger_info_returns_counts_per_channel(port: int) -> None:
+    a, b = await Client.open(port), await Client.open(port)
+    await a.subscribe_ok("orders")
+    await b.subscribe_ok("orders")
+    await _subscribe_presence(port, a, "presence-room", "1")
+    await _subscribe_presence(port, b, "presence-room", "1")
+    reply = await trigger_raw(port, {
+        "name": "e", "channels": ["orders", "presence-room", "empty"], "data": "x",
+        "info": "subscription_count,user_count"})
+    assert reply.status == 200
+    assert reply.json() == {"channels": {
+        "orders": {"subscription_count": 2},
+        "presence-room": {"user_count": 1},
+        "empty": {"subscription_count": 0},
+    }}
+    await a.close()
+    await b.close()
+
+
+async def test_a_batch_delivers_every_item_and_answers_an_empty_object(port: int) -> None:
+    client = await Client.open(port)
+    await client.subscribe_ok("a")
+    await client.subscribe_ok("b")
+    result = await call(sdk(port).trigger_batch, [
+        {"channel": "a", "name": "one", "data": {"n": 1}},
+        {"channel": "b", "name": "two", "data": "2"},
+    ])
+    assert result == {}
+    assert (await client.expect("one", "a"))["data"] == '{"n": 1}'
+    assert (await client.expect("two", "b"))["data"] == "2"
+    await client.close()
+
+
+async def test_batch_info_is_index_aligned_with_empty_objects_for_items_without_info(
+    port: int,
+) -> None:
+    client = await Client.open(port)
+    await client.subscribe_ok("a")
+    reply = await signed_request(port, "POST", f"/apps/{APP.id}/batch_events", json.dumps(
+        {"batch": [
+            {"channel": "a", "name": "e", "data": "1", "info": "subscription_count"},
+            {"channel": "b", "name": "e", "data": "2"},
+        ]}).encode())
+    assert reply.status == 200
+    assert reply.json() == {"batch": [{"subscription_count": 1}, {}]}
+    await client.close()
+
+
+async def test_a_batch_of_eleven_is_400(port: int) -> None:
+    batch = [{"channel": "a", "name": "e", "data": "x"} for _ in range(11)]
+    with pytest.raises(PusherBadRequest):
+        await call(sdk(port).trigger_batch, batch)
+
+
+async def test_one_hundred_and_one_channels_are_400(port: int) -> None:
+    reply = await trigger_raw(port, {"name": "e", "channels": [f"c{n}" for n in range(101)],
+                                     "data": ""})
+    assert reply.status == 400
+    ok = await trigger_raw(port, {"name": "e", "channels": [f"c{n}" for n in range(100)],
+                                  "data": ""})
+    assert ok.status == 200
+
+
+async def test_data_over_10_kb_is_413(port: int) -> None:
+    assert (await trigger_raw(port, {"name": "e", "channels": ["a"],
+                                     "data": "x" * 10240})).status == 200
+    assert (await trigger_raw(port, {"name": "e", "channels": ["a"],
+                                     "data": "x" * 10241})).status == 413
+
+
+async def test_reserved_event_names_are_400(port: int) -> None:
+    with pytest.raises(PusherBadRequest):
+        await call(sdk(port).trigger, "a", "pusher:subscribe", "x")
+
+
+async def test_data_that_is_not_a_string_is_400(port: int) -> None:
+    reply = await trigger_raw(port, {"name": "e", "channels": ["a"], "data": {"x": 1}})
+    assert reply.status == 400
+
+
+async def test_an_invalid_socket_id_is_400(port: int) -> None:
+    reply = await trigger_raw(port, {"name": "e", "channels": ["a"], "data": "",
+                                     "socket_id": "not-a-socket"})
+    assert reply.status == 400
+
+
+async def test_an_empty_data_string_is_delivered(port: int) -> None:
+    client = await Client.open(port)
+    await client.subscribe_ok("a")
+    assert (await trigger_raw(port, {"name": "e", "channels": ["a"], "data": ""})).status == 200
+    assert (await client.expect("e", "a"))["data"] == ""
+    await client.close()
+
+
+async def test_a_php_style_single_channel_trigger_is_delivered(port: int) -> None:
+    client = await Client.open(port)
+    await client.subscribe_ok("a")
+    body = json.dumps({"name": "e", "channel": "a", "data": "{\"u\":\"http:\\/\\/x\"}"},
+                      separators=(",", ":")).encode()
+    reply = await signed_request(port, "POST", f"/apps/{APP.id}/events", body)
+    assert reply.status == 200
+    assert (await client.expect("e", "a"))["data"] == '{"u":"http:\\/\\/x"}'
+    await client.close()
+
+
+async def test_unicode_bodies_are_verified_over_their_raw_bytes(port: int) -> None:
+    client = await Client.open(port)
+    await client.subscribe_ok("a")
+    body = json.dumps({"name": "e", "channels": ["a"], "data": "héllo ✓"},
+                      ensure_ascii=False).encode()
+    reply = await signed_request(port, "POST", f"/apps/{APP.id}/events", body)
+    assert reply.status == 200
+    assert (await client.expect("e", "a"))["data"] == "héllo ✓"
+    await client.close()
+
+
+# --- queries ---------------------------------------------------------------------------
+
+
+async def test_channels_lists_occupied_channels_with_prefix_and_user_count(port: int) -> None:
+    a, b = await Client.open(port), await Client.open(port)
+    await a.subscribe_ok("orders")
+    await _subscribe_presence(port, a, "presence-one", "1")
+    await _subscribe_presence(port, b, "presence-one", "2")
+    await _subscribe_presence(port, b, "presence-two", "2")
+    backend = sdk(port)
+    everything = await call(backend.channels_info)
+    assert everything == {"channels": {"orders": {}, "presence-one": {}, "presence-two": {}}}
+    presence = await call(backend.channels_info, "presence-", ["user_count"])
+    assert presence == {"channels": {"presence-one": {"user_count": 2},
+                                     "presence-two": {"user_count": 1}}}
+    with pytest.raises(PusherBadRequest):
+        await call(backend.channels_info, "orders", ["user_count"])
+    await a.close()
+    await b.close()
+
+
+async def test_channels_query_in_node_style_without_body_md5_is_accepted(port: int) -> None:
+    client = await Client.open(port)
+    await _subscribe_presence(port, client, "presence-x", "1")
+    reply = await signed_request(port, "GET", f"/apps/{APP.id}/channels",
+                                 params={"filter_by_prefix": "presence-", "info": "user_count"},
+                                 body_md5=False)
+    assert reply.status == 200
+    assert reply.json() == {"channels": {"presence-x": {"user_count": 1}}}
+    await client.close()
+
+
+async def test_php_style_percent_encoded_info_is_accepted(port: int) -> None:
+    client = await Client.open(port)
+    await client.subscribe_ok("orders")
+    path = f"/apps/{APP.id}/channels/orders"
+    timestamp = str(int(time.time()))
+    params = {"auth_key": APP.key, "auth_timestamp": timestamp, "auth_version": "1.0",
+              "info": "subscription_count"}
+    text = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    signature = hmac.new(APP.secret.encode(), f"GET\n{path}\n{text}".encode(),
+                         hashlib.sha256).hexdigest()
+    query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
+    reply = await http_request(port, "GET", f"{path}?{query}&auth_signature={signature}",
+                               headers={"Content-Type": "application/json"})
+    assert reply.status == 200
+    assert reply.json() == {"occupied": True, "subscription_count": 1}
+    await client.close()
+
+
+async def test_channel_info_reports_occupied_and_counts(port: int) -> None:
+    backend = sdk(port)
+    assert await call(backend.channel_info, "orders", ["subscription_count"]) == {
+        "occupied": False, "subscription_count": 0}
+    assert await call(backend.channel_info, "presence-x", ["user_count"]) == {
+        "occupied": False, "user_count": 0}
+    client = await Client.open(port)
+    await client.subscribe_ok("orders")
+    assert await call(backend.channel_info, "orders") == {"occupied": True}
+    await client.close()
+
+
+@pytest.mark.parametrize(("channel", "attribute"), [
+    ("orders", "user_count"), ("private-x", "user_count"), ("presence-x", "subscription_count"),
+])
+async def test_inapplicable_channel_info_is_400(port: int, channel: str, attribute: str) -> None:
+    with pytest.raises(PusherBadRequest):
+        await call(sdk(port).channel_info, channel, [attribute])
+
+
+async def test_users_of_a_public_channel_is_400(port: int) -> None:
+    with pytest.raises(PusherBadRequest):
+        await call(sdk(port).users_info, "orders")
+
+
+async def test_users_lists_distinct_ids(port: int) -> None:
+    clients = [await Client.open(port) for _ in range(3)]
+    for client, user in zip(clients, ["1", "1", "2"], strict=True):
+        await _subscribe_presence(port, client, "presence-room", user)
+    users = await call(sdk(port).users_info, "presence-room")
+    assert sorted(u["id"] for u in users["users"]) == ["1", "2"]
+    for client in clients:
+        await client.close()
+
+
+async def test_a_channel_name_with_escaped_characters_is_found(port: int) -> None:
+    client = await Client.open(port)
+    await client.subscribe_ok("a;b@c")
+    path = f"/apps/{APP.id}/channels/a%3Bb%40c"
+    # Signed over the decoded path (clients that escape on the wire but sign unescaped).
+    decoded = f"/apps/{APP.id}/channels/a;b@c"
+    reply = await http_request(port, "GET", f"{path}?{signed_query('GET', decoded)}")
+    assert reply.status == 200 and reply.json() == {"occupied": True}
+    await client.close()
+
+
+# --- authentication and routing --------------------------------------------------------
+
+
+async def test_a_forged_signature_is_401(port: int) -> None:
+    reply = await signed_request(port, "POST", f"/apps/{APP.id}/events",
+                                 b'{"name":"e","channels":["a"],"data":""}', secret="forged")
+    assert reply.status == 401
+
+
+@pytest.mark.parametrize("offset", [-601, 601, -3600])
+async def test_a_stale_or_future_timestamp_is_401(port: int, offset: int) -> None:
+    reply = await signed_request(port, "GET", f"/apps/{APP.id}/channels",
+                                 timestamp=int(time.time()) + offset)
+    assert reply.status == 401
+
+
+async def test_a_tampered_body_is_401(port: int) -> None:
+    body = b'{"name":"e","channels":["a"],"data":"x"}'
+    query = signed_query("POST", f"/apps/{APP.id}/events", body)
+    reply = await http_request(port, "POST", f"/apps/{APP.id}/events?{query}",
+                               body.replace(b'"x"', b'"y"'))
+    assert reply.status == 401
+
+
+async def test_another_apps_secret_or_key_is_refused_with_401(port: int) -> None:
+    wrong_secret = AppCredentials(OTHER_APP.id, OTHER_APP.key, APP.secret)
+    with pytest.raises(PusherBadAuth):
+        await call(sdk(port, wrong_secret).trigger, "a", "e", "x")
+    wrong_key = AppCredentials(OTHER_APP.id, APP.key, APP.secret)
+    with pytest.raises(PusherBadAuth):
+        await call(sdk(port, wrong_key).trigger, "a", "e", "x")
+
+
+async def test_an_unknown_app_is_404(port: int) -> None:
+    with pytest.raises(PusherBadStatus, match="404"):
+        await call(sdk(port, AppCredentials("999", APP.key, APP.secret)).trigger, "a", "e", "x")
+
+
+async def test_an_unknown_path_is_404(port: int) -> None:
+    assert (await signed_request(port, "GET", f"/apps/{APP.id}/nothing")).status == 404
+    assert (await http_request(port, "GET", "/favicon.ico")).status == 404
+
+
+async def test_a_request_without_signature_is_401(port: int) -> None:
+    reply = await http_request(port, "GET", f"/apps/{APP.id}/channels")
+    assert reply.status == 401
+
+
+async def test_a_body_over_the_request_limit_is_refused_before_it_is_read(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(
+        "[server]\nport = 0\nmax_request_size = 4096\n"
+        '[[apps]]\nid = "1001"\nkey = "app-key"\nsecret = "app-secret"\n')
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(
+        f"POST /apps/{APP.id}/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 50000000\r\n\r\n".encode() + b"{" * 1000
+    )
+    await writer.drain()
+    # Only 1 KB of the announced 50 MB was sent: the answer cannot wait for the rest.
+    reply = await asyncio.wait_for(read_http_reply(reader), 5)
+    assert reply.status == 413
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # and the connection is closed
+    writer.close()
+    # The server still serves.
+    assert await call(sdk(server.port).trigger, "a", "e", "x") == {}
+
+
+async def test_a_chunked_body_over_the_limit_is_refused_as_it_crosses_it(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(
+        "[server]\nport = 0\nmax_request_size = 4096\n"
+        '[[apps]]\nid = "1001"\nkey = "app-key"\nsecret = "app-secret"\n')
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(f"POST /apps/{APP.id}/events HTTP/1.1\r\nHost: x\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n".encode())
+    chunk = b"x" * 1024
+    for _ in range(6):  # 6 KB, never terminated
+        writer.write(b"400\r\n" + chunk + b"\r\n")
+    await writer.drain()
+    reply = await asyncio.wait_for(read_http_reply(reader), 5)
+    assert reply.status == 413
+    writer.close()
+
+
+async def test_up_is_served_on_the_same_port_as_the_api(port: int) -> None:
+    reply = await http_request(port, "GET", "/up")
+    assert reply.status == 200
+
+
+# --- many apps -------------------------------------------------------------------------
+
+
+async def test_the_same_channel_name_in_two_apps_never_mixes(port: int) -> None:
+    mine, theirs = await Client.open(port, APP.key), await Client.open(port, OTHER_APP.key)
+    await mine.subscribe_ok("shared")
+    await theirs.subscribe_ok("shared")
+    await theirs.expect("pusher_internal:subscription_count", "shared")  # app 2 counts
+    await call(sdk(port, APP).trigger, "shared", "for-app-1", "1")
+    await mine.expect("for-app-1", "shared")
+    assert await theirs.barrier() == []
+    await call(sdk(port, OTHER_APP).trigger, "shared", "for-app-2", "2")
+    await theirs.expect("for-app-2", "shared")
+    assert await mine.barrier() == []
+    # Queries see only their own app.
+    await mine.subscribe_ok("only-mine")
+    assert await call(sdk(port, OTHER_APP).channels_info) == {"channels": {"shared": {}}}
+    await mine.close()
+    await theirs.close()
+
+
+async def test_presence_members_of_two_apps_never_mix(port: int) -> None:
+    mine, theirs = await Client.open(port, APP.key), await Client.open(port, OTHER_APP.key)
+    for client, app in ((mine, APP), (theirs, OTHER_APP)):
+        auth = sdk(port, app).authenticate("presence-room", client.socket_id,
+                                           {"user_id": app.id})
+        frame = await client.subscribe_ok("presence-room", auth["auth"], auth["channel_data"])
+        assert json.loads(frame["data"])["presence"]["ids"] == [app.id]
+    assert await mine.barrier() == []  # no member_added across apps
+    await mine.close()
+    await theirs.close()
+
+
+async def test_a_string_app_id_works_with_signed_requests(start_server: StartServer) -> None:
+    server = await start_server(
+        '[server]\nport = 0\n[[apps]]\nid = "app-id"\nkey = "app-key"\nsecret = "app-secret"\n')
+    client = await Client.open(server.port)
+    await client.subscribe_ok("a")
+    app = AppCredentials("app-id", "app-key", "app-secret")
+    reply = await signed_request(server.port, "POST", "/apps/app-id/events",
+                                 b'{"name":"e","channels":["a"],"data":"s"}', app=app)
+    assert reply.status == 200
+    assert (await client.expect("e", "a"))["data"] == "s"
+    await client.close()
+
+
+async def test_the_sdk_reaches_the_server_with_its_own_http_stack(port: int) -> None:
+    # pusher.Pusher (requests backend) end to end, including channel queries.
+    backend = pusher.Pusher(app_id=APP.id, key=APP.key, secret=APP.secret, host="127.0.0.1",
+                            port=port, ssl=False)
+    assert await call(backend.channels_info) == {"channels": {}}
