@@ -140,7 +140,8 @@ async def run_one(scenario: str, server_name: str, args: argparse.Namespace, siz
     try:
         if server_name == "external":
             host, _, port = args.target.rpartition(":")
-            server = RunningServer("external", host, int(port), credentials)
+            server = RunningServer("external", host, int(port), credentials,
+                                   external_pid=args.server_pid)
         else:
             server = await asyncio.to_thread(
                 start_server, server_name, cpu=args.server_cpu, credentials=credentials)
@@ -257,6 +258,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "a few seconds per scenario (what CI runs)")
     parser.add_argument("--target", default="127.0.0.1:6001",
                         help="host:port of the external server (with --servers external)")
+    parser.add_argument("--server-pid", type=int, default=None,
+                        help="pid of the external server, to measure its RSS and CPU")
     parser.add_argument("--app-id", default=None)
     parser.add_argument("--app-key", default=None)
     parser.add_argument("--app-secret", default=None)

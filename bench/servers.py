@@ -59,10 +59,11 @@ class RunningServer:
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
     tmpdir: tempfile.TemporaryDirectory[str] | None = None
+    external_pid: int | None = None  # an external server's process, for RSS and CPU
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
+        return self.process.pid if self.process is not None else self.external_pid
 
     def alive(self) -> bool:
         return self.process is None or self.process.poll() is None
