@@ -51,6 +51,8 @@ class Context:
         self._tracked: list[Any] = []
         self._node: NodeDriver | None = None
         self._auth: AuthServer | None = None
+        self._lock = asyncio.Lock()
+        self._auth_lock = asyncio.Lock()
         self.sdk = pusher.Pusher(
             app_id=self.app_id, key=self.app_key, secret=self.app_secret, ssl=self.tls,
             host=self.host, port=self.port, timeout=10,
@@ -106,8 +108,9 @@ class Context:
 
     async def node(self) -> NodeDriver:
         """The shared Node driver (its clients are disconnected after each case)."""
-        if self._node is None:
-            self._node = await self.new_node()
+        async with self._lock:
+            if self._node is None:
+                self._node = await self.new_node()
         return self._node
 
     async def new_node(self) -> NodeDriver:
@@ -123,11 +126,12 @@ class Context:
         return driver
 
     async def auth_server(self) -> AuthServer:
-        if self._auth is None:
-            server = AuthServer(self.app_id, self.app_key, self.app_secret, self.host, self.port,
-                                self.tls, self.master_key_b64, self.run_id)
-            await server.start()
-            self._auth = server
+        async with self._auth_lock:
+            if self._auth is None:
+                server = AuthServer(self.app_id, self.app_key, self.app_secret, self.host,
+                                    self.port, self.tls, self.master_key_b64, self.run_id)
+                await server.start()
+                self._auth = server
         return self._auth
 
     async def js(self, code: str, timeout: float = 20.0) -> Any:

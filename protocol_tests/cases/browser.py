@@ -166,7 +166,7 @@ async def restart(ctx):
       const p = e.connector.pusher;
       for (const s of ['connected', 'unavailable', 'disconnected', 'connecting'])
         p.connection.bind(s, () => __emit('a:status', s));
-      e.onConnectionChange((status) => __emit('a:echo-status', status));""")
+      e.connector.onConnectionChange((status) => __emit('a:echo-status', status));""")
     first_sid = await ctx.in_page("a", "return e.socketId();")
     await shell(ctx.args.stop_command)
     await node.event("a:status", lambda s: s == "unavailable", timeout=30,

@@ -1,0 +1,183 @@
+"""Run the black-box conformance suite (`python -m protocol_tests`) against pusherd.
+
+* The whole suite, browser included, against a pusherd started from this checkout, with
+  --stop-command/--start-command wired to this test so the browser reconnect case runs.
+* The suite can fail: selected cases against a fault-injecting proxy in front of pusherd
+  must FAIL, one injected fault at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import socketserver
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conformance.fault_proxy import FaultProxy
+from tests.support.pusherd_process import REPO_ROOT, PusherdProcess, run_pusherd
+
+APP_ID, APP_KEY, APP_SECRET = "1001", "app-key", "app-secret"
+CONFIG = f"""
+[server]
+host = "127.0.0.1"
+port = 8080
+activity_timeout = 3
+ping_grace = 2.0
+pong_timeout = 2.0
+
+[[apps]]
+id = "{APP_ID}"
+key = "{APP_KEY}"
+secret = "{APP_SECRET}"
+enable_client_events = true
+enable_user_authentication = true
+enable_subscription_count = true
+max_connections = 0
+allowed_origins = ["*"]
+max_presence_members = 100
+max_presence_user_info_size = 1024
+max_event_data_size = 10240
+max_client_events_per_second = 10
+
+[[apps]]
+id = "1002"
+key = "app-key-2"
+secret = "app-secret-2"
+enable_client_events = false
+"""
+CTL = REPO_ROOT / "tests" / "conformance" / "pusherd_ctl.py"
+LINE = re.compile(r"^(PASS|FAIL|N/A)\s+(\S+)\s+§")
+
+
+class RestartableServer:
+    """pusherd that the suite may stop and start again (same port) through a Unix socket."""
+
+    def __init__(self, config: str) -> None:
+        self.config = config
+        self.stack = contextlib.ExitStack()
+        self.current: PusherdProcess | None = None
+        self.port = 0
+        self.outputs: list[list[str]] = []
+        self.lock = threading.Lock()
+
+    def start(self) -> None:
+        with self.lock:
+            if self.current is not None and self.current.process.poll() is None:
+                return
+            args = ("--port", str(self.port)) if self.port else ()
+            self.current = self.stack.enter_context(run_pusherd(self.config, extra_args=args))
+            self.port = self.current.port
+            self.outputs.append(self.current.output)
+
+    def stop(self) -> None:
+        with self.lock:
+            if self.current is not None:
+                self.current.stop()
+
+    def close(self) -> None:
+        self.stack.close()
+
+
+@contextlib.contextmanager
+def control_socket(server: RestartableServer) -> Iterator[str]:
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            command = self.rfile.readline().decode().strip()
+            try:
+                {"stop": server.stop, "start": server.start}[command]()
+                self.wfile.write(b"ok\n")
+            except Exception as exc:  # reported to the suite, which fails the case
+                self.wfile.write(f"error {exc}\n".encode())
+
+    with tempfile.TemporaryDirectory(prefix="pt-ctl-") as tmp:
+        path = os.path.join(tmp, "ctl.sock")
+        srv = socketserver.ThreadingUnixStreamServer(path, Handler)
+        thread = threading.Thread(target=srv.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield path
+        finally:
+            srv.shutdown()
+            srv.server_close()
+
+
+async def run_suite(port: int, *extra: str, timeout: float = 900) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "protocol_tests", "--host", "127.0.0.1", "--port", str(port),
+        "--app-id", APP_ID, "--app-key", APP_KEY, "--app-secret", APP_SECRET, *extra,
+        cwd=str(REPO_ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+        pytest.fail("the suite did not finish in time:\n" + out.decode(errors="replace"))
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
+def results_of(output: str) -> dict[str, str]:
+    return {m.group(2): m.group(1) for m in map(LINE.match, output.splitlines()) if m}
+
+
+async def test_the_whole_suite_passes_against_pusherd_with_the_browser(tmp_path: Path) -> None:
+    server = RestartableServer(CONFIG)
+    try:
+        await asyncio.to_thread(server.start)
+        with control_socket(server) as ctl:
+            code, output = await run_suite(
+                server.port, "--report", str(tmp_path / "report"),
+                "--subscription-count", "--client-events-disabled-app",
+                "1002:app-key-2:app-secret-2", "--max-idle-wait", "90",
+                "--stop-command", f"{sys.executable} {CTL} {ctl} stop",
+                "--start-command", f"{sys.executable} {CTL} {ctl} start")
+    finally:
+        await asyncio.to_thread(server.close)
+    print(output)
+    lines = output.strip().splitlines()
+    assert re.fullmatch(r"\d+ passed, \d+ failed", lines[-1]), lines[-1]
+    results = results_of(output)
+    assert results["browser.connection-status-restart"] == "PASS"
+    assert not [c for c, r in results.items() if r == "N/A" and c.startswith("browser.")]
+    assert (tmp_path / "report" / "report.md").is_file()
+    assert (tmp_path / "report" / "report.json").is_file()
+    assert code == 0, "conformance failures:\n" + "\n".join(
+        line for line in lines if line.startswith("FAIL"))
+
+
+FAULT_CASES = {
+    "echo-client-events": ["client-events.not-echoed", "client-events.pusher-js-whisper",
+                           "echo.whisper"],
+    "close-codes": ["handshake.unknown-key", "handshake.protocol-unsupported",
+                    "terminate.node-sdk", "terminate.python-sdk-path"],
+    "accept-bad-signatures": ["sign.bad-signature", "sign.stale-timestamp",
+                              "sign.future-timestamp", "sign.unknown-key", "sign.body-md5"],
+    "drop-member-removed": ["presence.member-added-removed", "presence.same-user-two-sockets",
+                            "presence.disconnect-removes", "echo.presence"],
+    "object-handshake": ["handshake.first-frame"],
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULT_CASES))
+async def test_the_suite_fails_the_cases_a_broken_server_breaks(fault: str) -> None:
+    with run_pusherd(CONFIG) as server:
+        proxy = FaultProxy("127.0.0.1", server.port, fault)
+        await proxy.start()
+        try:
+            only = [arg for case in FAULT_CASES[fault] for arg in ("--only", case)]
+            code, output = await run_suite(proxy.port, "--no-browser", *only, timeout=300)
+        finally:
+            await proxy.stop()
+    print(output)
+    results = results_of(output)
+    assert {c: results.get(c) for c in FAULT_CASES[fault]} == \
+        dict.fromkeys(FAULT_CASES[fault], "FAIL")
+    assert code != 0
+    assert output.strip().splitlines()[-1] == f"0 passed, {len(FAULT_CASES[fault])} failed"
