@@ -91,6 +91,21 @@ def server_side_sockets(port: int, remote_prefix: tuple[int, int, int]) -> dict[
     return {"established": established, "closing": closing, "closing_unsent_bytes": queued}
 
 
+def core_times() -> dict[int, tuple[int, int]]:
+    """Per CPU: (busy, total) jiffies from /proc/stat; busy includes irq and softirq time,
+    where the kernel does loopback TCP work that no process is charged for."""
+    times: dict[int, tuple[int, int]] = {}
+    with open("/proc/stat") as handle:
+        for line in handle:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *values = line.split()
+                numbers = [int(v) for v in values[:8]]
+                idle = numbers[3] + numbers[4]  # idle + iowait
+                total = sum(numbers)
+                times[int(name[3:])] = (total - idle, total)
+    return times
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of `pid` in bytes (VmRSS), 0 if unknown."""
     try:

@@ -20,6 +20,7 @@ from bench.load import (
     LoadGroup,
     Target,
     TriggerClient,
+    core_times,
     cpu_seconds,
     rss_bytes,
     server_side_sockets,
@@ -82,11 +83,14 @@ class CpuWindow:
     def __init__(self, server: RunningServer, load: LoadGroup | None) -> None:
         self.server_pid = server.pid
         self.load_pids = [os.getpid(), *(load.pids if load else [])]
+        self.server_core = server.cpu
+        self.load_core = load.load_cpu if load else None
 
     def __enter__(self) -> CpuWindow:
         self.t0 = time.monotonic()
         self.server0 = cpu_seconds(self.server_pid) if self.server_pid else 0.0
         self.load0 = sum(cpu_seconds(pid) for pid in self.load_pids)
+        self.cores0 = core_times()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -96,10 +100,24 @@ class CpuWindow:
         wall = max(time.monotonic() - self.t0, 1e-9)
         server = (cpu_seconds(self.server_pid) - self.server0) / wall if self.server_pid else None
         load = (sum(cpu_seconds(pid) for pid in self.load_pids) - self.load0) / wall
+        cores1 = core_times()
+
+        def busy(core: int | None) -> float | None:
+            if core is None or core not in cores1 or core not in self.cores0:
+                return None
+            b0, t0 = self.cores0[core]
+            b1, t1 = cores1[core]
+            return round((b1 - b0) / (t1 - t0), 3) if t1 > t0 else None
+
+        load_core_busy = busy(self.load_core)
         self.result = {
             "server_cpu": round(server, 3) if server is not None else None,
             "load_cpu": round(load, 3),
-            "load_bound": load >= LOAD_BOUND_CPU,
+            # whole-core busy share (processes + kernel softirq), whoever used it
+            "server_core_busy": busy(self.server_core),
+            "load_core_busy": load_core_busy,
+            "load_bound": load >= LOAD_BOUND_CPU
+            or (load_core_busy is not None and load_core_busy >= LOAD_BOUND_CPU),
         }
         return self.result
 

@@ -60,6 +60,7 @@ class RunningServer:
     output: list[str] = field(default_factory=list)
     tmpdir: tempfile.TemporaryDirectory[str] | None = None
     external_pid: int | None = None  # an external server's process, for RSS and CPU
+    cpu: int | None = None  # the core the server is pinned to
 
     @property
     def pid(self) -> int | None:
@@ -146,4 +147,5 @@ def start_server(name: str, *, host: str = "127.0.0.1", cpu: int | None = None,
         process.wait()
         tmpdir.cleanup()
         raise RuntimeError(f"{name} did not start:\n" + "".join(output[-50:]))
-    return RunningServer(name, found[0][0], found[0][1], credentials, process, output, tmpdir)
+    return RunningServer(name, found[0][0], found[0][1], credentials, process, output, tmpdir,
+                         cpu=cpu)
