@@ -1,0 +1,218 @@
+"""pusherd as a process: the CLI, graceful shutdown on SIGTERM, secrets never printed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.pusherd.wire import (
+    AppCredentials,
+    Client,
+    call,
+    channel_auth,
+    error_code,
+    sdk,
+    signed_request,
+    user_auth,
+)
+from tests.support.pusherd_process import REPO_ROOT, run_pusherd
+
+LISTENING = "pusherd listening on http://127.0.0.1:"
+SCRUBBED_ENV = ("PUSHERD_HOST", "PUSHERD_PORT", "PUSHERD_APP_ID", "PUSHERD_APP_KEY",
+                "PUSHERD_APP_SECRET", "REVERB_APP_ID", "REVERB_APP_KEY", "REVERB_APP_SECRET",
+                "REVERB_SERVER_HOST", "REVERB_SERVER_PORT")
+
+
+@dataclass
+class Running:
+    process: asyncio.subprocess.Process
+    port: int
+    lines: list[str] = field(default_factory=list)
+    reader: asyncio.Task[None] | None = None
+
+    async def output(self) -> str:
+        """Everything the process printed, once it has exited (read to EOF)."""
+        assert self.reader is not None
+        await asyncio.wait_for(self.reader, 15)
+        return "".join(self.lines)
+
+
+@asynccontextmanager
+async def pusherd_process(*args: str, env: dict[str, str] | None = None
+                          ) -> AsyncIterator[Running]:
+    """pusherd with stdout and stderr captured to EOF, so nothing printed is missed."""
+    child_env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
+    child_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pusherd", *args, cwd=REPO_ROOT, env=child_env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    lines: list[str] = []
+    port = 0
+    try:
+        while True:
+            line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            if not line:
+                raise AssertionError("pusherd exited before listening:\n" + "".join(lines))
+            lines.append(line)
+            if line.startswith(LISTENING):
+                port = int(line[len(LISTENING):].strip())
+                break
+
+        async def pump() -> None:
+            assert process.stdout is not None
+            async for raw in process.stdout:
+                lines.append(raw.decode(errors="replace"))
+
+        running = Running(process, port, lines, asyncio.create_task(pump()))
+        yield running
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def test_sigterm_tells_clients_to_reconnect_with_4200_and_exits_0() -> None:
+    toml = ('[server]\nactivity_timeout = 120\n[[apps]]\nid = "1001"\nkey = "app-key"\n'
+            'secret = "app-secret"\n')
+    with run_pusherd(toml) as server:
+        clients = [await Client.open(server.port) for _ in range(3)]
+        await clients[0].subscribe_ok("orders")
+        server.process.send_signal(signal.SIGTERM)
+        for client in clients:
+            code, frames = await client.closed(timeout=10)
+            assert code == 4200
+            assert [error_code(f) for f in frames] == [4200]
+        exit_code = await asyncio.to_thread(server.process.wait, 15)
+        assert exit_code == 0
+
+
+async def test_sigint_also_shuts_down_cleanly() -> None:
+    async with pusherd_process("--host", "127.0.0.1", "--port", "0") as running:
+        client = await Client.open(running.port)
+        running.process.send_signal(signal.SIGINT)
+        code, _ = await client.closed(timeout=10)
+        assert code == 4200
+        assert await asyncio.wait_for(running.process.wait(), 15) == 0
+        assert "pusherd stopped" in await running.output()
+
+
+async def test_without_config_it_serves_the_dev_app_and_says_how_to_connect() -> None:
+    async with pusherd_process("--port", "0") as running:
+        client = await Client.open(running.port, "app-key")
+        await client.subscribe_ok("orders")
+        dev = AppCredentials("1001", "app-key", "app-secret")
+        await call(sdk(running.port, dev).trigger, "orders", "hello", "world")
+        assert (await client.expect("hello", "orders"))["data"] == "world"
+        await client.close()
+        running.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(running.process.wait(), 15)
+        output = await running.output()
+    assert "app-key" in output and "app-secret" in output and "1001" in output
+    assert "wsHost" in output  # how to point pusher-js at it
+    assert "REVERB_APP_KEY" in output  # and a Laravel .env
+
+
+async def test_the_environment_defines_one_app_with_reverb_names() -> None:
+    env = {"REVERB_APP_ID": "555", "REVERB_APP_KEY": "reverb-key",
+           "REVERB_APP_SECRET": "reverb-secret"}
+    async with pusherd_process("--port", "0", env=env) as running:
+        client = await Client.open(running.port, "reverb-key")
+        await client.subscribe_ok("orders")
+        app = AppCredentials("555", "reverb-key", "reverb-secret")
+        await call(sdk(running.port, app).trigger, "orders", "e", "x")
+        await client.expect("e", "orders")
+        await client.close()
+
+
+async def test_a_bad_config_names_the_key_and_refuses_to_start(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[server]\nport = "eighty"\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pusherd", "--config", str(path), cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert b"server.port" in stderr and b"eighty" in stderr
+    assert LISTENING.encode() not in stdout
+
+
+SECRET = "zebra-Secret-7731-must-never-be-printed"
+OTHER_SECRET = "okapi-Secret-4410-must-never-be-printed"
+
+
+async def test_secrets_never_appear_in_the_server_output(tmp_path: Path) -> None:
+    path = tmp_path / "pusherd.toml"
+    path.write_text(
+        '[server]\nlog_level = "debug"\n'
+        f'[[apps]]\nid = "1001"\nkey = "app-key"\nsecret = "{SECRET}"\n'
+        "enable_client_events = true\n"
+        f'[[apps]]\nid = "1002"\nkey = "key-two"\nsecret = "{OTHER_SECRET}"\n')
+    app = AppCredentials("1001", "app-key", SECRET)
+    async with pusherd_process("--config", str(path), "--port", "0") as running:
+        port = running.port
+        # Bad signatures of every kind, then good traffic.
+        assert (await signed_request(port, "POST", "/apps/1001/events",
+                                     b'{"name":"e","channels":["a"],"data":""}', app=app,
+                                     secret="forged")).status == 401
+        assert (await signed_request(port, "GET", "/apps/1001/channels", app=app,
+                                     timestamp=1)).status == 401
+        client = await Client.open(port)
+        refused = await client.subscribe(
+            "private-x", channel_auth(client.socket_id, "private-x", app=app, secret="forged"))
+        assert refused["event"] == "pusher:error"
+        assert SECRET not in json.dumps(refused)
+        await client.barrier()
+        await client.send({"event": "pusher:signin", "data": {
+            "auth": user_auth(client.socket_id, '{"id":"1"}', app=app, secret="forged"),
+            "user_data": '{"id":"1"}'}})
+        assert error_code(await client.recv()) == 4009
+        await client.subscribe_ok("private-x", channel_auth(client.socket_id, "private-x",
+                                                            app=app))
+        user_data = '{"id":"1"}'
+        await client.send({"event": "pusher:signin", "data": {
+            "auth": user_auth(client.socket_id, user_data, app=app), "user_data": user_data}})
+        await client.expect("pusher:signin_success")
+        assert (await signed_request(port, "POST", "/apps/1001/events",
+                                     b'{"name":"e","channels":["private-x"],"data":"d"}',
+                                     app=app)).status == 200
+        await client.expect("e", "private-x")
+        assert (await signed_request(port, "POST", "/users/1/terminate_connections", b"{}",
+                                     app=app)).status == 200
+        code, _ = await client.closed()
+        assert code == 4009
+        # One app's secret used for the other.
+        assert (await signed_request(port, "GET", "/apps/1002/channels",
+                                     app=AppCredentials("1002", "key-two", SECRET))
+                ).status == 401
+        running.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(running.process.wait(), 15) == 0
+        output = await running.output()
+    assert LISTENING in output
+    assert "DEBUG" in output  # the most verbose logging was on
+    for secret in (SECRET, OTHER_SECRET):
+        assert secret not in output
+        assert secret.lower() not in output.lower()
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+async def test_the_cli_answers_version_and_help(flag: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pusherd", flag, cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    assert b"pusherd" in stdout
