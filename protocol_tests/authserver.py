@@ -125,14 +125,16 @@ class AuthServer:
         if method == "POST" and path in ("/broadcasting/auth", "/broadcasting/user-auth"):
             form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
             token = headers.get("authorization", "").removeprefix("Bearer ").strip()
-            self.requests.append({"path": path, "form": form, "authorization":
-                                  headers.get("authorization"), "csrf": headers.get("x-csrf-token")})
+            self.requests.append({"path": path, "form": form,
+                                  "authorization": headers.get("authorization"),
+                                  "csrf": headers.get("x-csrf-token")})
             user = USERS.get(token)
             if user is None:
                 return 403, "application/json", b'{"message":"Unauthenticated."}'
             socket_id = form.get("socket_id", "")
             if path == "/broadcasting/user-auth":
-                result = self.sdk.authenticate_user(socket_id, {"id": user[0], "user_info": user[1]})
+                result = self.sdk.authenticate_user(
+                    socket_id, {"id": user[0], "user_info": user[1]})
                 return 200, "application/json", json.dumps(result).encode()
             channel = form.get("channel_name", "")
             if "forbidden" in channel:

@@ -14,6 +14,7 @@ from pathlib import Path
 from . import cases  # noqa: F401  (registers every case)
 from .context import Context
 from .framework import FAIL, NA, PASS, REGISTRY, Case, CaseFailed, NotApplicable, Result, select
+from .webhooks import WebhookReceiver
 from .wire import RawClient, data_of
 
 
@@ -46,6 +47,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "returns once it accepts connections")
     p.add_argument("--client-events-disabled-app", metavar="ID:KEY:SECRET",
                    help="a second app on the server with client events disabled (§9 rule 1)")
+    p.add_argument("--webhook-port", type=int, metavar="PORT",
+                   help="receive the server's webhooks on this port (server configured to POST "
+                        "to http://<this host>:PORT/); without it the webhook cases are N/A")
+    p.add_argument("--http-fallback", action="store_true",
+                   help="the server implements the xhr_streaming/xhr_polling transports (§15)")
+    p.add_argument("--http-path", default="/pusher",
+                   help="pusher-js httpPath for the fallback transports (default /pusher)")
     p.add_argument("--subscription-count", action="store_true",
                    help="the app has subscription_count enabled (§11.2)")
     p.add_argument("--client-event-rate", type=int, default=10,
@@ -104,6 +112,9 @@ async def run(args: argparse.Namespace) -> int:
             print(f"{c.id}  §{c.section}  {c.title}")
         return 0
     ctx = Context(args)
+    if args.webhook_port:
+        ctx.webhook_receiver = WebhookReceiver(args.webhook_port)
+        await ctx.webhook_receiver.start()
     down = await probe(ctx)
     if down is not None:
         print(f"cannot connect to {ctx.ws_base}/app/{args.app_key}: {down}", file=sys.stderr)

@@ -20,8 +20,8 @@ import pusher
 from .authserver import AuthServer
 from .framework import NotApplicable
 from .nodedriver import NodeDriver
+from .webhooks import WebhookReceiver
 from .wire import HttpResponse, RawClient, SilentSocket, api, sign
-
 
 _TRACKED: ContextVar[list[Any]] = ContextVar("tracked")
 
@@ -52,6 +52,7 @@ class Context:
         self._node: NodeDriver | None = None
         self._auth: AuthServer | None = None
         self._lock = asyncio.Lock()
+        self.webhook_receiver: WebhookReceiver | None = None
         self._auth_lock = asyncio.Lock()
         self.sdk = pusher.Pusher(
             app_id=self.app_id, key=self.app_key, secret=self.app_secret, ssl=self.tls,
@@ -75,7 +76,9 @@ class Context:
     # -- signatures --------------------------------------------------------------------------
     def auth_for(self, socket_id: str, channel: str, channel_data: str | None = None) -> str:
         if channel.startswith("presence-"):
-            msg = f"{socket_id}:{channel}" + (f":{channel_data}" if channel_data is not None else "")
+            msg = f"{socket_id}:{channel}"
+            if channel_data is not None:
+                msg += f":{channel_data}"
             return f"{self.app_key}:{sign(self.app_secret, msg)}"
         if channel.startswith("private-"):
             return f"{self.app_key}:{sign(self.app_secret, f'{socket_id}:{channel}')}"
@@ -172,3 +175,5 @@ class Context:
             await self._node.stop()
         if self._auth is not None:
             await self._auth.stop()
+        if self.webhook_receiver is not None:
+            await self.webhook_receiver.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -107,10 +108,8 @@ class NodeDriver:
                     seen = [d for t, d in self.events if t == tag]
                     raise CaseFailed(f"{what or tag} not observed within {timeout:g}s"
                                      + (f"; saw {short(seen)}" if seen else ""))
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
-                except TimeoutError:
-                    pass
 
     def clear_events(self) -> None:
         self.events.clear()

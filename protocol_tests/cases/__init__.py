@@ -8,6 +8,7 @@ from . import (  # noqa: F401
     clients,
     handshake,
     http_api,
+    optional,
     presence,
     users,
 )

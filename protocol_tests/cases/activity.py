@@ -7,6 +7,7 @@ for the server's idle deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -96,10 +97,8 @@ async def answering_client(ctx):
                 await c.send({"event": "pusher:pong", "data": {}})
 
     task = asyncio.create_task(answer())
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(done_event(ctx).wait(), window + 30)
-    except TimeoutError:
-        pass
     task.cancel()
     check(c.is_open, f"closed with {c.close_code} after {time.monotonic() - start:.0f}s")
     r = await ctx.trigger(ch, "still-here", "{}")
@@ -122,10 +121,8 @@ async def pjs_idle(ctx):
           ch.bind('late', (d) => emit('idle:late', d));
           await new Promise((res) => ch.bind('pusher:subscription_succeeded', res));
           return id;""")
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done_event(ctx).wait(), window + 30)
-        except TimeoutError:
-            pass
         states = [s["current"] for s in node.seen("idle:state")]
         check(states and all(s == "connected" for s in states[-1:]),
               f"state history {states}")

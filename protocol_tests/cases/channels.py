@@ -33,7 +33,8 @@ async def public_string_data(ctx):
     c = await ctx.raw()
     ch = ctx.chan("", "strdata")
     await c.send({"event": "pusher:subscribe", "data": json.dumps({"auth": "", "channel": ch})})
-    await c.wait_for(is_event("pusher_internal:subscription_succeeded", ch), "subscription_succeeded")
+    await c.wait_for(is_event("pusher_internal:subscription_succeeded", ch),
+                     "subscription_succeeded")
     await c.send({"event": "pusher:unsubscribe", "data": json.dumps({"channel": ch})})
     marker = await marker_channel(ctx, c)
     await assert_not_delivered(ctx, c, ch, marker)

@@ -19,7 +19,8 @@ async def expect_rejected(c: RawClient, channel: str, what: str) -> dict[str, An
     succeeded = [f for f in frames if f.get("event") == "pusher_internal:subscription_succeeded"]
     check(not succeeded, f"{what}: subscription succeeded but must be refused")
     errors = [f for f in frames if is_rejection(f)]
-    check(errors, f"{what}: no pusher:error (or pusher:subscription_error) frame; got {short(frames)}")
+    check(errors,
+          f"{what}: no pusher:error (or pusher:subscription_error) frame; got {short(frames)}")
     for f in errors:
         check(isinstance(f.get("data"), dict),
               f"{what}: {f['event']} data must be an object, got {short(f.get('data'))}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from websockets.exceptions import InvalidHandshake, InvalidStatus
@@ -76,10 +77,8 @@ async def wrong_path(ctx):
     except InvalidHandshake:
         return
     frame_or_close = None
-    try:
+    with contextlib.suppress(Exception):
         frame_or_close = await c.next(5)
-    except Exception:
-        pass
     code, _ = await c.closed(5)
     if frame_or_close and frame_or_close.get("event") == "pusher:connection_established":
         fail("connection established on a wrong path")

@@ -33,7 +33,8 @@ async def member_events(ctx):
     b = await ctx.raw()
     await b.subscribe(ch, user=("2", {"name": "Linus"}))
     frame = await a.expect(is_event("pusher_internal:member_added", ch), "member_added")
-    check_eq(member_data(frame), {"user_id": "2", "user_info": {"name": "Linus"}}, "member_added data")
+    check_eq(member_data(frame), {"user_id": "2", "user_info": {"name": "Linus"}},
+             "member_added data")
     check_eq(await b.sync(), [], "frames to the joiner after its success")
     await b.unsubscribe(ch)
     frame = await a.expect(is_event("pusher_internal:member_removed", ch), "member_removed")
@@ -41,7 +42,8 @@ async def member_events(ctx):
 
 
 @case("presence.exact-channel-data-bytes", "7.1",
-      "the signature covers channel_data exactly as sent (Python spacing, PHP \\/ escapes, unicode)")
+      "the signature covers channel_data exactly as sent (Python spacing, PHP \\/ escapes, "
+      "unicode)")
 async def exact_bytes(ctx):
     ch = ctx.chan("presence-", "bytes")
     variants = [
