@@ -38,7 +38,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HEADLINE: dict[str, tuple[str, bool, list[str]]] = {
     "idle": ("rss_per_conn_kb", False, ["connect_rate", "subscribed"]),
     "fanout": ("p99_ms", False, ["p50_ms", "p95_ms", "deliveries_per_s", "loss"]),
-    "throughput": ("deliveries_per_s", True, ["p99_ms", "loss"]),
+    "throughput": ("deliveries_per_s", True, ["deliveries_per_server_cpu_s", "p99_ms", "loss"]),
     "api": ("requests_per_s", True, ["p99_ms", "requests_bad"]),
     "channels": ("p99_ms", False, ["p50_ms", "loss"]),
     "slow": ("p99_ms", False, ["baseline_p99_ms", "slow_cut", "normal_cut", "loss",

@@ -90,6 +90,7 @@ class CpuWindow:
         self.t0 = time.monotonic()
         self.server0 = cpu_seconds(self.server_pid) if self.server_pid else 0.0
         self.load0 = sum(cpu_seconds(pid) for pid in self.load_pids)
+        self.coordinator0 = cpu_seconds(os.getpid())
         self.cores0 = core_times()
         return self
 
@@ -113,6 +114,7 @@ class CpuWindow:
         self.result = {
             "server_cpu": round(server, 3) if server is not None else None,
             "load_cpu": round(load, 3),
+            "coordinator_cpu": round((cpu_seconds(os.getpid()) - self.coordinator0) / wall, 3),
             # whole-core busy share (processes + kernel softirq), whoever used it
             "server_core_busy": busy(self.server_core),
             "load_core_busy": load_core_busy,
@@ -325,6 +327,10 @@ async def scenario_throughput(server: RunningServer, sizes: Sizes, load_cpu: int
         "expected": expected, "received": stat["normal_received"],
         "loss": expected - stats["normal_received"],
         "deliveries_per_s": round((end_received - start_received) / elapsed, 1),
+        # the server's cost per delivery, which the load generator's ceiling does not cap
+        "deliveries_per_server_cpu_s": round((end_received - start_received) / elapsed
+                                             / cpu_result["server_cpu"], 1)
+        if cpu_result["server_cpu"] else None,
         "cut": stats["cut"], **_latency(hist.summary()), **cpu_result,
     }
 
