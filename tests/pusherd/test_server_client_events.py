@@ -125,3 +125,25 @@ async def test_oversized_client_event_data_is_rejected(port: int) -> None:
     await receiver.expect("client-small", "private-chat")
     await sender.close()
     await receiver.close()
+
+
+async def test_a_user_id_supplied_by_the_sender_is_never_trusted(port: int) -> None:
+    sender, receiver = await _pair(port, "private-chat")
+    await sender.send({"event": "client-x", "channel": "private-chat", "data": {},
+                       "user_id": "admin"})
+    frame = await receiver.expect("client-x", "private-chat")
+    assert "user_id" not in frame
+    await sender.close()
+    await receiver.close()
+
+    backend = sdk(port)
+    sender, receiver = await Client.open(port), await Client.open(port)
+    for client, user in ((sender, "7"), (receiver, "9")):
+        auth = backend.authenticate("presence-room", client.socket_id, {"user_id": user})
+        await client.subscribe_ok("presence-room", auth["auth"], auth["channel_data"])
+    await sender.expect("pusher_internal:member_added", "presence-room")
+    await sender.send({"event": "client-x", "channel": "presence-room", "data": {},
+                       "user_id": "admin"})
+    assert (await receiver.expect("client-x", "presence-room"))["user_id"] == "7"
+    await sender.close()
+    await receiver.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 
 import pytest
 
@@ -199,3 +201,68 @@ async def test_refused_connections_do_not_stay_registered(server: Server) -> Non
     assert await ok.barrier() == []
     assert list(server.websockets) == [ok.socket_id]
     await ok.close()
+
+
+async def test_a_frame_sent_right_behind_the_upgrade_request_is_handled_after_the_handshake(
+    port: int,
+) -> None:
+    import asyncio
+    import base64
+    import os
+    import struct
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    nonce = base64.b64encode(os.urandom(16)).decode()
+    payload = b'{"event":"pusher:ping","data":{}}'
+    mask = os.urandom(4)
+    frame = struct.pack("!BB", 0x81, 0x80 | len(payload)) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+    writer.write(
+        f"GET /app/app-key?protocol=7 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {nonce}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode() + frame)
+    await writer.drain()
+    raw = RawWebSocket(reader, writer)
+    assert b" 101 " in await asyncio.wait_for(reader.readline(), 5)
+    while (await asyncio.wait_for(reader.readline(), 5)) != b"\r\n":
+        pass
+    assert (await raw.read_json())["event"] == "pusher:connection_established"
+    assert (await raw.read_json())["event"] == "pusher:pong"
+    raw.close()
+
+
+async def test_websocket_ping_control_frames_are_answered(port: int) -> None:
+    client = await Client.open(port)
+    pong = await client.ws.ping(b"are you there")
+    await asyncio.wait_for(pong, 5)
+    assert await client.barrier() == []
+    await client.close()
+
+
+async def test_websocket_pings_count_as_activity(server: Server) -> None:
+    # Deterministic: instead of waiting out a timeout, both sockets are made to look idle
+    # for 1000 s and one sweep pass is run by hand (the background sweeper, at 120 s
+    # activity_timeout, stays out of the way).
+    pinger, silent = await Client.open(server.port), await Client.open(server.port)
+    for client in (pinger, silent):
+        session = server.websockets[client.socket_id].session
+        assert session is not None
+        session.last_activity -= 1000
+    await asyncio.wait_for(await pinger.ws.ping(), 5)
+    server.sweep(time.monotonic())
+    assert await pinger.barrier() == []
+    assert (await silent.recv())["event"] == "pusher:ping"
+    await pinger.close()
+    await silent.close()
+
+
+async def test_a_normal_close_by_the_client_frees_everything(server: Server) -> None:
+    client = await Client.open(server.port)
+    await client.subscribe_ok("orders")
+    await client.close()
+    watcher = await Client.open(server.port)
+    assert await watcher.barrier() == []
+    assert list(server.websockets) == [watcher.socket_id]
+    reply = await http_request(server.port, "GET", "/up")
+    assert reply.status == 200
+    await watcher.close()

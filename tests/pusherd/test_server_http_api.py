@@ -412,3 +412,68 @@ async def test_the_sdk_reaches_the_server_with_its_own_http_stack(port: int) -> 
     backend = pusher.Pusher(app_id=APP.id, key=APP.key, secret=APP.secret, host="127.0.0.1",
                             port=port, ssl=False)
     assert await call(backend.channels_info) == {"channels": {}}
+
+
+# --- HTTP/1.1 plumbing -----------------------------------------------------------------
+
+
+async def test_responses_are_json(port: int) -> None:
+    reply = await signed_request(port, "GET", f"/apps/{APP.id}/channels")
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("application/json")
+    error = await signed_request(port, "GET", f"/apps/{APP.id}/channels", secret="x")
+    assert error.status == 401
+    assert error.headers["content-type"].startswith("application/json")
+
+
+async def test_pipelined_requests_on_one_keep_alive_connection_are_answered_in_order(
+    port: int,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = b'{"name":"e","channels":["a"],"data":"x"}'
+    requests = b""
+    for n in range(3):
+        target = f"/apps/{APP.id}/events?{signed_query('POST', f'/apps/{APP.id}/events', body)}"
+        requests += (f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    requests += b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n"
+    writer.write(requests)
+    await writer.drain()
+    replies = [await asyncio.wait_for(read_http_reply(reader), 5) for _ in range(4)]
+    assert [r.status for r in replies] == [200, 200, 200, 200]
+    assert [r.body for r in replies[:3]] == [b"{}"] * 3
+    writer.close()
+
+
+async def test_head_up_answers_200_without_a_body(port: int) -> None:
+    # RFC 9110 §9.3.2: a HEAD response carries no content, even with Content-Length; a
+    # body would corrupt the next response on a keep-alive connection.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"HEAD /up HTTP/1.1\r\nHost: x\r\n\r\nGET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    status = await asyncio.wait_for(reader.readline(), 5)
+    assert status.startswith(b"HTTP/1.1 200")
+    while (await asyncio.wait_for(reader.readline(), 5)) != b"\r\n":
+        pass
+    second = await asyncio.wait_for(read_http_reply(reader), 5)
+    assert second.status == 200 and second.json()
+    writer.close()
+
+
+async def test_the_python_sdk_terminate_path_with_an_unknown_key_is_401(port: int) -> None:
+    stranger = AppCredentials(APP.id, "no-such-key", "whatever")
+    reply = await signed_request(port, "POST", "/users/1/terminate_connections", b"{}",
+                                 app=stranger)
+    assert reply.status == 401
+
+
+async def test_a_channel_is_vacated_when_its_last_subscriber_disconnects(port: int) -> None:
+    client = await Client.open(port)
+    await client.subscribe_ok("orders")
+    assert await call(sdk(port).channels_info) == {"channels": {"orders": {}}}
+    await client.close()
+    await client.ws.wait_closed()
+    probe = await Client.open(port)
+    assert await probe.barrier() == []  # the server has processed the close by now
+    assert await call(sdk(port).channels_info) == {"channels": {}}
+    await probe.close()
