@@ -184,3 +184,26 @@ async def restart(ctx):
     """)
     await ctx.py(ctx.sdk.trigger, ch, "after", {"back": True})
     check_eq(await node.event("a:ev"), {"back": True}, "event after the restart")
+
+
+@case("browser.signin-send-to-user", "10.1",
+      "Chromium: Echo.connector.signin() through /broadcasting/user-auth (bearer), then the "
+      "Python SDK's send_to_user reaches pusher.user", browser=True, timeout=60)
+async def signin(ctx):
+    node = await ctx.node()
+    await echo_page(ctx, "a", token="token-grace")
+    await ctx.in_page("a", """
+      const p = e.connector.pusher;
+      p.user.bind('greet', (d) => __emit('a:greet', d));
+      p.connection.bind('message', (m) => {
+        if (m.event === 'pusher_internal:subscription_succeeded' &&
+            m.channel === '#server-to-user-3') __emit('a:s2u', m.channel);
+      });
+      e.connector.signin();""")
+    await node.event("a:s2u", what="#server-to-user-3 subscription_succeeded")
+    auth = await ctx.auth_server()
+    reqs = [r for r in auth.requests if r["path"] == "/broadcasting/user-auth"]
+    check(reqs and reqs[-1]["authorization"] == "Bearer token-grace",
+          f"user-auth request with the bearer token: {reqs[-1:] if reqs else 'none'}")
+    await ctx.py(ctx.sdk.send_to_user, "3", "greet", {"hi": "Grace"})
+    check_eq(await node.event("a:greet"), {"hi": "Grace"}, "event on pusher.user")

@@ -199,3 +199,19 @@ async def pjs_connect(ctx):
     sid = await ctx.js("const c = pjs('c'); return await connected(c);")
     check(isinstance(sid, str) and sid.replace(".", "", 1).isdigit() and "." in sid,
           f"socket_id {sid!r}")
+
+
+@case("echo.notification", "16",
+      "Echo .notification() on private-App.Models.User.{id} receives "
+      "BroadcastNotificationCreated")
+async def notification(ctx):
+    name = f"App.Models.User.{ctx.run_id}"
+    await ctx.js(f"""
+      const e = await echo('n', {{bearerToken: 'token-ada'}}); state.n = e;
+      const ch = e.private({J(name)});
+      ch.notification((n) => emit('n:note', n));
+      await new Promise((res) => ch.subscribed(res));""")
+    payload = {"id": "b1e2", "type": "App\\Notifications\\InvoicePaid", "amount": 12}
+    await ctx.py(ctx.sdk.trigger, "private-" + name,
+                 "Illuminate\\Notifications\\Events\\BroadcastNotificationCreated", payload)
+    check_eq(await (await ctx.node()).event("n:note"), payload, "notification payload")

@@ -171,3 +171,80 @@ async def member_limit(ctx):
     extra = await ctx.raw()
     await extra.subscribe(ch, user=("m100", None), expect_ok=False)
     await expect_rejected(extra, ch, "101st member")
+
+
+@case("presence.user-info-too-large", "8",
+      "a member whose user_info exceeds 1 KB is refused")
+async def info_too_large(ctx):
+    c = await ctx.raw()
+    ch = ctx.chan("presence-", "bigmember")
+    cd = json.dumps({"user_id": "big", "user_info": {"blob": "x" * 1100}})
+    await c.subscribe(ch, channel_data=cd, expect_ok=False)
+    await expect_rejected(c, ch, "user_info over 1 KB")
+
+
+@case("presence.user-id-too-long", "8", "a user_id longer than 128 characters is refused")
+async def id_too_long(ctx):
+    c = await ctx.raw()
+    ch = ctx.chan("presence-", "longid")
+    await c.subscribe(ch, channel_data=json.dumps({"user_id": "u" * 129}), expect_ok=False)
+    await expect_rejected(c, ch, "129-character user_id")
+
+
+@case("presence.resubscribe-idempotent", "3.1",
+      "subscribing the same presence channel twice on one socket: no second member_added, "
+      "count unchanged")
+async def presence_resubscribe(ctx):
+    ch = ctx.chan("presence-", "again")
+    observer = await ctx.raw()
+    await observer.subscribe(ch, user=("obs", None))
+    c = await ctx.raw()
+    await c.subscribe(ch, user=("twice", None))
+    await observer.expect(is_event("pusher_internal:member_added", ch), "member_added")
+    frame = await c.subscribe(ch, user=("twice", None))
+    check_eq(presence_of(frame)["count"], 2, "count after the second subscribe")
+    extra = await observer.sync()
+    check_eq([f for f in extra if f.get("channel") == ch], [], "frames to the observer")
+    r = await ctx.api("GET", f"/apps/{ctx.app_id}/channels/{ch}", params={"info": "user_count"})
+    check_eq(r.json(), {"occupied": True, "user_count": 2}, "channel info")
+
+
+@case("presence.pusher-js-members", "8",
+      "pusher-js presence channel: members.count, members.me and member_added/removed with "
+      "one user on two sockets")
+async def pjs_members(ctx):
+    node = await ctx.node()
+    ch = ctx.chan("presence-", "pjs")
+    await ctx.js(f"""
+      const o = pjs('o', {{user: {{user_id: 'obs', user_info: {{n: 'O'}}}}}}); state.o = o;
+      await connected(o);
+      const ch = o.subscribe({json.dumps(ch)});
+      ch.bind('pusher:member_added', (m) => emit('o:added', m));
+      ch.bind('pusher:member_removed', (m) => emit('o:removed', m));
+      await new Promise((res) => ch.bind('pusher:subscription_succeeded', res));
+      return {{count: ch.members.count, me: ch.members.me}};""")
+    for name in ("a1", "a2"):
+        got = await ctx.js(f"""
+          const c = pjs({json.dumps(name)}, {{user: {{user_id: 'ada', user_info: {{n: 'A'}}}}}});
+          state[{json.dumps(name)}] = c; await connected(c);
+          const ch = c.subscribe({json.dumps(ch)});
+          await new Promise((res) => ch.bind('pusher:subscription_succeeded', res));
+          return {{count: ch.members.count, me: ch.members.me}};""")
+        check_eq(got, {"count": 2, "me": {"id": "ada", "info": {"n": "A"}}}, f"{name} members")
+    check_eq(await node.event("o:added"), {"id": "ada", "info": {"n": "A"}}, "member_added")
+    await ctx.js(f"""
+      state.o.channel({json.dumps(ch)}).bind('marker', (d) => emit('o:marker', d));
+      await new Promise((res) => {{ state.a1.connection.bind('disconnected', res);
+                                   state.a1.disconnect(); }});""")
+    # a later subscriber and event: by then a (wrong) member_removed for ada would be there
+    probe = await ctx.raw()
+    await probe.subscribe(ch, user=("probe", None))
+    await ctx.trigger(ch, "marker", "{}")
+    await node.event("o:marker")
+    check_eq(node.seen("o:removed"), [], "member_removed while ada still has a socket")
+    count = await ctx.js(f"return state.o.channel({json.dumps(ch)}).members.count;")
+    check_eq(count, 3, "count (obs, ada, probe) while ada still has a socket")
+    await ctx.js("state.a2.disconnect();")
+    check_eq(await node.event("o:removed"), {"id": "ada", "info": {"n": "A"}}, "member_removed")
+    check_eq(len([m for m in node.seen("o:added") if m["id"] == "ada"]), 1,
+             "member_added events for ada")
