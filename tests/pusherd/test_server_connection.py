@@ -79,6 +79,35 @@ async def test_retired_or_malformed_protocols_are_refused_with_4007(
     await _refused(client, 4007)
 
 
+@pytest.mark.parametrize("version", ["<script>", "8 6", "-1", "x" * 65])
+async def test_a_malformed_version_string_is_refused_with_4006(port: int, version: str) -> None:
+    from urllib.parse import quote
+
+    client = await Client.open(port, query=f"protocol=7&client=js&version={quote(version)}",
+                               handshake=False)
+    await _refused(client, 4006)
+
+
+@pytest.mark.parametrize("version", ["8.6.0", "7.0.3-beta", "1"])
+async def test_well_formed_version_strings_are_accepted(port: int, version: str) -> None:
+    client = await Client.open(port, query=f"protocol=7&client=js&version={version}")
+    await client.close()
+
+
+async def test_an_idle_http_connection_is_closed(start_server: StartServer) -> None:
+    server = await start_server(
+        "[server]\nport = 0\nhttp_idle_timeout = 0.3\n"
+        '[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\n')
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    first = await asyncio.wait_for(reader.readuntil(b"}"), 5)
+    assert first.startswith(b"HTTP/1.1 200")
+    # Then nothing is sent: the server ends the keep-alive connection by itself.
+    assert await asyncio.wait_for(reader.read(), 10) == b""
+    writer.close()
+
+
 async def test_a_missing_protocol_is_refused_with_4008_in_strict_mode(
     start_server: StartServer,
 ) -> None:
