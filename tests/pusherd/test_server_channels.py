@@ -428,3 +428,47 @@ async def test_subscription_count_is_not_sent_on_presence_channels(port: int) ->
     await client.subscribe_ok("presence-x", auth["auth"], auth["channel_data"])
     assert await client.barrier() == []
     await client.close()
+
+
+async def test_above_100_subscribers_subscription_counts_are_coalesced(server: Server) -> None:
+    # §11.2: above 100 subscribers the count goes out at most every 5 s. The sweeper's
+    # clock is driven by hand instead of waiting 5 s.
+    import time
+
+    port = server.port
+    clients = []
+    for n in range(102):
+        client = await Client.open(port, OTHER_APP.key)
+        await client.subscribe_ok("crowd")
+        clients.append(client)
+    last = clients[-1]
+    # The 101st and 102nd subscriptions sent no count: the last frame everyone got says 100.
+    frames = await last.barrier()
+    assert frames == []
+    first = await clients[0].barrier()
+    counts = [json.loads(f["data"])["subscription_count"] for f in first]
+    assert counts[-1] == 100 and 101 not in counts and 102 not in counts
+    server.sweep(time.monotonic() + 5.0)
+    for client in (clients[0], last):
+        frame = await client.expect("pusher_internal:subscription_count", "crowd")
+        assert json.loads(frame["data"]) == {"subscription_count": 102}
+    for client in clients:
+        await client.close()
+
+
+async def test_a_terminated_presence_member_is_removed_for_the_others(port: int) -> None:
+    backend = sdk(port)
+    watcher, user = await Client.open(port), await Client.open(port)
+    signed = backend.authenticate_user(user.socket_id, {"id": "42"})
+    await user.send({"event": "pusher:signin", "data": signed})
+    await user.expect("pusher:signin_success")
+    for client, user_id in ((watcher, "w"), (user, "42")):
+        auth = backend.authenticate("presence-room", client.socket_id, {"user_id": user_id})
+        await client.subscribe_ok("presence-room", auth["auth"], auth["channel_data"])
+    await watcher.expect("pusher_internal:member_added", "presence-room")
+    await call(backend.terminate_user_connections, "42")
+    code, _ = await user.closed()
+    assert code == 4009
+    removed = await watcher.expect("pusher_internal:member_removed", "presence-room")
+    assert json.loads(removed["data"]) == {"user_id": "42"}
+    await watcher.close()

@@ -477,3 +477,33 @@ async def test_a_channel_is_vacated_when_its_last_subscriber_disconnects(port: i
     assert await probe.barrier() == []  # the server has processed the close by now
     assert await call(sdk(port).channels_info) == {"channels": {}}
     await probe.close()
+
+
+async def test_a_mount_prefix_serves_websocket_and_api_signed_without_the_prefix(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(
+        '[server]\nport = 0\npath_prefix = "/realtime"\n'
+        '[[apps]]\nid = "1001"\nkey = "app-key"\nsecret = "app-secret"\n')
+    from websockets.asyncio.client import connect
+
+    async with connect(f"ws://127.0.0.1:{server.port}/realtime/app/app-key?protocol=7",
+                       proxy=None) as ws:
+        client = Client(ws)
+        established = await client.expect("pusher:connection_established")
+        assert json.loads(established["data"])["socket_id"]
+        await client.subscribe_ok("orders")
+        body = b'{"name":"e","channels":["orders"],"data":"p"}'
+        query = signed_query("POST", f"/apps/{APP.id}/events", body)
+        reply = await http_request(server.port, "POST",
+                                   f"/realtime/apps/{APP.id}/events?{query}", body)
+        assert reply.status == 200
+        assert (await client.expect("e", "orders"))["data"] == "p"
+    assert (await http_request(server.port, "GET", "/realtime/up")).status == 200
+
+
+async def test_an_unsupported_websocket_version_gets_426(port: int) -> None:
+    reply = await http_request(port, "GET", f"/app/{APP.key}?protocol=7", headers={
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert reply.status == 426
