@@ -18,7 +18,7 @@ from pusherd.apps import App
 from pusherd.core.channels import classify_channel
 from pusherd.core.ids import AppId, AppKey
 from pusherd.core.messages import ClientEvent, Signin, Subscribe
-from pusherd.core.session import KeepaliveAction, Session, SubscriptionGrant
+from pusherd.core.session import KeepaliveAction, Session
 from pusherd.errors import ClientEventRejected, SigninRefused, SubscriptionRefused
 
 KEY = "app-key"
@@ -48,10 +48,6 @@ def _channel_auth(channel: str, channel_data: str | None = None, socket_id: str 
 
 def _user_auth(user_data: str, socket_id: str = SOCKET, secret: str = SECRET) -> str:
     return f"{KEY}:{_hmac(f'{socket_id}::user::{user_data}', secret)}"
-
-
-def _subscribed(session: Session, grant: SubscriptionGrant) -> None:
-    session.note_subscribed(grant)
 
 
 def _refusal(session: Session, message: Subscribe) -> SubscriptionRefused:

@@ -437,7 +437,7 @@ async def test_above_100_subscribers_subscription_counts_are_coalesced(server: S
 
     port = server.port
     clients = []
-    for n in range(102):
+    for _ in range(102):
         client = await Client.open(port, OTHER_APP.key)
         await client.subscribe_ok("crowd")
         clients.append(client)

@@ -432,8 +432,9 @@ async def test_pipelined_requests_on_one_keep_alive_connection_are_answered_in_o
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     body = b'{"name":"e","channels":["a"],"data":"x"}'
     requests = b""
-    for n in range(3):
-        target = f"/apps/{APP.id}/events?{signed_query('POST', f'/apps/{APP.id}/events', body)}"
+    for _ in range(3):
+        query = signed_query("POST", f"/apps/{APP.id}/events", body)
+        target = f"/apps/{APP.id}/events?{query}"
         requests += (f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     requests += b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n"
