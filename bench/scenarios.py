@@ -80,11 +80,12 @@ class Sizes:
 class CpuWindow:
     """CPU used by the server and by the load side (workers + this process) over a window."""
 
-    def __init__(self, server: RunningServer, load: LoadGroup | None) -> None:
+    def __init__(self, server: RunningServer, load: LoadGroup | None,
+                 load_core: int | None = None) -> None:
         self.server_pid = server.pid
         self.load_pids = [os.getpid(), *(load.pids if load else [])]
         self.server_core = server.cpu
-        self.load_core = load.load_cpu if load else None
+        self.load_core = load.load_cpu if load else load_core
 
     def __enter__(self) -> CpuWindow:
         self.t0 = time.monotonic()
@@ -211,7 +212,10 @@ async def scenario_idle(server: RunningServer, sizes: Sizes, load_cpu: int | Non
     """N connections, each subscribed to its own channel: RSS per connection, connect rate."""
     n = sizes.idle_conns
     rss0 = rss_bytes(server.pid) if server.pid else 0
-    load, ready = await _connect(server, n, load_cpu, channel_fmt="idle-%d", concurrency=256)
+    with CpuWindow(server, None, load_cpu) as cpu:
+        load, ready = await _connect(server, n, load_cpu, channel_fmt="idle-%d",
+                                     concurrency=256)
+        connect_cpu = cpu.close()
     try:
         samples = []
         for _ in range(10):  # RSS settles within a few hundred ms; keep the maximum
@@ -233,6 +237,12 @@ async def scenario_idle(server: RunningServer, sizes: Sizes, load_cpu: int | Non
         "rss_per_conn_kb": round((rss1 - rss0) / subscribed / 1024, 2)
         if subscribed and server.pid else None,
         "cut": stats["cut"],
+        # during the connect phase (the load side's processes are not known before it)
+        "server_cpu": connect_cpu["server_cpu"],
+        "server_core_busy": connect_cpu["server_core_busy"],
+        "load_core_busy": connect_cpu["load_core_busy"],
+        "load_bound": bool(connect_cpu["load_core_busy"] and
+                           connect_cpu["load_core_busy"] >= LOAD_BOUND_CPU),
     }
 
 
