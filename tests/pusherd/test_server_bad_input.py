@@ -139,10 +139,11 @@ async def test_bad_http_input_never_disturbs_websocket_clients(
     port: int, bystander: Client
 ) -> None:
     statuses = []
-    for body in (b"not json", b"[]", b'{"name":"e"}', b'{"name":"e","channels":["a"]}'):
+    for body in (b"not json", b"[]", b'{"name":"e"}', b'{"name":"e","channels":["a"]}',
+                 b'{"name":"e","channels":["a"],"data":"\xff\xfe"}'):
         statuses.append((await signed_request(port, "POST", f"/apps/{APP.id}/events",
                                               body)).status)
-    assert statuses == [400, 400, 400, 400]
+    assert statuses == [400, 400, 400, 400, 400]
     assert (await signed_request(port, "POST", f"/apps/{APP.id}/events",
                                  b'{"name":"e","channels":["a"],"data":""}',
                                  secret="forged")).status == 401
