@@ -48,6 +48,9 @@ class App:
     max_client_events_per_second: int = 10
     max_watchlist_size: int = 100
     cache_ttl: int = 1_800
+    # The end-to-end encryption master key of private-encrypted- channels. The server never
+    # decrypts; the key lives here only so that an auth backend can share this file.
+    encryption_master_key_base64: str = field(default="", repr=False)
     webhooks: tuple[Webhook, ...] = ()
 
     def allows_origin(self, origin: str | None) -> bool:

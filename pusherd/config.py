@@ -7,6 +7,7 @@ error names the key and the bad value, and pusherd refuses to start (exit code 2
 
 from __future__ import annotations
 
+import base64
 import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields
@@ -147,6 +148,14 @@ def _build_app(raw: Any, index: int) -> App:
                  "max_presence_user_info_size", "max_user_id_length", "max_watchlist_size",
                  "cache_ttl"):
         _positive(f"{where}.{name}", getattr(app, name))
+    if app.encryption_master_key_base64:
+        try:
+            master_key = base64.b64decode(app.encryption_master_key_base64, validate=True)
+        except ValueError:
+            master_key = b""
+        if len(master_key) != 32:
+            raise ConfigError(f"{where}.encryption_master_key_base64",
+                              "must be 32 bytes encoded in base64 (value hidden)")
     if ":" in app.key:
         raise ConfigError(f"{where}.key", f"must not contain ':', got {app.key!r}")
     return app

@@ -15,7 +15,8 @@ SocketId = NewType("SocketId", str)
 ChannelName = NewType("ChannelName", str)
 UserId = NewType("UserId", str)
 
-SOCKET_ID_PATTERN = re.compile(r"\A\d+\.\d+\Z")
+# ASCII digits only: \d would also match other scripts' digits.
+SOCKET_ID_PATTERN = re.compile(r"\A[0-9]+\.[0-9]+\Z")
 
 
 def format_socket_id(high: int, low: int) -> SocketId:

@@ -37,14 +37,15 @@ LINGER_SECONDS = 5.0  # how long a refused request's remaining input is drained
 _VERSION_PATTERN = re.compile(r"\A[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}\Z")
 
 
-def render_response(response: HttpResponse, keep_alive: bool) -> bytes:
-    head = (
+def render_response(response: HttpResponse, keep_alive: bool, head: bool = False) -> bytes:
+    """The response bytes; for HEAD, the headers of the GET response and no body."""
+    status_line = (
         f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Error')}\r\n"
         f"Content-Type: {response.content_type}\r\n"
         f"Content-Length: {len(response.body)}\r\n"
         f"{'' if keep_alive else 'Connection: close' + chr(13) + chr(10)}\r\n"
     )
-    return head.encode() + response.body
+    return status_line.encode() + (b"" if head else response.body)
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -163,15 +164,16 @@ class ServerProtocol(asyncio.Protocol):
             headers=self._headers,
             body=b"".join(self._body),
         )
-        self._respond(self.server.http_api.handle(request), self.parser.should_keep_alive())
+        self._respond(self.server.http_api.handle(request), self.parser.should_keep_alive(),
+                      head=request.method == "HEAD")
 
     # --- responses and upgrades ---------------------------------------------------------
 
-    def _respond(self, response: HttpResponse, keep_alive: bool) -> None:
+    def _respond(self, response: HttpResponse, keep_alive: bool, head: bool = False) -> None:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        transport.write(render_response(response, keep_alive))
+        transport.write(render_response(response, keep_alive, head))
         if not keep_alive:
             # Half-close: the client gets the response and a FIN, and whatever it is still
             # sending is read and dropped. Closing outright with unread input would send
