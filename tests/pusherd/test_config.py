@@ -97,6 +97,21 @@ def test_encryption_master_key_base64_is_accepted_in_an_app_as_the_team_config_s
     assert [a.id for a in config.apps] == ["1"]
 
 
+def test_an_encryption_master_key_that_is_not_32_bytes_of_base64_names_the_key(
+    tmp_path: Path,
+) -> None:
+    error = _error(tmp_path, '[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\n'
+                             'encryption_master_key_base64 = "c2hvcnQ="\n')
+    assert "apps[0].encryption_master_key_base64" in str(error)
+
+
+def test_the_encryption_master_key_is_not_in_an_apps_repr(tmp_path: Path) -> None:
+    key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    config = load_config(_write(tmp_path, '[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\n'
+                                f'encryption_master_key_base64 = "{key}"\n'), {})
+    assert key not in repr(config)
+
+
 def test_the_secret_is_not_in_an_apps_repr(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, FULL), {})
     assert "secret-one" not in repr(config.apps[0])
