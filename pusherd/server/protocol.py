@@ -134,6 +134,10 @@ class ServerProtocol(asyncio.Protocol):
         if length is not None and length.isdigit() and int(length) > limit:
             self._respond(error_response(
                 413, f"Request body is larger than {limit} bytes"), False)
+        elif self._headers.get("expect", "").lower() == "100-continue" and self.transport:
+            # curl (and so PHP's Guzzle) asks before sending bodies over 1 KB and would
+            # otherwise wait a second for this answer.
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         if self._refused:
@@ -152,7 +156,7 @@ class ServerProtocol(asyncio.Protocol):
         url = httptools.parse_url(self._url)
         path = (url.path or b"/").decode("latin-1")
         prefix = self.server.config.server.path_prefix
-        if prefix:
+        if prefix and path != "/up":  # /up answers at the root too, for load balancers
             if not path.startswith(prefix + "/"):
                 self._respond(error_response(404, "Not found"), self.parser.should_keep_alive())
                 return
