@@ -501,6 +501,9 @@ async def test_a_mount_prefix_serves_websocket_and_api_signed_without_the_prefix
         assert reply.status == 200
         assert (await client.expect("e", "orders"))["data"] == "p"
     assert (await http_request(server.port, "GET", "/realtime/up")).status == 200
+    # Load balancers probe the root: /up answers there too under a mount prefix.
+    assert (await http_request(server.port, "GET", "/up")).status == 200
+    assert (await http_request(server.port, "GET", f"/apps/{APP.id}/channels")).status == 404
 
 
 async def test_an_unsupported_websocket_version_gets_426(port: int) -> None:
@@ -508,3 +511,22 @@ async def test_an_unsupported_websocket_version_gets_426(port: int) -> None:
         "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8",
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
     assert reply.status == 426
+
+
+async def test_expect_100_continue_is_answered_before_the_body_is_sent(port: int) -> None:
+    # curl (PHP's Guzzle) sends Expect: 100-continue for bodies over 1 KB and holds the body
+    # until the interim answer comes (or a second passes).
+    body = json.dumps({"name": "e", "channels": ["orders"], "data": "x" * 3000}).encode()
+    query = signed_query("POST", f"/apps/{APP.id}/events", body)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write((f"POST /apps/{APP.id}/events?{query} HTTP/1.1\r\nHost: x\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                  "Expect: 100-continue\r\n\r\n").encode())
+    await writer.drain()
+    interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert interim.startswith(b"HTTP/1.1 100 Continue")
+    writer.write(body)
+    await writer.drain()
+    reply = await asyncio.wait_for(read_http_reply(reader), 5)
+    assert reply.status == 200 and reply.json() == {}
+    writer.close()
