@@ -330,6 +330,7 @@ static void on_readable_ws(struct conn *c, uint64_t now) {
     size_t have = c->pend_len;
     if (have) memcpy(rbuf, c->pend, have);
     ssize_t n = recv(c->fd, rbuf + have, RBUF_SIZE - have, 0);
+    now = now_ns(); /* per read, not per epoll batch: a batch can take milliseconds */
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         if (c->state >= S_OPEN) { c->cut = 1; n_cut++; }
@@ -383,6 +384,7 @@ static void on_readable_api(struct conn *c, uint64_t now) {
     size_t have = c->pend_len;
     if (have) memcpy(rbuf, c->pend, have);
     ssize_t n = recv(c->fd, rbuf + have, RBUF_SIZE - have, 0);
+    now = now_ns();
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
         conn_close(c, 1);
