@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -24,19 +25,32 @@ ERROR_SCHEMA = {
     "properties": {
         "message": {"type": "string"},
         "error_code": {"type": "string"},
-        "errors": {"type": "object", "additionalProperties": {"type": "array",
-                                                               "items": {"type": "string"}}},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
     },
     "required": ["message"],
 }
-ERROR_STATUSES = {"400": "Bad request", "401": "Unauthenticated", "403": "Forbidden",
-                  "404": "Not found", "409": "Conflict", "422": "Validation error",
-                  "429": "Too many attempts", "503": "Realtime not configured"}
+ERROR_STATUSES = {
+    "400": "Bad request",
+    "401": "Unauthenticated",
+    "403": "Forbidden",
+    "404": "Not found",
+    "405": "Method not allowed",
+    "409": "Conflict",
+    "422": "Validation error",
+    "429": "Too many attempts",
+    "503": "Realtime not configured",
+}
 
 
 def starlette_path(path: str) -> str:
-    return re.sub(r"\{(\w+)\}", lambda m: "{%s:int}" % m.group(1) if m.group(1) in INT_PARAMS
-                  else "{%s}" % m.group(1), path)
+    return re.sub(
+        r"\{(\w+)\}",
+        lambda m: f"{{{m.group(1)}:int}}" if m.group(1) in INT_PARAMS else f"{{{m.group(1)}}}",
+        path,
+    )
 
 
 def openapi_document(routes: list[RouteSpec]) -> dict[str, Any]:
@@ -44,8 +58,11 @@ def openapi_document(routes: list[RouteSpec]) -> dict[str, Any]:
     for spec in routes:
         params: list[dict[str, Any]] = []
         for name in re.findall(r"\{(\w+)\}", spec.path):
-            schema: dict[str, Any] = ({"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
-                                      if name in INT_PARAMS else {"type": "string"})
+            schema: dict[str, Any] = (
+                {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+                if name in INT_PARAMS
+                else {"type": "string"}
+            )
             if name == "date":
                 schema = {"type": "string", "format": "date"}
             if name == "month":
@@ -54,22 +71,33 @@ def openapi_document(routes: list[RouteSpec]) -> dict[str, Any]:
                 schema = {"type": "integer", "minimum": 1970, "maximum": 9999}
             params.append({"name": name, "in": "path", "required": True, "schema": schema})
         for name, kind in spec.query.items():
-            params.append({"name": name, "in": "query", "required": False,
-                           "schema": {"type": kind}})
+            params.append(
+                {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
+            )
         ok: dict[str, Any]
         if spec.returns == "csv":
-            ok = {"description": "CSV file", "content": {"text/csv": {"schema": {"type": "string"}}}}
+            ok = {
+                "description": "CSV file",
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }
         else:
-            ok = {"description": "Success",
-                  "content": {"application/json": {"schema": {"type": spec.returns}}}}
+            ok = {
+                "description": "Success",
+                "content": {"application/json": {"schema": {"type": spec.returns}}},
+            }
         responses: dict[str, Any] = {str(spec.status): ok}
         for code, text in ERROR_STATUSES.items():
-            responses[code] = {"description": text,
-                               "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+            responses[code] = {
+                "description": text,
+                "content": {"application/json": {"schema": ERROR_SCHEMA}},
+            }
         op: dict[str, Any] = {
-            "operationId": f"{spec.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', spec.path.lower())}"
-                           .strip("_"),
-            "summary": spec.summary, "tags": [spec.tag], "parameters": params,
+            "operationId": (
+                spec.method.lower() + "_" + re.sub(r"[^a-z0-9]+", "_", spec.path.lower())
+            ).strip("_"),
+            "summary": spec.summary,
+            "tags": [spec.tag],
+            "parameters": params,
             "responses": responses,
         }
         if spec.auth is not None:
@@ -82,10 +110,13 @@ def openapi_document(routes: list[RouteSpec]) -> dict[str, Any]:
         paths.setdefault(spec.path, {})[spec.method.lower()] = op
     return {
         "openapi": "3.0.3",
-        "info": {"title": "attendance_api", "version": "1.0.0",
-                 "description": "Attendance service. Overtime is floored to the `ot_rounding` "
-                                "step (none, 15, 30, 60 minutes): decision D6. Realtime events "
-                                "are published through a Pusher-compatible server (pusherd)."},
+        "info": {
+            "title": "attendance_api",
+            "version": "1.0.0",
+            "description": "Attendance service. Overtime is floored to the `ot_rounding` "
+            "step (none, 15, 30, 60 minutes): decision D6. Realtime events "
+            "are published through a Pusher-compatible server (pusherd).",
+        },
         "paths": paths,
         "components": {"securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}}},
     }
@@ -104,8 +135,7 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Starlette:
 
     routes = [Route("/openapi.json", openapi), Route("/up", up)]
     for spec in ROUTES:
-        routes.append(Route(starlette_path(spec.path), make_endpoint(spec),
-                            methods=[spec.method]))
+        routes.append(Route(starlette_path(spec.path), make_endpoint(spec), methods=[spec.method]))
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -117,12 +147,36 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Starlette:
             if background:
                 await runtime.stop()
 
-    middleware = [Middleware(
-        CORSMiddleware, allow_origins=list(runtime.config.cors_origins),
-        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
-        allow_headers=["Authorization", "Content-Type", "Accept", "X-Requested-With",
-                       "X-Socket-ID"],
-        allow_credentials=False)]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    middleware = [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(runtime.config.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Accept",
+                "X-Requested-With",
+                "X-Socket-ID",
+            ],
+            allow_credentials=False,
+        )
+    ]
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        messages = {404: "Not Found.", 405: "Method Not Allowed."}
+        return JSONResponse(
+            {"message": messages.get(exc.status_code, exc.detail)},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+    )
     app.state.runtime = runtime
     return app

@@ -40,8 +40,14 @@ SEVERITY = {
 class ApiError(Exception):
     """An error answer: `{message, error_code?, errors?}` with an HTTP status."""
 
-    def __init__(self, status: int, message: str, error_code: str | None = None,
-                 errors: dict[str, list[str]] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        error_code: str | None = None,
+        errors: dict[str, list[str]] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -107,35 +113,73 @@ class Ctx:
         body = json.dumps(payload, separators=(",", ":"), default=str)
         if len(body.encode()) > MAX_EVENT_BYTES:
             raise ValueError(f"event {event} is {len(body)} bytes, over the 10 KB limit")
-        self.db.add(OutboxEvent(channels=channels, event=event, payload=body, created_at=self.now,
-                                state="pending", attempts=0))
+        self.db.add(
+            OutboxEvent(
+                channels=channels,
+                event=event,
+                payload=body,
+                created_at=self.now,
+                state="pending",
+                attempts=0,
+            )
+        )
         self.events += 1
         if event in ("attendance.updated", "break.updated", "session.updated"):
             self.dashboard_dirty = True
 
     # notifications ----------------------------------------------------------
-    def notify_admins(self, kind: str, title: str, message: str, record_id: int | None,
-                      user_id: int | None) -> None:
+    def notify_admins(
+        self, kind: str, title: str, message: str, record_id: int | None, user_id: int | None
+    ) -> None:
         """Store an in-app notification for every active admin and announce it (7.4)."""
         if not self.setting("notify_inapp"):
             return
-        admins = self.db.scalars(select(User).where(
-            User.role == "admin", User.status == "active", User.deleted_at.is_(None))).all()
+        admins = self.db.scalars(
+            select(User).where(
+                User.role == "admin", User.status == "active", User.deleted_at.is_(None)
+            )
+        ).all()
         for admin in admins:
             note = Notification(
-                id=str(uuid.uuid4()), user_id=admin.id, type=kind, created_at=self.now,
-                data={"type": kind, "title": title, "message": message, "record_id": record_id,
-                      "user_id": user_id, "time": iso(self.now)},
+                id=str(uuid.uuid4()),
+                user_id=admin.id,
+                type=kind,
+                created_at=self.now,
+                data={
+                    "type": kind,
+                    "title": title,
+                    "message": message,
+                    "record_id": record_id,
+                    "user_id": user_id,
+                    "time": iso(self.now),
+                },
             )
             self.db.add(note)
-            self.emit("notification.created", [f"private-user.{admin.id}"], {
-                "id": note.id, "type": note.type, "data": note.data, "read_at": None,
-                "created_at": iso(note.created_at)})
+            self.emit(
+                "notification.created",
+                [f"private-user.{admin.id}"],
+                {
+                    "id": note.id,
+                    "type": note.type,
+                    "data": note.data,
+                    "read_at": None,
+                    "created_at": iso(note.created_at),
+                },
+            )
 
     # audit ------------------------------------------------------------------
-    def audit(self, action: str, description: str, *, model_type: str | None = None,
-              model_id: Any = None, status: str = "success", old: dict[str, Any] | None = None,
-              new: dict[str, Any] | None = None, actor_id: int | None = None) -> None:
+    def audit(
+        self,
+        action: str,
+        description: str,
+        *,
+        model_type: str | None = None,
+        model_id: Any = None,
+        status: str = "success",
+        old: dict[str, Any] | None = None,
+        new: dict[str, Any] | None = None,
+        actor_id: int | None = None,
+    ) -> None:
         """Append one hash-chained audit row, serialised so the chain never forks (6.2 #3)."""
         if self.db.get_bind().dialect.name == "postgresql":
             self.db.execute(text("SELECT pg_advisory_xact_lock(727001)"))
@@ -145,10 +189,18 @@ class Ctx:
             severity = "low"
         user_id = actor_id if actor_id is not None else (self.user.id if self.user else None)
         row = AuditLog(
-            created_at=self.now, user_id=user_id, action=action, model_type=model_type,
-            model_id=None if model_id is None else str(model_id), description=description[:2000],
-            status=status, severity=severity, old_values=old, new_values=new,
-            ip_address=self.ip, user_agent=(self.user_agent or "")[:500] or None,
+            created_at=self.now,
+            user_id=user_id,
+            action=action,
+            model_type=model_type,
+            model_id=None if model_id is None else str(model_id),
+            description=description[:2000],
+            status=status,
+            severity=severity,
+            old_values=old,
+            new_values=new,
+            ip_address=self.ip,
+            user_agent=(self.user_agent or "")[:500] or None,
             previous_hash=previous,
         )
         row.hash = audit_hash(row)
@@ -157,6 +209,16 @@ class Ctx:
 
 
 def audit_hash(row: AuditLog) -> str:
-    material = json.dumps([row.user_id, row.action, row.description, row.status, row.ip_address,
-                           iso(row.created_at), row.previous_hash], separators=(",", ":"))
+    material = json.dumps(
+        [
+            row.user_id,
+            row.action,
+            row.description,
+            row.status,
+            row.ip_address,
+            iso(row.created_at),
+            row.previous_hash,
+        ],
+        separators=(",", ":"),
+    )
     return hashlib.sha256(material.encode()).hexdigest()

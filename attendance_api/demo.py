@@ -15,9 +15,11 @@ from .models import AttendanceSession, Schedule, User
 from .security import hash_password
 
 DEMO_ADMIN = "admin@demo.attendance.test"
-DEMO_EMPLOYEES = [("QCV-001", "ana@demo.attendance.test", "Ana", "Reyes"),
-                  ("QCV-002", "ben@demo.attendance.test", "Ben", "Santos"),
-                  ("QCV-003", "cora@demo.attendance.test", "Cora", "Lim")]
+DEMO_EMPLOYEES = [
+    ("QCV-001", "ana@demo.attendance.test", "Ana", "Reyes"),
+    ("QCV-002", "ben@demo.attendance.test", "Ben", "Santos"),
+    ("QCV-003", "cora@demo.attendance.test", "Cora", "Lim"),
+]
 
 
 def new_password() -> str:
@@ -28,19 +30,30 @@ def seed_demo(ctx: Ctx) -> dict[str, str]:
     """Create or refresh the demo; returns email -> password."""
     credentials: dict[str, str] = {}
     people = [("SYSADM-900", DEMO_ADMIN, "Demo", "Admin", "admin")] + [
-        (code, email, first, last, "employee") for code, email, first, last in DEMO_EMPLOYEES]
+        (code, email, first, last, "employee") for code, email, first, last in DEMO_EMPLOYEES
+    ]
     for code, email, first, last, role in people:
         password = new_password()
         credentials[email] = password
-        user = ctx.db.scalars(select(User).where(User.email == email,
-                                                 User.deleted_at.is_(None))).first()
+        user = ctx.db.scalars(
+            select(User).where(User.email == email, User.deleted_at.is_(None))
+        ).first()
         if user is None:
-            taken = ctx.db.scalar(select(User.id).where(User.employee_code == code,
-                                                        User.deleted_at.is_(None)))
-            user = User(employee_code=code if taken is None else f"{code}-D", email=email,
-                        first_name=first, last_name=last, role=role, status="active",
-                        position="Team Lead" if role == "admin" else "Virtual Assistant",
-                        created_at=ctx.now, updated_at=ctx.now, password_hash="")
+            taken = ctx.db.scalar(
+                select(User.id).where(User.employee_code == code, User.deleted_at.is_(None))
+            )
+            user = User(
+                employee_code=code if taken is None else f"{code}-D",
+                email=email,
+                first_name=first,
+                last_name=last,
+                role=role,
+                status="active",
+                position="Team Lead" if role == "admin" else "Virtual Assistant",
+                created_at=ctx.now,
+                updated_at=ctx.now,
+                password_hash="",
+            )
             ctx.db.add(user)
         user.password_hash = hash_password(password)
         user.status = "active"
@@ -51,19 +64,31 @@ def seed_demo(ctx: Ctx) -> dict[str, str]:
     end = time((local.hour + 8) % 24, 0)
     schedules = [("Night Shift", time(23, 0), time(7, 0)), ("Demo Shift (now)", start, end)]
     for name, t_in, t_out in schedules:
-        schedule = ctx.db.scalars(select(Schedule).where(Schedule.name == name,
-                                                         Schedule.deleted_at.is_(None))).first()
+        schedule = ctx.db.scalars(
+            select(Schedule).where(Schedule.name == name, Schedule.deleted_at.is_(None))
+        ).first()
         if schedule is None:
-            schedule = Schedule(name=name, time_in=t_in, time_out=t_out, break_time=None,
-                                grace_period_minutes=15, late_threshold_minutes=30,
-                                status="active", created_at=ctx.now, updated_at=ctx.now)
+            schedule = Schedule(
+                name=name,
+                time_in=t_in,
+                time_out=t_out,
+                break_time=None,
+                grace_period_minutes=15,
+                late_threshold_minutes=30,
+                status="active",
+                created_at=ctx.now,
+                updated_at=ctx.now,
+            )
             ctx.db.add(schedule)
             ctx.db.flush()
         day = domain.today(ctx) if name == "Night Shift" else local.date()
         if name != "Night Shift" and local.hour < 1:
             day = local.date()
-        exists = ctx.db.scalar(select(AttendanceSession.id).where(
-            AttendanceSession.schedule_id == schedule.id, AttendanceSession.work_date == day))
+        exists = ctx.db.scalar(
+            select(AttendanceSession.id).where(
+                AttendanceSession.schedule_id == schedule.id, AttendanceSession.work_date == day
+            )
+        )
         if exists is None:
             session = domain.create_session(ctx, schedule, day, [])
             session.attendance_required = True

@@ -22,22 +22,29 @@ def shift_of(ctx: Ctx, schedule: Schedule) -> rules.Shift:
         time_in=schedule.time_in,
         time_out=schedule.time_out,
         grace_minutes=schedule.grace_period_minutes,
-        open_before_minutes=(schedule.checkin_open_before_min
-                             if schedule.checkin_open_before_min is not None
-                             else int(ctx.setting("checkin_open_before"))),
-        close_after_minutes=(schedule.checkin_close_after_min
-                             if schedule.checkin_close_after_min is not None
-                             else int(ctx.setting("checkin_close_after"))),
+        open_before_minutes=(
+            schedule.checkin_open_before_min
+            if schedule.checkin_open_before_min is not None
+            else int(ctx.setting("checkin_open_before"))
+        ),
+        close_after_minutes=(
+            schedule.checkin_close_after_min
+            if schedule.checkin_close_after_min is not None
+            else int(ctx.setting("checkin_close_after"))
+        ),
     )
 
 
 def window_of(ctx: Ctx, session: AttendanceSession) -> rules.ShiftWindow:
-    return rules.shift_window(session.work_date, shift_of(ctx, session.schedule), ctx.tz,
-                              int(ctx.setting("grace_period")))
+    return rules.shift_window(
+        session.work_date, shift_of(ctx, session.schedule), ctx.tz, int(ctx.setting("grace_period"))
+    )
 
 
 def status_of(ctx: Ctx, session: AttendanceSession) -> str:
-    return rules.session_status(ctx.now, window_of(ctx, session), session.locked_at is not None).value
+    return rules.session_status(
+        ctx.now, window_of(ctx, session), session.locked_at is not None
+    ).value
 
 
 def today(ctx: Ctx) -> date:
@@ -47,8 +54,9 @@ def today(ctx: Ctx) -> date:
 def breaks_of(ctx: Ctx, record_ids: list[int]) -> dict[int, list[Break]]:
     out: dict[int, list[Break]] = {rid: [] for rid in record_ids}
     if record_ids:
-        for brk in ctx.db.scalars(select(Break).where(Break.record_id.in_(record_ids))
-                                  .order_by(Break.started_at)):
+        for brk in ctx.db.scalars(
+            select(Break).where(Break.record_id.in_(record_ids)).order_by(Break.started_at)
+        ):
             out[brk.record_id].append(brk)
     return out
 
@@ -65,9 +73,15 @@ def record_out(ctx: Ctx, record: AttendanceRecord) -> dict[str, Any]:
 
 def records_out(ctx: Ctx, records: list[AttendanceRecord]) -> list[dict[str, Any]]:
     all_breaks = breaks_of(ctx, [r.id for r in records])
-    return [record_json(r, all_breaks[r.id], ctx.now,
-                        session_status=status_of(ctx, r.session) if r.session else None)
-            for r in records]
+    return [
+        record_json(
+            r,
+            all_breaks[r.id],
+            ctx.now,
+            session_status=status_of(ctx, r.session) if r.session else None,
+        )
+        for r in records
+    ]
 
 
 def session_out(ctx: Ctx, session: AttendanceSession) -> dict[str, Any]:
@@ -81,53 +95,94 @@ def emit_attendance(ctx: Ctx, record: AttendanceRecord, action: str) -> None:
     breaks = breaks_of(ctx, [record.id])[record.id]
     latest = breaks[-1] if breaks else None
     user = ctx.db.get(User, record.user_id)
-    ctx.emit("attendance.updated", [f"private-user.{record.user_id}"], {
-        "id": record.id, "user_id": record.user_id, "session_id": record.session_id,
-        "work_date": iso_date(record.work_date), "status": record.status,
-        "time_in": iso(record.time_in), "time_out": iso(record.time_out),
-        "break_start": iso(latest.started_at) if latest else None,
-        "break_end": iso(latest.ended_at) if latest else None,
-        "minutes_late": record.minutes_late, "action": action,
-        "user": {"id": user.id, "first_name": user.first_name, "last_name": user.last_name}
-        if user else None,
-    })
-    ctx.emit("attendance.updated", ["attendance"],
-             {"id": record.id, "session_id": record.session_id, "action": action})
+    ctx.emit(
+        "attendance.updated",
+        [f"private-user.{record.user_id}"],
+        {
+            "id": record.id,
+            "user_id": record.user_id,
+            "session_id": record.session_id,
+            "work_date": iso_date(record.work_date),
+            "status": record.status,
+            "time_in": iso(record.time_in),
+            "time_out": iso(record.time_out),
+            "break_start": iso(latest.started_at) if latest else None,
+            "break_end": iso(latest.ended_at) if latest else None,
+            "minutes_late": record.minutes_late,
+            "action": action,
+            "user": {"id": user.id, "first_name": user.first_name, "last_name": user.last_name}
+            if user
+            else None,
+        },
+    )
+    ctx.emit(
+        "attendance.updated",
+        ["attendance"],
+        {"id": record.id, "session_id": record.session_id, "action": action},
+    )
 
 
 def emit_break(ctx: Ctx, record: AttendanceRecord, brk: Break, action: str) -> None:
     breaks = breaks_of(ctx, [record.id])[record.id]
-    remaining = rules.break_remaining_seconds(int(ctx.setting("break_duration")),
-                                              spans_of(breaks), ctx.now)
+    remaining = rules.break_remaining_seconds(
+        int(ctx.setting("break_duration")), spans_of(breaks), ctx.now
+    )
     user = ctx.db.get(User, record.user_id)
-    ctx.emit("break.updated", [f"private-user.{record.user_id}"], {
-        "attendance_id": record.id, "break_id": brk.id, "user_id": record.user_id,
-        "break_start": iso(brk.started_at), "break_end": iso(brk.ended_at),
-        "break_type": brk.break_type, "remaining_seconds": remaining, "action": action,
-        "user": {"id": user.id, "first_name": user.first_name, "last_name": user.last_name}
-        if user else None,
-    })
+    ctx.emit(
+        "break.updated",
+        [f"private-user.{record.user_id}"],
+        {
+            "attendance_id": record.id,
+            "break_id": brk.id,
+            "user_id": record.user_id,
+            "break_start": iso(brk.started_at),
+            "break_end": iso(brk.ended_at),
+            "break_type": brk.break_type,
+            "remaining_seconds": remaining,
+            "action": action,
+            "user": {"id": user.id, "first_name": user.first_name, "last_name": user.last_name}
+            if user
+            else None,
+        },
+    )
     ctx.emit("break.updated", ["attendance"], {"attendance_id": record.id, "action": action})
 
 
-def emit_session(ctx: Ctx, session: AttendanceSession, action: str,
-                 status: str | None = None) -> None:
-    ctx.emit("session.updated", ["sessions"], {
-        "id": session.id, "date": iso_date(session.work_date), "schedule_id": session.schedule_id,
-        "status": status or status_of(ctx, session),
-        "attendance_required": session.attendance_required,
-        "session_type": session.session_type, "action": action,
-        "schedule": schedule_brief(session.schedule),
-    })
+def emit_session(
+    ctx: Ctx, session: AttendanceSession, action: str, status: str | None = None
+) -> None:
+    ctx.emit(
+        "session.updated",
+        ["sessions"],
+        {
+            "id": session.id,
+            "date": iso_date(session.work_date),
+            "schedule_id": session.schedule_id,
+            "status": status or status_of(ctx, session),
+            "attendance_required": session.attendance_required,
+            "session_type": session.session_type,
+            "action": action,
+            "schedule": schedule_brief(session.schedule),
+        },
+    )
 
 
 def emit_employee(ctx: Ctx, user: User, action: str) -> None:
-    ctx.emit("employee.updated", ["private-admin.employees"], {
-        "id": user.id, "first_name": user.first_name, "last_name": user.last_name,
-        "email": user.email, "employee_id": user.employee_code, "role": user.role,
-        "status": user.status, "is_active": user.status == "active" and user.deleted_at is None,
-        "action": action,
-    })
+    ctx.emit(
+        "employee.updated",
+        ["private-admin.employees"],
+        {
+            "id": user.id,
+            "first_name": user.first_name,
+            "last_name": user.last_name,
+            "email": user.email,
+            "employee_id": user.employee_code,
+            "role": user.role,
+            "status": user.status,
+            "is_active": user.status == "active" and user.deleted_at is None,
+            "action": action,
+        },
+    )
 
 
 def emit_dashboard(ctx: Ctx) -> None:
@@ -152,15 +207,18 @@ def require_employee(ctx: Ctx) -> User:
     """Self-service routes are for employees only (decision D3)."""
     assert ctx.user is not None
     if ctx.user.role != "employee":
-        raise ApiError(403, "Administrators do not use the employee self-service routes.",
-                       "EMPLOYEE_ONLY")
+        raise ApiError(
+            403, "Administrators do not use the employee self-service routes.", "EMPLOYEE_ONLY"
+        )
     return ctx.user
 
 
-def record_of_day(ctx: Ctx, user_id: int, work_date: date,
-                  lock: bool = False) -> AttendanceRecord | None:
-    stmt = select(AttendanceRecord).where(AttendanceRecord.user_id == user_id,
-                                          AttendanceRecord.work_date == work_date)
+def record_of_day(
+    ctx: Ctx, user_id: int, work_date: date, lock: bool = False
+) -> AttendanceRecord | None:
+    stmt = select(AttendanceRecord).where(
+        AttendanceRecord.user_id == user_id, AttendanceRecord.work_date == work_date
+    )
     if lock:
         stmt = stmt.with_for_update(of=AttendanceRecord)
     return ctx.db.scalars(stmt).unique().first()
@@ -170,7 +228,9 @@ def check_in_decision(ctx: Ctx, session: AttendanceSession, user: User) -> rules
     existing = record_of_day(ctx, user.id, session.work_date)
     assigned = existing is not None and existing.session_id == session.id
     return rules.decide_check_in(
-        ctx.now, window_of(ctx, session), ctx.tz,
+        ctx.now,
+        window_of(ctx, session),
+        ctx.tz,
         locked=session.locked_at is not None,
         attendance_required=session.attendance_required,
         assigned=assigned,
@@ -195,9 +255,13 @@ def check_in(ctx: Ctx, session_id: int, client_info: dict[str, Any]) -> Attendan
     try:
         with ctx.db.begin_nested():
             if existing is None:
-                record = AttendanceRecord(session_id=session.id, user_id=user.id,
-                                          work_date=session.work_date, created_at=ctx.now,
-                                          overtime_minutes=0)
+                record = AttendanceRecord(
+                    session_id=session.id,
+                    user_id=user.id,
+                    work_date=session.work_date,
+                    created_at=ctx.now,
+                    overtime_minutes=0,
+                )
                 ctx.db.add(record)
             else:
                 record = existing
@@ -213,20 +277,29 @@ def check_in(ctx: Ctx, session_id: int, client_info: dict[str, Any]) -> Attendan
     except IntegrityError:
         raise ApiError(400, "You are already checked in.", "CURRENTLY_CHECKED_IN") from None
     ctx.db.refresh(record)
-    ctx.audit("check_in", f"{user.employee_code} checked in ({decision.status})",
-              model_type="AttendanceRecord", model_id=record.id,
-              new={"status": record.status, "minutes_late": record.minutes_late})
+    ctx.audit(
+        "check_in",
+        f"{user.employee_code} checked in ({decision.status})",
+        model_type="AttendanceRecord",
+        model_id=record.id,
+        new={"status": record.status, "minutes_late": record.minutes_late},
+    )
     if decision.status == "late" and ctx.setting("late_alerts"):
-        ctx.notify_admins("late_arrival", "Late arrival",
-                          f"{user.first_name} {user.last_name} checked in "
-                          f"{decision.minutes_late} minutes after the shift start.",
-                          record.id, user.id)
+        ctx.notify_admins(
+            "late_arrival",
+            "Late arrival",
+            f"{user.first_name} {user.last_name} checked in "
+            f"{decision.minutes_late} minutes after the shift start.",
+            record.id,
+            user.id,
+        )
     emit_attendance(ctx, record, "confirmed")
     return record
 
 
-def close_break(ctx: Ctx, record: AttendanceRecord, brk: Break, at: datetime, reason: str,
-                action: str) -> None:
+def close_break(
+    ctx: Ctx, record: AttendanceRecord, brk: Break, at: datetime, reason: str, action: str
+) -> None:
     due = rules.break_due_end(rules.BreakSpan(brk.started_at, None, brk.limit_seconds))
     end = at if due is None else min(at, due)
     brk.ended_at = max(end, brk.started_at)
@@ -237,14 +310,22 @@ def close_break(ctx: Ctx, record: AttendanceRecord, brk: Break, at: datetime, re
 
 
 def open_break_of(ctx: Ctx, record_id: int) -> Break | None:
-    return ctx.db.scalars(select(Break).where(Break.record_id == record_id,
-                                              Break.ended_at.is_(None))).first()
+    return ctx.db.scalars(
+        select(Break).where(Break.record_id == record_id, Break.ended_at.is_(None))
+    ).first()
 
 
 def check_out(ctx: Ctx, record_id: int) -> AttendanceRecord:
     assert ctx.user is not None
-    record = ctx.db.scalars(select(AttendanceRecord).where(AttendanceRecord.id == record_id)
-                            .with_for_update(of=AttendanceRecord)).unique().first()
+    record = (
+        ctx.db.scalars(
+            select(AttendanceRecord)
+            .where(AttendanceRecord.id == record_id)
+            .with_for_update(of=AttendanceRecord)
+        )
+        .unique()
+        .first()
+    )
     if record is None:
         raise ApiError(404, "Attendance record not found.", "RECORD_NOT_FOUND")
     if record.user_id != ctx.user.id and ctx.user.role != "admin":
@@ -260,7 +341,9 @@ def check_out(ctx: Ctx, record_id: int) -> AttendanceRecord:
     if brk is not None:
         close_break(ctx, record, brk, ctx.now, "checkout", "ended_at_checkout")
     result = rules.decide_check_out(
-        ctx.now, window_of(ctx, record.session), record.status,
+        ctx.now,
+        window_of(ctx, record.session),
+        record.status,
         allow_overtime=bool(ctx.setting("allow_overtime")),
         min_overtime_minutes=int(ctx.setting("min_overtime_minutes")),
         ot_rounding=str(ctx.setting("ot_rounding")),
@@ -272,9 +355,13 @@ def check_out(ctx: Ctx, record_id: int) -> AttendanceRecord:
     record.overtime_status = result.overtime_status
     record.updated_at = ctx.now
     ctx.db.flush()
-    ctx.audit("check_out", f"Record {record.id} checked out ({record.status})",
-              model_type="AttendanceRecord", model_id=record.id,
-              new={"status": record.status, "overtime_minutes": record.overtime_minutes})
+    ctx.audit(
+        "check_out",
+        f"Record {record.id} checked out ({record.status})",
+        model_type="AttendanceRecord",
+        model_id=record.id,
+        new={"status": record.status, "overtime_minutes": record.overtime_minutes},
+    )
     emit_attendance(ctx, record, "checked_out")
     return record
 
@@ -284,19 +371,35 @@ def check_out(ctx: Ctx, record_id: int) -> AttendanceRecord:
 
 def current_record(ctx: Ctx, user: User) -> AttendanceRecord | None:
     """The user's open shift (checked in, not out), else their record for today."""
-    open_record = ctx.db.scalars(
-        select(AttendanceRecord).where(AttendanceRecord.user_id == user.id,
-                                       AttendanceRecord.time_in.is_not(None),
-                                       AttendanceRecord.time_out.is_(None))
-        .order_by(AttendanceRecord.work_date.desc())).unique().first()
+    open_record = (
+        ctx.db.scalars(
+            select(AttendanceRecord)
+            .where(
+                AttendanceRecord.user_id == user.id,
+                AttendanceRecord.time_in.is_not(None),
+                AttendanceRecord.time_out.is_(None),
+            )
+            .order_by(AttendanceRecord.work_date.desc())
+        )
+        .unique()
+        .first()
+    )
     if open_record is not None:
         return open_record
     op = today(ctx)
-    return ctx.db.scalars(
-        select(AttendanceRecord).where(AttendanceRecord.user_id == user.id,
-                                       AttendanceRecord.work_date.in_([op, op - timedelta(days=1)]),
-                                       AttendanceRecord.time_in.is_not(None))
-        .order_by(AttendanceRecord.work_date.desc())).unique().first()
+    return (
+        ctx.db.scalars(
+            select(AttendanceRecord)
+            .where(
+                AttendanceRecord.user_id == user.id,
+                AttendanceRecord.work_date.in_([op, op - timedelta(days=1)]),
+                AttendanceRecord.time_in.is_not(None),
+            )
+            .order_by(AttendanceRecord.work_date.desc())
+        )
+        .unique()
+        .first()
+    )
 
 
 def start_break(ctx: Ctx, break_type: str) -> tuple[Break, int]:
@@ -309,32 +412,44 @@ def start_break(ctx: Ctx, break_type: str) -> tuple[Break, int]:
         if record is not None and brk.ended_at is None and due is not None and due <= ctx.now:
             close_break(ctx, record, brk, due, "auto", "auto_ended")
     refusal, limit = rules.decide_break_start(
-        ctx.now, timed_in=record is not None and record.time_in is not None,
-        timed_out=record is not None and record.time_out is not None, spans=spans_of(breaks),
+        ctx.now,
+        timed_in=record is not None and record.time_in is not None,
+        timed_out=record is not None and record.time_out is not None,
+        spans=spans_of(breaks),
         allowance_minutes=int(ctx.setting("break_duration")),
-        max_breaks=int(ctx.setting("max_breaks")))
+        max_breaks=int(ctx.setting("max_breaks")),
+    )
     if refusal is not None:
         messages = {
             rules.BreakRefusal.NOT_TIMED_IN: "You must check in before starting a break.",
             rules.BreakRefusal.ALREADY_CHECKED_OUT: "You have already checked out.",
             rules.BreakRefusal.ALREADY_ON_BREAK: "You are already on a break.",
-            rules.BreakRefusal.BREAK_LIMIT_REACHED:
-                f"You have used your {ctx.setting('break_duration')} minutes of break.",
+            rules.BreakRefusal.BREAK_LIMIT_REACHED: (
+                f"You have used your {ctx.setting('break_duration')} minutes of break."
+            ),
             rules.BreakRefusal.MAX_BREAKS_REACHED: "You have taken the maximum number of breaks.",
         }
         raise ApiError(400, messages[refusal], refusal.value)
     assert record is not None
     try:
         with ctx.db.begin_nested():
-            brk = Break(record_id=record.id, user_id=user.id, work_date=record.work_date,
-                        break_type=(break_type or "Regular")[:30], limit_seconds=limit,
-                        started_at=ctx.now, created_at=ctx.now, updated_at=ctx.now)
+            brk = Break(
+                record_id=record.id,
+                user_id=user.id,
+                work_date=record.work_date,
+                break_type=(break_type or "Regular")[:30],
+                limit_seconds=limit,
+                started_at=ctx.now,
+                created_at=ctx.now,
+                updated_at=ctx.now,
+            )
             ctx.db.add(brk)
             ctx.db.flush()
     except IntegrityError:
         raise ApiError(400, "You are already on a break.", "ALREADY_ON_BREAK") from None
-    ctx.audit("break_start", f"{user.employee_code} started a break", model_type="Break",
-              model_id=brk.id)
+    ctx.audit(
+        "break_start", f"{user.employee_code} started a break", model_type="Break", model_id=brk.id
+    )
     emit_break(ctx, record, brk, "started")
     return brk, limit
 
@@ -347,10 +462,12 @@ def end_break(ctx: Ctx) -> Break:
         raise ApiError(400, "No active break found.", "NO_BREAK_FOUND")
     due = rules.break_due_end(rules.BreakSpan(brk.started_at, None, brk.limit_seconds))
     auto = due is not None and due <= ctx.now
-    close_break(ctx, record, brk, ctx.now, "auto" if auto else "manual",
-                "auto_ended" if auto else "ended")
-    ctx.audit("break_end", f"{user.employee_code} ended a break", model_type="Break",
-              model_id=brk.id)
+    close_break(
+        ctx, record, brk, ctx.now, "auto" if auto else "manual", "auto_ended" if auto else "ended"
+    )
+    ctx.audit(
+        "break_end", f"{user.employee_code} ended a break", model_type="Break", model_id=brk.id
+    )
     return brk
 
 
@@ -365,8 +482,12 @@ def admin_end_break(ctx: Ctx, record_id: int) -> Break:
     if brk is None:
         raise ApiError(400, "No break has been started.", "NO_BREAK_STARTED")
     close_break(ctx, record, brk, ctx.now, "admin", "ended")
-    ctx.audit("break_end", f"Break {brk.id} ended by {ctx.user.employee_code}",
-              model_type="Break", model_id=brk.id)
+    ctx.audit(
+        "break_end",
+        f"Break {brk.id} ended by {ctx.user.employee_code}",
+        model_type="Break",
+        model_id=brk.id,
+    )
     return brk
 
 
@@ -384,12 +505,18 @@ def break_status(ctx: Ctx, user: User) -> dict[str, Any]:
     remaining = rules.break_remaining_seconds(allowance, spans, ctx.now)
     used = rules.break_used_seconds(spans, ctx.now)
     refusal, _ = rules.decide_break_start(
-        ctx.now, timed_in=record is not None and record.time_in is not None,
+        ctx.now,
+        timed_in=record is not None and record.time_in is not None,
         timed_out=record is not None and record.time_out is not None,
-        spans=[s if (open_brk is not None or s.ended_at is not None)
-               else rules.BreakSpan(s.started_at, rules.break_due_end(s), s.limit_seconds)
-               for s in spans],
-        allowance_minutes=allowance, max_breaks=int(ctx.setting("max_breaks")))
+        spans=[
+            s
+            if (open_brk is not None or s.ended_at is not None)
+            else rules.BreakSpan(s.started_at, rules.break_due_end(s), s.limit_seconds)
+            for s in spans
+        ],
+        allowance_minutes=allowance,
+        max_breaks=int(ctx.setting("max_breaks")),
+    )
     if open_brk is not None:
         reason, message = "on_break", "You are on a break."
     elif record is None or record.time_in is None:
@@ -403,8 +530,13 @@ def break_status(ctx: Ctx, user: User) -> dict[str, Any]:
     return {
         "break_date": iso_date(record.work_date if record else today(ctx)),
         "current_time": iso(ctx.now),
-        "break_window": {"start_time": None, "end_time": None, "start_time_formatted": None,
-                         "end_time_formatted": None, "max_minutes": allowance},
+        "break_window": {
+            "start_time": None,
+            "end_time": None,
+            "start_time_formatted": None,
+            "end_time_formatted": None,
+            "max_minutes": allowance,
+        },
         "break_message": message,
         "break_reason": reason,
         "can_start_break": refusal is None,
@@ -426,44 +558,80 @@ def break_status(ctx: Ctx, user: User) -> dict[str, Any]:
 # ---------------------------------------------------------------- sessions
 
 
-def create_session(ctx: Ctx, schedule: Schedule, work_date: date,
-                   employee_ids: list[int], action: str = "created") -> AttendanceSession:
-    if ctx.db.scalar(select(AttendanceSession.id).where(
-            AttendanceSession.schedule_id == schedule.id,
-            AttendanceSession.work_date == work_date)) is not None:
-        raise ApiError(422, "A session already exists for this schedule and date.",
-                       errors={"date": ["A session already exists for this schedule and date."]})
+def create_session(
+    ctx: Ctx, schedule: Schedule, work_date: date, employee_ids: list[int], action: str = "created"
+) -> AttendanceSession:
+    if (
+        ctx.db.scalar(
+            select(AttendanceSession.id).where(
+                AttendanceSession.schedule_id == schedule.id,
+                AttendanceSession.work_date == work_date,
+            )
+        )
+        is not None
+    ):
+        raise ApiError(
+            422,
+            "A session already exists for this schedule and date.",
+            errors={"date": ["A session already exists for this schedule and date."]},
+        )
     conflicts = []
     if employee_ids:
-        taken = ctx.db.scalars(select(AttendanceRecord.user_id).where(
-            AttendanceRecord.user_id.in_(employee_ids),
-            AttendanceRecord.work_date == work_date)).all()
+        taken = ctx.db.scalars(
+            select(AttendanceRecord.user_id).where(
+                AttendanceRecord.user_id.in_(employee_ids), AttendanceRecord.work_date == work_date
+            )
+        ).all()
         conflicts = sorted(set(taken))
     if conflicts:
-        raise ApiError(409, "Some employees already have a record on this date.",
-                       "RECORD_CONFLICT", conflicts=conflicts)
+        raise ApiError(
+            409,
+            "Some employees already have a record on this date.",
+            "RECORD_CONFLICT",
+            conflicts=conflicts,
+        )
     weekend = rules.is_weekend(work_date)
     session = AttendanceSession(
-        schedule_id=schedule.id, work_date=work_date, attendance_required=not weekend,
-        session_type="Weekend" if weekend else "Normal", opened_at=ctx.now,
-        created_by=ctx.user.id if ctx.user else None, created_at=ctx.now, updated_at=ctx.now)
+        schedule_id=schedule.id,
+        work_date=work_date,
+        attendance_required=not weekend,
+        session_type="Weekend" if weekend else "Normal",
+        opened_at=ctx.now,
+        created_by=ctx.user.id if ctx.user else None,
+        created_at=ctx.now,
+        updated_at=ctx.now,
+    )
     ctx.db.add(session)
     ctx.db.flush()
     ctx.db.refresh(session)
     session.status = status_of(ctx, session)
     for uid in dict.fromkeys(employee_ids):
-        ctx.db.add(AttendanceRecord(session_id=session.id, user_id=uid, work_date=work_date,
-                                    status="pending", created_at=ctx.now, updated_at=ctx.now,
-                                    minutes_late=0, overtime_minutes=0))
+        ctx.db.add(
+            AttendanceRecord(
+                session_id=session.id,
+                user_id=uid,
+                work_date=work_date,
+                status="pending",
+                created_at=ctx.now,
+                updated_at=ctx.now,
+                minutes_late=0,
+                overtime_minutes=0,
+            )
+        )
     ctx.db.flush()
-    ctx.audit("create_session", f"Session {session.id} created for {work_date}",
-              model_type="AttendanceSession", model_id=session.id)
+    ctx.audit(
+        "create_session",
+        f"Session {session.id} created for {work_date}",
+        model_type="AttendanceSession",
+        model_id=session.id,
+    )
     emit_session(ctx, session, action)
     return session
 
 
-def lock_session(ctx: Ctx, session: AttendanceSession, attendance_required: bool | None,
-                 session_type: str | None) -> int:
+def lock_session(
+    ctx: Ctx, session: AttendanceSession, attendance_required: bool | None, session_type: str | None
+) -> int:
     """Finalise: on a required session every active employee without a record that date is
     marked absent and pending records become absent; on an optional one pending rows go."""
     if session.locked_at is not None:
@@ -477,24 +645,40 @@ def lock_session(ctx: Ctx, session: AttendanceSession, attendance_required: bool
     session.status = "locked"
     session.updated_at = ctx.now
     marked: list[AttendanceRecord] = []
-    records = ctx.db.scalars(select(AttendanceRecord).where(
-        AttendanceRecord.session_id == session.id)).unique().all()
+    records = (
+        ctx.db.scalars(select(AttendanceRecord).where(AttendanceRecord.session_id == session.id))
+        .unique()
+        .all()
+    )
     if session.attendance_required:
         for record in records:
-            if record.time_in is None and record.status in ("pending", "absent"):
-                if record.status != "absent":
-                    record.status = "absent"
-                    record.updated_at = ctx.now
-                    marked.append(record)
-        have = set(ctx.db.scalars(select(AttendanceRecord.user_id).where(
-            AttendanceRecord.work_date == session.work_date)).all())
-        for user in ctx.db.scalars(select(User).where(
-                User.role == "employee", User.status == "active", User.deleted_at.is_(None))):
+            if record.time_in is None and record.status == "pending":
+                record.status = "absent"
+                record.updated_at = ctx.now
+                marked.append(record)
+        have = set(
+            ctx.db.scalars(
+                select(AttendanceRecord.user_id).where(
+                    AttendanceRecord.work_date == session.work_date
+                )
+            ).all()
+        )
+        for user in ctx.db.scalars(
+            select(User).where(
+                User.role == "employee", User.status == "active", User.deleted_at.is_(None)
+            )
+        ):
             if user.id not in have:
-                record = AttendanceRecord(session_id=session.id, user_id=user.id,
-                                          work_date=session.work_date, status="absent",
-                                          created_at=ctx.now, updated_at=ctx.now,
-                                          minutes_late=0, overtime_minutes=0)
+                record = AttendanceRecord(
+                    session_id=session.id,
+                    user_id=user.id,
+                    work_date=session.work_date,
+                    status="absent",
+                    created_at=ctx.now,
+                    updated_at=ctx.now,
+                    minutes_late=0,
+                    overtime_minutes=0,
+                )
                 ctx.db.add(record)
                 marked.append(record)
     else:
@@ -502,8 +686,12 @@ def lock_session(ctx: Ctx, session: AttendanceSession, attendance_required: bool
             if record.status == "pending" and record.time_in is None:
                 ctx.db.delete(record)
     ctx.db.flush()
-    ctx.audit("lock_session", f"Session {session.id} locked; {len(marked)} marked absent",
-              model_type="AttendanceSession", model_id=session.id)
+    ctx.audit(
+        "lock_session",
+        f"Session {session.id} locked; {len(marked)} marked absent",
+        model_type="AttendanceSession",
+        model_id=session.id,
+    )
     emit_session(ctx, session, "locked", "locked")
     announce_absent(ctx, session, marked)
     return len(marked)
@@ -514,19 +702,34 @@ def announce_absent(ctx: Ctx, session: AttendanceSession, marked: list[Attendanc
     if not marked:
         return
     for start in range(0, len(marked), 500):
-        chunk = marked[start:start + 500]
-        ctx.emit("attendance.updated", ["attendance"], {
-            "ids": [r.id for r in chunk], "session_id": session.id, "action": "absent_marked"})
+        chunk = marked[start : start + 500]
+        ctx.emit(
+            "attendance.updated",
+            ["attendance"],
+            {"ids": [r.id for r in chunk], "session_id": session.id, "action": "absent_marked"},
+        )
     for record in marked:
         user = ctx.db.get(User, record.user_id)
-        ctx.emit("attendance.updated", [f"private-user.{record.user_id}"], {
-            "id": record.id, "user_id": record.user_id, "session_id": record.session_id,
-            "work_date": iso_date(record.work_date), "status": record.status, "time_in": None,
-            "time_out": None, "break_start": None, "break_end": None, "minutes_late": 0,
-            "action": "absent_marked",
-            "user": {"id": user.id, "first_name": user.first_name, "last_name": user.last_name}
-            if user else None,
-        })
+        ctx.emit(
+            "attendance.updated",
+            [f"private-user.{record.user_id}"],
+            {
+                "id": record.id,
+                "user_id": record.user_id,
+                "session_id": record.session_id,
+                "work_date": iso_date(record.work_date),
+                "status": record.status,
+                "time_in": None,
+                "time_out": None,
+                "break_start": None,
+                "break_end": None,
+                "minutes_late": 0,
+                "action": "absent_marked",
+                "user": {"id": user.id, "first_name": user.first_name, "last_name": user.last_name}
+                if user
+                else None,
+            },
+        )
 
 
 def unlock_session(ctx: Ctx, session: AttendanceSession) -> None:
@@ -536,8 +739,12 @@ def unlock_session(ctx: Ctx, session: AttendanceSession) -> None:
     session.updated_at = ctx.now
     session.status = status_of(ctx, session)
     ctx.db.flush()
-    ctx.audit("unlock_session", f"Session {session.id} unlocked",
-              model_type="AttendanceSession", model_id=session.id)
+    ctx.audit(
+        "unlock_session",
+        f"Session {session.id} unlocked",
+        model_type="AttendanceSession",
+        model_id=session.id,
+    )
     emit_session(ctx, session, "unlocked")
 
 
@@ -551,23 +758,38 @@ def tick(ctx: Ctx) -> dict[str, int]:
     counts = {"sessions": 0, "breaks": 0, "checkouts": 0, "absent": 0, "created": 0}
     op = today(ctx)
     if ctx.setting("auto_create_sessions"):
-        for schedule in ctx.db.scalars(select(Schedule).where(Schedule.status == "active",
-                                                              Schedule.deleted_at.is_(None))):
+        for schedule in ctx.db.scalars(
+            select(Schedule).where(Schedule.status == "active", Schedule.deleted_at.is_(None))
+        ):
             for day in (op, op + timedelta(days=1)):
                 if rules.is_weekend(day) and not ctx.setting("weekend_checkin"):
                     continue
-                window = rules.shift_window(day, shift_of(ctx, schedule), ctx.tz,
-                                            int(ctx.setting("grace_period")))
-                exists = ctx.db.scalar(select(AttendanceSession.id).where(
-                    AttendanceSession.schedule_id == schedule.id,
-                    AttendanceSession.work_date == day))
-                if exists is None and window.checkin_opens <= ctx.now <= window.end \
-                        and not rules.is_weekend(day):
+                window = rules.shift_window(
+                    day, shift_of(ctx, schedule), ctx.tz, int(ctx.setting("grace_period"))
+                )
+                exists = ctx.db.scalar(
+                    select(AttendanceSession.id).where(
+                        AttendanceSession.schedule_id == schedule.id,
+                        AttendanceSession.work_date == day,
+                    )
+                )
+                if (
+                    exists is None
+                    and window.checkin_opens <= ctx.now <= window.end
+                    and not rules.is_weekend(day)
+                ):
                     create_session(ctx, schedule, day, [], action="created")
                     counts["created"] += 1
-    sessions = ctx.db.scalars(select(AttendanceSession).where(
-        AttendanceSession.work_date >= op - timedelta(days=3),
-        AttendanceSession.work_date <= op + timedelta(days=1))).unique().all()
+    sessions = (
+        ctx.db.scalars(
+            select(AttendanceSession).where(
+                AttendanceSession.work_date >= op - timedelta(days=3),
+                AttendanceSession.work_date <= op + timedelta(days=1),
+            )
+        )
+        .unique()
+        .all()
+    )
     for session in sessions:
         status = status_of(ctx, session)
         if status != session.status:
@@ -586,16 +808,27 @@ def tick(ctx: Ctx) -> dict[str, int]:
             counts["breaks"] += 1
             if ctx.setting("break_alerts"):
                 user = ctx.db.get(User, brk.user_id)
-                ctx.notify_admins("break_overtime", "Break allowance used",
-                                  f"{user.first_name} {user.last_name}'s break was ended at the "
-                                  f"allowance." if user else "A break was ended.",
-                                  record.id, brk.user_id)
+                ctx.notify_admins(
+                    "break_overtime",
+                    "Break allowance used",
+                    f"{user.first_name} {user.last_name}'s break was ended at the allowance."
+                    if user
+                    else "A break was ended.",
+                    record.id,
+                    brk.user_id,
+                )
     # auto check-out
     if ctx.setting("auto_checkout"):
         grace = int(ctx.setting("auto_checkout_grace_hours"))
-        for record in ctx.db.scalars(select(AttendanceRecord).where(
-                AttendanceRecord.time_in.is_not(None),
-                AttendanceRecord.time_out.is_(None))).unique().all():
+        for record in (
+            ctx.db.scalars(
+                select(AttendanceRecord).where(
+                    AttendanceRecord.time_in.is_not(None), AttendanceRecord.time_out.is_(None)
+                )
+            )
+            .unique()
+            .all()
+        ):
             window = window_of(ctx, record.session)
             if rules.auto_checkout_due(window, grace) <= ctx.now:
                 end = max(window.end, record.time_in or window.end)
@@ -616,9 +849,17 @@ def tick(ctx: Ctx) -> dict[str, int]:
         window = window_of(ctx, session)
         if rules.absent_cutoff(window, cutoff_time, ctx.tz) > ctx.now:
             continue
-        pending = ctx.db.scalars(select(AttendanceRecord).where(
-            AttendanceRecord.session_id == session.id, AttendanceRecord.status == "pending",
-            AttendanceRecord.time_in.is_(None))).unique().all()
+        pending = (
+            ctx.db.scalars(
+                select(AttendanceRecord).where(
+                    AttendanceRecord.session_id == session.id,
+                    AttendanceRecord.status == "pending",
+                    AttendanceRecord.time_in.is_(None),
+                )
+            )
+            .unique()
+            .all()
+        )
         for record in pending:
             record.status = "absent"
             record.updated_at = ctx.now
@@ -627,12 +868,19 @@ def tick(ctx: Ctx) -> dict[str, int]:
             announce_absent(ctx, session, list(pending))
             counts["absent"] += len(pending)
             if ctx.setting("absent_alerts"):
-                ctx.notify_admins("absent", "Absent employees",
-                                  f"{len(pending)} employee(s) marked absent for "
-                                  f"{session.work_date}.", None, None)
+                ctx.notify_admins(
+                    "absent",
+                    "Absent employees",
+                    f"{len(pending)} employee(s) marked absent for {session.work_date}.",
+                    None,
+                    None,
+                )
     if any(counts.values()):
-        ctx.audit("auto_tick", "Scheduled transitions: " + ", ".join(
-            f"{k}={v}" for k, v in counts.items() if v), model_type="System")
+        ctx.audit(
+            "auto_tick",
+            "Scheduled transitions: " + ", ".join(f"{k}={v}" for k, v in counts.items() if v),
+            model_type="System",
+        )
     return counts
 
 
@@ -642,23 +890,37 @@ PRIORITY = {"active": 0, "locked": 2, "pending": 3, "completed": 4}
 
 
 def focus_sessions(ctx: Ctx, work_date: date) -> list[AttendanceSession]:
-    sessions = ctx.db.scalars(select(AttendanceSession).where(
-        AttendanceSession.work_date == work_date)).unique().all()
-    return sorted(sessions, key=lambda s: (PRIORITY.get(status_of(ctx, s), 9),
-                                           not s.attendance_required, s.id))
+    sessions = (
+        ctx.db.scalars(select(AttendanceSession).where(AttendanceSession.work_date == work_date))
+        .unique()
+        .all()
+    )
+    return sorted(
+        sessions,
+        key=lambda s: (PRIORITY.get(status_of(ctx, s), 9), not s.attendance_required, s.id),
+    )
 
 
 def dashboard_stats(ctx: Ctx) -> dict[str, Any]:
     """The one admin dashboard computation (`GET /reports/dashboard` and `dashboard.updated`).
     Late arrivals count as attended in the rate (spec 6.2 #29)."""
     op = today(ctx)
-    total = ctx.db.scalar(select(func.count(User.id)).where(
-        User.role == "employee", User.status == "active", User.deleted_at.is_(None))) or 0
-    counts: dict[str, int] = dict(ctx.db.execute(
-        select(AttendanceRecord.status, func.count(AttendanceRecord.id))
-        .join(User, User.id == AttendanceRecord.user_id)
-        .where(AttendanceRecord.work_date == op, User.role == "employee")
-        .group_by(AttendanceRecord.status)).all())
+    total = (
+        ctx.db.scalar(
+            select(func.count(User.id)).where(
+                User.role == "employee", User.status == "active", User.deleted_at.is_(None)
+            )
+        )
+        or 0
+    )
+    counts: dict[str, int] = dict(
+        ctx.db.execute(
+            select(AttendanceRecord.status, func.count(AttendanceRecord.id))
+            .join(User, User.id == AttendanceRecord.user_id)
+            .where(AttendanceRecord.work_date == op, User.role == "employee")
+            .group_by(AttendanceRecord.status)
+        ).all()
+    )
     present = counts.get("present", 0) + counts.get("left_early", 0)
     late = counts.get("late", 0)
     absent = counts.get("absent", 0) + counts.get("excused", 0)
@@ -666,16 +928,33 @@ def dashboard_stats(ctx: Ctx) -> dict[str, Any]:
     active = []
     for session in sessions:
         status = status_of(ctx, session)
-        confirmed = ctx.db.scalar(select(func.count(AttendanceRecord.id)).where(
-            AttendanceRecord.session_id == session.id,
-            AttendanceRecord.time_in.is_not(None))) or 0
-        records = ctx.db.scalar(select(func.count(AttendanceRecord.id)).where(
-            AttendanceRecord.session_id == session.id)) or 0
-        active.append({"id": session.id, "status": status,
-                       "schedule": schedule_brief(session.schedule),
-                       "confirmed_count": confirmed, "total_count": records,
-                       "date": iso_date(session.work_date),
-                       "attendance_required": session.attendance_required})
+        confirmed = (
+            ctx.db.scalar(
+                select(func.count(AttendanceRecord.id)).where(
+                    AttendanceRecord.session_id == session.id, AttendanceRecord.time_in.is_not(None)
+                )
+            )
+            or 0
+        )
+        records = (
+            ctx.db.scalar(
+                select(func.count(AttendanceRecord.id)).where(
+                    AttendanceRecord.session_id == session.id
+                )
+            )
+            or 0
+        )
+        active.append(
+            {
+                "id": session.id,
+                "status": status,
+                "schedule": schedule_brief(session.schedule),
+                "confirmed_count": confirmed,
+                "total_count": records,
+                "date": iso_date(session.work_date),
+                "attendance_required": session.attendance_required,
+            }
+        )
     return {
         "total_employees": total,
         "present_today": present,
@@ -702,18 +981,29 @@ def employee_session(ctx: Ctx, user: User) -> AttendanceSession | None:
     if record is not None and record.time_out is None:
         return record.session
     op = today(ctx)
-    candidates = ctx.db.scalars(select(AttendanceSession).where(
-        AttendanceSession.work_date >= op - timedelta(days=1),
-        AttendanceSession.work_date <= op + timedelta(days=1))).unique().all()
-    mine = set(ctx.db.scalars(select(AttendanceRecord.session_id).where(
-        AttendanceRecord.user_id == user.id,
-        AttendanceRecord.work_date >= op - timedelta(days=1))).all())
+    candidates = (
+        ctx.db.scalars(
+            select(AttendanceSession).where(
+                AttendanceSession.work_date >= op - timedelta(days=1),
+                AttendanceSession.work_date <= op + timedelta(days=1),
+            )
+        )
+        .unique()
+        .all()
+    )
+    mine = set(
+        ctx.db.scalars(
+            select(AttendanceRecord.session_id).where(
+                AttendanceRecord.user_id == user.id,
+                AttendanceRecord.work_date >= op - timedelta(days=1),
+            )
+        ).all()
+    )
     visible = [s for s in candidates if s.attendance_required or s.id in mine]
     if not visible:
         return None
     windows = {s.id: window_of(ctx, s) for s in visible}
-    open_now = [s for s in visible
-                if windows[s.id].checkin_opens <= ctx.now <= windows[s.id].end]
+    open_now = [s for s in visible if windows[s.id].checkin_opens <= ctx.now <= windows[s.id].end]
     if open_now:
         return min(open_now, key=lambda s: (s.id not in mine, windows[s.id].start))
     upcoming = [s for s in visible if windows[s.id].checkin_opens > ctx.now]
@@ -735,27 +1025,48 @@ def employee_dashboard(ctx: Ctx, user: User) -> dict[str, Any]:
         message = decision.message
     local = ctx.now.astimezone(ctx.tz)
     month_start = local.date().replace(day=1)
-    monthly = dict(ctx.db.execute(
-        select(AttendanceRecord.status, func.count(AttendanceRecord.id)).where(
-            AttendanceRecord.user_id == user.id, AttendanceRecord.work_date >= month_start)
-        .group_by(AttendanceRecord.status)).all())
-    recent = ctx.db.scalars(select(AttendanceRecord).where(AttendanceRecord.user_id == user.id)
-                            .order_by(AttendanceRecord.work_date.desc()).limit(5)).unique().all()
+    monthly = dict(
+        ctx.db.execute(
+            select(AttendanceRecord.status, func.count(AttendanceRecord.id))
+            .where(AttendanceRecord.user_id == user.id, AttendanceRecord.work_date >= month_start)
+            .group_by(AttendanceRecord.status)
+        ).all()
+    )
+    recent = (
+        ctx.db.scalars(
+            select(AttendanceRecord)
+            .where(AttendanceRecord.user_id == user.id)
+            .order_by(AttendanceRecord.work_date.desc())
+            .limit(5)
+        )
+        .unique()
+        .all()
+    )
     status = break_status(ctx, user)
     return {
         "active_session": session_out(ctx, session) if session else None,
         "today_record": record_out(ctx, record) if record else None,
-        "monthly_stats": {"present": monthly.get("present", 0) + monthly.get("left_early", 0),
-                          "late": monthly.get("late", 0), "absent": monthly.get("absent", 0)},
+        "monthly_stats": {
+            "present": monthly.get("present", 0) + monthly.get("left_early", 0),
+            "late": monthly.get("late", 0),
+            "absent": monthly.get("absent", 0),
+        },
         "recent_records": records_out(ctx, list(recent)),
         "can_confirm": can,
         "check_in_message": message,
         "check_in_reason": reason,
         "attendance_date": iso_date(session.work_date if session else op),
         "is_weekend": rules.is_weekend(session.work_date if session else op),
-        "break_status": {k: status[k] for k in ("is_on_break", "can_start_break",
-                                                 "can_end_break", "break_message",
-                                                 "break_remaining_seconds")},
+        "break_status": {
+            k: status[k]
+            for k in (
+                "is_on_break",
+                "can_start_break",
+                "can_end_break",
+                "break_message",
+                "break_remaining_seconds",
+            )
+        },
     }
 
 
@@ -768,5 +1079,10 @@ def sessions_for(ctx: Ctx, **filters: Any) -> list[AttendanceSession]:
         clauses.append(AttendanceSession.schedule_id == filters["schedule_id"])
     if clauses:
         stmt = stmt.where(and_(*clauses))
-    return list(ctx.db.scalars(stmt.order_by(AttendanceSession.work_date.desc(),
-                                             AttendanceSession.id.desc())).unique().all())
+    return list(
+        ctx.db.scalars(
+            stmt.order_by(AttendanceSession.work_date.desc(), AttendanceSession.id.desc())
+        )
+        .unique()
+        .all()
+    )

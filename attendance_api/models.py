@@ -65,10 +65,20 @@ class Base(DeclarativeBase):
 class User(Base):
     __tablename__ = "users"
     __table_args__ = (
-        Index("uq_users_email_live", "email", unique=True,
-              sqlite_where=text("deleted_at IS NULL"), postgresql_where=text("deleted_at IS NULL")),
-        Index("uq_users_employee_code_live", "employee_code", unique=True,
-              sqlite_where=text("deleted_at IS NULL"), postgresql_where=text("deleted_at IS NULL")),
+        Index(
+            "uq_users_email_live",
+            "email",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "uq_users_employee_code_live",
+            "employee_code",
+            unique=True,
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -126,7 +136,9 @@ class AttendanceSession(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="RESTRICT"))
     work_date: Mapped[date] = mapped_column(Date, index=True)
-    status: Mapped[str] = mapped_column(String(20), default="pending")  # cache of the derived status
+    status: Mapped[str] = mapped_column(
+        String(20), default="pending"
+    )  # cache of the derived status
     attendance_required: Mapped[bool] = mapped_column(Boolean, default=True)
     session_type: Mapped[str] = mapped_column(String(30), default="Normal")
     opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -145,7 +157,8 @@ class AttendanceRecord(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     session_id: Mapped[int] = mapped_column(
-        ForeignKey("attendance_sessions.id", ondelete="CASCADE"), index=True)
+        ForeignKey("attendance_sessions.id", ondelete="CASCADE"), index=True
+    )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     work_date: Mapped[date] = mapped_column(Date)
     time_in: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -155,7 +168,8 @@ class AttendanceRecord(Base):
     overtime_minutes: Mapped[int] = mapped_column(Integer, default=0)
     overtime_status: Mapped[str | None] = mapped_column(String(20))
     overtime_decided_by: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"))
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
     overtime_decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     excuse_reason: Mapped[str | None] = mapped_column(String(255))
     notes: Mapped[str | None] = mapped_column(Text)
@@ -172,13 +186,19 @@ class AttendanceRecord(Base):
 class Break(Base):
     __tablename__ = "breaks"
     __table_args__ = (
-        Index("uq_breaks_one_open", "record_id", unique=True,
-              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
+        Index(
+            "uq_breaks_one_open",
+            "record_id",
+            unique=True,
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     record_id: Mapped[int] = mapped_column(
-        ForeignKey("attendance_records.id", ondelete="CASCADE"), index=True)
+        ForeignKey("attendance_records.id", ondelete="CASCADE"), index=True
+    )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     work_date: Mapped[date] = mapped_column(Date)
     break_type: Mapped[str] = mapped_column(String(30), default="Regular")

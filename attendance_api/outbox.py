@@ -13,6 +13,7 @@ single dispatcher draining across processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -75,10 +76,8 @@ class OutboxDispatcher:
         while True:
             timeout = self.poll_interval if delay is None else delay
             if timeout > 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
-                except TimeoutError:
-                    pass
             self._wake.clear()
             try:
                 delay = await asyncio.to_thread(self.drain_once)
@@ -111,21 +110,29 @@ class OutboxDispatcher:
 
     def _drain(self, db: Session, publisher: Publisher) -> float | None:
         while True:
-            rows = db.scalars(select(OutboxEvent).where(OutboxEvent.state == "pending")
-                              .order_by(OutboxEvent.id).limit(self.batch)).all()
+            rows = db.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.state == "pending")
+                .order_by(OutboxEvent.id)
+                .limit(self.batch)
+            ).all()
             if not rows:
                 db.commit()
                 return None
-            newest_dashboard = max((r.id for r in rows if r.event == "dashboard.updated"),
-                                   default=None)
+            newest_dashboard = max(
+                (r.id for r in rows if r.event == "dashboard.updated"), default=None
+            )
             for row in rows:
                 now = datetime.now(UTC)
                 if row.event == "dashboard.updated" and row.id != newest_dashboard:
                     row.state = "superseded"
                     db.commit()
                     continue
-                if (row.next_attempt_at is not None and row.next_attempt_at > now
-                        and not self._ignore_backoff):
+                if (
+                    row.next_attempt_at is not None
+                    and row.next_attempt_at > now
+                    and not self._ignore_backoff
+                ):
                     db.commit()
                     return (row.next_attempt_at - now).total_seconds()
                 self._ignore_backoff = False
@@ -138,8 +145,13 @@ class OutboxDispatcher:
                     row.last_error = f"{type(exc).__name__}: {exc}"[:500]
                     db.commit()
                     self.failures += 1
-                    log.warning("outbox event %s (%s) not delivered, attempt %d, retry in %.1fs",
-                                row.id, row.event, row.attempts, delay)
+                    log.warning(
+                        "outbox event %s (%s) not delivered, attempt %d, retry in %.1fs",
+                        row.id,
+                        row.event,
+                        row.attempts,
+                        delay,
+                    )
                     return delay
                 row.state = "sent"
                 row.sent_at = now

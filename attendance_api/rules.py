@@ -93,7 +93,9 @@ def local_instant(day: date, at: time, tz: ZoneInfo) -> datetime:
 def shift_window(work_date: date, shift: Shift, tz: ZoneInfo, default_grace: int) -> ShiftWindow:
     """Start, end (next day for overnight shifts), the check-in window and the grace."""
     start = local_instant(work_date, shift.time_in, tz)
-    end_day = work_date + timedelta(days=1) if is_overnight(shift.time_in, shift.time_out) else work_date
+    end_day = (
+        work_date + timedelta(days=1) if is_overnight(shift.time_in, shift.time_out) else work_date
+    )
     end = local_instant(end_day, shift.time_out, tz)
     grace = shift.grace_minutes if shift.grace_minutes is not None else default_grace
     return ShiftWindow(
@@ -107,7 +109,7 @@ def shift_window(work_date: date, shift: Shift, tz: ZoneInfo, default_grace: int
 
 
 def session_status(now: datetime, window: ShiftWindow, locked: bool) -> SessionStatus:
-    """Locked if locked; otherwise pending before the start, active until the end, then completed."""
+    """Locked if locked; else pending before the start, active until the end, then completed."""
     if locked:
         return SessionStatus.LOCKED
     if now < window.start:
@@ -147,7 +149,9 @@ def decide_check_in(
     both edges inclusive (403 too early / too late), then lateness.
     """
     if locked:
-        return CheckInDecision(False, CheckInRefusal.SESSION_LOCKED, message="This session is locked.")
+        return CheckInDecision(
+            False, CheckInRefusal.SESSION_LOCKED, message="This session is locked."
+        )
     if now > window.end:
         return CheckInDecision(
             False, CheckInRefusal.SESSION_COMPLETED, message="This session has already ended."
@@ -158,23 +162,30 @@ def decide_check_in(
                 False, CheckInRefusal.CURRENTLY_CHECKED_IN, message="You are already checked in."
             )
         return CheckInDecision(
-            False, CheckInRefusal.ALREADY_CHECKED_OUT,
+            False,
+            CheckInRefusal.ALREADY_CHECKED_OUT,
             message="You have already checked in and out for this work date.",
         )
     if existing_status == "excused":
-        return CheckInDecision(False, CheckInRefusal.EXCUSED, message="You are excused for this date.")
+        return CheckInDecision(
+            False, CheckInRefusal.EXCUSED, message="You are excused for this date."
+        )
     if not attendance_required and not assigned:
         return CheckInDecision(
-            False, CheckInRefusal.NOT_ASSIGNED, message="This optional session is not assigned to you."
+            False,
+            CheckInRefusal.NOT_ASSIGNED,
+            message="This optional session is not assigned to you.",
         )
     if now < window.checkin_opens:
         return CheckInDecision(
-            False, CheckInRefusal.TOO_EARLY,
+            False,
+            CheckInRefusal.TOO_EARLY,
             message=f"Check-in opens at {_fmt(window.checkin_opens, tz)}.",
         )
     if now > window.checkin_closes:
         return CheckInDecision(
-            False, CheckInRefusal.TOO_LATE,
+            False,
+            CheckInRefusal.TOO_LATE,
             message=f"Check-in closed at {_fmt(window.checkin_closes, tz)}.",
         )
     status, minutes_late = lateness(now, window)
@@ -320,7 +331,7 @@ def next_employee_code(existing: list[str], prefix: str = "QCV-") -> str:
     best = 0
     for code in existing:
         if code.upper().startswith(prefix):
-            suffix = code[len(prefix):]
+            suffix = code[len(prefix) :]
             if suffix.isdigit():
                 best = max(best, int(suffix))
     return f"{prefix}{best + 1:03d}"

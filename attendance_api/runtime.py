@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -43,9 +43,15 @@ class PusherConfig:
     scheme: str = "http"
 
     def client(self, timeout: float = 5.0) -> pusher.Pusher:
-        return pusher.Pusher(app_id=self.app_id, key=self.key, secret=self.secret,
-                             host=self.host, port=self.port, ssl=self.scheme == "https",
-                             timeout=timeout)
+        return pusher.Pusher(
+            app_id=self.app_id,
+            key=self.key,
+            secret=self.secret,
+            host=self.host,
+            port=self.port,
+            ssl=self.scheme == "https",
+            timeout=timeout,
+        )
 
 
 @dataclass(frozen=True)
@@ -66,12 +72,16 @@ class Config:
         pusher_cfg = None
         if env.get("PUSHER_APP_ID") and env.get("PUSHER_APP_KEY") and env.get("PUSHER_APP_SECRET"):
             pusher_cfg = PusherConfig(
-                app_id=env["PUSHER_APP_ID"], key=env["PUSHER_APP_KEY"],
-                secret=env["PUSHER_APP_SECRET"], host=env.get("PUSHER_HOST", "127.0.0.1"),
+                app_id=env["PUSHER_APP_ID"],
+                key=env["PUSHER_APP_KEY"],
+                secret=env["PUSHER_APP_SECRET"],
+                host=env.get("PUSHER_HOST", "127.0.0.1"),
                 port=int(env.get("PUSHER_PORT", "8080")),
-                scheme=env.get("PUSHER_SCHEME", "http"))
-        origins = tuple(o.strip() for o in env.get("ATTENDANCE_CORS_ORIGINS", "*").split(",")
-                        if o.strip())
+                scheme=env.get("PUSHER_SCHEME", "http"),
+            )
+        origins = tuple(
+            o.strip() for o in env.get("ATTENDANCE_CORS_ORIGINS", "*").split(",") if o.strip()
+        )
         values: dict[str, Any] = dict(
             database_url=env.get("ATTENDANCE_DATABASE_URL", "sqlite:///attendance.db"),
             pusher=pusher_cfg,
@@ -98,8 +108,11 @@ class Runtime:
         self.write_lock: threading.Lock | None = threading.Lock() if self.sqlite else None
         self.throttle = LoginThrottle()
         self.dispatcher = OutboxDispatcher(
-            self.sessions, self._publisher, base_backoff=config.outbox_base_backoff,
-            max_backoff=config.outbox_max_backoff)
+            self.sessions,
+            self._publisher,
+            base_backoff=config.outbox_base_backoff,
+            max_backoff=config.outbox_max_backoff,
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     def _publisher(self) -> pusher.Pusher | None:
@@ -117,26 +130,41 @@ class Runtime:
             for key, spec in REGISTRY.items():
                 if key not in have:
                     ctx.db.add(Setting(key=key, value=spec.default, updated_at=ctx.now))
-            admins = ctx.db.scalar(select(User.id).where(User.role == "admin",
-                                                         User.deleted_at.is_(None)).limit(1))
+            admins = ctx.db.scalar(
+                select(User.id).where(User.role == "admin", User.deleted_at.is_(None)).limit(1)
+            )
             if admins is None and self.config.admin_email and self.config.admin_password:
-                ctx.db.add(User(
-                    employee_code="SYSADM-001", email=self.config.admin_email.strip().lower(),
-                    password_hash=hash_password(self.config.admin_password),
-                    first_name="System", last_name="Administrator", role="admin",
-                    status="active", created_at=ctx.now, updated_at=ctx.now))
+                ctx.db.add(
+                    User(
+                        employee_code="SYSADM-001",
+                        email=self.config.admin_email.strip().lower(),
+                        password_hash=hash_password(self.config.admin_password),
+                        first_name="System",
+                        last_name="Administrator",
+                        role="admin",
+                        status="active",
+                        created_at=ctx.now,
+                        updated_at=ctx.now,
+                    )
+                )
                 ctx.db.flush()
-                ctx.audit("bootstrap_admin", "First administrator created from the environment",
-                          model_type="User")
+                ctx.audit(
+                    "bootstrap_admin",
+                    "First administrator created from the environment",
+                    model_type="User",
+                )
                 log.info("created the first administrator %s", self.config.admin_email)
             elif admins is None:
-                log.warning("no administrator exists: set ATTENDANCE_ADMIN_EMAIL and "
-                            "ATTENDANCE_ADMIN_PASSWORD (or start with --demo)")
+                log.warning(
+                    "no administrator exists: set ATTENDANCE_ADMIN_EMAIL and "
+                    "ATTENDANCE_ADMIN_PASSWORD (or start with --demo)"
+                )
 
     # -------------------------------------------------------------- units of work
     @contextmanager
-    def unit(self, *, write: bool, ip: str | None = None,
-             user_agent: str | None = None) -> Iterator[Ctx]:
+    def unit(
+        self, *, write: bool, ip: str | None = None, user_agent: str | None = None
+    ) -> Iterator[Ctx]:
         lock = self.write_lock if (write and self.write_lock is not None) else nullcontext()
         with lock, self.sessions() as db:
             ctx = Ctx(db=db, now=self.clock(), ip=ip, user_agent=user_agent)
@@ -176,9 +204,7 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            try:
+            with suppress(asyncio.CancelledError, Exception):
                 await task
-            except (asyncio.CancelledError, Exception):
-                pass
         self._tasks.clear()
         self.engine.dispose()

@@ -20,11 +20,11 @@ TOKEN_LIFETIME = timedelta(days=7)
 def hash_password(password: str) -> str:
     """`scrypt$N$r$p$salt$hash`, salt and hash base64."""
     salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                            dklen=32)
-    return "scrypt${}${}${}${}${}".format(
-        SCRYPT_N, SCRYPT_R, SCRYPT_P,
-        base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+    digest = hashlib.scrypt(
+        password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32
+    )
+    encoded = (base64.b64encode(salt).decode(), base64.b64encode(digest).decode())
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${encoded[0]}${encoded[1]}"
 
 
 def verify_password(password: str, encoded: str) -> bool:
@@ -33,8 +33,14 @@ def verify_password(password: str, encoded: str) -> bool:
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(hash_b64)
-        digest = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt_b64), n=int(n),
-                                r=int(r), p=int(p), dklen=len(expected))
+        digest = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt_b64),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(digest, expected)

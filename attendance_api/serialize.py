@@ -75,8 +75,12 @@ def schedule_json(schedule: Schedule | None) -> dict[str, Any] | None:
 def schedule_brief(schedule: Schedule | None) -> dict[str, Any] | None:
     if schedule is None:
         return None
-    return {"id": schedule.id, "name": schedule.name, "time_in": hms(schedule.time_in),
-            "time_out": hms(schedule.time_out)}
+    return {
+        "id": schedule.id,
+        "name": schedule.name,
+        "time_in": hms(schedule.time_in),
+        "time_out": hms(schedule.time_out),
+    }
 
 
 def session_json(session: AttendanceSession, status: str) -> dict[str, Any]:
@@ -100,8 +104,10 @@ def session_json(session: AttendanceSession, status: str) -> dict[str, Any]:
 def break_json(brk: Break, now: datetime | None = None) -> dict[str, Any]:
     from .rules import BreakSpan, break_seconds
 
-    seconds = break_seconds(BreakSpan(brk.started_at, brk.ended_at, brk.limit_seconds),
-                            now or brk.ended_at or brk.started_at)
+    seconds = break_seconds(
+        BreakSpan(brk.started_at, brk.ended_at, brk.limit_seconds),
+        now or brk.ended_at or brk.started_at,
+    )
     return {
         "id": brk.id,
         "attendance_id": brk.record_id,
@@ -193,12 +199,18 @@ def paginate(items: list[Any], total: int, page: int, per_page: int, path: str) 
     def url(n: int) -> str:
         return f"{path}?page={n}"
 
-    links = [{"url": url(page - 1) if page > 1 else None, "label": "&laquo; Previous",
-              "active": False}]
+    links = [
+        {"url": url(page - 1) if page > 1 else None, "label": "&laquo; Previous", "active": False}
+    ]
     for n in range(1, min(last_page, 10) + 1):
         links.append({"url": url(n), "label": str(n), "active": n == page})
-    links.append({"url": url(page + 1) if page < last_page else None, "label": "Next &raquo;",
-                  "active": False})
+    links.append(
+        {
+            "url": url(page + 1) if page < last_page else None,
+            "label": "Next &raquo;",
+            "active": False,
+        }
+    )
     return {
         "current_page": page,
         "data": items,

@@ -23,7 +23,16 @@ def _bool(value: Any) -> bool:
         return value
     if isinstance(value, (int, float)) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+    if isinstance(value, str) and value.strip().lower() in (
+        "1",
+        "true",
+        "yes",
+        "on",
+        "0",
+        "false",
+        "no",
+        "off",
+    ):
         return value.strip().lower() in ("1", "true", "yes", "on")
     raise SettingError("must be a boolean")
 
@@ -136,7 +145,9 @@ _SPECS = [
     SettingSpec("max_login_attempts", _int(1, 100), 5, "security"),
     SettingSpec("pass_min_length", _int(6, 128), 8, "security"),
     SettingSpec("pass_special_chars", _bool, True, "security"),
-    SettingSpec("retention_policy", _choice("6months", "1year", "3years", "forever"), "1year", "data"),
+    SettingSpec(
+        "retention_policy", _choice("6months", "1year", "3years", "forever"), "1year", "data"
+    ),
 ]
 
 REGISTRY: dict[str, SettingSpec] = {spec.key: spec for spec in _SPECS}

@@ -64,8 +64,9 @@ class Req:
     def has(self, name: str) -> bool:
         return name in self.body and self.body[name] is not None and self.body[name] != ""
 
-    def b_str(self, name: str, *, required: bool = False, max_len: int = 255,
-              min_len: int = 0) -> str | None:
+    def b_str(
+        self, name: str, *, required: bool = False, max_len: int = 255, min_len: int = 0
+    ) -> str | None:
         value = self.body.get(name)
         if value is None or (isinstance(value, str) and value.strip() == ""):
             if required:
@@ -75,13 +76,16 @@ class Req:
             raise validation_error(name, f"The {name} must be a string.")
         text = str(value).strip()
         if len(text) > max_len:
-            raise validation_error(name, f"The {name} may not be greater than {max_len} characters.")
+            raise validation_error(
+                name, f"The {name} may not be greater than {max_len} characters."
+            )
         if len(text) < min_len:
             raise validation_error(name, f"The {name} must be at least {min_len} characters.")
         return text
 
-    def b_int(self, name: str, *, required: bool = False, lo: int = 0,
-              hi: int = 2**31 - 1) -> int | None:
+    def b_int(
+        self, name: str, *, required: bool = False, lo: int = 0, hi: int = 2**31 - 1
+    ) -> int | None:
         value = self.body.get(name)
         if value is None or value == "":
             if required:
@@ -177,8 +181,12 @@ def authenticate(ctx: Ctx, header: str | None) -> User:
         raise UNAUTHENTICATED
     token_id, secret = parsed
     token = ctx.db.get(ApiToken, token_id)
-    if (token is None or token.revoked_at is not None or token.expires_at <= ctx.now
-            or token.secret_hash != hash_token_secret(secret)):
+    if (
+        token is None
+        or token.revoked_at is not None
+        or token.expires_at <= ctx.now
+        or token.secret_hash != hash_token_secret(secret)
+    ):
         raise UNAUTHENTICATED
     user = ctx.db.get(User, token.user_id)
     if user is None or user.deleted_at is not None or user.status != "active":
@@ -219,10 +227,15 @@ def make_endpoint(spec: RouteSpec) -> Callable[[Request], Any]:
         try:
             body, raw = await read_body(request)
             req = Req(
-                method=request.method, path=request.url.path,
-                path_params=dict(request.path_params), query=dict(request.query_params),
-                body=body, headers={k.lower(): v for k, v in request.headers.items()},
-                ip=request.client.host if request.client else None, raw_body=raw)
+                method=request.method,
+                path=request.url.path,
+                path_params=dict(request.path_params),
+                query=dict(request.query_params),
+                body=body,
+                headers={k.lower(): v for k, v in request.headers.items()},
+                ip=request.client.host if request.client else None,
+                raw_body=raw,
+            )
             result = await run_in_threadpool(_call, runtime, spec, req, write)
         except ApiError as err:
             return JSONResponse(err.body(), status_code=err.status)
@@ -250,11 +263,27 @@ def _call(runtime: Runtime, spec: RouteSpec, req: Req, write: bool) -> Any:
         return spec.handler(ctx, req)
 
 
+MAX_ID = 2**31 - 1
+
+
+def path_id(req: Req, name: str = "id", what: str = "Resource") -> int:
+    """A path id within the database integer range, else 404."""
+    try:
+        key = int(req.path_params[name])
+    except (TypeError, ValueError, KeyError):
+        raise ApiError(404, f"{what} not found.") from None
+    if not 1 <= key <= MAX_ID:
+        raise ApiError(404, f"{what} not found.")
+    return key
+
+
 def find_one(ctx: Ctx, model: Any, ident: Any, what: str) -> Any:
     try:
         key = int(ident)
     except (TypeError, ValueError):
         raise ApiError(404, f"{what} not found.") from None
+    if not 1 <= key <= MAX_ID:
+        raise ApiError(404, f"{what} not found.")
     row = ctx.db.get(model, key)
     if row is None or getattr(row, "deleted_at", None) is not None:
         raise ApiError(404, f"{what} not found.")
@@ -268,6 +297,12 @@ def online_ids(ctx: Ctx, user_ids: list[int]) -> set[int]:
     if not user_ids:
         return set()
     since = ctx.now - timedelta(minutes=int(ctx.setting("session_timeout")))
-    return set(ctx.db.scalars(select(ApiToken.user_id).where(
-        ApiToken.user_id.in_(user_ids), ApiToken.revoked_at.is_(None),
-        ApiToken.last_used_at >= since)).all())
+    return set(
+        ctx.db.scalars(
+            select(ApiToken.user_id).where(
+                ApiToken.user_id.in_(user_ids),
+                ApiToken.revoked_at.is_(None),
+                ApiToken.last_used_at >= since,
+            )
+        ).all()
+    )

@@ -13,15 +13,21 @@ target_metadata = Base.metadata
 def run_migrations() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
-        context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=connection.dialect.name == "sqlite")
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
         with context.begin_transaction():
             context.run_migrations()
         return
     engine = create_engine(config.get_main_option("sqlalchemy.url"))
     with engine.connect() as conn:
-        context.configure(connection=conn, target_metadata=target_metadata,
-                          render_as_batch=conn.dialect.name == "sqlite")
+        context.configure(
+            connection=conn,
+            target_metadata=target_metadata,
+            render_as_batch=conn.dialect.name == "sqlite",
+        )
         with context.begin_transaction():
             context.run_migrations()
         conn.commit()

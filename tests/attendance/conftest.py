@@ -51,8 +51,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:
-        yield (f"postgresql+psycopg://postgres@127.0.0.1:5432/test"
-               f"?options=-csearch_path%3D{schema}")
+        yield (
+            f"postgresql+psycopg://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+        )
     finally:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
@@ -70,18 +71,28 @@ class World:
         with self.runtime.unit(write=True) as ctx:
             code = ("SYSADM-" if role == "admin" else "QCV-") + f"{len(self.ids) + 1:03d}"
             code = extra.pop("employee_code", code)
-            user = User(employee_code=code, email=f"{name}@example.test",
-                        password_hash=hash_password(PASSWORD), first_name=name.title(),
-                        last_name="Tester", role=role, status="active", position="VA",
-                        created_at=ctx.now, updated_at=ctx.now, **extra)
+            user = User(
+                employee_code=code,
+                email=f"{name}@example.test",
+                password_hash=hash_password(PASSWORD),
+                first_name=name.title(),
+                last_name="Tester",
+                role=role,
+                status="active",
+                position="VA",
+                created_at=ctx.now,
+                updated_at=ctx.now,
+                **extra,
+            )
             ctx.db.add(user)
             ctx.db.flush()
             self.ids[name] = user.id
             return user.id
 
     def login(self, name: str) -> dict[str, str]:
-        response = self.client.post("/api/auth/login",
-                                    json={"email": f"{name}@example.test", "password": PASSWORD})
+        response = self.client.post(
+            "/api/auth/login", json={"email": f"{name}@example.test", "password": PASSWORD}
+        )
         assert response.status_code == 200, response.text
         self.tokens[name] = response.json()["token"]
         return self.auth(name)
@@ -91,9 +102,16 @@ class World:
 
     def schedule(self, t_in: time, t_out: time, grace: int | None = 15) -> int:
         with self.runtime.unit(write=True) as ctx:
-            schedule = Schedule(name=f"S {t_in}-{t_out}", time_in=t_in, time_out=t_out,
-                                grace_period_minutes=grace, late_threshold_minutes=30,
-                                status="active", created_at=ctx.now, updated_at=ctx.now)
+            schedule = Schedule(
+                name=f"S {t_in}-{t_out}",
+                time_in=t_in,
+                time_out=t_out,
+                grace_period_minutes=grace,
+                late_threshold_minutes=30,
+                status="active",
+                created_at=ctx.now,
+                updated_at=ctx.now,
+            )
             ctx.db.add(schedule)
             ctx.db.flush()
             return schedule.id
@@ -103,8 +121,9 @@ class World:
         return self.client.request(method, path, headers=headers, **kw)
 
 
-def build_runtime(url: str, clock: Clock, pusher: PusherConfig | None = None,
-                  **config: Any) -> Runtime:
+def build_runtime(
+    url: str, clock: Clock, pusher: PusherConfig | None = None, **config: Any
+) -> Runtime:
     runtime = Runtime(Config(database_url=url, pusher=pusher, tick_seconds=0, **config), clock)
     runtime.prepare()
     return runtime
@@ -113,8 +132,9 @@ def build_runtime(url: str, clock: Clock, pusher: PusherConfig | None = None,
 @pytest.fixture
 def world(database_url: str) -> Iterator[World]:
     clock = Clock(manila(2026, 3, 2, 22, 0))  # a Monday evening in Manila
-    pusher = PusherConfig(app_id="1001", key="test-key", secret=secrets.token_hex(16),
-                          host="127.0.0.1", port=9)  # nothing listens: events wait in the outbox
+    pusher = PusherConfig(
+        app_id="1001", key="test-key", secret=secrets.token_hex(16), host="127.0.0.1", port=9
+    )  # nothing listens: events wait in the outbox
     runtime = build_runtime(database_url, clock, pusher)
     with TestClient(create_app(runtime, background=False)) as client:
         yield World(runtime, clock, client)

@@ -75,8 +75,13 @@ class EchoClient:
 
     def __init__(self, argv: list[str]) -> None:
         self.process = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1)
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         self.seen: list[dict[str, Any]] = []
         self.raw: list[str] = []
@@ -92,8 +97,9 @@ class EchoClient:
                 continue  # pusher-js or node diagnostics
         self.lines.put({"type": "exit"})
 
-    def wait_for(self, predicate: Callable[[dict[str, Any]], bool],
-                 timeout: float = 20.0) -> dict[str, Any]:
+    def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 20.0
+    ) -> dict[str, Any]:
         """The first message (already seen or arriving) matching `predicate`."""
         for message in self.seen:
             if predicate(message):
@@ -102,7 +108,9 @@ class EchoClient:
             try:
                 message = self.lines.get(timeout=timeout)
             except queue.Empty:
-                raise AssertionError("timed out; client printed:\n" + "".join(self.raw)[-4000:]) from None
+                raise AssertionError(
+                    "timed out; client printed:\n" + "".join(self.raw)[-4000:]
+                ) from None
             self.seen.append(message)
             if message.get("type") == "exit":
                 raise AssertionError("client exited:\n" + "".join(self.raw)[-4000:])
@@ -110,8 +118,11 @@ class EchoClient:
                 return message
 
     def events(self, event: str, channel: str) -> list[dict[str, Any]]:
-        return [m for m in self.seen
-                if m.get("type") == "event" and m["event"] == event and m["channel"] == channel]
+        return [
+            m
+            for m in self.seen
+            if m.get("type") == "event" and m["event"] == event and m["channel"] == channel
+        ]
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -133,15 +144,25 @@ def refused(channel: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def event(name: str, channel: str, action: str | None = None) -> Callable[[dict[str, Any]], bool]:
-    return lambda m: (m.get("type") == "event" and m.get("event") == name
-                      and m.get("channel") == channel
-                      and (action is None or m["data"].get("action") == action))
+    return lambda m: (
+        m.get("type") == "event"
+        and m.get("event") == name
+        and m.get("channel") == channel
+        and (action is None or m["data"].get("action") == action)
+    )
 
 
-def echo_config(ws_port: int, auth_endpoint: str, token: str,
-                subscriptions: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"key": APP_KEY, "wsHost": "127.0.0.1", "wsPort": ws_port,
-            "authEndpoint": auth_endpoint, "token": token, "subscriptions": subscriptions}
+def echo_config(
+    ws_port: int, auth_endpoint: str, token: str, subscriptions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "key": APP_KEY,
+        "wsHost": "127.0.0.1",
+        "wsPort": ws_port,
+        "authEndpoint": auth_endpoint,
+        "token": token,
+        "subscriptions": subscriptions,
+    }
 
 
 def echo_in_node(config: dict[str, Any]) -> EchoClient:
@@ -156,10 +177,14 @@ def echo_in_chromium(page_url: str) -> EchoClient:
 
 STATIC = {
     "/echo.html": (E2E / "echo_page.html", "text/html"),
-    "/pusher.min.js": (NODE_MODULES / "pusher-js" / "dist" / "web" / "pusher.min.js",
-                       "application/javascript"),
-    "/echo.iife.js": (NODE_MODULES / "laravel-echo" / "dist" / "echo.iife.js",
-                      "application/javascript"),
+    "/pusher.min.js": (
+        NODE_MODULES / "pusher-js" / "dist" / "web" / "pusher.min.js",
+        "application/javascript",
+    ),
+    "/echo.iife.js": (
+        NODE_MODULES / "laravel-echo" / "dist" / "echo.iife.js",
+        "application/javascript",
+    ),
 }
 
 

@@ -24,8 +24,9 @@ def night_session(world: World, grace: int | None = 15, date: str = "2026-03-02"
     world.user("boss", "admin")
     world.login("boss")
     schedule = world.schedule(time(23, 0), time(7, 0), grace)
-    response = world.call("POST", "/api/attendance-sessions", "boss",
-                          json={"schedule_id": schedule, "date": date})
+    response = world.call(
+        "POST", "/api/attendance-sessions", "boss", json={"schedule_id": schedule, "date": date}
+    )
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
 
@@ -42,8 +43,9 @@ def outbox(world: World) -> list[OutboxEvent]:
 
 def test_login_is_case_insensitive_and_returns_a_bearer_token(world: World) -> None:
     world.user("john")
-    response = world.client.post("/api/auth/login",
-                                 json={"email": "John@Example.TEST", "password": PASSWORD})
+    response = world.client.post(
+        "/api/auth/login", json={"email": "John@Example.TEST", "password": PASSWORD}
+    )
     assert response.status_code == 200
     body = response.json()
     assert "|" in body["token"] and body["user"]["email"] == "john@example.test"
@@ -64,8 +66,9 @@ def test_tokens_are_stored_hashed(world: World) -> None:
 
 def test_wrong_password_is_a_422_on_email(world: World) -> None:
     world.user("john")
-    response = world.client.post("/api/auth/login",
-                                 json={"email": "john@example.test", "password": "nope"})
+    response = world.client.post(
+        "/api/auth/login", json={"email": "john@example.test", "password": "nope"}
+    )
     assert response.status_code == 422 and "email" in response.json()["errors"]
 
 
@@ -103,9 +106,15 @@ def test_changing_the_password_revokes_the_other_tokens(world: World) -> None:
     with world.runtime.unit(write=True) as ctx:  # re-enable the old token to simulate 2 devices
         ctx.db.execute(text("UPDATE api_tokens SET revoked_at = NULL"))
     assert world.client.get("/api/auth/me", headers=other).status_code == 200
-    changed = world.client.post("/api/auth/change-password", headers=current, json={
-        "current_password": PASSWORD, "password": "New-pass-22!",
-        "password_confirmation": "New-pass-22!"})
+    changed = world.client.post(
+        "/api/auth/change-password",
+        headers=current,
+        json={
+            "current_password": PASSWORD,
+            "password": "New-pass-22!",
+            "password_confirmation": "New-pass-22!",
+        },
+    )
     assert changed.status_code == 200, changed.text
     assert world.client.get("/api/auth/me", headers=other).status_code == 401
     assert world.client.get("/api/auth/me", headers=current).status_code == 200
@@ -123,10 +132,12 @@ def test_an_account_is_throttled_after_repeated_failures_but_others_are_not(worl
     world.user("john")
     world.user("mary")
     for _ in range(5):
-        world.client.post("/api/auth/login", json={"email": "john@example.test",
-                                                   "password": "wrong"})
-    blocked = world.client.post("/api/auth/login", json={"email": "john@example.test",
-                                                         "password": PASSWORD})
+        world.client.post(
+            "/api/auth/login", json={"email": "john@example.test", "password": "wrong"}
+        )
+    blocked = world.client.post(
+        "/api/auth/login", json={"email": "john@example.test", "password": PASSWORD}
+    )
     assert blocked.status_code == 429 and blocked.json()["error_code"] == "TOO_MANY_ATTEMPTS"
     world.login("mary")
 
@@ -134,8 +145,11 @@ def test_an_account_is_throttled_after_repeated_failures_but_others_are_not(worl
 def test_an_employee_cannot_claim_another_login_email(world: World) -> None:
     world.user("john")
     headers = world.login("john")
-    response = world.client.post("/api/auth/update-profile", headers=headers, json={
-        "first_name": "John", "last_name": "T", "email": "admin@example.test"})
+    response = world.client.post(
+        "/api/auth/update-profile",
+        headers=headers,
+        json={"first_name": "John", "last_name": "T", "email": "admin@example.test"},
+    )
     assert response.status_code == 403
     with world.runtime.unit(write=False) as ctx:
         assert ctx.db.get(User, world.ids["john"]).email == "john@example.test"
@@ -148,8 +162,12 @@ def test_no_boot_time_promotion_by_email_or_code(world: World, database_url: str
     sneaky = world.user("sneaky", employee_code="SYSADM-001")
     with world.runtime.unit(write=True) as ctx:
         ctx.db.get(User, sneaky).email = "root@example.test"
-    config = Config(database_url=database_url, admin_email="root@example.test",
-                    admin_password="Whatever-1!", tick_seconds=0)
+    config = Config(
+        database_url=database_url,
+        admin_email="root@example.test",
+        admin_password="Whatever-1!",
+        tick_seconds=0,
+    )
     restarted = Runtime(config, world.clock)
     restarted.prepare()
     with restarted.unit(write=False) as ctx:
@@ -161,8 +179,12 @@ def test_no_boot_time_promotion_by_email_or_code(world: World, database_url: str
 def test_the_first_start_creates_the_admin_from_the_environment(database_url: str) -> None:
     from .conftest import Clock
 
-    config = Config(database_url=database_url, admin_email="Owner@Example.test",
-                    admin_password="Owner-pass-1!", tick_seconds=0)
+    config = Config(
+        database_url=database_url,
+        admin_email="Owner@Example.test",
+        admin_password="Owner-pass-1!",
+        tick_seconds=0,
+    )
     runtime = Runtime(config, Clock(manila(2026, 3, 2, 9)))
     runtime.prepare()
     runtime.prepare()  # a restart does not create a second one
@@ -180,20 +202,28 @@ def test_check_in_late_counts_minutes_from_the_shift_start(world: World) -> None
     world.user("ana")
     world.login("ana")
     world.clock.set(manila(2026, 3, 2, 23, 16))
-    response = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana",
-                          json={"device_type": "desktop", "browser": "Firefox"})
+    response = world.call(
+        "POST",
+        f"/api/attendance-records/confirm/{session}",
+        "ana",
+        json={"device_type": "desktop", "browser": "Firefox"},
+    )
     assert response.status_code == 200, response.text
     record = response.json()["record"]
     assert (record["status"], record["minutes_late"]) == ("late", 16)
     assert record["browser"] == "Firefox" and record["attendance_date"] == "2026-03-02"
-    assert record["time_in"].endswith("Z") and record["session"]["schedule"]["time_in"] == "23:00:00"
+    assert (
+        record["time_in"].endswith("Z") and record["session"]["schedule"]["time_in"] == "23:00:00"
+    )
 
 
 def test_a_duplicate_check_in_is_refused(world: World) -> None:
     session = night_session(world)
     world.user("ana")
     world.login("ana")
-    assert world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").status_code == 200
+    assert (
+        world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").status_code == 200
+    )
     again = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
     assert again.status_code == 400 and again.json()["error_code"] == "CURRENTLY_CHECKED_IN"
 
@@ -224,8 +254,9 @@ def test_concurrent_check_ins_create_one_record(world: World) -> None:
 
 def test_admins_do_not_use_self_service_routes(world: World) -> None:
     session = night_session(world)
-    assert world.call("POST", f"/api/attendance-records/confirm/{session}",
-                      "boss").status_code == 403
+    assert (
+        world.call("POST", f"/api/attendance-records/confirm/{session}", "boss").status_code == 403
+    )
     assert world.call("POST", "/api/break/start", "boss").status_code == 403
 
 
@@ -245,8 +276,12 @@ def test_the_dashboard_flag_agrees_with_check_in_for_a_day_shift(world: World) -
     world.user("boss", "admin")
     world.login("boss")
     schedule = world.schedule(time(8, 0), time(17, 0))
-    world.call("POST", "/api/attendance-sessions", "boss",
-               json={"schedule_id": schedule, "date": "2026-03-03"})
+    world.call(
+        "POST",
+        "/api/attendance-sessions",
+        "boss",
+        json={"schedule_id": schedule, "date": "2026-03-03"},
+    )
     world.user("ana")
     world.login("ana")
     world.clock.set(manila(2026, 3, 3, 7, 55))
@@ -264,12 +299,16 @@ def test_locking_marks_absentees_and_refuses_check_in_and_unlock_keeps_them(worl
     world.login("ana")
     world.login("ben")
     world.clock.set(manila(2026, 3, 2, 22, 30))
-    assert world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").status_code == 200
+    assert (
+        world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").status_code == 200
+    )
     locked = world.call("PATCH", f"/api/attendance-sessions/{session}/lock", "boss", json={})
     assert locked.status_code == 200 and locked.json()["absent_marked"] == 1
     refused = world.call("POST", f"/api/attendance-records/confirm/{session}", "ben")
     assert refused.status_code == 409 and refused.json()["error_code"] == "SESSION_LOCKED"
-    assert world.call("PATCH", f"/api/attendance-sessions/{session}/lock", "boss").status_code == 422
+    assert (
+        world.call("PATCH", f"/api/attendance-sessions/{session}/lock", "boss").status_code == 422
+    )
     unlocked = world.call("PATCH", f"/api/attendance-sessions/{session}/unlock", "boss")
     assert unlocked.status_code == 200 and unlocked.json()["session"]["status"] == "pending"
     detail = world.call("GET", f"/api/attendance-sessions/{session}", "boss").json()
@@ -283,12 +322,20 @@ def test_session_detail_has_virtual_rows_and_duplicates_are_conflicts(world: Wor
     detail = world.call("GET", f"/api/attendance-sessions/{session}", "boss").json()
     assert detail["records"][0]["id"] == f"virtual_{world.ids['ana']}"
     schedule = world.schedule(time(8, 0), time(12, 0))
-    first = world.call("POST", "/api/attendance-sessions", "boss", json={
-        "schedule_id": schedule, "date": "2026-03-04", "employee_ids": [world.ids["ana"]]})
+    first = world.call(
+        "POST",
+        "/api/attendance-sessions",
+        "boss",
+        json={"schedule_id": schedule, "date": "2026-03-04", "employee_ids": [world.ids["ana"]]},
+    )
     assert first.status_code == 201
     other = world.schedule(time(13, 0), time(17, 0))
-    clash = world.call("POST", "/api/attendance-sessions", "boss", json={
-        "schedule_id": other, "date": "2026-03-04", "employee_ids": [world.ids["ana"]]})
+    clash = world.call(
+        "POST",
+        "/api/attendance-sessions",
+        "boss",
+        json={"schedule_id": other, "date": "2026-03-04", "employee_ids": [world.ids["ana"]]},
+    )
     assert clash.status_code == 409 and clash.json()["conflicts"] == [world.ids["ana"]]
 
 
@@ -297,7 +344,9 @@ def test_check_out_early_is_left_early(world: World) -> None:
     world.user("ana")
     world.login("ana")
     world.clock.set(manila(2026, 3, 2, 23, 0))
-    record = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").json()["record"]
+    record = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").json()[
+        "record"
+    ]
     world.clock.set(manila(2026, 3, 3, 6, 30))
     out = world.call("POST", f"/api/attendance-records/{record['id']}/check-out", "ana")
     assert out.status_code == 200 and out.json()["record"]["status"] == "left_early"
@@ -330,7 +379,9 @@ def test_break_flow_one_open_break_and_the_allowance(world: World) -> None:
     assert counts["breaks"] == 1
     assert world.runtime.run_tick()["breaks"] == 0  # idempotent
     status = world.call("GET", "/api/break/status", "ana").json()
-    assert status["break_remaining_seconds"] == 0 and status["break_reason"] == "break_limit_reached"
+    assert (
+        status["break_remaining_seconds"] == 0 and status["break_reason"] == "break_limit_reached"
+    )
     limit = world.call("POST", "/api/break/start", "ana")
     assert limit.json()["error_code"] == "BREAK_LIMIT_REACHED"
 
@@ -371,11 +422,16 @@ def test_another_employees_break_state_is_forbidden(world: World) -> None:
     world.user("ben")
     world.login("ana")
     world.login("ben")
-    record = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").json()["record"]
-    assert world.call("GET", f"/api/attendance-records/{record['id']}/break/active",
-                      "ben").status_code == 403
-    assert world.call("GET", f"/api/attendance-records/{record['id']}/break/active",
-                      "ana").json() == {"active": False, "start_time": None}
+    record = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").json()[
+        "record"
+    ]
+    assert (
+        world.call("GET", f"/api/attendance-records/{record['id']}/break/active", "ben").status_code
+        == 403
+    )
+    assert world.call(
+        "GET", f"/api/attendance-records/{record['id']}/break/active", "ana"
+    ).json() == {"active": False, "start_time": None}
 
 
 # ------------------------------------------------------------------ tick
@@ -387,8 +443,12 @@ def test_the_tick_opens_completes_checks_out_and_marks_absent_idempotently(world
     world.user("ana")
     ben = world.user("ben")
     schedule = world.schedule(time(23, 0), time(7, 0))
-    created = world.call("POST", "/api/attendance-sessions", "boss", json={
-        "schedule_id": schedule, "date": "2026-03-02", "employee_ids": [ben]})
+    created = world.call(
+        "POST",
+        "/api/attendance-sessions",
+        "boss",
+        json={"schedule_id": schedule, "date": "2026-03-02", "employee_ids": [ben]},
+    )
     session = created.json()["id"]
     world.login("ana")
     world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
@@ -403,7 +463,9 @@ def test_the_tick_opens_completes_checks_out_and_marks_absent_idempotently(world
     by_user = {r["user_id"]: r for r in records}
     assert by_user[ben]["status"] == "absent"
     assert by_user[world.ids["ana"]]["time_out"] == "2026-03-02T23:00:00.000000Z"
-    actions = [json.loads(e.payload)["action"] for e in outbox(world) if e.event == "session.updated"]
+    actions = [
+        json.loads(e.payload)["action"] for e in outbox(world) if e.event == "session.updated"
+    ]
     assert actions == ["created", "opened", "completed"]
 
 
@@ -417,17 +479,26 @@ def test_a_get_changes_nothing(world: World) -> None:
 
     def snapshot() -> dict[str, Any]:
         with world.runtime.unit(write=False) as ctx:
-            return {t.name: sorted(map(repr, ctx.db.execute(t.select()).all()))
-                    for t in Base.metadata.sorted_tables}
+            return {
+                t.name: sorted(map(repr, ctx.db.execute(t.select()).all()))
+                for t in Base.metadata.sorted_tables
+            }
 
     before = snapshot()
-    for who, path in [("ana", "/api/break/status"), ("ana", "/api/reports/employee-dashboard"),
-                      ("ana", "/api/attendance-sessions/today"), ("ana", "/api/break/history"),
-                      ("ana", "/api/attendance-records/my-records"),
-                      ("boss", "/api/reports/dashboard"), ("boss", "/api/attendance-sessions"),
-                      ("boss", f"/api/attendance-sessions/{session}"),
-                      ("boss", "/api/reports/daily/2026-03-02"), ("boss", "/api/audit-logs"),
-                      ("boss", "/api/employees"), ("ana", "/api/settings")]:
+    for who, path in [
+        ("ana", "/api/break/status"),
+        ("ana", "/api/reports/employee-dashboard"),
+        ("ana", "/api/attendance-sessions/today"),
+        ("ana", "/api/break/history"),
+        ("ana", "/api/attendance-records/my-records"),
+        ("boss", "/api/reports/dashboard"),
+        ("boss", "/api/attendance-sessions"),
+        ("boss", f"/api/attendance-sessions/{session}"),
+        ("boss", "/api/reports/daily/2026-03-02"),
+        ("boss", "/api/audit-logs"),
+        ("boss", "/api/employees"),
+        ("ana", "/api/settings"),
+    ]:
         assert world.call("GET", path, who).status_code == 200, path
     assert snapshot() == before
 
@@ -436,15 +507,17 @@ def test_a_get_changes_nothing(world: World) -> None:
 
 
 def test_unknown_setting_keys_are_refused_and_settings_survive_restarts(
-        world: World, database_url: str) -> None:
+    world: World, database_url: str
+) -> None:
     world.user("boss", "admin")
     world.login("boss")
     bad = world.call("POST", "/api/settings", "boss", json={"prevent_duplicate": "1"})
     assert bad.status_code == 422 and "prevent_duplicate" in bad.json()["errors"]
     typed = world.call("POST", "/api/settings", "boss", json={"grace_period": "abc"})
     assert typed.status_code == 422
-    ok = world.call("POST", "/api/settings", "boss", json={"grace_period": "5",
-                                                            "retention_policy": "3years"})
+    ok = world.call(
+        "POST", "/api/settings", "boss", json={"grace_period": "5", "retention_policy": "3years"}
+    )
     assert ok.status_code == 200 and ok.json()["count"] == 2
     restarted = Runtime(Config(database_url=database_url, tick_seconds=0), world.clock)
     restarted.prepare()
@@ -457,9 +530,13 @@ def test_unknown_setting_keys_are_refused_and_settings_survive_restarts(
 def test_there_is_no_restore_clear_or_audit_delete_api(world: World) -> None:
     world.user("boss", "admin")
     world.login("boss")
-    for method, path in [("POST", "/api/settings/restore"), ("POST", "/api/settings/clear-logs"),
-                         ("POST", "/api/settings/clear-data"), ("DELETE", "/api/audit-logs/1"),
-                         ("GET", "/api/reports/fix-hours-cleanup")]:
+    for method, path in [
+        ("POST", "/api/settings/restore"),
+        ("POST", "/api/settings/clear-logs"),
+        ("POST", "/api/settings/clear-data"),
+        ("DELETE", "/api/audit-logs/1"),
+        ("GET", "/api/reports/fix-hours-cleanup"),
+    ]:
         assert world.call(method, path, "boss").status_code in (404, 405), path
 
 
@@ -489,8 +566,9 @@ def test_reports_and_csv_export(world: World) -> None:
     assert daily["summary"]["present"] == 1 and daily["records"]["total"] == 1
     dash = world.call("GET", "/api/reports/dashboard", "boss").json()
     assert dash["present_today"] == 1 and dash["attendance_rate"] == 100.0
-    export = world.call("GET", "/api/reports/export/excel?start_date=2026-03-01"
-                               "&end_date=2026-03-31", "boss")
+    export = world.call(
+        "GET", "/api/reports/export/excel?start_date=2026-03-01&end_date=2026-03-31", "boss"
+    )
     assert export.headers["content-type"].startswith("text/csv")
     assert "attachment" in export.headers["content-disposition"]
     lines = export.text.strip().splitlines()
@@ -511,8 +589,7 @@ def test_check_in_writes_full_private_and_slim_public_events(world: World) -> No
     before = max(e.id for e in outbox(world))
     response = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
     assert response.status_code == 200  # pusherd is unreachable: the request still succeeds
-    events = [(e.event, e.channels, json.loads(e.payload)) for e in outbox(world)
-              if e.id > before]
+    events = [(e.event, e.channels, json.loads(e.payload)) for e in outbox(world) if e.id > before]
     (_, private_ch, full), (_, public_ch, slim), (_, dash_ch, dash) = events
     uid = world.ids["ana"]
     assert private_ch == [f"private-user.{uid}"] and full["user"]["first_name"] == "Ana"
@@ -546,38 +623,71 @@ def test_broadcasting_auth_like_laravel(world: World) -> None:
     world.login("ana")
     secret = world.runtime.config.pusher.secret  # type: ignore[union-attr]
     for path in ("/broadcasting/auth", "/api/broadcasting/auth"):
-        own = world.call("POST", path, "ana", data={"socket_id": "123.456",
-                                                    "channel_name": f"private-user.{uid}"})
+        own = world.call(
+            "POST",
+            path,
+            "ana",
+            data={"socket_id": "123.456", "channel_name": f"private-user.{uid}"},
+        )
         assert own.status_code == 200
         assert own.json() == {"auth": "test-key:" + sign(secret, "123.456", f"private-user.{uid}")}
-        as_json = world.call("POST", path, "ana", json={"socket_id": "123.456",
-                                                        "channel_name": f"private-user.{uid}"})
+        as_json = world.call(
+            "POST",
+            path,
+            "ana",
+            json={"socket_id": "123.456", "channel_name": f"private-user.{uid}"},
+        )
         assert as_json.json() == own.json()
-    for channel in (f"private-user.{world.ids['boss']}", "private-admin.dashboard",
-                    f"private-user.{uid}abc", "private-encrypted-user.1", "presence-x"):
-        refused = world.call("POST", "/api/broadcasting/auth", "ana",
-                             data={"socket_id": "123.456", "channel_name": channel})
+    for channel in (
+        f"private-user.{world.ids['boss']}",
+        "private-admin.dashboard",
+        f"private-user.{uid}abc",
+        "private-encrypted-user.1",
+        "presence-x",
+    ):
+        refused = world.call(
+            "POST",
+            "/api/broadcasting/auth",
+            "ana",
+            data={"socket_id": "123.456", "channel_name": channel},
+        )
         assert refused.status_code == 403, channel
-    admin = world.call("POST", "/api/broadcasting/auth", "boss",
-                       data={"socket_id": "1.2", "channel_name": "private-admin.employees"})
+    admin = world.call(
+        "POST",
+        "/api/broadcasting/auth",
+        "boss",
+        data={"socket_id": "1.2", "channel_name": "private-admin.employees"},
+    )
     assert admin.status_code == 200
-    anonymous = world.client.post("/api/broadcasting/auth",
-                                  data={"socket_id": "1.2", "channel_name": f"private-user.{uid}"})
+    anonymous = world.client.post(
+        "/api/broadcasting/auth", data={"socket_id": "1.2", "channel_name": f"private-user.{uid}"}
+    )
     assert anonymous.status_code == 401
 
 
 def test_employee_changes_are_announced_to_admins(world: World) -> None:
     world.user("boss", "admin")
     world.login("boss")
-    created = world.call("POST", "/api/employees", "boss", json={
-        "first_name": "Dan", "last_name": "Cruz", "email": "dan@example.test",
-        "password": "Dan-pass-123!", "password_confirmation": "Dan-pass-123!",
-        "position": "VA"})
+    created = world.call(
+        "POST",
+        "/api/employees",
+        "boss",
+        json={
+            "first_name": "Dan",
+            "last_name": "Cruz",
+            "email": "dan@example.test",
+            "password": "Dan-pass-123!",
+            "password_confirmation": "Dan-pass-123!",
+            "position": "VA",
+        },
+    )
     assert created.status_code == 201 and created.json()["employee_id"] == "QCV-001"
     world.call("PATCH", f"/api/employees/{created.json()['id']}/toggle-status", "boss")
     events = [json.loads(e.payload) for e in outbox(world) if e.event == "employee.updated"]
-    assert [(e["action"], e["is_active"]) for e in events] == [("created", True),
-                                                               ("deactivated", False)]
+    assert [(e["action"], e["is_active"]) for e in events] == [
+        ("created", True),
+        ("deactivated", False),
+    ]
 
 
 def test_late_check_in_notifies_admins(world: World) -> None:

@@ -51,40 +51,67 @@ class Stack:
 
     def user(self, name: str, role: str = "employee") -> int:
         with self.runtime.unit(write=True) as ctx:
-            user = User(employee_code=f"E2E-{len(self.ids) + 1:03d}", email=f"{name}@example.test",
-                        password_hash=hash_password(PASSWORD), first_name=name.title(),
-                        last_name="Tester", role=role, status="active", created_at=ctx.now,
-                        updated_at=ctx.now)
+            user = User(
+                employee_code=f"E2E-{len(self.ids) + 1:03d}",
+                email=f"{name}@example.test",
+                password_hash=hash_password(PASSWORD),
+                first_name=name.title(),
+                last_name="Tester",
+                role=role,
+                status="active",
+                created_at=ctx.now,
+                updated_at=ctx.now,
+            )
             ctx.db.add(user)
             ctx.db.flush()
             self.ids[name] = user.id
-        response = httpx.post(f"{self.base}/api/auth/login",
-                              json={"email": f"{name}@example.test", "password": PASSWORD})
+        response = httpx.post(
+            f"{self.base}/api/auth/login",
+            json={"email": f"{name}@example.test", "password": PASSWORD},
+        )
         assert response.status_code == 200, response.text
         self.tokens[name] = response.json()["token"]
         return self.ids[name]
 
     def call(self, method: str, path: str, who: str, **kw: Any) -> httpx.Response:
-        return httpx.request(method, f"{self.base}{path}", timeout=30,
-                             headers={"Authorization": f"Bearer {self.tokens[who]}",
-                                      "Accept": "application/json"}, **kw)
+        return httpx.request(
+            method,
+            f"{self.base}{path}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.tokens[who]}", "Accept": "application/json"},
+            **kw,
+        )
 
     def night_session(self) -> int:
         with self.runtime.unit(write=True) as ctx:
-            schedule = Schedule(name="Night", time_in=time(23, 0), time_out=time(7, 0),
-                                grace_period_minutes=15, late_threshold_minutes=30,
-                                status="active", created_at=ctx.now, updated_at=ctx.now)
+            schedule = Schedule(
+                name="Night",
+                time_in=time(23, 0),
+                time_out=time(7, 0),
+                grace_period_minutes=15,
+                late_threshold_minutes=30,
+                status="active",
+                created_at=ctx.now,
+                updated_at=ctx.now,
+            )
             ctx.db.add(schedule)
             ctx.db.flush()
             schedule_id = schedule.id
-        response = self.call("POST", "/api/attendance-sessions", "boss",
-                             json={"schedule_id": schedule_id, "date": "2026-03-02"})
+        response = self.call(
+            "POST",
+            "/api/attendance-sessions",
+            "boss",
+            json={"schedule_id": schedule_id, "date": "2026-03-02"},
+        )
         assert response.status_code == 201, response.text
         return int(response.json()["id"])
 
     def echo(self, who: str, subscriptions: list[dict[str, Any]]) -> EchoClient:
-        client = echo_in_node(echo_config(self.ws_port, f"{self.base}/api/broadcasting/auth",
-                                          self.tokens[who], subscriptions))
+        client = echo_in_node(
+            echo_config(
+                self.ws_port, f"{self.base}/api/broadcasting/auth", self.tokens[who], subscriptions
+            )
+        )
         self.clients.append(client)
         return client
 
@@ -99,9 +126,14 @@ def stack_factory(database_url: str) -> Iterator[Any]:
 
     def make(pusherd_port: int, **config: Any) -> Stack:
         clock = Clock(manila(2026, 3, 2, 22, 30))
-        runtime = build_runtime(database_url, clock, PusherConfig(
-            app_id=APP_ID, key=APP_KEY, secret=APP_SECRET, host="127.0.0.1",
-            port=pusherd_port), **config)
+        runtime = build_runtime(
+            database_url,
+            clock,
+            PusherConfig(
+                app_id=APP_ID, key=APP_KEY, secret=APP_SECRET, host="127.0.0.1", port=pusherd_port
+            ),
+            **config,
+        )
         server = serve(runtime)
         base = server.__enter__()
         stack = Stack(runtime, base, pusherd_port)
@@ -123,12 +155,15 @@ def test_check_in_reaches_echo_clients_on_the_right_channels(stack_factory: Any)
         ana = stack.user("ana")
         ben = stack.user("ben")
         session = stack.night_session()
-        employee = stack.echo("ana", [
-            sub("attendance", "attendance.updated"),
-            sub(f"private-user.{ana}", "attendance.updated"),
-            sub("private-admin.dashboard", "dashboard.updated"),
-            sub(f"private-user.{ben}", "attendance.updated"),
-        ])
+        employee = stack.echo(
+            "ana",
+            [
+                sub("attendance", "attendance.updated"),
+                sub(f"private-user.{ana}", "attendance.updated"),
+                sub("private-admin.dashboard", "dashboard.updated"),
+                sub(f"private-user.{ben}", "attendance.updated"),
+            ],
+        )
         admin = stack.echo("boss", [sub("private-admin.dashboard", "dashboard.updated")])
         employee.wait_for(subscribed("attendance"))
         employee.wait_for(subscribed(f"private-user.{ana}"))
@@ -142,12 +177,15 @@ def test_check_in_reaches_echo_clients_on_the_right_channels(stack_factory: Any)
 
         public = employee.wait_for(event("attendance.updated", "attendance", "confirmed"))
         assert set(public["data"]) == SLIM_KEYS and public["data"]["id"] == record_id
-        private = employee.wait_for(event("attendance.updated", f"private-user.{ana}",
-                                          "confirmed"))
+        private = employee.wait_for(event("attendance.updated", f"private-user.{ana}", "confirmed"))
         assert private["data"]["user"] == {"id": ana, "first_name": "Ana", "last_name": "Tester"}
         assert private["data"]["status"] == "present" and private["data"]["time_in"]
-        dash = admin.wait_for(lambda m: event("dashboard.updated", "private-admin.dashboard")(m)
-                              and m["data"]["stats"]["present_today"] == 1)
+        dash = admin.wait_for(
+            lambda m: (
+                event("dashboard.updated", "private-admin.dashboard")(m)
+                and m["data"]["stats"]["present_today"] == 1
+            )
+        )
         assert dash["data"]["stats"]["total_employees"] == 2
         assert not employee.events("dashboard.updated", "private-admin.dashboard")
         assert not employee.events("attendance.updated", f"private-user.{ben}")
@@ -164,8 +202,13 @@ def test_events_wait_in_the_outbox_while_pusherd_is_down(stack_factory: Any) -> 
         stack.user("boss", "admin")
         ana = stack.user("ana")
         session = stack.night_session()
-        client = stack.echo("ana", [sub(f"private-user.{ana}", "attendance.updated"),
-                                    sub("attendance", "attendance.updated")])
+        client = stack.echo(
+            "ana",
+            [
+                sub(f"private-user.{ana}", "attendance.updated"),
+                sub("attendance", "attendance.updated"),
+            ],
+        )
         client.wait_for(subscribed(f"private-user.{ana}"))
         client.wait_for(subscribed("attendance"))
         first.stop()
@@ -177,38 +220,59 @@ def test_events_wait_in_the_outbox_while_pusherd_is_down(stack_factory: Any) -> 
     checked_out = stack.call("POST", f"/api/attendance-records/{record_id}/check-out", "ana")
     assert checked_out.status_code == 200, checked_out.text
     with stack.runtime.unit(write=False) as ctx:
-        pending = ctx.db.scalars(select(OutboxEvent).where(OutboxEvent.state == "pending")
-                                 .order_by(OutboxEvent.id)).all()
+        pending = ctx.db.scalars(
+            select(OutboxEvent).where(OutboxEvent.state == "pending").order_by(OutboxEvent.id)
+        ).all()
         assert pending[0].attempts >= 1 and pending[0].last_error
-        assert {"confirmed", "checked_out"} <= {json.loads(r.payload).get("action")
-                                                for r in pending}
+        assert {"confirmed", "checked_out"} <= {
+            json.loads(r.payload).get("action") for r in pending
+        }
 
     with run_pusherd(config, extra_args=("--port", str(port))) as second:
         assert second.port == port
         resubscribed = len([m for m in client.seen if subscribed(f"private-user.{ana}")(m)])
-        client.wait_for(lambda m: subscribed(f"private-user.{ana}")(m)
-                        and len([x for x in client.seen
-                                 if subscribed(f"private-user.{ana}")(x)]) > resubscribed)
-        client.wait_for(lambda m: subscribed("attendance")(m) and len(
-            [x for x in client.seen if subscribed("attendance")(x)]) > 1)
+        client.wait_for(
+            lambda m: (
+                subscribed(f"private-user.{ana}")(m)
+                and len([x for x in client.seen if subscribed(f"private-user.{ana}")(x)])
+                > resubscribed
+            )
+        )
+        client.wait_for(
+            lambda m: (
+                subscribed("attendance")(m)
+                and len([x for x in client.seen if subscribed("attendance")(x)]) > 1
+            )
+        )
         stack.runtime.dispatcher.retry_now()
         client.wait_for(event("attendance.updated", f"private-user.{ana}", "checked_out"), 30)
         client.wait_for(event("attendance.updated", "attendance", "checked_out"), 30)
         # a later event proves nothing else is still on its way
-        fixed = stack.call("PUT", f"/api/attendance-records/{record_id}", "boss",
-                           json={"reason": "manual review", "status": "present"})
+        fixed = stack.call(
+            "PUT",
+            f"/api/attendance-records/{record_id}",
+            "boss",
+            json={"reason": "manual review", "status": "present"},
+        )
         assert fixed.status_code == 200, fixed.text
         client.wait_for(event("attendance.updated", f"private-user.{ana}", "updated"), 30)
         client.wait_for(event("attendance.updated", "attendance", "updated"), 30)
-        private = [m["data"]["action"]
-                   for m in client.events("attendance.updated", f"private-user.{ana}")]
+        private = [
+            m["data"]["action"] for m in client.events("attendance.updated", f"private-user.{ana}")
+        ]
         public = [m["data"]["action"] for m in client.events("attendance.updated", "attendance")]
         assert private == ["confirmed", "checked_out", "updated"]
         assert public == ["confirmed", "checked_out", "updated"]
         with stack.runtime.unit(write=False) as ctx:
-            rows = [r for r in ctx.db.scalars(select(OutboxEvent).where(
-                OutboxEvent.event == "attendance.updated").order_by(OutboxEvent.id)).all()
-                if json.loads(r.payload)["action"] in ("confirmed", "checked_out")]
+            rows = [
+                r
+                for r in ctx.db.scalars(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.event == "attendance.updated")
+                    .order_by(OutboxEvent.id)
+                ).all()
+                if json.loads(r.payload)["action"] in ("confirmed", "checked_out")
+            ]
             # rows before an already delivered one are marked sent (strict order)
             assert [r.state for r in rows] == ["sent"] * 4
             assert rows[0].attempts >= 2  # failed while pusherd was down, then delivered
@@ -221,11 +285,16 @@ def test_check_in_reaches_echo_in_a_real_chromium(stack_factory: Any) -> None:
         stack.user("boss", "admin")
         ana = stack.user("ana")
         session = stack.night_session()
-        config = echo_config(pusherd.port, f"{stack.base}/api/broadcasting/auth",
-                             stack.tokens["ana"],
-                             [sub("attendance", "attendance.updated"),
-                              sub(f"private-user.{ana}", "attendance.updated"),
-                              sub("private-admin.dashboard", "dashboard.updated")])
+        config = echo_config(
+            pusherd.port,
+            f"{stack.base}/api/broadcasting/auth",
+            stack.tokens["ana"],
+            [
+                sub("attendance", "attendance.updated"),
+                sub(f"private-user.{ana}", "attendance.updated"),
+                sub("private-admin.dashboard", "dashboard.updated"),
+            ],
+        )
         browser = echo_in_chromium(f"{origin}/echo.html#" + urllib.parse.quote(json.dumps(config)))
         stack.clients.append(browser)
         browser.wait_for(subscribed(f"private-user.{ana}"), 60)

@@ -123,8 +123,9 @@ def test_duplicate_check_in_is_refused_while_checked_in_and_after_check_out() ->
     now = manila(2026, 3, 2, 23, 0)
     t_in = manila(2026, 3, 2, 22, 50)
     current = decide(now, window, existing_status="present", existing_time_in=t_in)
-    done = decide(now, window, existing_status="present", existing_time_in=t_in,
-                  existing_time_out=now)
+    done = decide(
+        now, window, existing_status="present", existing_time_in=t_in, existing_time_out=now
+    )
     assert current.refusal == CheckInRefusal.CURRENTLY_CHECKED_IN
     assert done.refusal == CheckInRefusal.ALREADY_CHECKED_OUT
 
@@ -148,8 +149,9 @@ def test_session_status_follows_the_clock_unless_locked() -> None:
 
 
 def checkout(now, status="present", **kw):  # type: ignore[no-untyped-def]
-    base = dict(allow_overtime=False, min_overtime_minutes=60, ot_rounding="none",
-                require_ot_approval=True)
+    base = dict(
+        allow_overtime=False, min_overtime_minutes=60, ot_rounding="none", require_ot_approval=True
+    )
     base.update(kw)
     return rules.decide_check_out(now, night(), status, **base)
 
@@ -184,51 +186,93 @@ def test_overtime_is_approved_when_no_approval_is_required() -> None:
 
 def test_breaks_share_one_cumulative_allowance() -> None:
     t0 = manila(2026, 3, 3, 1, 0)
-    spans = [BreakSpan(t0, t0 + timedelta(minutes=30)),
-             BreakSpan(t0 + timedelta(hours=1), t0 + timedelta(hours=1, minutes=45))]
+    spans = [
+        BreakSpan(t0, t0 + timedelta(minutes=30)),
+        BreakSpan(t0 + timedelta(hours=1), t0 + timedelta(hours=1, minutes=45)),
+    ]
     now = t0 + timedelta(hours=2)
     assert rules.break_remaining_seconds(90, spans, now) == 15 * 60
-    refusal, limit = rules.decide_break_start(now, timed_in=True, timed_out=False, spans=spans,
-                                              allowance_minutes=90, max_breaks=0)
+    refusal, limit = rules.decide_break_start(
+        now, timed_in=True, timed_out=False, spans=spans, allowance_minutes=90, max_breaks=0
+    )
     assert refusal is None and limit == 15 * 60
 
 
 def test_no_break_once_the_allowance_is_used() -> None:
     t0 = manila(2026, 3, 3, 1, 0)
     spans = [BreakSpan(t0, t0 + timedelta(minutes=90))]
-    refusal, _ = rules.decide_break_start(t0 + timedelta(hours=2), timed_in=True,
-                                          timed_out=False, spans=spans, allowance_minutes=90,
-                                          max_breaks=0)
+    refusal, _ = rules.decide_break_start(
+        t0 + timedelta(hours=2),
+        timed_in=True,
+        timed_out=False,
+        spans=spans,
+        allowance_minutes=90,
+        max_breaks=0,
+    )
     assert refusal == rules.BreakRefusal.BREAK_LIMIT_REACHED
 
 
 def test_only_one_break_may_be_open() -> None:
     t0 = manila(2026, 3, 3, 1, 0)
-    refusal, _ = rules.decide_break_start(t0, timed_in=True, timed_out=False,
-                                          spans=[BreakSpan(t0, None, 5400)],
-                                          allowance_minutes=90, max_breaks=0)
+    refusal, _ = rules.decide_break_start(
+        t0,
+        timed_in=True,
+        timed_out=False,
+        spans=[BreakSpan(t0, None, 5400)],
+        allowance_minutes=90,
+        max_breaks=0,
+    )
     assert refusal == rules.BreakRefusal.ALREADY_ON_BREAK
 
 
 def test_the_optional_break_count_cap() -> None:
     t0 = manila(2026, 3, 3, 1, 0)
     spans = [BreakSpan(t0, t0 + timedelta(minutes=5))]
-    assert rules.decide_break_start(t0 + timedelta(hours=1), timed_in=True, timed_out=False,
-                                    spans=spans, allowance_minutes=90,
-                                    max_breaks=1)[0] == rules.BreakRefusal.MAX_BREAKS_REACHED
-    assert rules.decide_break_start(t0 + timedelta(hours=1), timed_in=True, timed_out=False,
-                                    spans=spans, allowance_minutes=90, max_breaks=0)[0] is None
+    assert (
+        rules.decide_break_start(
+            t0 + timedelta(hours=1),
+            timed_in=True,
+            timed_out=False,
+            spans=spans,
+            allowance_minutes=90,
+            max_breaks=1,
+        )[0]
+        == rules.BreakRefusal.MAX_BREAKS_REACHED
+    )
+    assert (
+        rules.decide_break_start(
+            t0 + timedelta(hours=1),
+            timed_in=True,
+            timed_out=False,
+            spans=spans,
+            allowance_minutes=90,
+            max_breaks=0,
+        )[0]
+        is None
+    )
 
 
-@pytest.mark.parametrize(("timed_in", "timed_out", "refusal"), [
-    (False, False, rules.BreakRefusal.NOT_TIMED_IN),
-    (True, True, rules.BreakRefusal.ALREADY_CHECKED_OUT),
-])
-def test_breaks_need_an_open_shift(timed_in: bool, timed_out: bool,
-                                   refusal: rules.BreakRefusal) -> None:
-    assert rules.decide_break_start(manila(2026, 3, 3, 1), timed_in=timed_in,
-                                    timed_out=timed_out, spans=[], allowance_minutes=90,
-                                    max_breaks=0)[0] == refusal
+@pytest.mark.parametrize(
+    ("timed_in", "timed_out", "refusal"),
+    [
+        (False, False, rules.BreakRefusal.NOT_TIMED_IN),
+        (True, True, rules.BreakRefusal.ALREADY_CHECKED_OUT),
+    ],
+)
+def test_breaks_need_an_open_shift(
+    timed_in: bool, timed_out: bool, refusal: rules.BreakRefusal
+) -> None:
+    assert (
+        rules.decide_break_start(
+            manila(2026, 3, 3, 1),
+            timed_in=timed_in,
+            timed_out=timed_out,
+            spans=[],
+            allowance_minutes=90,
+            max_breaks=0,
+        )[0]
+        == refusal
+    )
 
 
 def test_an_open_break_is_due_to_end_at_its_limit_and_counts_no_further() -> None:

@@ -1,0 +1,86 @@
+"""Schema-driven test: schemathesis generates requests for every operation of the OpenAPI
+document the service serves, sends them over real HTTP to attendance_api on port 0, and checks
+the answers against the document (no server errors, documented status codes, content types
+and response schemas)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from attendance_api.api import ROUTES
+from attendance_api.app import openapi_document
+from attendance_api.models import User
+from attendance_api.security import hash_password
+
+from .conftest import PASSWORD, Clock, build_runtime, manila
+from .e2e_support import serve
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
+
+# operations that end the test's own session are left out of the fuzzing
+schema = schemathesis.openapi.from_dict(openapi_document(ROUTES)).exclude(
+    path_regex=r"/api/auth/(logout|refresh|change-password)$"
+)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    db = tmp_path_factory.mktemp("schema") / "schema.db"
+    runtime = build_runtime(f"sqlite:///{db}", Clock(manila(2026, 3, 2, 22)))
+    with runtime.unit(write=True) as ctx:
+        ctx.db.add(
+            User(
+                employee_code="SYSADM-001",
+                email="admin@example.test",
+                password_hash=hash_password(PASSWORD),
+                first_name="A",
+                last_name="D",
+                role="admin",
+                status="active",
+                created_at=ctx.now,
+                updated_at=ctx.now,
+            )
+        )
+    with serve(runtime) as base:
+        served_document = httpx.get(f"{base}/openapi.json").json()
+        assert served_document == openapi_document(ROUTES)
+        token = httpx.post(
+            f"{base}/api/auth/login", json={"email": "admin@example.test", "password": PASSWORD}
+        ).json()["token"]
+        yield base, {"Authorization": f"Bearer {token}"}
+    runtime.engine.dispose()
+
+
+@schema.parametrize()
+@settings(
+    max_examples=int(os.environ.get("ATTENDANCE_SCHEMA_EXAMPLES", "10")),
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+    ],
+)
+def test_every_operation_answers_as_documented(
+    case: Any, served: tuple[str, dict[str, str]]
+) -> None:
+    base, headers = served
+    case.call_and_validate(base_url=base, headers=headers, checks=CHECKS)
