@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     overrides = {"database_url": args.database_url} if args.database_url else {}
     config = Config.from_env(env, **overrides)
     runtime = Runtime(config)
-    runtime.prepare()
+    runtime.prepare(demo=args.demo)
     credentials: dict[str, str] = {}
     if args.demo:
         with runtime.unit(write=True) as ctx:

@@ -901,10 +901,31 @@ def focus_sessions(ctx: Ctx, work_date: date) -> list[AttendanceSession]:
     )
 
 
+def dashboard_date(ctx: Ctx) -> date:
+    op = today(ctx)
+    nearby = (
+        ctx.db.scalars(
+            select(AttendanceSession).where(
+                AttendanceSession.work_date >= op - timedelta(days=1),
+                AttendanceSession.work_date <= op + timedelta(days=1),
+            )
+        )
+        .unique()
+        .all()
+    )
+    running = [s for s in nearby if status_of(ctx, s) == "active"]
+    if not running or any(s.work_date == op for s in running):
+        return op
+    running.sort(key=lambda s: (not s.attendance_required, window_of(ctx, s).start))
+    return running[0].work_date
+
+
 def dashboard_stats(ctx: Ctx) -> dict[str, Any]:
     """The one admin dashboard computation (`GET /reports/dashboard` and `dashboard.updated`).
-    Late arrivals count as attended in the rate (spec 6.2 #29)."""
-    op = today(ctx)
+    Late arrivals count as attended in the rate (spec 6.2 #29). The day shown is the work date
+    of a session running now (so a shift that started after midnight is not hidden by the
+    operational-date boundary), else the operational date."""
+    op = dashboard_date(ctx)
     total = (
         ctx.db.scalar(
             select(func.count(User.id)).where(
@@ -1005,7 +1026,14 @@ def employee_session(ctx: Ctx, user: User) -> AttendanceSession | None:
     windows = {s.id: window_of(ctx, s) for s in visible}
     open_now = [s for s in visible if windows[s.id].checkin_opens <= ctx.now <= windows[s.id].end]
     if open_now:
-        return min(open_now, key=lambda s: (s.id not in mine, windows[s.id].start))
+        return min(
+            open_now,
+            key=lambda s: (
+                s.id not in mine,
+                ctx.now > windows[s.id].checkin_closes or s.locked_at is not None,
+                windows[s.id].start,
+            ),
+        )
     upcoming = [s for s in visible if windows[s.id].checkin_opens > ctx.now]
     if upcoming:
         return min(upcoming, key=lambda s: windows[s.id].checkin_opens)

@@ -122,7 +122,7 @@ class Runtime:
         return self.config.pusher.client() if self.config.pusher else None
 
     # -------------------------------------------------------------- setup
-    def prepare(self) -> None:
+    def prepare(self, *, demo: bool = False) -> None:
         """Migrate, seed missing settings, bootstrap the first admin if there is none."""
         migrate(self.engine)
         with self.unit(write=True) as ctx:
@@ -154,7 +154,7 @@ class Runtime:
                     model_type="User",
                 )
                 log.info("created the first administrator %s", self.config.admin_email)
-            elif admins is None:
+            elif admins is None and not demo:
                 log.warning(
                     "no administrator exists: set ATTENDANCE_ADMIN_EMAIL and "
                     "ATTENDANCE_ADMIN_PASSWORD (or start with --demo)"
