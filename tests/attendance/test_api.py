@@ -706,3 +706,157 @@ def test_late_check_in_notifies_admins(world: World) -> None:
 
 
 _ = timedelta
+
+
+# ------------------------------------------------------------------ more rules end to end
+
+
+def test_sessions_are_auto_created_only_when_the_setting_is_on(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    world.schedule(time(23, 0), time(7, 0))
+    world.clock.set(manila(2026, 3, 2, 19, 0))  # inside the check-in window of the 2nd
+    assert world.runtime.run_tick()["created"] == 0
+    assert world.call("GET", "/api/attendance-sessions", "boss").json()["total"] == 0
+    world.call("POST", "/api/settings", "boss", json={"auto_create_sessions": True})
+    assert world.runtime.run_tick()["created"] == 1
+    assert world.runtime.run_tick()["created"] == 0
+    created = [json.loads(e.payload) for e in outbox(world) if e.event == "session.updated"]
+    assert [(e["action"], e["date"]) for e in created] == [("created", "2026-03-02")]
+
+
+def test_overtime_is_recorded_floored_and_decided_by_an_admin(world: World) -> None:
+    session = night_session(world)
+    world.call(
+        "POST",
+        "/api/settings",
+        "boss",
+        json={"allow_overtime": "1", "ot_rounding": "30", "min_overtime_minutes": 30},
+    )
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 2, 23, 0))
+    record = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").json()
+    world.clock.set(manila(2026, 3, 3, 8, 14))
+    out = world.call("POST", f"/api/attendance-records/{record['record']['id']}/check-out", "ana")
+    body = out.json()["record"]
+    assert (body["overtime_minutes"], body["overtime_status"]) == (60, "pending")
+    assert body["status"] == "present"
+    refused = world.call(
+        "PATCH",
+        f"/api/attendance-records/{body['id']}/overtime",
+        "ana",
+        json={"decision": "approved"},
+    )
+    assert refused.status_code == 403
+    decided = world.call(
+        "PATCH",
+        f"/api/attendance-records/{body['id']}/overtime",
+        "boss",
+        json={"decision": "approved"},
+    )
+    assert decided.json()["record"]["overtime_status"] == "approved"
+
+
+def test_a_weekend_session_is_optional_and_locking_it_marks_nobody_absent(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    schedule = world.schedule(time(9, 0), time(17, 0))
+    ana = world.user("ana")
+    world.user("ben")
+    created = world.call(
+        "POST",
+        "/api/attendance-sessions",
+        "boss",
+        json={"schedule_id": schedule, "date": "2026-03-07", "employee_ids": [ana]},
+    ).json()
+    assert created["attendance_required"] is False and created["session_type"] == "Weekend"
+    detail = world.call("GET", f"/api/attendance-sessions/{created['id']}", "boss").json()
+    assert {r["status"] for r in detail["records"]} == {"optional"}
+    world.login("ben")
+    world.clock.set(manila(2026, 3, 7, 8, 55))
+    refused = world.call("POST", f"/api/attendance-records/confirm/{created['id']}", "ben")
+    assert refused.status_code == 403 and refused.json()["error_code"] == "NOT_ASSIGNED"
+    locked = world.call("PATCH", f"/api/attendance-sessions/{created['id']}/lock", "boss")
+    assert locked.json()["absent_marked"] == 0
+    with world.runtime.unit(write=False) as ctx:
+        assert ctx.db.scalar(text("SELECT count(*) FROM attendance_records")) == 0
+
+
+def test_check_out_ends_an_open_break(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 2, 23, 0))
+    record = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").json()
+    world.call("POST", "/api/break/start", "ana")
+    world.clock.set(manila(2026, 3, 3, 0, 10))
+    out = world.call("POST", f"/api/attendance-records/{record['record']['id']}/check-out", "ana")
+    body = out.json()["record"]
+    assert body["is_on_break"] is False and body["breaks"][0]["end_reason"] == "checkout"
+    assert body["hours_worked"] == 0.0  # 70 minutes in, 70 minutes on break
+    actions = [json.loads(e.payload)["action"] for e in outbox(world) if e.event == "break.updated"]
+    assert actions == ["started", "started", "ended_at_checkout", "ended_at_checkout"]
+
+
+def test_admin_record_edits_respect_the_break_allowance_and_are_audited(world: World) -> None:
+    session = night_session(world)
+    ana = world.user("ana")
+    too_long = world.call(
+        "POST",
+        "/api/attendance-records",
+        "boss",
+        json={
+            "user_id": ana,
+            "session_id": session,
+            "status": "present",
+            "reason": "forgot to clock in",
+            "time_in": "2026-03-02T23:00",
+            "time_out": "2026-03-03T07:00",
+            "break_start": "2026-03-03T01:00",
+            "break_end": "2026-03-03T03:00",
+        },
+    )
+    assert too_long.status_code == 400 and too_long.json()["error_code"] == "BREAK_LIMIT_EXCEEDED"
+    created = world.call(
+        "POST",
+        "/api/attendance-records",
+        "boss",
+        json={
+            "user_id": ana,
+            "session_id": session,
+            "status": "present",
+            "reason": "forgot to clock in",
+            "time_in": "2026-03-02T23:00",
+            "time_out": "2026-03-03T07:00",
+            "break_start": "2026-03-03T01:00",
+            "break_end": "2026-03-03T02:00",
+        },
+    )
+    assert created.status_code == 201, created.text
+    record = created.json()["record"]
+    assert record["time_in"] == "2026-03-02T15:00:00.000000Z"  # naive input read in Manila time
+    assert record["hours_worked"] == 7.0 and record["breaks"][0]["break_type"] == "Manual"
+    duplicate = world.call(
+        "POST",
+        "/api/attendance-records",
+        "boss",
+        json={"user_id": ana, "session_id": session, "status": "absent", "reason": "again!"},
+    )
+    assert duplicate.status_code == 409
+    logs = world.call("GET", "/api/audit-logs?action=create_attendance", "boss").json()
+    assert logs["total"] == 1 and "forgot to clock in" in logs["data"][0]["description"]
+
+
+def test_monthly_report_counts_late_as_attended(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 2, 23, 30))
+    world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    report = world.call("GET", "/api/reports/monthly/2026/3", "boss").json()
+    assert report["working_days"] == 22
+    (row,) = report["summary"]
+    assert (row["present"], row["late"], row["attendance_rate"]) == (1, 1, 5)
+    personal = world.call("GET", "/api/reports/personal", "ana").json()
+    assert personal["stats"]["attendance_rate"] == 100.0
