@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the app has subscription_count enabled (§11.2)")
     p.add_argument("--client-event-rate", type=int, default=10,
                    help="client events per second the server allows per connection (default 10)")
+    p.add_argument("--max-presence-members", type=int, default=100,
+                   help="distinct members the server allows per presence channel (default 100)")
     p.add_argument("--max-event-data", type=int, default=10240,
                    help="largest event data in bytes the server accepts (default 10240)")
     return p.parse_args(argv)
