@@ -113,7 +113,7 @@ def summary_line(scenario: str, sizes_note: str, medians: dict[str, dict[str, An
             flags.append(f"server_cpu={med['server_cpu']:.2f}")
         if med.get("load_cpu") is not None:
             flags.append(f"load_cpu={med['load_cpu']:.2f}")
-        for key in ("server_core_busy", "load_core_busy"):
+        for key in ("server_core_busy", "load_core_busy", "other_cpu"):
             if med.get(key) is not None:
                 flags.append(f"{key}={med[key]:.2f}")
         parts.append(f"{server}: {figures} {' '.join(flags)}".rstrip())

@@ -112,6 +112,14 @@ class CpuWindow:
             return round((b1 - b0) / (t1 - t0), 3) if t1 > t0 else None
 
         load_core_busy = busy(self.load_core)
+        # busy time of all cores not charged to the server or the load processes: softirq
+        # work (loopback TCP) plus whatever else runs on the machine
+        all_busy = sum(cores1[c][0] - self.cores0[c][0] for c in cores1 if c in self.cores0)
+        all_total = sum(cores1[c][1] - self.cores0[c][1] for c in cores1 if c in self.cores0)
+        other = None
+        if all_total > 0:
+            ncores = len(cores1)
+            other = all_busy / all_total * ncores - (server or 0.0) - load
         self.result = {
             "server_cpu": round(server, 3) if server is not None else None,
             "load_cpu": round(load, 3),
@@ -119,6 +127,7 @@ class CpuWindow:
             # whole-core busy share (processes + kernel softirq), whoever used it
             "server_core_busy": busy(self.server_core),
             "load_core_busy": load_core_busy,
+            "other_cpu": round(other, 3) if other is not None else None,
             "load_bound": load >= LOAD_BOUND_CPU
             or (load_core_busy is not None and load_core_busy >= LOAD_BOUND_CPU),
         }
