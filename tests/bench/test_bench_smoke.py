@@ -153,3 +153,13 @@ def test_slow_consumers_are_cut_off_and_the_others_miss_nothing(
         assert result["normal_cut"] == 0, server
         assert result["loss"] == 0 and result["baseline_loss"] == 0, server
         assert result["received"] == result["expected"] > 0, server
+
+
+def test_report_renders_a_table_per_scenario(smoke_run: tuple[str, dict[str, Any]]) -> None:
+    from bench.report import ROWS, table
+
+    for scenario, document in smoke_run[1].items():
+        rendered = table(document)
+        assert rendered.startswith(f"**{scenario}**")
+        assert "| figure | floor (n=1) | pusherd (n=1) | pusherd/floor |" in rendered
+        assert rendered.count("\n| ") == len(ROWS[scenario]) + 1
