@@ -119,10 +119,10 @@ class FaultProxy:
         head = await s_reader.readuntil(b"\r\n\r\n")
         status_line, _, rest = head.partition(b"\r\n")
         if self.fault == "accept-bad-signatures" and b" 401 " in status_line + b" ":
-            await s_reader.read()
             c_writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                            b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
             await c_writer.drain()
+            c_writer.close()
             return
         c_writer.write(status_line + b"\r\n" + rest)
         await self._pipe(s_reader, c_writer)

@@ -181,3 +181,5 @@ async def test_the_suite_fails_the_cases_a_broken_server_breaks(fault: str) -> N
         dict.fromkeys(FAULT_CASES[fault], "FAIL")
     assert code != 0
     assert output.strip().splitlines()[-1] == f"0 passed, {len(FAULT_CASES[fault])} failed"
+    # failing for the injected fault, not because something hung
+    assert not [line for line in output.splitlines() if "did not finish within" in line]
