@@ -21,6 +21,7 @@ from .models import (
     AttendanceSession,
     AuditLog,
     Break,
+    Media,
     Notification,
     Schedule,
     Setting,
@@ -1630,6 +1631,49 @@ def settings_update(ctx: Ctx, req: Req) -> Any:
     return {"message": "Settings saved successfully", "count": len(changed)}
 
 
+IMAGE_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "image/png",
+    b"\xff\xd8\xff": "image/jpeg",
+    b"GIF87a": "image/gif",
+    b"GIF89a": "image/gif",
+}
+MAX_LOGO_BYTES = 2 * 1024 * 1024
+
+
+def settings_logo(ctx: Ctx, req: Req) -> Any:
+    """Multipart `logo`: PNG, JPEG or GIF (by content, not by name) up to 2 MB (A4: no SVG)."""
+    upload = req.body.get("logo")
+    reader = getattr(upload, "file", None)
+    if reader is None:
+        raise validation_error("logo", "The logo must be an uploaded file.")
+    data = reader.read(MAX_LOGO_BYTES + 1)
+    if len(data) > MAX_LOGO_BYTES:
+        raise validation_error("logo", "The logo may not be greater than 2048 kilobytes.")
+    kind = next((t for sig, t in IMAGE_SIGNATURES.items() if data.startswith(sig)), None)
+    if kind is None:
+        raise validation_error("logo", "The logo must be a file of type: jpeg, png, jpg, gif.")
+    media = Media(content_type=kind, data=data, created_at=ctx.now, created_by=ctx.user.id)
+    ctx.db.add(media)
+    ctx.db.flush()
+    url = f"{req.base_url}/media/{media.id}"
+    row = ctx.db.get(Setting, "system_logo")
+    if row is None:
+        ctx.db.add(Setting(key="system_logo", value=url, updated_at=ctx.now))
+    else:
+        row.value, row.updated_at, row.updated_by = url, ctx.now, ctx.user.id
+    ctx.audit("update_settings", "Logo uploaded", model_type="Setting", new={"system_logo": url})
+    return {"url": url, "message": "Logo uploaded successfully"}
+
+
+def media_show(ctx: Ctx, req: Req) -> Any:
+    media = find_one(ctx, Media, req.path_params["id"], "File")
+    return Response(
+        media.data,
+        media_type=media.content_type,
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=86400"},
+    )
+
+
 def settings_backup(ctx: Ctx, req: Req) -> Any:
     """Read-only export of the settings (no users, no audit rows: spec 7.3)."""
     return {"exported_at": iso(ctx.now), "settings": ctx.settings()}
@@ -2023,6 +2067,16 @@ ROUTES: list[RouteSpec] = [
         body={"type": "object", "additionalProperties": True},
     ),
     R("GET", "/api/settings/backup", settings_backup, "admin", "settings"),
+    R(
+        "POST",
+        "/api/settings/logo",
+        settings_logo,
+        "admin",
+        "settings",
+        body={"type": "object", "properties": {"logo": {"type": "string", "format": "binary"}}},
+        body_type="multipart/form-data",
+    ),
+    R("GET", "/media/{id}", media_show, None, "public", returns="image"),
     R(
         "POST",
         "/api/broadcasting/auth",

@@ -80,6 +80,12 @@ def openapi_document(routes: list[RouteSpec]) -> dict[str, Any]:
                 "description": "CSV file",
                 "content": {"text/csv": {"schema": {"type": "string"}}},
             }
+        elif spec.returns == "image":
+            binary = {"schema": {"type": "string", "format": "binary"}}
+            ok = {
+                "description": "Image",
+                "content": {f"image/{kind}": binary for kind in ("png", "jpeg", "gif")},
+            }
         else:
             ok = {
                 "description": "Success",
@@ -103,7 +109,7 @@ def openapi_document(routes: list[RouteSpec]) -> dict[str, Any]:
         if spec.auth is not None:
             op["security"] = [{"bearerAuth": []}]
         if spec.body is not None:
-            content = {"application/json": {"schema": spec.body}}
+            content = {spec.body_type: {"schema": spec.body}}
             if spec.tag == "broadcasting":
                 content["application/x-www-form-urlencoded"] = {"schema": spec.body}
             op["requestBody"] = {"required": False, "content": content}

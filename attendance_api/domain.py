@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from . import rules
@@ -754,8 +754,13 @@ def unlock_session(ctx: Ctx, session: AttendanceSession) -> None:
 def tick(ctx: Ctx) -> dict[str, int]:
     """Every time-based transition, idempotent: running it twice at the same instant changes
     nothing the second time. Session clock states, auto-end of breaks at the allowance, auto
-    check-out, absent marking at `auto_absent_time`, optional session auto-creation (D4)."""
+    check-out, absent marking at `auto_absent_time`, optional session auto-creation (D4).
+    On PostgreSQL a transaction-scoped advisory lock lets one process tick at a time."""
     counts = {"sessions": 0, "breaks": 0, "checkouts": 0, "absent": 0, "created": 0}
+    if ctx.db.get_bind().dialect.name == "postgresql" and not ctx.db.scalar(
+        text("SELECT pg_try_advisory_xact_lock(727003)")
+    ):
+        return counts
     op = today(ctx)
     if ctx.setting("auto_create_sessions"):
         for schedule in ctx.db.scalars(

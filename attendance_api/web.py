@@ -37,6 +37,7 @@ class Req:
     headers: dict[str, str]
     ip: str | None
     raw_body: bytes = b""
+    base_url: str = ""
 
     # ------------------------------------------------------------ query helpers
     def q_int(self, name: str, default: int, lo: int = 1, hi: int = 10**9) -> int:
@@ -168,7 +169,8 @@ class RouteSpec:
     body: dict[str, Any] | None = None  # JSON schema of the request body
     query: dict[str, str] = field(default_factory=dict)
     status: int = 200
-    returns: str = "object"  # "object" | "array" | "csv"
+    returns: str = "object"  # "object" | "array" | "csv" | "image"
+    body_type: str = "application/json"
     write: bool | None = None
 
 
@@ -235,6 +237,7 @@ def make_endpoint(spec: RouteSpec) -> Callable[[Request], Any]:
                 headers={k.lower(): v for k, v in request.headers.items()},
                 ip=request.client.host if request.client else None,
                 raw_body=raw,
+                base_url=str(request.base_url).rstrip("/"),
             )
             result = await run_in_threadpool(_call, runtime, spec, req, write)
         except ApiError as err:

@@ -860,3 +860,23 @@ def test_monthly_report_counts_late_as_attended(world: World) -> None:
     assert (row["present"], row["late"], row["attendance_rate"]) == (1, 1, 5)
     personal = world.call("GET", "/api/reports/personal", "ana").json()
     assert personal["stats"]["attendance_rate"] == 100.0
+
+
+def test_the_logo_must_be_a_real_image(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+    refused = world.call(
+        "POST", "/api/settings/logo", "boss", files={"logo": ("logo.png", svg, "image/png")}
+    )
+    assert refused.status_code == 422 and "logo" in refused.json()["errors"]
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    stored = world.call(
+        "POST", "/api/settings/logo", "boss", files={"logo": ("logo.png", png, "image/png")}
+    )
+    assert stored.status_code == 200, stored.text
+    url = stored.json()["url"]
+    assert world.client.get("/api/settings").json()["system_logo"] == url
+    served = world.client.get(url)
+    assert served.content == png and served.headers["content-type"] == "image/png"
+    assert served.headers["x-content-type-options"] == "nosniff"
