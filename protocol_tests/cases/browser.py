@@ -207,3 +207,23 @@ async def signin(ctx):
           f"user-auth request with the bearer token: {reqs[-1:] if reqs else 'none'}")
     await ctx.py(ctx.sdk.send_to_user, "3", "greet", {"hi": "Grace"})
     check_eq(await node.event("a:greet"), {"hi": "Grace"}, "event on pusher.user")
+
+
+@case("restart.graceful-close-4200", "4.2",
+      "stopping the server gracefully closes open sockets with 4200 (reconnect now), and "
+      "pusher-js reconnects once it is back", timeout=120, last=True)
+async def graceful(ctx):
+    if not (ctx.args.stop_command and ctx.args.start_command):
+        raise NotApplicable("needs --stop-command and --start-command to restart the server")
+    node = await ctx.node()
+    raw = await ctx.raw()
+    await ctx.js("const c = pjs('g'); await connected(c);"
+                 "c.connection.bind('connected', () => emit('g:again', c.connection.socket_id));")
+    try:
+        await shell(ctx.args.stop_command)
+        code, _ = await raw.closed(30)
+        check_eq(code, 4200, "close code when the server shuts down")
+    finally:
+        await shell(ctx.args.start_command)
+    sid = await node.event("g:again", timeout=30, what="pusher-js reconnected")
+    check(sid, "no socket id after reconnecting")
