@@ -31,6 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tls", action="store_true", help="connect with wss:// and https://")
     p.add_argument("--tls-no-verify", action="store_true",
                    help="with --tls: do not verify the server certificate")
+    p.add_argument("--tls-ca", metavar="PEM",
+                   help="with --tls: CA certificate(s) to verify the server with (Python, Node "
+                        "and Chromium all trust it)")
     p.add_argument("--report", metavar="DIR", help="write report.md and report.json into DIR")
     p.add_argument("--no-browser", action="store_true", help="skip the headless Chromium cases")
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",

@@ -39,7 +39,7 @@ class Context:
         self.master_key_b64 = base64.b64encode(os.urandom(32)).decode()
         self.ssl_context: ssl.SSLContext | None = None
         if self.tls:
-            self.ssl_context = ssl.create_default_context()
+            self.ssl_context = ssl.create_default_context(cafile=args.tls_ca)
             if args.tls_no_verify:
                 self.ssl_context.check_hostname = False
                 self.ssl_context.verify_mode = ssl.CERT_NONE
@@ -58,6 +58,12 @@ class Context:
             app_id=self.app_id, key=self.app_key, secret=self.app_secret, ssl=self.tls,
             host=self.host, port=self.port, timeout=10,
             encryption_master_key_base64=self.master_key_b64)
+        if self.tls:
+            # the SDK pins its own CA bundle; point it at the one the run was given
+            http = getattr(self.sdk._pusher_client, "http", None)
+            if http is not None and hasattr(http, "options"):
+                http.options["verify"] = False if args.tls_no_verify else (
+                    args.tls_ca or http.options.get("verify", True))
 
     # -- naming ------------------------------------------------------------------------------
     def chan(self, prefix: str, label: str) -> str:
@@ -124,7 +130,8 @@ class Context:
             "host": self.host, "port": self.port, "tls": self.tls,
             "masterKey": self.master_key_b64, "authBase": auth.base,
             "chromium": self.args.chromium,
-        })
+            "tlsInsecure": bool(self.tls and (self.args.tls_no_verify or self.args.tls_ca)),
+        }, tls_ca=self.args.tls_ca, tls_no_verify=bool(self.tls and self.args.tls_no_verify))
         await driver.start()
         return driver
 

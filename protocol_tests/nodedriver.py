@@ -24,8 +24,11 @@ class NodeError(CaseFailed):
 
 
 class NodeDriver:
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], *, tls_ca: str | None = None,
+                 tls_no_verify: bool = False) -> None:
         self.config = config
+        self.tls_ca = tls_ca
+        self.tls_no_verify = tls_no_verify
         self.proc: asyncio.subprocess.Process | None = None
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
@@ -43,6 +46,10 @@ class NodeDriver:
             raise RuntimeError(f"run `npm ci --prefix {PACKAGE_DIR}` first")
         env = {**os.environ, "PT_CONFIG": json.dumps(self.config),
                "NODE_PATH": str(PACKAGE_DIR / "node_modules")}
+        if self.tls_ca:
+            env["NODE_EXTRA_CA_CERTS"] = self.tls_ca
+        if self.tls_no_verify:
+            env["NODE_TLS_REJECT_UNAUTHORIZED"] = "0"
         self.proc = await asyncio.create_subprocess_exec(
             node, str(DRIVER), cwd=str(PACKAGE_DIR), env=env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,

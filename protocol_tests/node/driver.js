@@ -102,7 +102,8 @@ async function browser() {
     state.browser = await chromium.launch({
       executablePath: cfg.chromium || '/usr/bin/chromium',
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+        '--disable-background-networking', '--disable-component-update', '--disable-sync']
+        .concat(cfg.tlsInsecure ? ['--ignore-certificate-errors'] : []),
     });
   }
   return state.browser;
@@ -110,7 +111,7 @@ async function browser() {
 
 async function openPage(name, url) {
   const b = await browser();
-  const context = await b.newContext();
+  const context = await b.newContext({ ignoreHTTPSErrors: !!cfg.tlsInsecure });
   const page = await context.newPage();
   await page.exposeBinding('__emit', (_source, tag, data) => emit(tag, data));
   page.on('pageerror', (e) => emit(name + ':pageerror', String(e)));

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.fault_proxy import FaultProxy
+from tests.conformance.tls_proxy import TlsTerminator, make_certificate
 from tests.support.pusherd_process import REPO_ROOT, PusherdProcess, run_pusherd
 
 APP_ID, APP_KEY, APP_SECRET = "1001", "app-key", "app-secret"
@@ -183,3 +184,28 @@ async def test_the_suite_fails_the_cases_a_broken_server_breaks(fault: str) -> N
     assert output.strip().splitlines()[-1] == f"0 passed, {len(FAULT_CASES[fault])} failed"
     # failing for the injected fault, not because something hung
     assert not [line for line in output.splitlines() if "did not finish within" in line]
+
+
+TLS_CASES = ["tls.*", "handshake.first-frame", "handshake.unknown-key", "public.subscribe",
+             "private.valid", "http.trigger.node-sdk", "http.trigger.python-sdk-unicode",
+             "http.channel.users", "signin.pusher-js", "echo.reverb.*", "echo.pusher.*",
+             "echo.encrypted", "browser.reverb.connect-public", "browser.private-bearer"]
+
+
+async def test_the_suite_runs_over_tls_with_every_client(tmp_path: Path) -> None:
+    cert, key = make_certificate(tmp_path)
+    with run_pusherd(CONFIG) as server:
+        terminator = TlsTerminator(server.port, cert, key)
+        await terminator.start()
+        try:
+            only = [arg for case in TLS_CASES for arg in ("--only", case)]
+            code, output = await run_suite(terminator.port, "--tls", "--tls-ca", str(cert),
+                                           *only, timeout=300)
+        finally:
+            await terminator.stop()
+    print(output)
+    results = results_of(output)
+    assert results.get("tls.wss-and-https") == "PASS"
+    assert results.get("browser.reverb.connect-public") == "PASS"
+    assert "N/A" not in results.values()
+    assert code == 0
