@@ -65,3 +65,34 @@ def test_an_unreachable_server_fails_every_case_and_exits_non_zero(tmp_path) -> 
     report = json.loads((tmp_path / "report.json").read_text())
     assert {c["result"] for c in report["cases"]} == {"FAIL"}
     assert "| `handshake.first-frame` | 1.3 | FAIL |" in (tmp_path / "report.md").read_text()
+
+
+async def test_the_webhook_receiver_keeps_raw_headers_and_body_and_finds_events() -> None:
+    import asyncio
+    import socket
+
+    from protocol_tests.webhooks import WebhookReceiver
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    receiver = WebhookReceiver(port)
+    await receiver.start()
+    try:
+        body = b'{"time_ms":1700000000000,"events":[{"name":"channel_occupied","channel":"c"}]}'
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /hooks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"X-Pusher-Key: k\r\nX-Pusher-Signature: "
+                     + sign("s", body.decode()).encode()
+                     + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        assert (await reader.readline()).startswith(b"HTTP/1.1 200")
+        writer.close()
+        delivery, event = await receiver.wait_event(
+            lambda e: e.get("name") == "channel_occupied", "channel_occupied", timeout=5)
+        assert event == {"name": "channel_occupied", "channel": "c"}
+        assert delivery.body == body
+        assert ("X-Pusher-Key", "k") in delivery.headers
+        assert delivery.header("x-pusher-signature") == sign("s", body.decode())
+    finally:
+        await receiver.stop()
