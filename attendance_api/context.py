@@ -79,6 +79,7 @@ class Ctx:
     runtime: Any = None
     token: Any = None
     dashboard_dirty: bool = False
+    outgoing: list[OutboxEvent] = field(default_factory=list)
     events: int = 0
     _settings: dict[str, Any] | None = field(default=None, repr=False)
 
@@ -107,13 +108,26 @@ class Ctx:
         return time(int(hh), int(mm))
 
     # realtime ---------------------------------------------------------------
+    def write_outbox(self) -> None:
+        """Insert the queued events just before commit. On PostgreSQL a transaction-scoped
+        advisory lock, taken after every row lock of the transaction, makes outbox ids follow
+        commit order, so the dispatcher (which delivers in id order) never sees a lower id
+        appear after a higher one. SQLite writers are already serialised."""
+        if not self.outgoing:
+            return
+        if self.db.get_bind().dialect.name == "postgresql":
+            self.db.execute(text("SELECT pg_advisory_xact_lock(727004)"))
+        self.db.add_all(self.outgoing)
+        self.outgoing = []
+        self.db.flush()
+
     def emit(self, event: str, channels: list[str], payload: dict[str, Any]) -> None:
         """Queue one trigger in the outbox; it is published after this transaction commits."""
         payload = {**payload, "timestamp": iso(self.now)}
         body = json.dumps(payload, separators=(",", ":"), default=str)
         if len(body.encode()) > MAX_EVENT_BYTES:
             raise ValueError(f"event {event} is {len(body)} bytes, over the 10 KB limit")
-        self.db.add(
+        self.outgoing.append(
             OutboxEvent(
                 channels=channels,
                 event=event,

@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
 
 from .models import OutboxEvent
 
@@ -37,15 +38,17 @@ class Publisher(Protocol):
 class OutboxDispatcher:
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        engine: Engine,
         publisher_factory: Callable[[], Publisher | None],
         *,
+        write_lock: threading.Lock | None = None,
         base_backoff: float = 0.5,
         max_backoff: float = 30.0,
         poll_interval: float = 2.0,
         batch: int = 100,
     ) -> None:
-        self.sessions = sessions
+        self.engine = engine
+        self.write_lock = write_lock
         self.publisher_factory = publisher_factory
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
@@ -96,17 +99,30 @@ class OutboxDispatcher:
         if publisher is None:
             return None
         self._publisher = publisher
-        with self.sessions() as db:
-            postgres = db.get_bind().dialect.name == "postgresql"
-            if postgres and not db.scalar(text(f"SELECT pg_try_advisory_lock({DRAIN_LOCK})")):
-                db.rollback()
-                return self.poll_interval
+        # One dedicated connection: the PostgreSQL advisory lock is held by this session.
+        with self.engine.connect() as conn:
+            postgres = conn.dialect.name == "postgresql"
+            if postgres:
+                got = conn.execute(text(f"SELECT pg_try_advisory_lock({DRAIN_LOCK})")).scalar()
+                conn.commit()
+                if not got:
+                    return self.poll_interval
             try:
-                return self._drain(db, publisher)
+                with Session(bind=conn, expire_on_commit=False) as db:
+                    return self._drain(db, publisher)
             finally:
                 if postgres:
-                    db.execute(text(f"SELECT pg_advisory_unlock({DRAIN_LOCK})"))
-                    db.commit()
+                    conn.rollback()
+                    conn.execute(text(f"SELECT pg_advisory_unlock({DRAIN_LOCK})"))
+                    conn.commit()
+
+    def _save(self, db: Session) -> None:
+        """Commit row bookkeeping; on SQLite under the process write lock (one writer)."""
+        if self.write_lock is None:
+            db.commit()
+            return
+        with self.write_lock:
+            db.commit()
 
     def _drain(self, db: Session, publisher: Publisher) -> float | None:
         while True:
@@ -116,8 +132,8 @@ class OutboxDispatcher:
                 .order_by(OutboxEvent.id)
                 .limit(self.batch)
             ).all()
+            db.commit()  # no read transaction stays open while publishing
             if not rows:
-                db.commit()
                 return None
             newest_dashboard = max(
                 (r.id for r in rows if r.event == "dashboard.updated"), default=None
@@ -126,14 +142,13 @@ class OutboxDispatcher:
                 now = datetime.now(UTC)
                 if row.event == "dashboard.updated" and row.id != newest_dashboard:
                     row.state = "superseded"
-                    db.commit()
+                    self._save(db)
                     continue
                 if (
                     row.next_attempt_at is not None
                     and row.next_attempt_at > now
                     and not self._ignore_backoff
                 ):
-                    db.commit()
                     return (row.next_attempt_at - now).total_seconds()
                 self._ignore_backoff = False
                 try:
@@ -143,7 +158,7 @@ class OutboxDispatcher:
                     delay = self._backoff(row.attempts)
                     row.next_attempt_at = now + timedelta(seconds=delay)
                     row.last_error = f"{type(exc).__name__}: {exc}"[:500]
-                    db.commit()
+                    self._save(db)
                     self.failures += 1
                     log.warning(
                         "outbox event %s (%s) not delivered, attempt %d, retry in %.1fs",
@@ -156,5 +171,5 @@ class OutboxDispatcher:
                 row.state = "sent"
                 row.sent_at = now
                 row.attempts += 1
-                db.commit()
+                self._save(db)
                 self.delivered += 1

@@ -108,8 +108,9 @@ class Runtime:
         self.write_lock: threading.Lock | None = threading.Lock() if self.sqlite else None
         self.throttle = LoginThrottle()
         self.dispatcher = OutboxDispatcher(
-            self.sessions,
+            self.engine,
             self._publisher,
+            write_lock=self.write_lock,
             base_backoff=config.outbox_base_backoff,
             max_backoff=config.outbox_max_backoff,
         )
@@ -173,6 +174,7 @@ class Runtime:
                 if write:
                     if ctx.dashboard_dirty:
                         domain.emit_dashboard(ctx)
+                    ctx.write_outbox()
                     db.commit()
                 else:
                     db.rollback()

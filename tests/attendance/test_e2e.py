@@ -4,6 +4,7 @@ clients (Node, and Chromium) configured like the seed's echo.js."""
 from __future__ import annotations
 
 import json
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -306,3 +307,43 @@ def test_check_in_reaches_echo_in_a_real_chromium(stack_factory: Any) -> None:
         private = browser.wait_for(event("attendance.updated", f"private-user.{ana}", "confirmed"))
         assert set(public["data"]) == SLIM_KEYS
         assert private["data"]["user"]["first_name"] == "Ana"
+
+
+def test_a_burst_of_check_ins_all_succeed_and_all_arrive(stack_factory: Any) -> None:
+    with run_pusherd(pusherd_config()) as pusherd:
+        stack = stack_factory(pusherd.port)
+        stack.user("boss", "admin")
+        names = [f"staff{n}" for n in range(16)]
+        for name in names:
+            stack.user(name)
+        session = stack.night_session()
+        watcher = stack.echo("boss", [sub("attendance", "attendance.updated")])
+        watcher.wait_for(subscribed("attendance"))
+        results: dict[str, int] = {}
+
+        def check_in(name: str) -> None:
+            response = stack.call("POST", f"/api/attendance-records/confirm/{session}", name)
+            results[name] = response.status_code
+
+        threads = [threading.Thread(target=check_in, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert results == {name: 200 for name in names}
+        for _ in names:
+            watcher.wait_for(
+                lambda m: (
+                    event("attendance.updated", "attendance", "confirmed")(m)
+                    and len(watcher.events("attendance.updated", "attendance")) >= len(names)
+                )
+            )
+        received = [m["data"]["id"] for m in watcher.events("attendance.updated", "attendance")]
+        with stack.runtime.unit(write=False) as ctx:
+            rows = ctx.db.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.event == "attendance.updated")
+                .order_by(OutboxEvent.id)
+            ).all()
+            committed = [json.loads(r.payload)["id"] for r in rows if r.channels == ["attendance"]]
+        assert received == committed and len(set(received)) == len(names)
