@@ -57,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the server implements the xhr_streaming/xhr_polling transports (§15)")
     p.add_argument("--http-path", default="/pusher",
                    help="pusher-js httpPath for the fallback transports (default /pusher)")
+    p.add_argument("--watchlist", action="store_true",
+                   help="the app sends watchlist events to signed-in users (§10.3)")
+    p.add_argument("--quota-app", metavar="ID:KEY:SECRET:N",
+                   help="an app limited to N simultaneous connections (close 4004 beyond)")
+    p.add_argument("--disabled-app", metavar="ID:KEY:SECRET",
+                   help="an app that exists but is disabled (close 4003, HTTP 403)")
     p.add_argument("--subscription-count", action="store_true",
                    help="the app has subscription_count enabled (§11.2)")
     p.add_argument("--client-event-rate", type=int, default=10,

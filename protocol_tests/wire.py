@@ -178,14 +178,15 @@ class RawClient:
                 raise CaseFailed(f"unexpected frame while waiting for {what}: {short(frame)}")
             skipped.append(frame)
 
-    async def sync(self, timeout: float = 5.0) -> list[Frame]:
+    async def sync(self, timeout: float = 5.0, *, include_ignorable: bool = False) -> list[Frame]:
         """Round-trip a ``pusher:ping``; return the frames that arrived before the pong.
 
         The server handles one connection's frames in order, so anything it meant to send in
         reaction to earlier frames of this connection has been sent before the pong.
         """
         await self.send({"event": "pusher:ping", "data": {}})
-        _, before = await self.wait_for(is_event("pusher:pong"), "pusher:pong", timeout)
+        _, before = await self.wait_for(is_event("pusher:pong"), "pusher:pong", timeout,
+                                        include_ignorable=include_ignorable)
         return before
 
     async def closed(self, timeout: float) -> tuple[int | None, str]:

@@ -275,7 +275,8 @@ async def cache_client_events(ctx):
 
 
 @case("subscription-count.broadcast", "11.2",
-      "with subscription_count enabled, subscribers get pusher_internal:subscription_count")
+      "with subscription_count enabled, subscribers get pusher_internal:subscription_count "
+      "(string-data) on each change; never on presence channels")
 async def subscription_count(ctx):
     if not ctx.args.subscription_count:
         raise NotApplicable("optional feature; pass --subscription-count if the app enables it")
@@ -296,3 +297,10 @@ async def subscription_count(ctx):
     await b.close()
     await a.wait_for(count_is(1), "subscription_count 1 after the second left",
                      include_ignorable=True)
+    pres = ctx.chan("presence-", "count")
+    p1, p2 = await ctx.raw(), await ctx.raw()
+    await p1.subscribe(pres, user=("1", None))
+    await p2.subscribe(pres, user=("2", None))
+    counted = [f for f in await p1.sync(include_ignorable=True)
+               if f.get("event") == "pusher_internal:subscription_count"]
+    check_eq(counted, [], "subscription_count frames on a presence channel")

@@ -7,7 +7,7 @@ import json
 
 from websockets.exceptions import InvalidHandshake, InvalidStatus
 
-from ..framework import case, check, check_eq, fail
+from ..framework import NotApplicable, case, check, check_eq, fail
 from ..wire import SOCKET_ID_RE, RawClient, is_event
 
 
@@ -142,3 +142,43 @@ async def subscribe_without_channel(ctx):
     frame = await c.next()
     check_eq(frame.get("event"), "pusher:error", "reply to subscribe without channel")
     await c.sync()
+
+
+def other_app(ctx, option: str, value: str | None, parts: int):
+    if not value:
+        raise NotApplicable(f"needs {option} (an extra app configured on the server for it)")
+    fields = value.split(":")
+    if len(fields) != parts:
+        raise NotApplicable(f"{option} must be {parts} colon-separated fields")
+    return ctx.for_app(*fields[:3]), fields[3:]
+
+
+@case("handshake.over-quota", "4.2",
+      "an app at its connection quota refuses the next connection: pusher:error 4004 and "
+      "close 4004; a freed slot is usable again")
+async def over_quota(ctx):
+    app, (limit,) = other_app(ctx, "--quota-app ID:KEY:SECRET:N", ctx.args.quota_app, 4)
+    held = [await RawClient.open(app) for _ in range(int(limit))]
+    extra = await RawClient.open(app, handshake=False)
+    frame = await extra.next(10)
+    check_eq(frame.get("event"), "pusher:error", "first frame over quota")
+    check_eq((frame.get("data") or {}).get("code"), 4004, "pusher:error code")
+    code, _ = await extra.closed(10)
+    check_eq(code, 4004, "close code")
+    await held[0].close()  # returns after the server answered the close handshake
+    again = await RawClient.open(app)
+    check(again.socket_id, "a freed connection slot was not reusable")
+
+
+@case("handshake.disabled-app", "4.2",
+      "a disabled app: WebSocket gets pusher:error 4003 + close 4003; HTTP API answers 403")
+async def disabled_app(ctx):
+    app, _ = other_app(ctx, "--disabled-app ID:KEY:SECRET", ctx.args.disabled_app, 3)
+    c = await RawClient.open(app, handshake=False)
+    frame = await c.next(10)
+    check_eq((frame.get("event"), (frame.get("data") or {}).get("code")),
+             ("pusher:error", 4003), "first frame")
+    code, _ = await c.closed(10)
+    check_eq(code, 4003, "close code")
+    r = await app.trigger("c", "e", "x")
+    check_eq(r.status, 403, r.describe())

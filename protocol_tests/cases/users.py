@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..framework import case, check, check_eq
+from ..framework import NotApplicable, case, check, check_eq
 from ..wire import is_event, sign
 from .common import expect_rejected, short
 
@@ -169,3 +169,37 @@ async def pjs_signin(ctx):
     await ctx.js(f"await sdk().sendToUser({json.dumps(uid)}, 'greet', {{hello: 'world'}});")
     got = await node.event("u:greet")
     check_eq(got, {"hello": "world"}, "event on pusher.user")
+
+
+def watch_events(frame) -> dict[str, list[str]]:
+    data = frame.get("data")
+    check(isinstance(data, dict), f"watchlist_events data must be an object: {short(frame)}")
+    out: dict[str, list[str]] = {}
+    for ev in data.get("events", []):
+        out.setdefault(ev.get("name"), []).extend(ev.get("user_ids", []))
+    return out
+
+
+@case("watchlist.online-offline", "10.3",
+      "signin with a watchlist: pusher_internal:watchlist_events lists watched users online "
+      "at signin, then online/offline changes")
+async def watchlist(ctx):
+    if not ctx.args.watchlist:
+        raise NotApplicable("watchlist events are optional (hosted Pusher only); pass "
+                            "--watchlist if the server sends them")
+    me, friend, other = ctx.uid("me"), ctx.uid("friend"), ctx.uid("other")
+    f1, _, _ = await signed_in(ctx, friend)
+    c = await ctx.raw()
+    await c.signin(json.dumps({"id": me, "watchlist": [friend, other]}))
+    await c.expect(is_event("pusher:signin_success"), "signin_success")
+    frame = await c.expect(is_event("pusher_internal:watchlist_events"), "watchlist_events")
+    got = watch_events(frame)
+    check_eq(sorted(got.get("online", [])), [friend], "online at signin")
+    check(other not in got.get("online", []), "unseen user listed online")
+    o1, _, _ = await signed_in(ctx, other)
+    frame = await c.expect(is_event("pusher_internal:watchlist_events"), "online change")
+    check_eq(watch_events(frame), {"online": [other]}, "event when a watched user signs in")
+    await f1.close()
+    frame = await c.expect(is_event("pusher_internal:watchlist_events"), "offline change",
+                           timeout=10)
+    check_eq(watch_events(frame), {"offline": [friend]}, "event when a watched user leaves")

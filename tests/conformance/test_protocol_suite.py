@@ -53,6 +53,18 @@ id = "1002"
 key = "app-key-2"
 secret = "app-secret-2"
 enable_client_events = false
+
+[[apps]]
+id = "1003"
+key = "app-key-3"
+secret = "app-secret-3"
+max_connections = 2
+
+[[apps]]
+id = "1004"
+key = "app-key-4"
+secret = "app-secret-4"
+enabled = false
 """
 CTL = REPO_ROOT / "tests" / "conformance" / "pusherd_ctl.py"
 LINE = re.compile(r"^(PASS|FAIL|N/A)\s+(\S+)\s+§")
@@ -136,7 +148,9 @@ async def test_the_whole_suite_passes_against_pusherd_with_the_browser(tmp_path:
             code, output = await run_suite(
                 server.port, "--report", str(tmp_path / "report"),
                 "--subscription-count", "--client-events-disabled-app",
-                "1002:app-key-2:app-secret-2", "--max-idle-wait", "90",
+                "1002:app-key-2:app-secret-2", "--max-idle-wait", "90", "--watchlist",
+                "--quota-app", "1003:app-key-3:app-secret-3:2",
+                "--disabled-app", "1004:app-key-4:app-secret-4",
                 "--stop-command", f"{sys.executable} {CTL} {ctl} stop",
                 "--start-command", f"{sys.executable} {CTL} {ctl} start")
     finally:
