@@ -64,7 +64,8 @@ def test_an_unreachable_server_fails_every_case_and_exits_non_zero(tmp_path) -> 
     failed = [line for line in lines if line.startswith("FAIL  ")]
     not_applicable = [line for line in lines if line.startswith("N/A   ")]
     assert len(failed) >= 7
-    assert lines[-2:] == [f"{len(not_applicable)} not applicable", f"0 passed, {len(failed)} failed"]
+    assert lines[-2:] == [f"{len(not_applicable)} not applicable",
+                          f"0 passed, {len(failed)} failed"]
     report = json.loads((tmp_path / "report.json").read_text())
     assert {c["result"] for c in report["cases"]} == {"FAIL", "N/A"}
     assert all(c["reason"] for c in report["cases"])
