@@ -54,6 +54,10 @@ async def resubscribe(ctx):
     check_eq([(f.get("event"), f.get("channel")) for f in got], [("ev1", ch), ("ev2", ch)],
              "frames after two triggers")
     check_eq(await c.sync(), [], "no duplicate deliveries")
+    r = await ctx.api("GET", f"/apps/{ctx.app_id}/channels/{ch}",
+                      params={"info": "subscription_count"})
+    check_eq(r.json(), {"occupied": True, "subscription_count": 1},
+             "channel info (one socket counted once)")
 
 
 @case("public.unsubscribe", "3.1",

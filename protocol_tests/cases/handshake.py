@@ -54,6 +54,13 @@ async def protocol_versions(ctx):
         check(c.socket_id, f"protocol={version}: no socket id")
 
 
+@case("handshake.protocol-absent", "1.2",
+      "no protocol parameter but version=8.6.0 (inferable as 7) is accepted")
+async def protocol_absent(ctx):
+    c = await ctx.raw(query="client=js&version=8.6.0")
+    check(c.socket_id, "no socket id")
+
+
 @case("handshake.protocol-unsupported", "1.2",
       "unsupported protocol=3 → pusher:error 4007 and close 4007")
 async def protocol_unsupported(ctx):

@@ -208,6 +208,27 @@ async def batch_basic(ctx):
              {("one", a, '{"n":1}'), ("two", b, "plain")}, "delivered items")
 
 
+@case("http.batch.socket-id-exclusion", "12.1",
+      "a batch item's socket_id excludes that connection for that item only")
+async def batch_exclusion(ctx):
+    ch = ctx.chan("", "bex")
+    a, b = await ctx.raw(), await ctx.raw()
+    await a.subscribe(ch)
+    await b.subscribe(ch)
+    r = await ctx.api("POST", f"/apps/{ctx.app_id}/batch_events", body={"batch": [
+        {"channel": ch, "name": "one", "data": "1", "socket_id": a.socket_id},
+        {"channel": ch, "name": "two", "data": "2"},
+    ]})
+    check_eq(r.status, 200, r.describe())
+    got_b = sorted([(await b.next()).get("event"), (await b.next()).get("event")])
+    check_eq(got_b, ["one", "two"], "events on the other socket")
+    frame = await a.expect(is_event("two", ch), "the second item on the excluded socket")
+    check_eq(frame.get("data"), "2", "data")
+    r = await ctx.trigger(ch, "marker", "{}")
+    _, before = await a.wait_for(is_event("marker", ch), "marker")
+    check_eq([f for f in before if f.get("event") == "one"], [], "excluded item delivered")
+
+
 @case("http.batch.info", "12.1",
       "batch with info: {batch:[…]} index-aligned, {} for items without applicable info")
 async def batch_info(ctx):
