@@ -59,30 +59,38 @@ for _b in ("reverb", "pusher"):
     _make(_b)
 
 
-@case("browser.private-bearer", "16",
-      "Chromium: Echo.private() authorizes through /broadcasting/auth with the bearer token "
-      "and CSRF header; a denied channel fires .error() with 403", browser=True, timeout=60)
-async def private_bearer(ctx):
-    node = await ctx.node()
-    await echo_page(ctx, "a", token="token-ada")
-    name = ctx.chan("", "App.Models.User")
-    await subscribe(ctx, "a", "private", name, {"ev": ".PrivateEvent"})
-    auth = await ctx.auth_server()
-    reqs = [r for r in auth.requests if r["form"].get("channel_name") == "private-" + name]
-    check(reqs, "no request reached /broadcasting/auth")
-    check_eq(reqs[-1]["authorization"], "Bearer token-ada", "Authorization header")
-    check_eq(reqs[-1]["csrf"], f"csrf-{ctx.run_id}", "X-CSRF-TOKEN from <meta name=csrf-token>")
-    sid = await ctx.in_page("a", "return e.socketId();")
-    check_eq(reqs[-1]["form"].get("socket_id"), sid, "socket_id posted to the auth endpoint")
-    await ctx.py(ctx.sdk.trigger, "private-" + name, "PrivateEvent", {"secret": 42})
-    check_eq(await node.event("a:ev"), {"secret": 42}, "private event")
-    denied = ctx.chan("", "forbidden")
-    await ctx.in_page("a", f"""
-      e.private({J(denied)}).error((err) => __emit('a:denied', err));""")
-    err = await node.event("a:denied")
-    check_eq(err.get("status"), 403, "error status")
-    check_eq(await ctx.in_page("a", "return e.connectionStatus();"), "connected",
-             "still connected after a denied channel")
+for _b in ("reverb", "pusher"):
+
+    def _make_private(broadcaster: str):
+        @case(f"browser.{broadcaster}.private-bearer", "16",
+              f"Chromium + Echo (broadcaster '{broadcaster}'): Echo.private() authorizes through "
+              "/broadcasting/auth with the bearer token and CSRF header; a denied channel fires "
+              ".error() with 403", browser=True, timeout=60)
+        async def private_bearer(ctx):
+            node = await ctx.node()
+            await echo_page(ctx, "a", broadcaster, token="token-ada")
+            name = ctx.chan("", "App.Models.User")
+            await subscribe(ctx, "a", "private", name, {"ev": ".PrivateEvent"})
+            auth = await ctx.auth_server()
+            reqs = [r for r in auth.requests
+                    if r["form"].get("channel_name") == "private-" + name]
+            check(reqs, "no request reached /broadcasting/auth")
+            check_eq(reqs[-1]["authorization"], "Bearer token-ada", "Authorization header")
+            check_eq(reqs[-1]["csrf"], f"csrf-{ctx.run_id}",
+                     "X-CSRF-TOKEN from <meta name=csrf-token>")
+            sid = await ctx.in_page("a", "return e.socketId();")
+            check_eq(reqs[-1]["form"].get("socket_id"), sid, "socket_id posted to the endpoint")
+            await ctx.py(ctx.sdk.trigger, "private-" + name, "PrivateEvent", {"secret": 42})
+            check_eq(await node.event("a:ev"), {"secret": 42}, "private event")
+            denied = ctx.chan("", "forbidden")
+            await ctx.in_page("a", f"""
+              e.private({J(denied)}).error((err) => __emit('a:denied', err));""")
+            err = await node.event("a:denied")
+            check_eq(err.get("status"), 403, "error status")
+            check_eq(await ctx.in_page("a", "return e.connectionStatus();"), "connected",
+                     "still connected after a denied channel")
+
+    _make_private(_b)
 
 
 @case("browser.presence-two-pages", "16",
@@ -176,6 +184,9 @@ async def restart(ctx):
     await shell(ctx.args.start_command)
     await node.event("a:status", lambda s: s == "connected", timeout=45,
                      what="'connected' after the restart")
+    statuses = node.seen("a:echo-status")
+    check("failed" in statuses and statuses[-1] == "connected",
+          f"Echo onConnectionChange statuses {statuses}")
     sid = await ctx.in_page("a", "return e.socketId();")
     check(sid and sid != first_sid, f"new socket id after reconnect ({first_sid} → {sid})")
     await ctx.in_page("a", f"""
