@@ -197,6 +197,17 @@ def authenticate(ctx: Ctx, header: str | None) -> User:
     return user
 
 
+def strip_nul(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL: drop it from every incoming string."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, list):
+        return [strip_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
+    return value
+
+
 async def read_body(request: Request) -> tuple[dict[str, Any], bytes]:
     if request.method in ("GET", "HEAD", "DELETE") and not request.headers.get("content-length"):
         return {}, b""
@@ -206,7 +217,7 @@ async def read_body(request: Request) -> tuple[dict[str, Any], bytes]:
             form = await request.form(max_files=2, max_fields=200)
         except Exception:
             raise ApiError(400, "Malformed form body.") from None
-        return {k: v for k, v in form.items()}, b""
+        return {strip_nul(k): strip_nul(v) for k, v in form.items()}, b""
     raw = await request.body()
     if not raw.strip():
         return {}, raw
@@ -218,7 +229,7 @@ async def read_body(request: Request) -> tuple[dict[str, Any], bytes]:
         raise ApiError(400, "Malformed JSON body.") from None
     if not isinstance(parsed, dict):
         raise ApiError(422, "The request body must be a JSON object.")
-    return parsed, raw
+    return strip_nul(parsed), raw
 
 
 def make_endpoint(spec: RouteSpec) -> Callable[[Request], Any]:
@@ -231,8 +242,8 @@ def make_endpoint(spec: RouteSpec) -> Callable[[Request], Any]:
             req = Req(
                 method=request.method,
                 path=request.url.path,
-                path_params=dict(request.path_params),
-                query=dict(request.query_params),
+                path_params=strip_nul(dict(request.path_params)),
+                query=strip_nul(dict(request.query_params)),
                 body=body,
                 headers={k.lower(): v for k, v in request.headers.items()},
                 ip=request.client.host if request.client else None,

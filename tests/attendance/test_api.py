@@ -880,3 +880,131 @@ def test_the_logo_must_be_a_real_image(world: World) -> None:
     served = world.client.get(url)
     assert served.content == png and served.headers["content-type"] == "image/png"
     assert served.headers["x-content-type-options"] == "nosniff"
+
+
+def test_admin_tour_of_employees_schedules_sessions_records_and_breaks(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    payload = {
+        "employee_id": "QCV-010",
+        "first_name": "Eve",
+        "last_name": "Ramos",
+        "email": "Eve@Example.test",
+        "password": "Eve-pass-123!",
+        "password_confirmation": "Eve-pass-123!",
+        "position": "VA",
+    }
+    eve = world.call("POST", "/api/employees", "boss", json=payload).json()
+    assert eve["email"] == "eve@example.test"
+    taken = world.call("POST", "/api/employees", "boss", json=payload)
+    assert taken.status_code == 422
+    assert world.call("GET", "/api/employees/next-id", "boss").json() == {
+        "next_employee_id": "QCV-011"
+    }
+    updated = world.call(
+        "PUT", f"/api/employees/{eve['id']}", "boss", json={"department": "Ops"}
+    ).json()
+    assert updated["department"] == "Ops"
+    assert world.call("GET", "/api/employees/by-employee-id/qcv-010", "boss").status_code == 200
+    listing = world.call("GET", "/api/employees?search=ramos", "boss").json()
+    assert listing["total"] == 1 and listing["summary"]["active"] == 1
+    assert world.call("DELETE", f"/api/employees/{eve['id']}", "boss").status_code == 200
+    again = world.call("POST", "/api/employees", "boss", json=payload)  # code and email freed
+    assert again.status_code == 201, again.text
+
+    schedule = world.call(
+        "POST",
+        "/api/schedules",
+        "boss",
+        json={"name": "Early", "time_in": "06:00", "time_out": "14:00", "break_time": "10:00"},
+    ).json()
+    assert schedule["time_in"] == "06:00:00" and schedule["is_overnight"] is False
+    assert (
+        world.call("PATCH", f"/api/schedules/{schedule['id']}/toggle-status", "boss").json()[
+            "status"
+        ]
+        == "inactive"
+    )
+    bad = world.call("POST", "/api/schedules", "boss", json={"name": "X", "time_in": "25:00"})
+    assert bad.status_code == 422 and "time_in" in bad.json()["errors"]
+
+    session = world.call(
+        "POST",
+        "/api/attendance-sessions",
+        "boss",
+        json={
+            "schedule_id": schedule["id"],
+            "date": "2026-03-03",
+            "employee_ids": [again.json()["id"]],
+        },
+    ).json()
+    records = world.call("GET", f"/api/attendance-records/by-session/{session['id']}", "boss")
+    (record,) = records.json()
+    assert record["status"] == "pending"
+    world.clock.set(manila(2026, 3, 3, 6, 0))
+    world.client.post(
+        "/api/auth/login", json={"email": "eve@example.test", "password": "Eve-pass-123!"}
+    )
+    fixed = world.call(
+        "PUT",
+        f"/api/attendance-records/{record['id']}",
+        "boss",
+        json={
+            "reason": "came in, badge broken",
+            "status": "present",
+            "time_in": "2026-03-03T06:00",
+            "break_start": "2026-03-03T09:00",
+            "break_end": "2026-03-03T09:30",
+        },
+    ).json()["record"]
+    (brk,) = fixed["breaks"]
+    edited = world.call(
+        "PUT",
+        f"/api/breaks/{brk['id']}",
+        "boss",
+        json={
+            "break_start": "2026-03-03T09:00",
+            "break_end": "2026-03-03T09:45",
+            "break_type": "Meal",
+        },
+    )
+    assert edited.status_code == 200 and edited.json()["break"]["duration_minutes"] == 45
+    over = world.call(
+        "PUT",
+        f"/api/breaks/{brk['id']}",
+        "boss",
+        json={
+            "break_start": "2026-03-03T09:00",
+            "break_end": "2026-03-03T11:00",
+            "break_type": "Meal",
+        },
+    )
+    assert over.status_code == 400
+    assert world.call("DELETE", f"/api/breaks/{brk['id']}", "boss").status_code == 200
+    history = world.call("GET", "/api/break/history", "boss").json()
+    assert history["total"] == 0
+    detail = world.call("GET", f"/api/attendance-records/{record['id']}", "boss").json()
+    assert detail["breaks"] == [] and detail["status"] == "present"
+    assert (
+        world.call("DELETE", f"/api/attendance-sessions/{session['id']}", "boss").status_code == 200
+    )
+    assert world.call("GET", f"/api/attendance-records/{record['id']}", "boss").status_code == 404
+    logs = world.call("GET", "/api/audit-logs?per_page=100", "boss").json()
+    actions = {row["action"] for row in logs["data"]}
+    assert {
+        "create_employee",
+        "delete_employee",
+        "create_schedule",
+        "update_attendance",
+        "break_update",
+        "break_delete",
+        "delete_session",
+    } <= actions
+    one = world.call("GET", f"/api/audit-logs/{logs['data'][0]['id']}", "boss").json()
+    assert one["integrity_valid"] is True
+    assert world.call("POST", "/api/notifications/read-all", "boss").status_code == 200
+    assert world.call("POST", "/api/auth/heartbeat", "boss").json() == {"status": "ok"}
+    assert world.client.get("/api/auth/password-policy").json() == {
+        "min_length": 8,
+        "require_special_char": True,
+    }

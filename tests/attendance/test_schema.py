@@ -6,10 +6,12 @@ and response schemas)."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -25,9 +27,10 @@ from attendance_api.app import openapi_document
 from attendance_api.models import User
 from attendance_api.security import hash_password
 
-from .conftest import PASSWORD, Clock, build_runtime, manila
+from .conftest import PASSWORD, PG_ADMIN, Clock, build_runtime, manila
 from .e2e_support import serve
 
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -41,10 +44,19 @@ schema = schemathesis.openapi.from_dict(openapi_document(ROUTES)).exclude(
 )
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    db = tmp_path_factory.mktemp("schema") / "schema.db"
-    runtime = build_runtime(f"sqlite:///{db}", Clock(manila(2026, 3, 2, 22)))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, dict[str, str]]]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('schema') / 'schema.db'}"
+        schema_name = None
+    else:
+        schema_name = "att_schema_" + uuid.uuid4().hex[:10]
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema_name}"')
+        url = f"{PG_URL}?options=-csearch_path%3D{schema_name}"
+    runtime = build_runtime(url, Clock(manila(2026, 3, 2, 22)))
     with runtime.unit(write=True) as ctx:
         ctx.db.add(
             User(
@@ -67,6 +79,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         ).json()["token"]
         yield base, {"Authorization": f"Bearer {token}"}
     runtime.engine.dispose()
+    if schema_name is not None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema_name}" CASCADE')
 
 
 @schema.parametrize()
