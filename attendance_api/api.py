@@ -127,18 +127,18 @@ def issue_token(ctx: Ctx, user: User) -> str:
 
 def logout(ctx: Ctx, req: Req) -> Any:
     ctx.token.revoked_at = ctx.now
-    ctx.audit("logout", "Logged out", model_type="User", model_id=ctx.user.id)  # type: ignore[union-attr]
+    ctx.audit("logout", "Logged out", model_type="User", model_id=ctx.actor.id)
     return {"message": "Logged out successfully"}
 
 
 def me(ctx: Ctx, req: Req) -> Any:
-    return {"user": user_resource(ctx.user, online=True)}  # type: ignore[arg-type]
+    return {"user": user_resource(ctx.actor, online=True)}
 
 
 def refresh(ctx: Ctx, req: Req) -> Any:
     ctx.token.revoked_at = ctx.now
-    token = issue_token(ctx, ctx.user)  # type: ignore[arg-type]
-    return {"token": token, "user": user_resource(ctx.user, online=True)}  # type: ignore[arg-type]
+    token = issue_token(ctx, ctx.actor)
+    return {"token": token, "user": user_resource(ctx.actor, online=True)}
 
 
 def heartbeat(ctx: Ctx, req: Req) -> Any:
@@ -239,7 +239,7 @@ def public_settings(ctx: Ctx, req: Req) -> Any:
 def notifications_index(ctx: Ctx, req: Req) -> Any:
     rows = ctx.db.scalars(
         select(Notification)
-        .where(Notification.user_id == ctx.user.id)  # type: ignore[union-attr]
+        .where(Notification.user_id == ctx.actor.id)
         .order_by(Notification.created_at.desc())
         .limit(20)
     ).all()
@@ -251,7 +251,7 @@ def notification_read(ctx: Ctx, req: Req) -> Any:
         update(Notification)
         .where(
             Notification.id == str(req.path_params["notification_id"])[:36],
-            Notification.user_id == ctx.user.id,  # type: ignore[union-attr]
+            Notification.user_id == ctx.actor.id,
             Notification.read_at.is_(None),
         )
         .values(read_at=ctx.now)
@@ -262,7 +262,7 @@ def notification_read(ctx: Ctx, req: Req) -> Any:
 def notifications_read_all(ctx: Ctx, req: Req) -> Any:
     ctx.db.execute(
         update(Notification)
-        .where(Notification.user_id == ctx.user.id, Notification.read_at.is_(None))  # type: ignore[union-attr]
+        .where(Notification.user_id == ctx.actor.id, Notification.read_at.is_(None))
         .values(read_at=ctx.now)
     )
     return {"message": "All notifications marked as read"}
@@ -422,12 +422,12 @@ def employees_by_code(ctx: Ctx, req: Req) -> Any:
 
 def guard_other_admin(ctx: Ctx, user: User) -> None:
     """Admins manage employees; another admin's account is not editable here (6.2 #10)."""
-    if user.role == "admin" and user.id != ctx.user.id:  # type: ignore[union-attr]
+    if user.role == "admin" and user.id != ctx.actor.id:
         raise ApiError(403, "Administrator accounts cannot be changed here.", "FORBIDDEN")
 
 
 def set_status(ctx: Ctx, user: User, status: str) -> None:
-    if user.id == ctx.user.id and status != "active":  # type: ignore[union-attr]
+    if user.id == ctx.actor.id and status != "active":
         raise ApiError(422, "You cannot deactivate your own account.")
     user.status = status
     user.updated_at = ctx.now
@@ -524,7 +524,7 @@ def employees_toggle(ctx: Ctx, req: Req) -> Any:
 def employees_destroy(ctx: Ctx, req: Req) -> Any:
     user = employee_target(ctx, req)
     guard_other_admin(ctx, user)
-    if user.id == ctx.user.id:  # type: ignore[union-attr]
+    if user.id == ctx.actor.id:
         raise ApiError(422, "You cannot delete your own account.")
     user.deleted_at = ctx.now
     user.status = "inactive"
@@ -898,8 +898,8 @@ def record_page(ctx: Ctx, req: Req, stmt: Any, default: int, cap: int = LIST_CAP
 
 def my_records(ctx: Ctx, req: Req) -> Any:
     stmt = record_filters(
-        ctx, req, select(AttendanceRecord).where(AttendanceRecord.user_id == ctx.user.id)
-    )  # type: ignore[union-attr]
+        ctx, req, select(AttendanceRecord).where(AttendanceRecord.user_id == ctx.actor.id)
+    )
     return record_page(ctx, req, stmt, 20)
 
 
@@ -1104,7 +1104,7 @@ def records_overtime(ctx: Ctx, req: Req) -> Any:
     if record.overtime_minutes <= 0:
         raise ApiError(422, "This record has no overtime.", "NO_OVERTIME")
     record.overtime_status = decision
-    record.overtime_decided_by = ctx.user.id  # type: ignore[union-attr]
+    record.overtime_decided_by = ctx.actor.id
     record.overtime_decided_at = ctx.now
     record.updated_at = ctx.now
     ctx.audit(
@@ -1124,7 +1124,7 @@ def record_break_end(ctx: Ctx, req: Req) -> Any:
 
 def record_break_active(ctx: Ctx, req: Req) -> Any:
     record = find_one(ctx, AttendanceRecord, req.path_params["id"], "Record")
-    if record.user_id != ctx.user.id and ctx.user.role != "admin":  # type: ignore[union-attr]
+    if record.user_id != ctx.actor.id and ctx.actor.role != "admin":
         raise ApiError(403, "Forbidden.", "FORBIDDEN")
     brk = domain.open_break_of(ctx, record.id)
     if brk is not None:
@@ -1138,7 +1138,7 @@ def record_break_active(ctx: Ctx, req: Req) -> Any:
 
 
 def break_status(ctx: Ctx, req: Req) -> Any:
-    return domain.break_status(ctx, ctx.user)  # type: ignore[arg-type]
+    return domain.break_status(ctx, ctx.actor)
 
 
 def break_start(ctx: Ctx, req: Req) -> Any:
@@ -1235,7 +1235,7 @@ def report_dashboard(ctx: Ctx, req: Req) -> Any:
 
 
 def employee_dashboard(ctx: Ctx, req: Req) -> Any:
-    return domain.employee_dashboard(ctx, ctx.user)  # type: ignore[arg-type]
+    return domain.employee_dashboard(ctx, ctx.actor)
 
 
 def daily_rows(
@@ -1372,7 +1372,7 @@ def monthly_summary(ctx: Ctx, year: int, month: int) -> dict[str, Any]:
                 "attendance_rate": rate,
             }
         )
-    summary.sort(key=lambda r: -r["attendance_rate"])
+    summary.sort(key=lambda r: -int(str(r["attendance_rate"])))
     return {
         "year": year,
         "month": month,
@@ -1425,7 +1425,7 @@ def report_employee(ctx: Ctx, req: Req) -> Any:
 
 
 def report_personal(ctx: Ctx, req: Req) -> Any:
-    return employee_report(ctx, req, ctx.user)  # type: ignore[arg-type]
+    return employee_report(ctx, req, ctx.actor)
 
 
 def csv_response(filename: str, header: list[str], rows: list[list[Any]]) -> Response:
@@ -1501,7 +1501,7 @@ def export_personal(ctx: Ctx, req: Req) -> Any:
     records = (
         ctx.db.scalars(
             select(AttendanceRecord)
-            .where(AttendanceRecord.user_id == ctx.user.id)  # type: ignore[union-attr]
+            .where(AttendanceRecord.user_id == ctx.actor.id)
             .order_by(AttendanceRecord.work_date)
         )
         .unique()
@@ -1614,11 +1614,11 @@ def settings_update(ctx: Ctx, req: Req) -> Any:
     for key, value in changed.items():
         row = ctx.db.get(Setting, key)
         if row is None:
-            ctx.db.add(Setting(key=key, value=value, updated_at=ctx.now, updated_by=ctx.user.id))  # type: ignore[union-attr]
+            ctx.db.add(Setting(key=key, value=value, updated_at=ctx.now, updated_by=ctx.actor.id))
         else:
             row.value = value
             row.updated_at = ctx.now
-            row.updated_by = ctx.user.id  # type: ignore[union-attr]
+            row.updated_by = ctx.actor.id
     if changed:
         ctx.audit(
             "update_settings",
@@ -1652,7 +1652,7 @@ def settings_logo(ctx: Ctx, req: Req) -> Any:
     kind = next((t for sig, t in IMAGE_SIGNATURES.items() if data.startswith(sig)), None)
     if kind is None:
         raise validation_error("logo", "The logo must be a file of type: jpeg, png, jpg, gif.")
-    media = Media(content_type=kind, data=data, created_at=ctx.now, created_by=ctx.user.id)
+    media = Media(content_type=kind, data=data, created_at=ctx.now, created_by=ctx.actor.id)
     ctx.db.add(media)
     ctx.db.flush()
     url = f"{req.base_url}/media/{media.id}"
@@ -1660,7 +1660,7 @@ def settings_logo(ctx: Ctx, req: Req) -> Any:
     if row is None:
         ctx.db.add(Setting(key="system_logo", value=url, updated_at=ctx.now))
     else:
-        row.value, row.updated_at, row.updated_by = url, ctx.now, ctx.user.id
+        row.value, row.updated_at, row.updated_by = url, ctx.now, ctx.actor.id
     ctx.audit("update_settings", "Logo uploaded", model_type="Setting", new={"system_logo": url})
     return {"url": url, "message": "Logo uploaded successfully"}
 

@@ -83,6 +83,13 @@ class Ctx:
     events: int = 0
     _settings: dict[str, Any] | None = field(default=None, repr=False)
 
+    @property
+    def actor(self) -> User:
+        """The authenticated user (routes with auth only)."""
+        if self.user is None:
+            raise ApiError(401, "Unauthenticated.")
+        return self.user
+
     # settings ---------------------------------------------------------------
     def settings(self) -> dict[str, Any]:
         if self._settings is None:

@@ -837,9 +837,9 @@ def tick(ctx: Ctx) -> dict[str, int]:
             window = window_of(ctx, record.session)
             if rules.auto_checkout_due(window, grace) <= ctx.now:
                 end = max(window.end, record.time_in or window.end)
-                brk = open_break_of(ctx, record.id)
-                if brk is not None:
-                    close_break(ctx, record, brk, end, "checkout", "ended_at_checkout")
+                open_brk = open_break_of(ctx, record.id)
+                if open_brk is not None:
+                    close_break(ctx, record, open_brk, end, "checkout", "ended_at_checkout")
                 record.time_out = end
                 record.notes = ((record.notes + "\n") if record.notes else "") + "Auto checked out"
                 record.updated_at = ctx.now
@@ -1049,6 +1049,7 @@ def employee_dashboard(ctx: Ctx, user: User) -> dict[str, Any]:
     session = employee_session(ctx, user)
     op = today(ctx)
     record = record_of_day(ctx, user.id, session.work_date) if session else None
+    reason: str | None
     if session is None:
         can, reason, message = False, "no_session", "There is no session for today."
     else:

@@ -90,7 +90,7 @@ class OutboxDispatcher:
 
     # -------------------------------------------------------------- draining
     def _backoff(self, attempts: int) -> float:
-        return min(self.max_backoff, self.base_backoff * (2 ** max(0, attempts - 1)))
+        return float(min(self.max_backoff, self.base_backoff * 2.0 ** max(0, attempts - 1)))
 
     def drain_once(self) -> float | None:
         """Deliver pending rows in order. Returns seconds until the head row may be retried,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import pusher
+import pusher  # type: ignore[import-untyped]
 from sqlalchemy import select
 
 from . import domain
