@@ -7,6 +7,8 @@ import argparse
 import logging
 import os
 import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,7 +57,7 @@ def start_pusherd(host: str) -> tuple[subprocess.Popen[str], dict[str, str], str
                 "PUSHER_PORT": port,
                 "PUSHER_SCHEME": "http",
             }
-            return process, env, port
+            return process, env, str(folder)
     raise SystemExit("pusherd did not start")
 
 
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     pusherd = None
     env = dict(os.environ)
     if args.with_pusherd:
-        pusherd, pusher_env, _ = start_pusherd(args.host)
+        pusherd, pusher_env, pusherd_dir = start_pusherd(args.host)
         env.update(pusher_env)
     overrides = {"database_url": args.database_url} if args.database_url else {}
     config = Config.from_env(env, **overrides)
@@ -127,12 +129,18 @@ def main(argv: list[str] | None = None) -> None:
     server = uvicorn.Server(
         uvicorn.Config(create_app(runtime), log_level="info", proxy_headers=False)
     )
+    # uvicorn shuts down gracefully, then re-raises the signal it caught: turn that into a
+    # normal exit so the pusherd child is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
         if pusherd is not None:
             pusherd.terminate()
             pusherd.wait(10)
+            shutil.rmtree(pusherd_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
