@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--app-id", required=True)
     p.add_argument("--app-key", required=True)
     p.add_argument("--app-secret", required=True)
+    p.add_argument("--api-host", help="send HTTP API requests here instead of --host (e.g. "
+                   "another node of the same cluster)")
+    p.add_argument("--api-port", type=int, help="HTTP API port, if not --port")
     p.add_argument("--tls", action="store_true", help="connect with wss:// and https://")
     p.add_argument("--tls-no-verify", action="store_true",
                    help="with --tls: do not verify the server certificate")

@@ -31,6 +31,8 @@ class Context:
         self.args = args
         self.host: str = args.host
         self.port: int = args.port
+        self.api_host: str = args.api_host or args.host
+        self.api_port: int = args.api_port or args.port
         self.tls: bool = args.tls
         self.app_id: str = args.app_id
         self.app_key: str = args.app_key
@@ -56,7 +58,7 @@ class Context:
         self._auth_lock = asyncio.Lock()
         self.sdk = pusher.Pusher(
             app_id=self.app_id, key=self.app_key, secret=self.app_secret, ssl=self.tls,
-            host=self.host, port=self.port, timeout=10,
+            host=self.api_host, port=self.api_port, timeout=10,
             encryption_master_key_base64=self.master_key_b64)
         if self.tls:
             # the SDK pins its own CA bundle; point it at the one the run was given
@@ -128,6 +130,7 @@ class Context:
         driver = NodeDriver({
             "appId": self.app_id, "appKey": self.app_key, "appSecret": self.app_secret,
             "host": self.host, "port": self.port, "tls": self.tls,
+            "apiHost": self.api_host, "apiPort": self.api_port,
             "masterKey": self.master_key_b64, "authBase": auth.base,
             "chromium": self.args.chromium,
             "tlsInsecure": bool(self.tls and (self.args.tls_no_verify or self.args.tls_ca)),

@@ -340,10 +340,10 @@ def string_to_sign(method: str, path: str, params: dict[str, str]) -> str:
 async def http_raw(ctx: Any, method: str, target: str, body: bytes = b"",
                    headers: dict[str, str] | None = None) -> HttpResponse:
     reader, writer = await asyncio.open_connection(
-        ctx.host, ctx.port, ssl=ctx.ssl_context,
-        server_hostname=ctx.host if ctx.ssl_context else None)
+        ctx.api_host, ctx.api_port, ssl=ctx.ssl_context,
+        server_hostname=ctx.api_host if ctx.ssl_context else None)
     try:
-        hdrs = {"Host": f"{ctx.host}:{ctx.port}", "Connection": "close",
+        hdrs = {"Host": f"{ctx.api_host}:{ctx.api_port}", "Connection": "close",
                 "Content-Length": str(len(body))}
         if body:
             hdrs["Content-Type"] = "application/json"

@@ -23,7 +23,7 @@ function emit(tag, data) {
 function sdk(overrides) {
   return new PusherServer(Object.assign({
     appId: cfg.appId, key: cfg.appKey, secret: cfg.appSecret,
-    host: cfg.host, port: String(cfg.port), useTLS: !!cfg.tls,
+    host: cfg.apiHost || cfg.host, port: String(cfg.apiPort || cfg.port), useTLS: !!cfg.tls,
     encryptionMasterKeyBase64: cfg.masterKey,
   }, overrides || {}));
 }
