@@ -60,6 +60,7 @@ class OutboxDispatcher:
         self._publisher: Publisher | None = None
         self.delivered = 0
         self.failures = 0
+        self._draining = threading.Lock()
 
     # -------------------------------------------------------------- control
     def wake(self) -> None:
@@ -95,6 +96,14 @@ class OutboxDispatcher:
     def drain_once(self) -> float | None:
         """Deliver pending rows in order. Returns seconds until the head row may be retried,
         or None when the outbox is empty (then the dispatcher waits for a wake-up)."""
+        if not self._draining.acquire(blocking=False):
+            return self.poll_interval  # another drain of this process is running
+        try:
+            return self._drain_connection()
+        finally:
+            self._draining.release()
+
+    def _drain_connection(self) -> float | None:
         publisher = self._publisher or self.publisher_factory()
         if publisher is None:
             return None

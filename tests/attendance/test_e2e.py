@@ -347,3 +347,60 @@ def test_a_burst_of_check_ins_all_succeed_and_all_arrive(stack_factory: Any) -> 
             ).all()
             committed = [json.loads(r.payload)["id"] for r in rows if r.channels == ["attendance"]]
         assert received == committed and len(set(received)) == len(names)
+
+
+def test_events_refused_by_pusherd_stay_pending_until_the_credentials_are_right(
+    database_url: str,
+) -> None:
+    with run_pusherd(pusherd_config()) as pusherd:
+        clock = Clock(manila(2026, 3, 2, 22, 30))
+
+        def runtime_with(secret: str) -> Runtime:
+            return build_runtime(
+                database_url,
+                clock,
+                PusherConfig(app_id=APP_ID, key=APP_KEY, secret=secret, port=pusherd.port),
+            )
+
+        wrong = runtime_with("not-the-secret")
+        with wrong.unit(write=True) as ctx:
+            user = User(
+                employee_code="E-1",
+                email="e@example.test",
+                password_hash="x",
+                first_name="E",
+                last_name="T",
+                role="employee",
+                status="active",
+                created_at=ctx.now,
+                updated_at=ctx.now,
+            )
+            schedule = Schedule(
+                name="N",
+                time_in=time(23, 0),
+                time_out=time(7, 0),
+                late_threshold_minutes=30,
+                status="active",
+                created_at=ctx.now,
+                updated_at=ctx.now,
+            )
+            ctx.db.add_all([user, schedule])
+            ctx.db.flush()
+            from attendance_api import domain
+
+            session = domain.create_session(ctx, schedule, manila(2026, 3, 2, 12).date(), [])
+            ctx.user = user
+            domain.check_in(ctx, session.id, {})
+        assert wrong.dispatcher.drain_once() is not None
+        with wrong.unit(write=False) as ctx:
+            head = ctx.db.scalars(select(OutboxEvent).order_by(OutboxEvent.id)).first()
+            assert head is not None and head.state == "pending" and head.attempts == 1
+            assert head.last_error and "401" in head.last_error
+        wrong.engine.dispose()
+        right = runtime_with(APP_SECRET)
+        right.dispatcher.retry_now()  # skip the backoff the failed attempt set
+        assert right.dispatcher.drain_once() is None
+        with right.unit(write=False) as ctx:
+            states = set(ctx.db.scalars(select(OutboxEvent.state)).all())
+        assert states <= {"sent", "superseded"} and "sent" in states
+        right.engine.dispose()
