@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def line_for(r: Result) -> str:
     reason = " ".join(r.reason.split())
-    return f"{r.result:<4}  {r.case.id}  §{r.case.section}  {reason}"
+    return f"{r.result}  {r.case.id}  §{r.case.section}  {reason}"
 
 
 async def run_case(ctx: Context, c: Case) -> Result:

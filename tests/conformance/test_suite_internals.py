@@ -62,7 +62,7 @@ def test_an_unreachable_server_fails_every_case_and_exits_non_zero(tmp_path) -> 
     lines = proc.stdout.strip().splitlines()
     assert proc.returncode == 1
     failed = [line for line in lines if line.startswith("FAIL  ")]
-    not_applicable = [line for line in lines if line.startswith("N/A   ")]
+    not_applicable = [line for line in lines if line.startswith("N/A  ")]
     assert len(failed) >= 7
     assert lines[-2:] == [f"{len(not_applicable)} not applicable",
                           f"0 passed, {len(failed)} failed"]
