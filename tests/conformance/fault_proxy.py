@@ -8,6 +8,10 @@ HTTP requests (one per connection), and breaks one behaviour, chosen by ``fault`
 * ``accept-bad-signatures`` — HTTP 401 answers become 200 ``{}``.
 * ``drop-member-removed`` — ``pusher_internal:member_removed`` frames are dropped.
 * ``object-handshake`` — ``connection_established`` data is sent as an object, not a string.
+* ``grant-refused-subscriptions`` — a refused subscription is turned into a success
+  (``pusher:subscription_error`` → ``subscription_succeeded``, the 4009 ``pusher:error`` dropped).
+* ``reencode-event-data`` — channel events' string data is re-serialized (indented JSON),
+  no longer byte-identical to what the publisher sent.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import os
 import struct
 
 FAULTS = ("echo-client-events", "close-codes", "accept-bad-signatures", "drop-member-removed",
-          "object-handshake")
+          "object-handshake", "grant-refused-subscriptions", "reencode-event-data")
 
 
 def encode_frame(opcode: int, payload: bytes, *, mask: bool, fin: bool = True) -> bytes:
@@ -162,7 +166,8 @@ class FaultProxy:
                 return
 
     def _rewrite_text(self, payload: bytes) -> bytes | None:
-        if self.fault not in ("drop-member-removed", "object-handshake"):
+        if self.fault not in ("drop-member-removed", "object-handshake",
+                              "grant-refused-subscriptions", "reencode-event-data"):
             return payload
         try:
             frame = json.loads(payload)
@@ -176,4 +181,16 @@ class FaultProxy:
         if self.fault == "object-handshake" and event == "pusher:connection_established":
             frame["data"] = json.loads(frame["data"])
             return json.dumps(frame).encode()
+        if self.fault == "grant-refused-subscriptions":
+            if event == "pusher:error" and (frame.get("data") or {}).get("code") == 4009:
+                return None
+            if event == "pusher:subscription_error":
+                return json.dumps({"event": "pusher_internal:subscription_succeeded",
+                                   "channel": frame.get("channel"), "data": "{}"}).encode()
+        if (self.fault == "reencode-event-data" and isinstance(event, str)
+                and not event.startswith(("pusher", "client-")) and frame.get("channel")
+                and isinstance(frame.get("data"), str)):
+            with contextlib.suppress(ValueError):
+                frame["data"] = json.dumps(json.loads(frame["data"]), indent=1)
+                return json.dumps(frame).encode()
         return payload

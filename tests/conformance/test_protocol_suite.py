@@ -177,6 +177,11 @@ FAULT_CASES = {
     "drop-member-removed": ["presence.member-added-removed", "presence.same-user-two-sockets",
                             "presence.disconnect-removes", "echo.presence"],
     "object-handshake": ["handshake.first-frame"],
+    "grant-refused-subscriptions": ["private.wrong-secret", "private.other-socket",
+                                    "presence.auth-failures", "channel.hash-reserved",
+                                    "signin.server-to-user-channel"],
+    "reencode-event-data": ["http.trigger.node-sdk", "http.trigger.python-sdk-unicode",
+                            "encrypted.relay-verbatim", "cache.hit"],
 }
 
 
