@@ -83,6 +83,8 @@ def line_for(r: Result) -> str:
 
 
 async def run_case(ctx: Context, c: Case) -> Result:
+    if c.browser and ctx.args.no_browser:
+        return Result(c, NA, "browser cases disabled by --no-browser")
     tracked = ctx.begin_case()
     start = time.monotonic()
     try:

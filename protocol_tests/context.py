@@ -47,10 +47,9 @@ class Context:
                 self.ssl_context.verify_mode = ssl.CERT_NONE
         scheme = "wss" if self.tls else "ws"
         self.ws_base = f"{scheme}://{self.host}:{self.port}"
-        self.http_base = f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
         self.activity_timeout: int | None = None
         self._counter = itertools.count(1)
-        self._tracked: list[Any] = []
+        self._tracked: list[Any] = []  # objects opened outside any case
         self._node: NodeDriver | None = None
         self._auth: AuthServer | None = None
         self._lock = asyncio.Lock()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 PASS = "PASS"
@@ -46,7 +46,6 @@ class Result:
     result: str
     reason: str
     seconds: float = 0.0
-    details: list[str] = field(default_factory=list)
 
 
 REGISTRY: list[Case] = []
