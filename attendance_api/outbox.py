@@ -6,8 +6,9 @@ failure never reaches the request that caused it; rows are delivered in commit o
 order per channel) and each is marked sent once, so the outbox itself never duplicates.
 (If pusherd accepted a trigger but the answer was lost, that one row is retried: at-least-once
 on that edge.) Older `dashboard.updated` snapshots still waiting behind a newer one are
-superseded, which is the debounce of spec 7.4. On PostgreSQL a session advisory lock keeps a
-single dispatcher draining across processes.
+superseded, and at most one is published per `dashboard_interval` (2 s): the debounce of
+spec 7.4. On PostgreSQL a session advisory lock keeps a single dispatcher draining across
+processes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -45,6 +47,7 @@ class OutboxDispatcher:
         base_backoff: float = 0.5,
         max_backoff: float = 30.0,
         poll_interval: float = 2.0,
+        dashboard_interval: float = 2.0,
         batch: int = 100,
     ) -> None:
         self.engine = engine
@@ -61,6 +64,8 @@ class OutboxDispatcher:
         self.delivered = 0
         self.failures = 0
         self._draining = threading.Lock()
+        self.dashboard_interval = dashboard_interval
+        self._last_dashboard = float("-inf")
 
     # -------------------------------------------------------------- control
     def wake(self) -> None:
@@ -147,12 +152,22 @@ class OutboxDispatcher:
             newest_dashboard = max(
                 (r.id for r in rows if r.event == "dashboard.updated"), default=None
             )
+            deferred: float | None = None
+            progressed = False
             for row in rows:
                 now = datetime.now(UTC)
-                if row.event == "dashboard.updated" and row.id != newest_dashboard:
-                    row.state = "superseded"
-                    self._save(db)
-                    continue
+                if row.event == "dashboard.updated":
+                    if row.id != newest_dashboard:
+                        row.state = "superseded"
+                        self._save(db)
+                        progressed = True
+                        continue
+                    # at most one dashboard snapshot per interval; it is alone on its
+                    # channel, so holding it back reorders nothing
+                    wait = self._last_dashboard + self.dashboard_interval - time.monotonic()
+                    if wait > 0:
+                        deferred = wait
+                        continue
                 if (
                     row.next_attempt_at is not None
                     and row.next_attempt_at > now
@@ -182,3 +197,8 @@ class OutboxDispatcher:
                 row.attempts += 1
                 self._save(db)
                 self.delivered += 1
+                progressed = True
+                if row.event == "dashboard.updated":
+                    self._last_dashboard = time.monotonic()
+            if not progressed:
+                return deferred

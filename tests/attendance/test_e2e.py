@@ -317,8 +317,15 @@ def test_a_burst_of_check_ins_all_succeed_and_all_arrive(stack_factory: Any) -> 
         for name in names:
             stack.user(name)
         session = stack.night_session()
-        watcher = stack.echo("boss", [sub("attendance", "attendance.updated")])
+        watcher = stack.echo(
+            "boss",
+            [
+                sub("attendance", "attendance.updated"),
+                sub("private-admin.dashboard", "dashboard.updated"),
+            ],
+        )
         watcher.wait_for(subscribed("attendance"))
+        watcher.wait_for(subscribed("private-admin.dashboard"))
         results: dict[str, int] = {}
 
         def check_in(name: str) -> None:
@@ -347,6 +354,15 @@ def test_a_burst_of_check_ins_all_succeed_and_all_arrive(stack_factory: Any) -> 
             ).all()
             committed = [json.loads(r.payload)["id"] for r in rows if r.channels == ["attendance"]]
         assert received == committed and len(set(received)) == len(names)
+        # the dashboard is debounced: the final snapshot arrives, not one per check-in
+        watcher.wait_for(
+            lambda m: (
+                event("dashboard.updated", "private-admin.dashboard")(m)
+                and m["data"]["stats"]["present_today"] == len(names)
+            )
+        )
+        snapshots = watcher.events("dashboard.updated", "private-admin.dashboard")
+        assert len(snapshots) < len(names) // 2
 
 
 def test_events_refused_by_pusherd_stay_pending_until_the_credentials_are_right(
