@@ -229,6 +229,20 @@ async def batch_exclusion(ctx):
     check_eq([f for f in before if f.get("event") == "one"], [], "excluded item delivered")
 
 
+@case("http.batch.python-sdk", "12.1", "Python SDK trigger_batch: items delivered in order")
+async def batch_python(ctx):
+    c = await ctx.raw()
+    ch = ctx.chan("", "pybatch")
+    await c.subscribe(ch)
+    result = await ctx.py(ctx.sdk.trigger_batch, [
+        {"channel": ch, "name": "first", "data": {"n": "é"}},
+        {"channel": ch, "name": "second", "data": "raw"}])
+    check_eq(result, {}, "response body")
+    f1, f2 = await c.next(), await c.next()
+    check_eq([(f1["event"], f1["data"]), (f2["event"], f2["data"])],
+             [("first", '{"n": "é"}'), ("second", "raw")], "delivered items (verbatim)")
+
+
 @case("http.batch.info", "12.1",
       "batch with info: {batch:[…]} index-aligned, {} for items without applicable info")
 async def batch_info(ctx):
@@ -301,10 +315,8 @@ async def channel_info(ctx):
     for sock, uid in ((a, "1"), (b, "1")):
         await sock.subscribe(pub)
         await sock.subscribe(pres, user=(uid, None))
-    r = await ctx.api("GET", f"/apps/{ctx.app_id}/channels/{pub}",
-                      params={"info": "subscription_count"})
-    check_eq(r.status, 200, r.describe())
-    check_eq(r.json(), {"occupied": True, "subscription_count": 2}, "public channel info")
+    body = await ctx.py(ctx.sdk.channel_info, pub, ["subscription_count"])
+    check_eq(body, {"occupied": True, "subscription_count": 2}, "public channel info (Python SDK)")
     result = await ctx.js(f"""
       const r = await sdk().get({{path: '/channels/{pres}', params: {{info: 'user_count'}}}});
       return {{status: r.status, body: await r.json()}};""")
