@@ -142,6 +142,16 @@ def refresh(ctx: Ctx, req: Req) -> Any:
 
 
 def heartbeat(ctx: Ctx, req: Req) -> Any:
+    """Refresh the token's activity; after `session_timeout` minutes without a heartbeat the
+    token is revoked and the answer is 401 (the original's inactivity logout)."""
+    timeout = timedelta(minutes=int(ctx.setting("session_timeout")))
+    last = ctx.token.last_used_at or ctx.token.created_at
+    if ctx.now - last > timeout:
+        ctx.token.revoked_at = ctx.now
+        ctx.audit(
+            "logout", "Session expired due to inactivity", model_type="User", model_id=ctx.actor.id
+        )
+        return 401, {"message": "Session expired due to inactivity.", "error_code": "EXPIRED"}
     ctx.token.last_used_at = ctx.now
     return {"status": "ok"}
 

@@ -1008,3 +1008,14 @@ def test_admin_tour_of_employees_schedules_sessions_records_and_breaks(world: Wo
         "min_length": 8,
         "require_special_char": True,
     }
+
+
+def test_a_heartbeat_after_the_inactivity_timeout_logs_out(world: World) -> None:
+    world.user("ana")
+    headers = world.login("ana")
+    world.clock.set(world.clock.now + timedelta(minutes=29))
+    assert world.client.post("/api/auth/heartbeat", headers=headers).status_code == 200
+    world.clock.set(world.clock.now + timedelta(minutes=31))
+    expired = world.client.post("/api/auth/heartbeat", headers=headers)
+    assert expired.status_code == 401 and expired.json()["error_code"] == "EXPIRED"
+    assert world.client.get("/api/auth/me", headers=headers).status_code == 401
