@@ -596,6 +596,8 @@ def test_check_in_writes_full_private_and_slim_public_events(world: World) -> No
     assert full["action"] == "confirmed" and full["time_in"] is not None
     assert public_ch == ["attendance"] and set(slim) == {"id", "session_id", "action", "timestamp"}
     assert dash_ch == ["private-admin.dashboard"] and dash["stats"]["present_today"] == 1
+    # one computation: the event carries exactly what the endpoint answers
+    assert dash["stats"] == world.call("GET", "/api/reports/dashboard", "boss").json()
     assert all(len(e.payload.encode()) < 10_000 for e in outbox(world))
 
 
