@@ -387,6 +387,8 @@ async def api(
     timestamp: int | None = None, body_md5: str | bool | None = None,
     signature: str | None = None, encode_query: Callable[[str], str] | None = None,
     sign_body: bytes | None = None, signed_path: str | None = None,
+    path_safe: str = "/-_.@;,=", headers: dict[str, str] | None = None,
+    extra_query: str = "",
 ) -> HttpResponse:
     """A hand-signed HTTP API request.
 
@@ -420,8 +422,8 @@ async def api(
         secret if secret is not None else ctx.app_secret,
         string_to_sign(method, signed_path or path, q))
     enc = encode_query or (lambda v: quote(v, safe=",:-_.@;="))
-    query = "&".join(f"{k}={enc(v)}" for k, v in q.items())
-    return await http_raw(ctx, method, f"{quote(path, safe='/-_.@;,=')}?{query}", raw)
+    query = "&".join(f"{k}={enc(v)}" for k, v in q.items()) + extra_query
+    return await http_raw(ctx, method, f"{quote(path, safe=path_safe)}?{query}", raw, headers)
 
 
 def split_url(url: str) -> tuple[str, int]:

@@ -433,6 +433,32 @@ async def get_styles(ctx):
     check(r2.status != 401, f"php-style %2C must verify: {r2.describe()}")
 
 
+@case("sign.php-get-with-content-type", "13.4",
+      "a GET with Content-Type: application/json and no body (PHP SDK) is accepted")
+async def php_get(ctx):
+    r = await ctx.api("GET", f"/apps/{ctx.app_id}/channels",
+                      headers={"Content-Type": "application/json"})
+    check_eq(r.status, 200, r.describe())
+
+
+@case("sign.percent-encoded-path", "13.3",
+      "a client that percent-encodes @ ; , in the channel path but signs the plain path is "
+      "accepted")
+async def encoded_path(ctx):
+    ch = f"pt{ctx.run_id}-a@b;c,d"
+    r = await ctx.api("GET", f"/apps/{ctx.app_id}/channels/{ch}", path_safe="/")
+    check_eq(r.status, 200, r.describe())
+    check_eq(r.json(), {"occupied": False}, "body")
+
+
+@case("sign.duplicate-auth-params", "13.3",
+      "a request with a duplicated auth_* parameter is refused (not 200)")
+async def duplicate(ctx):
+    r = await ctx.api("POST", events_path(ctx), body=trigger_body(ctx),
+                      extra_query="&auth_key=other-key")
+    check(r.status in (400, 401), f"expected 400 or 401, got {r.describe()}")
+
+
 @case("sign.empty-body-md5-wrong", "13.3", "GET with a wrong body_md5 for the empty body → 401")
 async def empty_md5(ctx):
     r = await ctx.api("GET", f"/apps/{ctx.app_id}/channels", body_md5="0" * 32)

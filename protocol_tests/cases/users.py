@@ -37,6 +37,17 @@ async def signin_success(ctx):
     check_eq(data.get("user_data"), user_data, "user_data echoed verbatim")
 
 
+@case("signin.string-data", "2", "pusher:signin whose data is a JSON string is accepted")
+async def signin_string(ctx):
+    c = await ctx.raw()
+    user_data = json.dumps({"id": ctx.uid("str")})
+    auth = f"{ctx.app_key}:" + sign(ctx.app_secret, f"{c.socket_id}::user::{user_data}")
+    await c.send({"event": "pusher:signin",
+                  "data": json.dumps({"auth": auth, "user_data": user_data})})
+    frame = await c.expect(is_event("pusher:signin_success"), "pusher:signin_success")
+    check_eq((frame.get("data") or {}).get("user_data"), user_data, "user_data")
+
+
 @case("signin.bad-signature", "10.1", "signin with a bad signature is refused (4009)")
 async def signin_bad(ctx):
     c = await ctx.raw()
