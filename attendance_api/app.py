@@ -153,6 +153,9 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Starlette:
             if background:
                 await runtime.stop()
 
+    # The original frontend fetches with `credentials: 'include'`, so browsers need the origin
+    # echoed and Allow-Credentials; nothing here authenticates by cookie, so that grants no
+    # ambient authority.
     middleware = [
         Middleware(
             CORSMiddleware,
@@ -164,8 +167,10 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Starlette:
                 "Accept",
                 "X-Requested-With",
                 "X-Socket-ID",
+                "X-CSRF-TOKEN",
+                "Cache-Control",
             ],
-            allow_credentials=False,
+            allow_credentials=True,
         )
     ]
 

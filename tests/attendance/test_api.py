@@ -1021,3 +1021,20 @@ def test_a_heartbeat_after_the_inactivity_timeout_logs_out(world: World) -> None
     expired = world.client.post("/api/auth/heartbeat", headers=headers)
     assert expired.status_code == 401 and expired.json()["error_code"] == "EXPIRED"
     assert world.client.get("/api/auth/me", headers=headers).status_code == 401
+
+
+def test_cors_answers_the_original_frontends_credentialed_fetches(world: World) -> None:
+    origin = "http://frontend.example.test:3000"
+    preflight = world.client.options(
+        "/api/auth/me",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization,cache-control,content-type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == origin
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    simple = world.client.get("/api/settings", headers={"Origin": origin})
+    assert simple.headers["access-control-allow-origin"] == origin
