@@ -1090,7 +1090,10 @@ def employee_dashboard(ctx: Ctx, user: User) -> dict[str, Any]:
         "check_in_message": message,
         "check_in_reason": reason,
         "attendance_date": iso_date(session.work_date if session else op),
-        "is_weekend": rules.is_weekend(session.work_date if session else op),
+        # the "enjoy your weekend" screen: a weekend with no session shown to this employee
+        "is_weekend": session is None and rules.is_weekend(local.date()),
+        "no_work_today": session is None and rules.is_weekend(local.date()),
+        "day_name": local.strftime("%A"),
         "break_status": {
             k: status[k]
             for k in (

@@ -1038,3 +1038,13 @@ def test_cors_answers_the_original_frontends_credentialed_fetches(world: World) 
     assert preflight.headers["access-control-allow-credentials"] == "true"
     simple = world.client.get("/api/settings", headers={"Origin": origin})
     assert simple.headers["access-control-allow-origin"] == origin
+
+
+def test_the_weekend_screen_shows_only_without_a_session(world: World) -> None:
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 7, 10, 0))  # a Saturday, no session
+    dash = world.call("GET", "/api/reports/employee-dashboard", "ana").json()
+    assert dash["is_weekend"] is True and dash["no_work_today"] is True
+    assert dash["day_name"] == "Saturday" and dash["can_confirm"] is False
+    assert dash["check_in_reason"] == "no_session"
