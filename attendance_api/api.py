@@ -681,7 +681,12 @@ def session_list_item(ctx: Ctx, session: AttendanceSession) -> dict[str, Any]:
     data["total_employees_count"] = total
     creator = ctx.db.get(User, session.created_by) if session.created_by else None
     data["creator"] = (
-        {"id": creator.id, "first_name": creator.first_name, "last_name": creator.last_name}
+        {
+            "id": creator.id,
+            "first_name": creator.first_name,
+            "last_name": creator.last_name,
+            "name": f"{creator.first_name} {creator.last_name}",
+        }
         if creator
         else None
     )
