@@ -1005,6 +1005,7 @@ def test_admin_tour_of_employees_schedules_sessions_records_and_breaks(world: Wo
     one = world.call("GET", f"/api/audit-logs/{logs['data'][0]['id']}", "boss").json()
     assert one["integrity_valid"] is True
     assert world.call("POST", "/api/notifications/read-all", "boss").status_code == 200
+    world.login("boss")  # hours passed on the clock: the old session is past its inactivity limit
     assert world.call("POST", "/api/auth/heartbeat", "boss").json() == {"status": "ok"}
     assert world.client.get("/api/auth/password-policy").json() == {
         "min_length": 8,
