@@ -46,8 +46,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-idle-wait", type=float, default=120.0, metavar="SECONDS",
                    help="longest the suite waits for the server to drop a silent client (4201); "
                         "if activity_timeout + 60 s exceeds it, that case is N/A (default 120)")
+    p.add_argument("--restart-command", metavar="CMD",
+                   help="shell command that restarts the server on the same port and returns "
+                        "once it accepts connections (reconnect cases)")
     p.add_argument("--stop-command", metavar="CMD",
-                   help="shell command that stops the server (for the browser reconnect case)")
+                   help="shell command that stops the server; with --start-command also "
+                        "enables the 'unavailable' browser case")
     p.add_argument("--start-command", metavar="CMD",
                    help="shell command that starts the server again on the same port and "
                         "returns once it accepts connections")

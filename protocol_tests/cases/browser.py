@@ -159,13 +159,63 @@ async def shell(command: str, timeout: float = 60) -> None:
         raise CaseFailed(f"command exited {code}: {command}")
 
 
+def can_restart(ctx) -> None:
+    if not (ctx.args.restart_command or (ctx.args.stop_command and ctx.args.start_command)):
+        raise NotApplicable("needs --restart-command, or --stop-command and --start-command, "
+                            "to restart the server")
+
+
+async def restart_server(ctx) -> None:
+    if ctx.args.stop_command and ctx.args.start_command:
+        await shell(ctx.args.stop_command)
+        await shell(ctx.args.start_command)
+    else:
+        await shell(ctx.args.restart_command)
+
+
+@case("browser.reconnect-after-restart", "4.1",
+      "Chromium: after a server restart Echo reconnects by itself (new socket id), "
+      "resubscribes its channels and receives events again", browser=True, timeout=120,
+      last=True)
+async def reconnect(ctx):
+    can_restart(ctx)
+    node = await ctx.node()
+    await echo_page(ctx, "a", token="token-ada")
+    pub, priv = ctx.chan("", "back"), ctx.chan("", "back")
+    await subscribe(ctx, "a", "channel", pub, {"pub": ".after"})
+    await subscribe(ctx, "a", "private", priv, {"priv": ".after"})
+    await ctx.in_page("a", """
+      const p = e.connector.pusher;
+      p.connection.bind('state_change', (s) => __emit('a:change', s.current));""")
+    first_sid = await ctx.in_page("a", "return e.socketId();")
+    await restart_server(ctx)
+    await node.event("a:change", lambda s: s != "connected", timeout=30,
+                     what="a state other than 'connected' after the restart")
+    await node.event("a:change", lambda s: s == "connected", timeout=45,
+                     what="'connected' again")
+    sid = await ctx.in_page("a", "return e.socketId();")
+    check(sid and sid != first_sid, f"new socket id after reconnect ({first_sid} → {sid})")
+    await ctx.in_page("a", f"""
+      for (const name of [{J(pub)}, {J("private-" + priv)}]) {{
+        const ch = e.connector.pusher.channel(name);
+        if (!ch.subscribed) await new Promise((res) =>
+          ch.bind('pusher:subscription_succeeded', res));
+      }}""")
+    await ctx.py(ctx.sdk.trigger, pub, "after", {"back": "public"})
+    await ctx.py(ctx.sdk.trigger, "private-" + priv, "after", {"back": "private"})
+    check_eq(await node.event("a:pub"), {"back": "public"}, "public event after the restart")
+    check_eq(await node.event("a:priv"), {"back": "private"}, "private event after the restart")
+
+
 @case("browser.connection-status-restart", "4.1",
       "Chromium: Echo connection status goes connected → unavailable while the server is "
       "down → connected after it restarts, and the channel is resubscribed", browser=True,
       timeout=120, last=True)
 async def restart(ctx):
     if not (ctx.args.stop_command and ctx.args.start_command):
-        raise NotApplicable("needs --stop-command and --start-command to restart the server")
+        raise NotApplicable("needs --stop-command and --start-command: 'unavailable' shows only "
+                            "while the server stays down (a single --restart-command is too "
+                            "quick to observe it)")
     node = await ctx.node()
     await echo_page(ctx, "a", extra={"unavailableTimeout": 2000})
     ch = ctx.chan("", "restart")
@@ -224,17 +274,13 @@ async def signin(ctx):
       "stopping the server gracefully closes open sockets with 4200 (reconnect now), and "
       "pusher-js reconnects once it is back", timeout=120, last=True)
 async def graceful(ctx):
-    if not (ctx.args.stop_command and ctx.args.start_command):
-        raise NotApplicable("needs --stop-command and --start-command to restart the server")
+    can_restart(ctx)
     node = await ctx.node()
     raw = await ctx.raw()
     await ctx.js("const c = pjs('g'); await connected(c);"
                  "c.connection.bind('connected', () => emit('g:again', c.connection.socket_id));")
-    try:
-        await shell(ctx.args.stop_command)
-        code, _ = await raw.closed(30)
-        check_eq(code, 4200, "close code when the server shuts down")
-    finally:
-        await shell(ctx.args.start_command)
+    await restart_server(ctx)
+    code, _ = await raw.closed(30)
+    check_eq(code, 4200, "close code when the server shut down")
     sid = await node.event("g:again", timeout=30, what="pusher-js reconnected")
     check(sid, "no socket id after reconnecting")

@@ -95,6 +95,10 @@ class RestartableServer:
             if self.current is not None:
                 self.current.stop()
 
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
     def close(self) -> None:
         self.stack.close()
 
@@ -105,7 +109,8 @@ def control_socket(server: RestartableServer) -> Iterator[str]:
         def handle(self) -> None:
             command = self.rfile.readline().decode().strip()
             try:
-                {"stop": server.stop, "start": server.start}[command]()
+                {"stop": server.stop, "start": server.start,
+                 "restart": server.restart}[command]()
                 self.wfile.write(b"ok\n")
             except Exception as exc:  # reported to the suite, which fails the case
                 self.wfile.write(f"error {exc}\n".encode())
@@ -159,12 +164,32 @@ async def test_the_whole_suite_passes_against_pusherd_with_the_browser(tmp_path:
     lines = output.strip().splitlines()
     assert re.fullmatch(r"\d+ passed, \d+ failed", lines[-1]), lines[-1]
     results = results_of(output)
-    assert results["browser.connection-status-restart"] == "PASS"
+    for case in ("browser.connection-status-restart", "browser.reconnect-after-restart",
+                 "restart.graceful-close-4200"):
+        assert results[case] == "PASS", case
     assert not [c for c, r in results.items() if r == "N/A" and c.startswith("browser.")]
     assert (tmp_path / "report" / "report.md").is_file()
     assert (tmp_path / "report" / "report.json").is_file()
     assert code == 0, "conformance failures:\n" + "\n".join(
         line for line in lines if line.startswith("FAIL"))
+
+
+async def test_a_single_restart_command_drives_the_reconnect_cases() -> None:
+    server = RestartableServer(CONFIG)
+    try:
+        await asyncio.to_thread(server.start)
+        with control_socket(server) as ctl:
+            code, output = await run_suite(
+                server.port, "--only", "browser.reconnect-after-restart", "--only",
+                "restart.graceful-close-4200", "--only", "browser.connection-status-restart",
+                "--restart-command", f"{sys.executable} {CTL} {ctl} restart", timeout=300)
+    finally:
+        await asyncio.to_thread(server.close)
+    print(output)
+    assert results_of(output) == {"browser.reconnect-after-restart": "PASS",
+                                  "restart.graceful-close-4200": "PASS",
+                                  "browser.connection-status-restart": "N/A"}
+    assert code == 0
 
 
 FAULT_CASES = {
