@@ -575,6 +575,9 @@ def test_reports_and_csv_export(world: World) -> None:
     assert lines[0].startswith("employee_id,name,work_date") and "2026-03-02" in lines[1]
     mine = world.call("GET", "/api/reports/personal/export", "ana")
     assert mine.headers["content-type"].startswith("text/csv") and len(mine.text.splitlines()) == 2
+    found = world.call("GET", "/api/attendance-records?search=ANA&status=present", "boss").json()
+    assert found["total"] == 1 and found["data"][0]["user"]["first_name"] == "Ana"
+    assert world.call("GET", "/api/attendance-records?search=nobody", "boss").json()["total"] == 0
     capped = world.call("GET", "/api/employees?per_page=100000", "boss").json()
     assert capped["per_page"] == 200
 
