@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 
@@ -29,6 +30,22 @@ class Trigger:
     channels: tuple[str, ...]
     socket_id: str | None
     info: frozenset[str]
+
+
+def parse_query(query: str) -> list[tuple[str, str]]:
+    """Percent-decode a query string into pairs, blank values kept (as ``parse_qsl`` with
+    ``keep_blank_values``), without its cost on the common all-plain parameters."""
+    pairs = []
+    for part in query.split("&"):
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if "%" in key or "+" in key:
+            key = unquote(key.replace("+", " "))
+        if "%" in value or "+" in value:
+            value = unquote(value.replace("+", " "))
+        pairs.append((key, value))
+    return pairs
 
 
 def parse_info(value: str | None, allowed: frozenset[str]) -> frozenset[str]:

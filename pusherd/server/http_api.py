@@ -11,7 +11,7 @@ import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import unquote
 
 import orjson
 
@@ -79,7 +79,7 @@ class HttpApi:
             if self.server.draining:
                 return _json(503, {"status": "draining"})
             return _json(200, {"status": "ok"})
-        params = parse_qsl(request.query, keep_blank_values=True)
+        params = api.parse_query(request.query)
 
         match = _APP_ROUTE.match(path)
         if match is not None:

@@ -224,3 +224,16 @@ def test_inapplicable_channel_info_is_400(channel: str, info: str) -> None:
 )
 def test_applicable_channel_info_is_accepted(channel: str, info: str) -> None:
     api.check_channel_info_request(channel, frozenset({info}))
+
+
+@pytest.mark.parametrize("query", [
+    "", "a=1&b=&c", "info=user_count%2Csubscription_count&x=a+b", "k%20e=v%2Bw", "&&a=1",
+    "a==b", "filter_by_prefix=presence-&info=user_count", "auth_key=k&auth_signature=%7Ezz",
+    "v=%E2%9C%93",
+])
+def test_query_strings_decode_as_the_standard_form_decoder_does(query: str) -> None:
+    from urllib.parse import parse_qsl
+
+    from pusherd.core.api import parse_query
+
+    assert parse_query(query) == parse_qsl(query, keep_blank_values=True)
