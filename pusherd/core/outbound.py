@@ -1,6 +1,6 @@
 """One outbound frame, encoded once per event whatever the number of recipients.
 
-:class:`Outbound` holds the JSON payload and builds each transport's wire form at most
+:class:`Outbound` holds the JSON payload and builds each transport's wire form
 once (RFC 6455 §5.2 framing for WebSocket: FIN + text opcode, unmasked as a server
 sends, no extensions), so fan-out to N sockets costs N ``transport.write`` calls and one
 encode. A future HTTP-fallback transport adds its own cached form here.
@@ -22,17 +22,15 @@ def websocket_text_frame(payload: bytes) -> bytes:
 
 
 class Outbound:
-    """A server frame's JSON `payload` and its lazily built wire encodings."""
+    """A server frame's JSON `payload` and its wire encodings, each built once.
 
-    __slots__ = ("payload", "_websocket")
+    The WebSocket frame is built at construction: every socket is a WebSocket today, and
+    a plain attribute keeps the per-recipient cost of the fan-out loop to one load. The
+    forms of other transports (HTTP fallback) belong here too, built lazily.
+    """
+
+    __slots__ = ("payload", "websocket")
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
-        self._websocket: bytes | None = None
-
-    @property
-    def websocket(self) -> bytes:
-        frame = self._websocket
-        if frame is None:
-            frame = self._websocket = websocket_text_frame(self.payload)
-        return frame
+        self.websocket = websocket_text_frame(payload)
