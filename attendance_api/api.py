@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from calendar import monthrange
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
@@ -72,14 +72,15 @@ def login(ctx: Ctx, req: Req) -> Any:
     runtime_throttle = ctx.runtime.throttle
     ip = ctx.ip or "unknown"
     wait = runtime_throttle.blocked(email, ip, ctx.now, int(ctx.setting("max_login_attempts")))
+    # refusals are answered (not raised) so that their audit entries are committed
     if wait is not None:
         ctx.audit("login_rate_limited", f"Too many login attempts for {email}", status="warning")
-        raise ApiError(
+        return 429, ApiError(
             429,
             f"Too many login attempts. Please try again in {wait} seconds.",
             "TOO_MANY_ATTEMPTS",
             retry_after=wait,
-        )
+        ).body()
     user = ctx.db.scalars(
         select(User).where(User.email == email, User.deleted_at.is_(None))
     ).first()
@@ -92,11 +93,20 @@ def login(ctx: Ctx, req: Req) -> Any:
             status="failed",
             actor_id=user.id if user else None,
         )
-        raise validation_error("email", "The provided credentials are incorrect.")
+        return 422, validation_error("email", "The provided credentials are incorrect.").body()
+    refusal = None
     if user.status != "active":
-        raise validation_error("email", "Your account has been deactivated.")
-    if login_type in ("admin", "employee") and login_type != user.role:
-        raise validation_error("email", f"Please use the {user.role} login.")
+        refusal = "Your account has been deactivated."
+    elif login_type in ("admin", "employee") and login_type != user.role:
+        refusal = f"Please use the {user.role} login."
+    if refusal is not None:
+        ctx.audit(
+            "login_failed",
+            f"Refused login for {email}: {refusal}",
+            status="failed",
+            actor_id=user.id,
+        )
+        return 422, validation_error("email", refusal).body()
     runtime_throttle.record_success(email)
     ctx.db.execute(
         update(ApiToken)
@@ -870,6 +880,52 @@ def confirm(ctx: Ctx, req: Req) -> Any:
     }
 
 
+CAN_CONFIRM_REASONS = {
+    rules.CheckInRefusal.CURRENTLY_CHECKED_IN: "currently_checked_in",
+    rules.CheckInRefusal.ALREADY_CHECKED_OUT: "already_confirmed",
+    rules.CheckInRefusal.SESSION_LOCKED: "session_inactive",
+    rules.CheckInRefusal.SESSION_COMPLETED: "session_inactive",
+    rules.CheckInRefusal.NOT_ASSIGNED: "no_weekend_shift",
+    rules.CheckInRefusal.EXCUSED: "already_confirmed",
+    rules.CheckInRefusal.TOO_EARLY: "too_early",
+    rules.CheckInRefusal.TOO_LATE: "too_late",
+}
+
+
+def can_confirm(ctx: Ctx, req: Req) -> Any:
+    """The same decision `confirm` makes, without making it (original reason names)."""
+    session = ctx.db.get(AttendanceSession, path_id(req, "session_id", "Session"))
+    if session is None:
+        return {
+            "can_confirm": False,
+            "reason": "session_not_found",
+            "message": "Session not found.",
+        }
+    decision = domain.check_in_decision(ctx, session, ctx.actor)
+    if decision.allowed:
+        return {"can_confirm": True}
+    assert decision.refusal is not None
+    return {
+        "can_confirm": False,
+        "reason": CAN_CONFIRM_REASONS[decision.refusal],
+        "message": decision.message,
+    }
+
+
+def break_rules(ctx: Ctx, req: Req) -> Any:
+    """Derived from the settings (the original's separate break_rules row contradicted them):
+    no time window, the cumulative allowance in minutes."""
+    minutes = int(ctx.setting("break_duration"))
+    return {
+        "configured": True,
+        "start_time": None,
+        "end_time": None,
+        "start_time_formatted": None,
+        "end_time_formatted": None,
+        "max_minutes": minutes,
+    }
+
+
 def check_out(ctx: Ctx, req: Req) -> Any:
     record = domain.check_out(ctx, path_id(req))
     return {"message": "Checked out successfully", "record": domain.record_out(ctx, record)}
@@ -1550,9 +1606,95 @@ def audit_json(row: AuditLog) -> dict[str, Any]:
     }
 
 
+ADMIN_ACTIONS = (
+    "create_employee",
+    "update_employee",
+    "delete_employee",
+    "activate_employee",
+    "deactivate_employee",
+    "create_schedule",
+    "update_schedule",
+    "delete_schedule",
+    "activate_schedule",
+    "deactivate_schedule",
+    "create_session",
+    "delete_session",
+    "lock_session",
+    "unlock_session",
+    "create_attendance",
+    "update_attendance",
+    "delete_attendance",
+    "break_update",
+    "break_delete",
+    "update_settings",
+    "overtime_decision",
+)
+ATTENDANCE_ACTIONS = ("check_in", "check_out", "break_start", "break_end", "auto_tick")
+LOGIN_ACTIONS = ("login", "logout", "login_failed", "login_rate_limited")
+
+
 def audit_index(ctx: Ctx, req: Req) -> Any:
+    return audit_page(ctx, req, select(AuditLog))
+
+
+def audit_preset(
+    actions: tuple[str, ...] | None = None, *, failed: bool = False, critical: bool = False
+) -> Any:
+    def handler(ctx: Ctx, req: Req) -> Any:
+        stmt = select(AuditLog)
+        if actions is not None:
+            stmt = stmt.where(AuditLog.action.in_(actions))
+        if failed:
+            stmt = stmt.where(AuditLog.status == "failed")
+        if critical:
+            stmt = stmt.where(AuditLog.severity.in_(["high", "critical"]))
+        return audit_page(ctx, req, stmt)
+
+    return handler
+
+
+def audit_by_user(ctx: Ctx, req: Req) -> Any:
+    return audit_page(ctx, req, select(AuditLog).where(AuditLog.user_id == path_id(req)))
+
+
+def audit_statistics(ctx: Ctx, req: Req) -> Any:
+    end = req.q_date("end_date") or ctx.now.astimezone(ctx.tz).date()
+    start = req.q_date("start_date") or end - timedelta(days=30)
+    since = rules.local_instant(start, time(0, 0), ctx.tz)
+    until = rules.local_instant(end + timedelta(days=1), time(0, 0), ctx.tz)
+    window = (AuditLog.created_at >= since, AuditLog.created_at < until)
+
+    def counts(column: Any) -> dict[str, int]:
+        rows = ctx.db.execute(select(column, func.count()).where(*window).group_by(column))
+        return {str(key): int(n) for key, n in rows.all()}
+
+    top = ctx.db.execute(
+        select(AuditLog.action, func.count().label("n"))
+        .where(*window)
+        .group_by(AuditLog.action)
+        .order_by(func.count().desc(), AuditLog.action)
+        .limit(10)
+    ).all()
+    return {
+        "start_date": iso_date(start),
+        "end_date": iso_date(end),
+        "total": sum(counts(AuditLog.status).values()),
+        "by_status": counts(AuditLog.status),
+        "by_severity": counts(AuditLog.severity),
+        "failed_logins": ctx.db.scalar(
+            select(func.count()).where(*window, AuditLog.action == "login_failed")
+        )
+        or 0,
+        "unique_ips": ctx.db.scalar(
+            select(func.count(func.distinct(AuditLog.ip_address))).where(*window)
+        )
+        or 0,
+        "top_actions": [{"action": a, "count": int(n)} for a, n in top],
+    }
+
+
+def audit_page(ctx: Ctx, req: Req, stmt: Any) -> Any:
     page, per_page = page_of(req, 20)
-    stmt = select(AuditLog)
     for name, column in (
         ("action", AuditLog.action),
         ("model_type", AuditLog.model_type),
@@ -1760,6 +1902,16 @@ STR = {"type": "string"}
 INT = {"type": "integer"}
 BOOL = {"type": "boolean"}
 
+AUDIT_QUERY = {
+    "action": "string",
+    "user_id": "integer",
+    "status": "string",
+    "severity": "string",
+    "search": "string",
+    "page": "integer",
+    "per_page": "integer",
+}
+
 ROUTES: list[RouteSpec] = [
     R("GET", "/api/health", health, None, "public"),
     R("GET", "/api/settings", public_settings, None, "public"),
@@ -1938,6 +2090,8 @@ ROUTES: list[RouteSpec] = [
         body=S(device_type=STR, device_name=STR, browser=STR, os=STR),
     ),
     R("POST", "/api/attendance-records/{id}/check-out", check_out, tag="records"),
+    R("GET", "/api/attendance-records/can-confirm/{session_id}", can_confirm, tag="records"),
+    R("GET", "/api/break-rules", break_rules, None, "public"),
     R("POST", "/api/attendance-records/{id}/break/end", record_break_end, tag="records"),
     R("GET", "/api/attendance-records/{id}/break/active", record_break_active, tag="records"),
     R(
@@ -2072,6 +2226,60 @@ ROUTES: list[RouteSpec] = [
             "per_page": "integer",
         },
     ),
+    R(
+        "GET",
+        "/api/audit-logs/admin",
+        audit_preset(ADMIN_ACTIONS),
+        "admin",
+        "audit",
+        summary="admin actions",
+        query=AUDIT_QUERY,
+    ),
+    R(
+        "GET",
+        "/api/audit-logs/attendance",
+        audit_preset(ATTENDANCE_ACTIONS),
+        "admin",
+        "audit",
+        summary="attendance actions",
+        query=AUDIT_QUERY,
+    ),
+    R(
+        "GET",
+        "/api/audit-logs/login",
+        audit_preset(LOGIN_ACTIONS),
+        "admin",
+        "audit",
+        summary="login activity",
+        query=AUDIT_QUERY,
+    ),
+    R(
+        "GET",
+        "/api/audit-logs/failed",
+        audit_preset(failed=True),
+        "admin",
+        "audit",
+        summary="failed actions",
+        query=AUDIT_QUERY,
+    ),
+    R(
+        "GET",
+        "/api/audit-logs/critical",
+        audit_preset(critical=True),
+        "admin",
+        "audit",
+        summary="critical events",
+        query=AUDIT_QUERY,
+    ),
+    R(
+        "GET",
+        "/api/audit-logs/statistics",
+        audit_statistics,
+        "admin",
+        "audit",
+        query={"start_date": "string", "end_date": "string"},
+    ),
+    R("GET", "/api/audit-logs/by-user/{id}", audit_by_user, "admin", "audit", query=AUDIT_QUERY),
     R("GET", "/api/audit-logs/{id}", audit_show, "admin", "audit"),
     R(
         "POST",

@@ -1052,3 +1052,28 @@ def test_the_weekend_screen_shows_only_without_a_session(world: World) -> None:
     assert dash["is_weekend"] is True and dash["no_work_today"] is True
     assert dash["day_name"] == "Saturday" and dash["can_confirm"] is False
     assert dash["check_in_reason"] == "no_session"
+
+
+def test_audit_presets_statistics_and_can_confirm(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.client.post("/api/auth/login", json={"email": "ana@example.test", "password": "x"})
+    world.login("ana")
+    early = world.call("GET", f"/api/attendance-records/can-confirm/{session}", "ana").json()
+    assert early == {"can_confirm": True}
+    world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
+    again = world.call("GET", f"/api/attendance-records/can-confirm/{session}", "ana").json()
+    assert (again["can_confirm"], again["reason"]) == (False, "currently_checked_in")
+    missing = world.call("GET", "/api/attendance-records/can-confirm/999", "ana").json()
+    assert missing["reason"] == "session_not_found"
+    logins = world.call("GET", "/api/audit-logs/login", "boss").json()
+    assert {r["action"] for r in logins["data"]} == {"login", "login_failed"}
+    failed = world.call("GET", "/api/audit-logs/failed", "boss").json()
+    assert [r["action"] for r in failed["data"]] == ["login_failed"]
+    attendance = world.call("GET", "/api/audit-logs/attendance", "boss").json()
+    assert [r["action"] for r in attendance["data"]] == ["check_in"]
+    mine = world.call("GET", f"/api/audit-logs/by-user/{world.ids['ana']}", "boss").json()
+    assert {r["action"] for r in mine["data"]} >= {"login", "check_in"}
+    stats = world.call("GET", "/api/audit-logs/statistics", "boss").json()
+    assert stats["failed_logins"] == 1 and stats["by_status"]["failed"] == 1
+    assert world.client.get("/api/break-rules").json()["max_minutes"] == 90
