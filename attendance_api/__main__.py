@@ -125,6 +125,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"    {email:32} {password}")
     elif config.admin_email:
         print(f"  Log in as {config.admin_email} (password from ATTENDANCE_ADMIN_PASSWORD)")
+    else:
+        print(
+            "  Log in with an existing account; on an empty database set "
+            "ATTENDANCE_ADMIN_EMAIL and ATTENDANCE_ADMIN_PASSWORD (or use --demo)"
+        )
     sys.stdout.flush()
     server = uvicorn.Server(
         uvicorn.Config(create_app(runtime), log_level="info", proxy_headers=False)
