@@ -247,4 +247,9 @@ def load_config(
     redis: RedisConfig = _build(RedisConfig, redis_raw, "redis")
     if redis.url and not redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("redis.url", f"must be a redis:// URL, got {redis.url!r}")
+    if redis.url:
+        # Refuse rather than run nodes that each believe they share state.
+        raise ConfigError(
+            "redis.url", "scaling out over Redis is not available in this version of pusherd; "
+            "remove [redis] url to run one process on the in-memory adapter")
     return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app)

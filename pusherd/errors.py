@@ -58,8 +58,11 @@ class MessageFormatError(PusherError):
 class SubscriptionRefused(PusherError):
     """A ``pusher:subscribe`` that cannot be honoured (spec §7.5): the socket stays open.
 
-    ``status`` is the value put in the optional ``pusher:subscription_error`` frame that
-    lets Laravel Echo's ``.error()`` callback fire.
+    The ``pusher:error`` carries code 4009 (spec §7.5). ``status`` goes in the additional
+    ``pusher:subscription_error`` frame that lets Laravel Echo's ``.error()`` callback
+    fire, and tells the causes apart: 401 bad or missing signature, 400 malformed
+    ``channel_data``, 4009 bad channel name, 4100 presence channel full, 4301 ``user_info``
+    too large (the statuses soketi uses).
     """
 
     code = 4009

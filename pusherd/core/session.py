@@ -166,7 +166,7 @@ class Session:
         if _user_info_size(user_info) > self.app.max_presence_user_info_size:
             raise SubscriptionRefused(
                 f"user_info is larger than {self.app.max_presence_user_info_size} bytes",
-                channel, 413, code=4301,
+                channel, status=4301,
             )
         return MemberJoin(key, user_id, user_info)
 

@@ -107,7 +107,7 @@ class ChannelRegistry(Generic[S]):
         ):
             raise SubscriptionRefused(
                 f"Presence channel {name} is full: at most {max_members} members",
-                channel=name, status=403, code=4100,
+                channel=name, status=4100,
             )
         occupied = channel is None
         if channel is None:

@@ -259,9 +259,9 @@ CLUSTER_CASES = ["http.trigger.node-sdk", "http.channel.users", "presence.same-u
                  "signin.send-to-user", "terminate.node-sdk", "echo.reverb.private-bearer"]
 
 
-@pytest.mark.xfail(strict=True, reason="pusherd has no Redis adapter yet: [redis] url is "
-                   "accepted but ignored, so two nodes share nothing (remove this mark once it "
-                   "lands)")
+@pytest.mark.xfail(strict=True, reason="pusherd has no Redis adapter yet and refuses to start "
+                   "with [redis] url set; this is the acceptance test of that adapter (remove "
+                   "this mark once it lands)")
 async def test_a_two_node_cluster_conforms_with_the_api_on_the_other_node() -> None:
     import secrets
 

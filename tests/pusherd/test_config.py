@@ -44,7 +44,6 @@ key = "key-two"
 secret = "secret-two"
 
 [redis]
-url = "redis://127.0.0.1:6379/0"
 prefix = "test"
 """
 
@@ -81,10 +80,17 @@ def test_a_full_config_file_is_read_into_frozen_settings(tmp_path: Path) -> None
         ("http://127.0.0.1:9/hook", ("channel_occupied", "member_added"))]
     assert (two.id, two.key) == ("app-two", "key-two")
     assert not two.enable_client_events  # off by default, as hosted Pusher
-    assert (config.redis.url, config.redis.prefix) == ("redis://127.0.0.1:6379/0", "test")
+    assert (config.redis.url, config.redis.prefix) == ("", "test")
     assert not config.dev_app
     with pytest.raises(AttributeError):
         server.port = 1  # type: ignore[misc]
+
+
+def test_a_redis_url_is_refused_until_the_redis_adapter_exists(tmp_path: Path) -> None:
+    # Two processes must never run believing they share state when they do not.
+    error = _error(tmp_path, '[redis]\nurl = "redis://127.0.0.1:6379/0"\n')
+    assert error.key == "redis.url"
+    assert "not available" in str(error)
 
 
 def test_encryption_master_key_base64_is_accepted_in_an_app_as_the_team_config_shows(

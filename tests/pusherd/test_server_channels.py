@@ -274,8 +274,11 @@ async def test_the_presence_member_limit_refuses_one_more_user(start_server) -> 
     assert (await _join(port, clients[0], "presence-full", "1"))["event"].endswith("succeeded")
     assert (await _join(port, clients[1], "presence-full", "2"))["event"].endswith("succeeded")
     refused = await _join(port, clients[2], "presence-full", "3")
-    assert refused["event"] == "pusher:error"
-    await clients[2].barrier()
+    assert refused["event"] == "pusher:error" and refused["data"]["code"] == 4009
+    assert "at most 2 members" in refused["data"]["message"]
+    detail = await clients[2].expect("pusher:subscription_error", "presence-full")
+    assert detail["data"]["status"] == 4100
+    assert await clients[2].barrier() == []
     # A further socket of a present user still fits.
     again = await _join(port, clients[3], "presence-full", "2")
     assert again["event"] == "pusher_internal:subscription_succeeded"
@@ -289,8 +292,10 @@ async def test_user_info_over_the_size_limit_is_refused(start_server) -> None:
         "max_presence_user_info_size = 100\n")
     client = await Client.open(server.port)
     frame = await _join(server.port, client, "presence-big", "1", {"bio": "x" * 200})
-    assert frame["event"] == "pusher:error"
-    await client.barrier()
+    assert frame["event"] == "pusher:error" and frame["data"]["code"] == 4009
+    detail = await client.expect("pusher:subscription_error", "presence-big")
+    assert detail["data"]["status"] == 4301
+    assert await client.barrier() == []
     ok = await _join(server.port, client, "presence-big", "1", {"bio": "short"})
     assert ok["event"] == "pusher_internal:subscription_succeeded"
     await client.close()
