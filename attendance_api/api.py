@@ -1758,8 +1758,14 @@ def settings_update(ctx: Ctx, req: Req) -> Any:
     errors: dict[str, list[str]] = {}
     parsed: dict[str, Any] = {}
     for key, value in req.body.items():
-        if key in registry.FIXED_LEGACY or key == "max_break_duration":
-            continue  # legacy keys the UI sends back: fixed values, ignored on write
+        if key in registry.FIXED_LEGACY:
+            # legacy keys the UI sends back: fixed values, ignored on write unless they ask
+            # for behaviour the decisions rule out
+            try:
+                registry.check_legacy(key, value)
+            except registry.SettingError as exc:
+                errors[key] = [f"The {key} setting {exc}."]
+            continue
         try:
             parsed[registry.canonical_key(key)] = registry.parse_setting(key, value)
         except registry.SettingError as exc:
@@ -2283,6 +2289,14 @@ ROUTES: list[RouteSpec] = [
     R("GET", "/api/audit-logs/{id}", audit_show, "admin", "audit"),
     R(
         "POST",
+        "/api/settings",
+        settings_update,
+        "admin",
+        "settings",
+        body={"type": "object", "additionalProperties": True},
+    ),
+    R(
+        "PUT",
         "/api/settings",
         settings_update,
         "admin",

@@ -151,7 +151,7 @@ _SPECS = [
 ]
 
 REGISTRY: dict[str, SettingSpec] = {spec.key: spec for spec in _SPECS}
-ALIASES = {"org_timezone": "timezone"}
+ALIASES = {"org_timezone": "timezone", "max_break_duration": "break_duration"}
 
 # Legacy keys the UI renders: returned with fixed values, ignored on write (spec 7.5).
 FIXED_LEGACY: dict[str, str] = {
@@ -166,6 +166,54 @@ FIXED_LEGACY: dict[str, str] = {
     "overtime_rate": "1.25",
     "holiday_checkin": "1",
     "auto_resume": "0",
+    # sent by the original settings pages; no logic reads them (spec 3.9 [DEAD])
+    "prevent_duplicate": "1",
+    "break_start_window": "",
+    "break_end_window": "",
+    "break_penalty": "0",
+    "checkin_start": "",
+    "checkin_end": "",
+    "work_start": "",
+    "work_end": "",
+    "min_work_hours": "8",
+    "allow_late_checkout": "0",
+    "strict_mode": "1",
+}
+
+# Legacy switches whose behaviour is fixed by the decisions: the fixed value is accepted (the
+# UI sends it back), any other value is refused with a reason instead of being ignored (A1).
+LOCKED_SWITCHES: dict[str, tuple[bool, str]] = {
+    "prevent_duplicate": (True, "duplicate check-ins are always refused (one record a day)"),
+    "prevent_duplicate_checkin": (
+        True,
+        "duplicate check-ins are always refused (one record a day)",
+    ),
+    "allow_multi_checkin": (False, "there is exactly one record per employee per work date"),
+    "prevent_overlap_break": (True, "only one break can be open at a time"),
+    "auto_end_break": (True, "breaks always end when the allowance is used"),
+}
+
+
+def check_legacy(key: str, value: Any) -> None:
+    """Accept a legacy key's write when it does not ask for unsupported behaviour."""
+    locked = LOCKED_SWITCHES.get(key)
+    if locked is None:
+        return
+    try:
+        wanted = _bool(value)
+    except SettingError:
+        raise SettingError("must be a boolean") from None
+    if wanted != locked[0]:
+        raise SettingError(f"cannot be changed: {locked[1]}")
+
+
+# The original pages wrote the formats in two encodings (spec 6.2 #28): one is kept.
+FORMAT_SPELLINGS = {
+    "YYYY-MM-DD": "ymd",
+    "MM/DD/YYYY": "mdy",
+    "DD/MM/YYYY": "dmy",
+    "24-hour": "24h",
+    "12-hour": "12h",
 }
 
 
@@ -178,6 +226,8 @@ def parse_setting(key: str, value: Any) -> Any:
     spec = REGISTRY.get(canonical_key(key))
     if spec is None:
         raise SettingError("is not a known setting")
+    if spec.key in ("date_format", "time_format") and isinstance(value, str):
+        value = FORMAT_SPELLINGS.get(value, value)
     return spec.parse(value)
 
 

@@ -511,8 +511,11 @@ def test_unknown_setting_keys_are_refused_and_settings_survive_restarts(
 ) -> None:
     world.user("boss", "admin")
     world.login("boss")
-    bad = world.call("POST", "/api/settings", "boss", json={"prevent_duplicate": "1"})
-    assert bad.status_code == 422 and "prevent_duplicate" in bad.json()["errors"]
+    bad = world.call("POST", "/api/settings", "boss", json={"prevent_duplicates": "1"})
+    assert bad.status_code == 422 and "prevent_duplicates" in bad.json()["errors"]
+    for key, value in (("prevent_duplicate", "0"), ("allow_multi_checkin", True)):
+        refused = world.call("POST", "/api/settings", "boss", json={key: value})
+        assert refused.status_code == 422 and "cannot be changed" in refused.json()["message"]
     typed = world.call("POST", "/api/settings", "boss", json={"grace_period": "abc"})
     assert typed.status_code == 422
     ok = world.call(
@@ -1077,3 +1080,79 @@ def test_audit_presets_statistics_and_can_confirm(world: World) -> None:
     stats = world.call("GET", "/api/audit-logs/statistics", "boss").json()
     assert stats["failed_logins"] == 1 and stats["by_status"]["failed"] == 1
     assert world.client.get("/api/break-rules").json()["max_minutes"] == 90
+
+
+def test_the_original_settings_pages_can_save(world: World) -> None:
+    world.user("boss", "admin")
+    world.login("boss")
+    public = world.client.get("/api/settings").json()
+    pages = {
+        "attendance": {
+            "attendance_mode": "automatic",
+            "timezone": public["timezone"],
+            "time_format": "24-hour",
+            "date_format": "YYYY-MM-DD",
+            "grace_period": "10",
+            "late_threshold": "30",
+            "allow_multi_checkin": False,
+            "prevent_duplicate": True,
+            "auto_checkout": True,
+            "max_breaks": public["max_breaks"],
+            "max_break_duration": public["max_break_duration"],
+            "auto_end_break": True,
+            "prevent_overlap_break": True,
+            "allow_overtime": True,
+            "min_overtime_minutes": "45",
+            "overtime_rate": "1.5",
+            "require_ot_approval": False,
+            "ot_rounding": "15",
+        },
+        "break": {
+            "break_duration": "60",
+            "max_breaks": "2",
+            "max_break_duration": "60",
+            "break_start_window": "00:00",
+            "break_end_window": "01:30",
+            "auto_end_break": True,
+            "prevent_overlap_break": True,
+            "break_penalty": False,
+            "auto_resume": True,
+        },
+        "notifications": {
+            "late_alerts": False,
+            "absent_alerts": True,
+            "break_alerts": True,
+            "notify_sms": False,
+            "notify_inapp": True,
+        },
+        "security": {
+            "2fa_enabled": False,
+            "session_timeout": "45",
+            "max_login_attempts": "7",
+            "pass_min_length": "10",
+            "pass_special_chars": True,
+        },
+        "general": {
+            "company_name": "Acme",
+            "timezone": "UTC",
+            "language": "en",
+            "date_format": "dmy",
+            "time_format": "12h",
+            "system_logo": "/logo.png",
+        },
+    }
+    for name, payload in pages.items():
+        saved = world.call("POST", "/api/settings", "boss", json=payload)
+        assert saved.status_code == 200, (name, saved.text)
+    after = world.client.get("/api/settings").json()
+    assert (after["grace_period"], after["ot_rounding"], after["break_duration"]) == (
+        "10",
+        "15",
+        "60",
+    )
+    assert after["max_break_duration"] == "60" and after["max_breaks"] == "2"
+    assert (after["date_format"], after["time_format"], after["timezone"]) == ("dmy", "12h", "UTC")
+    assert after["allow_multi_checkin"] == "0" and after["session_timeout"] == "45"
+    positions = world.call("PUT", "/api/settings", "boss", json={"positions": '["Agent", "Lead"]'})
+    assert positions.status_code == 200
+    assert world.client.get("/api/settings").json()["positions"] == '["Agent", "Lead"]'
