@@ -1250,9 +1250,20 @@ def break_history(ctx: Ctx, req: Req) -> Any:
     for brk in rows:
         data = break_json(brk, ctx.now)
         owner = ctx.db.get(User, brk.user_id)
-        data["user"] = (
-            {"id": owner.id, "first_name": owner.first_name, "last_name": owner.last_name}
-            if owner
+        data["user"] = user_resource(owner) if owner else None
+        record = ctx.db.get(AttendanceRecord, brk.record_id)
+        data["attendance"] = (
+            {
+                "id": record.id,
+                "attendance_date": iso_date(record.work_date),
+                "status": record.status,
+                "session": {
+                    "id": record.session_id,
+                    "date": iso_date(record.session.work_date),
+                    "schedule": schedule_json(record.session.schedule),
+                },
+            }
+            if record
             else None
         )
         items.append(data)
