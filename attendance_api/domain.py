@@ -538,6 +538,7 @@ def break_status(ctx: Ctx, user: User) -> dict[str, Any]:
             "max_minutes": allowance,
         },
         "break_message": message,
+        "is_within_break_window": True,  # no window applies (the allowance is the only limit)
         "break_reason": reason,
         "can_start_break": refusal is None,
         "can_end_break": open_brk is not None,
