@@ -174,8 +174,8 @@ def password_policy(ctx: Ctx, req: Req) -> Any:
 
 
 def update_profile(ctx: Ctx, req: Req) -> Any:
-    """Names only for employees: the login email is an identity and only an admin changes it
-    (spec 6.2 #7); admins may change their own email."""
+    """Names and avatar (an image up to 2 MB, checked by content); the login email is an
+    identity and only an admin changes it (spec 6.2 #7)."""
     user = ctx.user
     assert user is not None
     old = {"first_name": user.first_name, "last_name": user.last_name, "email": user.email}
@@ -189,6 +189,8 @@ def update_profile(ctx: Ctx, req: Req) -> Any:
             )
         ensure_email_free(ctx, email, user.id)
         user.email = email
+    if req.body.get("avatar") is not None and not isinstance(req.body.get("avatar"), str):
+        user.avatar = store_image(ctx, req, "avatar")
     user.updated_at = ctx.now
     ctx.audit(
         "update_profile",
@@ -1814,22 +1816,30 @@ IMAGE_SIGNATURES = {
 MAX_LOGO_BYTES = 2 * 1024 * 1024
 
 
-def settings_logo(ctx: Ctx, req: Req) -> Any:
-    """Multipart `logo`: PNG, JPEG or GIF (by content, not by name) up to 2 MB (A4: no SVG)."""
-    upload = req.body.get("logo")
-    reader = getattr(upload, "file", None)
+def store_image(ctx: Ctx, req: Req, field_name: str) -> str:
+    """Store the uploaded image `field_name` and return its absolute URL."""
+    reader = getattr(req.body.get(field_name), "file", None)
     if reader is None:
-        raise validation_error("logo", "The logo must be an uploaded file.")
+        raise validation_error(field_name, f"The {field_name} must be an uploaded file.")
     data = reader.read(MAX_LOGO_BYTES + 1)
     if len(data) > MAX_LOGO_BYTES:
-        raise validation_error("logo", "The logo may not be greater than 2048 kilobytes.")
+        raise validation_error(
+            field_name, f"The {field_name} may not be greater than 2048 kilobytes."
+        )
     kind = next((t for sig, t in IMAGE_SIGNATURES.items() if data.startswith(sig)), None)
     if kind is None:
-        raise validation_error("logo", "The logo must be a file of type: jpeg, png, jpg, gif.")
+        raise validation_error(
+            field_name, f"The {field_name} must be a file of type: jpeg, png, jpg, gif."
+        )
     media = Media(content_type=kind, data=data, created_at=ctx.now, created_by=ctx.actor.id)
     ctx.db.add(media)
     ctx.db.flush()
-    url = f"{req.base_url}/media/{media.id}"
+    return f"{req.base_url}/media/{media.id}"
+
+
+def settings_logo(ctx: Ctx, req: Req) -> Any:
+    """Multipart `logo`: PNG, JPEG or GIF (by content, not by name) up to 2 MB (A4: no SVG)."""
+    url = store_image(ctx, req, "logo")
     row = ctx.db.get(Setting, "system_logo")
     if row is None:
         ctx.db.add(Setting(key="system_logo", value=url, updated_at=ctx.now))

@@ -1156,3 +1156,24 @@ def test_the_original_settings_pages_can_save(world: World) -> None:
     positions = world.call("PUT", "/api/settings", "boss", json={"positions": '["Agent", "Lead"]'})
     assert positions.status_code == 200
     assert world.client.get("/api/settings").json()["positions"] == '["Agent", "Lead"]'
+
+
+def test_an_avatar_upload_is_stored_and_other_files_are_refused(world: World) -> None:
+    world.user("ana")
+    headers = world.login("ana")
+    form = {"first_name": "Ana", "last_name": "Tester", "email": "ana@example.test"}
+    html = ("a.png", b"<html><script>x</script></html>", "image/png")
+    refused = world.client.post(
+        "/api/auth/update-profile", headers=headers, data=form, files={"avatar": html}
+    )
+    assert refused.status_code == 422 and "avatar" in refused.json()["errors"]
+    gif = b"GIF89a" + b"\x00" * 32
+    saved = world.client.post(
+        "/api/auth/update-profile",
+        headers=headers,
+        data=form,
+        files={"avatar": ("a.gif", gif, "image/gif")},
+    )
+    assert saved.status_code == 200, saved.text
+    avatar = world.client.get("/api/auth/me", headers=headers).json()["user"]["avatar"]
+    assert world.client.get(avatar).content == gif
