@@ -1095,16 +1095,7 @@ def employee_dashboard(ctx: Ctx, user: User) -> dict[str, Any]:
         "is_weekend": session is None and rules.is_weekend(local.date()),
         "no_work_today": session is None and rules.is_weekend(local.date()),
         "day_name": local.strftime("%A"),
-        "break_status": {
-            k: status[k]
-            for k in (
-                "is_on_break",
-                "can_start_break",
-                "can_end_break",
-                "break_message",
-                "break_remaining_seconds",
-            )
-        },
+        "break_status": status,  # the same object as GET /break/status
     }
 
 
