@@ -5,7 +5,7 @@ demo accounts' passwords; it never touches other accounts."""
 from __future__ import annotations
 
 import secrets
-from datetime import time, timedelta
+from datetime import time
 
 from sqlalchemy import select
 
@@ -81,9 +81,11 @@ def seed_demo(ctx: Ctx) -> dict[str, str]:
             )
             ctx.db.add(schedule)
             ctx.db.flush()
+        elif name != "Night Shift":  # keep the demo shift running "now" on every --demo start
+            schedule.time_in, schedule.time_out = t_in, t_out
+            schedule.status, schedule.updated_at = "active", ctx.now
+            ctx.db.flush()
         day = domain.today(ctx) if name == "Night Shift" else local.date()
-        if name != "Night Shift" and local.hour < 1:
-            day = local.date()
         exists = ctx.db.scalar(
             select(AttendanceSession.id).where(
                 AttendanceSession.schedule_id == schedule.id, AttendanceSession.work_date == day
@@ -93,5 +95,4 @@ def seed_demo(ctx: Ctx) -> dict[str, str]:
             session = domain.create_session(ctx, schedule, day, [])
             session.attendance_required = True
             session.session_type = "Normal"
-    _ = timedelta
     return credentials

@@ -713,9 +713,6 @@ def test_late_check_in_notifies_admins(world: World) -> None:
     assert world.call("GET", "/api/notifications", "boss").json()[0]["read_at"] is not None
 
 
-_ = timedelta
-
-
 # ------------------------------------------------------------------ more rules end to end
 
 
