@@ -25,6 +25,20 @@ MANILA = ZoneInfo("Asia/Manila")
 PASSWORD = "Secret-pass-1!"
 
 
+_DATABASE_READY: list[bool] = []
+
+
+def ensure_test_database() -> None:
+    """Create the `test` database on the local server if a fresh machine lacks it."""
+    if _DATABASE_READY:
+        return
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'test'").fetchone()
+        if exists is None:
+            conn.execute("CREATE DATABASE test")
+    _DATABASE_READY.append(True)
+
+
 def manila(y: int, mo: int, d: int, h: int, mi: int = 0, s: int = 0) -> datetime:
     return datetime(y, mo, d, h, mi, s, tzinfo=MANILA).astimezone(UTC)
 
@@ -48,6 +62,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]
         yield f"sqlite:///{tmp_path / 'attendance.db'}"
         return
     schema = "att_" + uuid.uuid4().hex[:12]
+    ensure_test_database()
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     try:

@@ -27,7 +27,7 @@ from attendance_api.app import openapi_document
 from attendance_api.models import User
 from attendance_api.security import hash_password
 
-from .conftest import PASSWORD, PG_ADMIN, Clock, build_runtime, manila
+from .conftest import PASSWORD, PG_ADMIN, Clock, build_runtime, ensure_test_database, manila
 from .e2e_support import serve
 
 PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -53,6 +53,7 @@ def served(
         schema_name = None
     else:
         schema_name = "att_schema_" + uuid.uuid4().hex[:10]
+        ensure_test_database()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema_name}"')
         url = f"{PG_URL}?options=-csearch_path%3D{schema_name}"
