@@ -237,13 +237,15 @@ def test_events_wait_in_the_outbox_while_pusherd_is_down(stack_factory: Any) -> 
                 subscribed(f"private-user.{ana}")(m)
                 and len([x for x in client.seen if subscribed(f"private-user.{ana}")(x)])
                 > resubscribed
-            )
+            ),
+            60,  # pusher-js retries on its own schedule once the server is back
         )
         client.wait_for(
             lambda m: (
                 subscribed("attendance")(m)
                 and len([x for x in client.seen if subscribed("attendance")(x)]) > 1
-            )
+            ),
+            60,
         )
         stack.runtime.dispatcher.retry_now()
         client.wait_for(event("attendance.updated", f"private-user.{ana}", "checked_out"), 30)
