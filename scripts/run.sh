@@ -9,10 +9,15 @@ cd "$(dirname "$0")/.."
 PUSHERD_PORT=${PUSHERD_PORT:-8080}
 ATTENDANCE_PORT=${ATTENDANCE_PORT:-8000}
 
+echo "Installing into .venv (log: .venv/install.log) ..."
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -r requirements/pusherd.txt -r requirements/attendance.txt
-.venv/bin/python -m pip install -q --no-deps -e .
+if ! { .venv/bin/python -m pip install --upgrade pip &&
+       .venv/bin/python -m pip install -r requirements/pusherd.txt -r requirements/attendance.txt &&
+       .venv/bin/python -m pip install --no-deps -e . ; } > .venv/install.log 2>&1; then
+  tail -30 .venv/install.log
+  echo "Installation failed: see .venv/install.log" >&2
+  exit 1
+fi
 
 pids=()
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait || true; }
