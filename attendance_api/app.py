@@ -1,4 +1,4 @@
-"""The Starlette application: one route table (`api.ROUTES`) turned into Starlette routes and
+"""The Starlette application: one route table (`routes.ROUTES`) turned into Starlette routes and
 into the OpenAPI document served at `/openapi.json`."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .api import INT_PARAMS, ROUTES
+from .routes import INT_PARAMS, ROUTES
 from .runtime import Runtime
 from .web import RouteSpec, make_endpoint
 

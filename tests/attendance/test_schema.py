@@ -22,9 +22,9 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from attendance_api.api import ROUTES
 from attendance_api.app import openapi_document
 from attendance_api.models import User
+from attendance_api.routes import ROUTES
 from attendance_api.security import hash_password
 
 from .conftest import PASSWORD, PG_ADMIN, Clock, build_runtime, ensure_test_database, manila
