@@ -332,6 +332,6 @@ def next_employee_code(existing: list[str], prefix: str = "QCV-") -> str:
     for code in existing:
         if code.upper().startswith(prefix):
             suffix = code[len(prefix) :]
-            if suffix.isdigit():
+            if suffix.isascii() and suffix.isdigit():
                 best = max(best, int(suffix))
     return f"{prefix}{best + 1:03d}"

@@ -61,7 +61,8 @@ def hash_token_secret(secret: str) -> str:
 def split_bearer(plaintext: str) -> tuple[int, str] | None:
     """`<id>|<secret>` -> (id, secret), or None when malformed."""
     token_id, sep, secret = plaintext.partition("|")
-    if not sep or not token_id.isdigit() or not secret or len(token_id) > 18:
+    if not sep or not (token_id.isascii() and token_id.isdigit()) or not secret \
+            or len(token_id) > 18:
         return None
     return int(token_id), secret
 

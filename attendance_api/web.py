@@ -42,7 +42,8 @@ class Req:
     # ------------------------------------------------------------ query helpers
     def q_int(self, name: str, default: int, lo: int = 1, hi: int = 10**9) -> int:
         raw = self.query.get(name)
-        if raw is None or not raw.strip().lstrip("-").isdigit():
+        # ASCII digits only: str.isdigit() accepts "¹", which int() refuses.
+        if raw is None or not re.fullmatch(r"\s*-?[0-9]+\s*", raw):
             return default
         return max(lo, min(hi, int(raw)))
 

@@ -1174,3 +1174,18 @@ def test_an_avatar_upload_is_stored_and_other_files_are_refused(world: World) ->
     assert saved.status_code == 200, saved.text
     avatar = world.client.get("/api/auth/me", headers=headers).json()["user"]["avatar"]
     assert world.client.get(avatar).content == gif
+
+
+def test_non_ascii_digits_in_numbers_are_treated_as_absent_not_a_server_error(
+    world: World,
+) -> None:
+    # str.isdigit() accepts superscripts such as "¹" that int() refuses; schemathesis found
+    # a 500 here once.
+    world.user("ana")
+    ana = world.login("ana")
+    response = world.client.get("/api/attendance-records/my-records",
+                                params={"month": "¹", "year": "²"}, headers=ana)
+    assert response.status_code == 200
+    # A header arrives as latin-1: the byte 0xB9 is read as "¹".
+    forged = {"Authorization": "Bearer ¹|not-a-token".encode("latin-1")}
+    assert world.client.get("/api/auth/me", headers=forged).status_code == 401
