@@ -55,7 +55,11 @@ class LocalAdapter:
     def add_listener(self, listener: StateListener) -> None:
         self._listeners.append(listener)
 
-    def _emit(self, event: StateEvent) -> None:
+    def _emit(self, app_id: str, name: str, channel: str, **fields: Any) -> None:
+        """Tell the listeners (webhooks, metrics) about a transition; free when none."""
+        if not self._listeners:
+            return
+        event = StateEvent(app_id, name, channel, **fields)
         for listener in self._listeners:
             try:
                 listener(event)
@@ -110,13 +114,13 @@ class LocalAdapter:
         channel = state.channels.get(name)
         assert channel is not None
         if transition.occupied and not kind.server_to_user:
-            self._emit(StateEvent(app.id, "channel_occupied", name))
+            self._emit(app.id, "channel_occupied", name)
         if transition.member_added is not None:
             member = transition.member_added
             frame = Outbound(messages.encode_member_added(name, member.user_id, member.user_info))
             self._fanout(channel.subscribers, frame, subscriber.socket_id)
-            self._emit(StateEvent(app.id, "member_added", name, user_id=str(grant.member.key)
-                                  if grant.member else None))
+            member_key = grant.member.key if grant.member is not None else None
+            self._emit(app.id, "member_added", name, user_id=member_key)
         roster = channel.roster() if kind.presence else None
         subscriber.deliver(Outbound(messages.encode_subscription_succeeded(name, roster)))
         if kind.cache and not transition.already_subscribed:
@@ -127,7 +131,7 @@ class LocalAdapter:
                 )
             else:
                 subscriber.deliver(Outbound(messages.encode_cache_miss(name)))
-                self._emit(StateEvent(app.id, "cache_miss", name))
+                self._emit(app.id, "cache_miss", name)
         if not transition.already_subscribed:
             self._subscription_count_changed(app, state, name, transition.subscription_count, now)
 
@@ -146,12 +150,12 @@ class LocalAdapter:
                     messages.encode_member_removed(channel, transition.member_removed.user_id)
                 )
                 self._fanout(remaining.subscribers, frame, None)
-            self._emit(StateEvent(app.id, "member_removed", channel, user_id=member_key))
+            self._emit(app.id, "member_removed", channel, user_id=member_key)
         if transition.vacated:
             state.pending_counts.discard(channel)
             state.count_sent_at.pop(channel, None)
             if not classify_channel(channel).server_to_user:
-                self._emit(StateEvent(app.id, "channel_vacated", channel))
+                self._emit(app.id, "channel_vacated", channel)
         else:
             self._subscription_count_changed(
                 app, state, channel, transition.subscription_count, None
@@ -184,8 +188,7 @@ class LocalAdapter:
         count = len(current.subscribers)
         self._fanout(current.subscribers,
                      Outbound(messages.encode_subscription_count(channel, count)), None)
-        self._emit(StateEvent(state.app_id, "subscription_count", channel,
-                              subscription_count=count))
+        self._emit(state.app_id, "subscription_count", channel, subscription_count=count)
 
     # --- users (§10) --------------------------------------------------------------------
 
@@ -278,8 +281,8 @@ class LocalAdapter:
             return
         frame = Outbound(messages.encode_channel_event(event, channel, data, user_id))
         self._fanout(current.subscribers, frame, subscriber.socket_id)
-        self._emit(StateEvent(app.id, "client_event", channel, user_id=user_id, event=event,
-                              data=data, socket_id=subscriber.socket_id))
+        self._emit(app.id, "client_event", channel, user_id=user_id, event=event, data=data,
+                   socket_id=subscriber.socket_id)
 
     # --- queries (§12.1) ----------------------------------------------------------------
 

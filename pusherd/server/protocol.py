@@ -14,12 +14,13 @@ import logging
 import re
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl
 
 import httptools
 from websockets.utils import accept_key
 
+from pusherd.apps import App
 from pusherd.core import messages
+from pusherd.core.api import parse_query
 from pusherd.server.http_api import HttpRequest, HttpResponse, error_response
 from pusherd.server.websocket import WebSocketConnection
 
@@ -214,14 +215,15 @@ class ServerProtocol(asyncio.Protocol):
         if headers.get("sec-websocket-version") != "13":
             self._respond(error_response(426, "Unsupported WebSocket version (use 13)"), False)
             return
-        transport.write(
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n"
-        )
         app_key = path[len("/app/"):].rstrip("/")
         app = server.apps.by_key(app_key)
         now = time.monotonic()
         connection = WebSocketConnection(server, transport, app, server.new_socket_id(), now)
+        # The 101 response and the first frame leave in one write (one syscall).
+        connection.cork(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n"
+        )
         self.ws = connection
         server.http_protocols.discard(self)
         # The HTTP parser and request buffers are done with: free them for the socket's
@@ -231,7 +233,7 @@ class ServerProtocol(asyncio.Protocol):
         self._url = b""
         server.websocket_opened(connection)
 
-        query = dict(parse_qsl((url.query or b"").decode("latin-1"), keep_blank_values=True))
+        query = dict(parse_query((url.query or b"").decode("latin-1")))
         refusal = self._refusal(app, query, headers.get("origin"))
         if refusal is not None:
             code, message = refusal
@@ -244,16 +246,15 @@ class ServerProtocol(asyncio.Protocol):
                 connection.registered = True
                 connection.send(messages.encode_connection_established(
                     connection.socket_id, server.config.server.activity_timeout))
+        connection.uncork()
         if rest:
             connection.receive_data(rest)
 
-    def _refusal(self, app: object, query: dict[str, str], origin: str | None
+    def _refusal(self, app: App | None, query: dict[str, str], origin: str | None
                  ) -> tuple[int, str] | None:
         """Why a new WebSocket is refused (close code, message), per spec §1.2, §1.4, §4."""
-        from pusherd.apps import App
-
         server = self.server
-        if not isinstance(app, App):
+        if app is None:
             return 4001, "Application does not exist"
         if not app.enabled:
             return 4003, "Application is disabled"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import resource
 import time
@@ -57,7 +58,9 @@ class Server:
         self._limit_logged_at = 0.0
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self._random = random.SystemRandom()
+        # Socket ids need uniqueness, not secrecy (an auth signature binds a socket id to a
+        # channel the backend already allowed): a seeded PRNG spares two syscalls per socket.
+        self._random = random.Random(os.urandom(32))
 
     # --- lifecycle ----------------------------------------------------------------------
 

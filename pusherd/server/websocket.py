@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from websockets.frames import Frame, Opcode
@@ -42,7 +43,8 @@ class WebSocketConnection:
     """A :class:`~pusherd.adapters.base.Subscriber` over a WebSocket."""
 
     __slots__ = (
-        "server", "transport", "app", "socket_id", "session", "protocol", "writable",
+        "server", "transport", "write", "app", "socket_id", "session", "protocol", "writable",
+        "_corked",
         "registered", "close_deadline", "_fragments", "_fragments_binary", "origin",
     )
 
@@ -52,6 +54,10 @@ class WebSocketConnection:
     ) -> None:
         self.server = server
         self.transport = transport
+        # Bound once: the fan-out loop's per-recipient cost is this one call. cork() swaps
+        # it for a buffer while the handshake is composed.
+        self.write: Callable[[bytes], object] = transport.write
+        self._corked: list[bytes] | None = None
         self.app = app
         self.socket_id = socket_id
         # A refused connection (unknown key) gets a session of no app: it is closed before
@@ -71,11 +77,22 @@ class WebSocketConnection:
 
     def deliver(self, frame: Outbound) -> None:
         if self.writable:
-            self.transport.write(frame.websocket)
+            self.write(frame.websocket)
 
     def send(self, payload: bytes) -> None:
         if self.writable:
-            self.transport.write(Outbound(payload).websocket)
+            self.write(Outbound(payload).websocket)
+
+    def cork(self, first: bytes) -> None:
+        """Hold writes, starting with `first`, until :meth:`uncork` sends them at once."""
+        self._corked = [first]
+        self.write = self._corked.append
+
+    def uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        self.write = self.transport.write
+        if corked:
+            self.transport.write(b"".join(corked))
 
     def pause_writing(self) -> None:
         """The outbound buffer crossed ``max_write_buffer_size``: cut the slow consumer off.
@@ -108,9 +125,11 @@ class WebSocketConnection:
     def _flush(self) -> None:
         for chunk in self.protocol.data_to_send():
             if chunk:
-                self.transport.write(chunk)
+                self.write(chunk)
             else:  # the Sans-I/O core asks for the TCP connection to be closed
                 self.writable = False
+                if self._corked is not None:
+                    self.uncork()
                 self.transport.close()
 
     # --- inbound ------------------------------------------------------------------------
