@@ -122,13 +122,14 @@ def verify_api_request(
     `params` are the percent-decoded query pairs. `paths` are the path spellings to try
     (the raw path first, then the decoded one for clients that escape ``;,@``).
     """
+    # Keys are lower-cased once; the same pairs check duplicates and build the string.
+    lowered = [(key.lower(), value) for key, value in params]
     seen: dict[str, str] = {}
-    for key, value in params:
-        lowered = key.lower()
-        if lowered.startswith("auth_") or lowered == "body_md5":
-            if lowered in seen:
-                raise HttpApiError(400, f"Duplicate query parameter: {lowered}")
-            seen[lowered] = value
+    for key, value in lowered:
+        if key.startswith("auth_") or key == "body_md5":
+            if key in seen:
+                raise HttpApiError(400, f"Duplicate query parameter: {key}")
+            seen[key] = value
     for required in ("auth_key", "auth_timestamp", "auth_signature"):
         if required not in seen:
             raise HttpApiError(401, f"Missing authentication parameter: {required}")
@@ -152,9 +153,12 @@ def verify_api_request(
             raise HttpApiError(401, "body_md5 does not match the request body")
     elif body_md5 is not None and body_md5.lower() != EMPTY_BODY_MD5:
         raise HttpApiError(401, "body_md5 does not match the empty request body")
-    signature = seen["auth_signature"]
+    signature = seen["auth_signature"].encode()
+    query = "&".join(f"{k}={v}" for k, v in sorted(lowered) if k != "auth_signature")
+    secret_bytes = secret.encode()
     for path in paths:
-        if _matches(secret, api_string_to_sign(method, path, params), signature):
+        expected = hmac.new(secret_bytes, f"{method.upper()}\n{path}\n{query}".encode(), hashlib.sha256)
+        if hmac.compare_digest(expected.hexdigest().encode(), signature):
             return
     raise HttpApiError(401, "Invalid signature: the auth_signature does not match the request")
 

@@ -154,8 +154,14 @@ class ServerProtocol(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if self._refused or self._upgrading:
             return
-        url = httptools.parse_url(self._url)
-        path = (url.path or b"/").decode("latin-1")
+        raw_url = self._url
+        if raw_url[:1] == b"/":  # origin-form, the usual case: split without a URL parser
+            raw_path, _, raw_query = raw_url.partition(b"?")
+            raw_query = raw_query.partition(b"#")[0]
+        else:
+            url = httptools.parse_url(raw_url)
+            raw_path, raw_query = url.path or b"/", url.query or b""
+        path = raw_path.decode("latin-1")
         prefix = self.server.config.server.path_prefix
         if prefix and path != "/up":  # /up answers at the root too, for load balancers
             if not path.startswith(prefix + "/"):
@@ -165,7 +171,7 @@ class ServerProtocol(asyncio.Protocol):
         request = HttpRequest(
             method=self.parser.get_method().decode("latin-1"),
             raw_path=path,
-            query=(url.query or b"").decode("latin-1"),
+            query=raw_query.decode("latin-1"),
             headers=self._headers,
             body=b"".join(self._body),
         )
