@@ -16,7 +16,7 @@ _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
 class Profiler:
     """``py-spy record`` attached to `pid` until `stop()`; raw (collapsed) stacks in `path`."""
 
-    def __init__(self, pid: int, path: Path, rate: int = 200) -> None:
+    def __init__(self, pid: int, path: Path, rate: int = 500) -> None:
         exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         self.path = path
         self.process = subprocess.Popen(
