@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         level=config.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The WebSocket layer logs each frame at DEBUG and each close at INFO: only a debug
+    # run wants either (see pusherd.server.websocket).
+    debug = config.server.log_level.lower() == "debug"
+    logging.getLogger("pusherd.ws.frames").setLevel(logging.DEBUG if debug else logging.WARNING)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS

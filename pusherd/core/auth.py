@@ -157,7 +157,8 @@ def verify_api_request(
     query = "&".join(f"{k}={v}" for k, v in sorted(lowered) if k != "auth_signature")
     secret_bytes = secret.encode()
     for path in paths:
-        expected = hmac.new(secret_bytes, f"{method.upper()}\n{path}\n{query}".encode(), hashlib.sha256)
+        string_to_sign = f"{method.upper()}\n{path}\n{query}".encode()
+        expected = hmac.new(secret_bytes, string_to_sign, hashlib.sha256)
         if hmac.compare_digest(expected.hexdigest().encode(), signature):
             return
     raise HttpApiError(401, "Invalid signature: the auth_signature does not match the request")

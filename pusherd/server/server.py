@@ -25,6 +25,7 @@ from pusherd.server.websocket import WebSocketConnection
 log = logging.getLogger("pusherd.server")
 
 FD_RESERVE = 64  # descriptors kept free for logs, Redis, webhooks and the listener
+SWEEP_SLICE = 1000  # sockets checked per event-loop turn by the keepalive sweep
 
 
 def raise_open_file_limit() -> int:
@@ -138,9 +139,14 @@ class Server:
     def sweep(self, now: float) -> None:
         """One pass over every socket: ping the idle, close the silent (4201), abort
         unanswered closing handshakes, and let the adapter expire its caches."""
+        self.sweep_connections(now, list(self.websockets.values()))
+        self.sweep_http(now)
+        self.adapter.tick(now)
+
+    def sweep_connections(self, now: float, connections: list[WebSocketConnection]) -> None:
         cfg = self.config.server
         timeout = float(cfg.activity_timeout)
-        for connection in list(self.websockets.values()):
+        for connection in connections:
             if connection.close_deadline is not None:
                 if now >= connection.close_deadline:
                     connection.transport.abort()
@@ -153,11 +159,12 @@ class Server:
                 connection.ping()
             elif action is KeepaliveAction.CLOSE:
                 connection.terminate(4201, "Pong reply not received: reconnect")
-        idle_limit = cfg.http_idle_timeout
+
+    def sweep_http(self, now: float) -> None:
+        idle_limit = self.config.server.http_idle_timeout
         for http in list(self.http_protocols):
             if now - http.last_activity >= idle_limit and http.transport is not None:
                 http.transport.close()
-        self.adapter.tick(now)
 
     def sweep_interval(self) -> float:
         cfg = self.config.server
@@ -165,10 +172,20 @@ class Server:
                              cfg.pong_timeout / 4 if cfg.pong_timeout else 1.0))
 
     async def _sweep_forever(self) -> None:
+        # The pass is cut into slices with a yield between them, so that 20,000 sockets
+        # never hold the event loop for more than a slice's worth (about 1 ms).
         interval = self.sweep_interval()
         while True:
             await asyncio.sleep(interval)
             try:
-                self.sweep(time.monotonic())
+                connections = list(self.websockets.values())
+                for start in range(0, len(connections), SWEEP_SLICE):
+                    if start:
+                        await asyncio.sleep(0)
+                    self.sweep_connections(time.monotonic(),
+                                           connections[start:start + SWEEP_SLICE])
+                now = time.monotonic()
+                self.sweep_http(now)
+                self.adapter.tick(now)
             except Exception:
                 log.exception("keepalive sweep failed")

@@ -12,7 +12,10 @@ cuts the slow consumer off (:meth:`pause_writing`), so it cannot grow memory wit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -33,6 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pusherd.ws")
 
+# websockets' Sans-I/O core logs every frame at DEBUG and every close at INFO: one line
+# per disconnect is noise (and a measurable cost) at scale, so the CLI lets this logger
+# pass warnings only, unless the server runs at log level debug.
+_FRAMES_LOG = logging.getLogger("pusherd.ws.frames")
+_LINGER_ZERO = struct.pack("ii", 1, 0)
 CLOSE_HANDSHAKE_TIMEOUT = 2.0  # seconds a client gets to answer our close frame
 _NO_APP = App(id=AppId(""), key=AppKey(""), secret="", enabled=False)
 _PONG = Outbound(messages.PONG_FRAME)
@@ -64,7 +72,8 @@ class WebSocketConnection:
         # any message is dispatched (only registered connections dispatch).
         self.session = Session(socket_id, app or _NO_APP, now)
         self.protocol = Protocol(
-            Side.SERVER, state=State.OPEN, max_size=server.config.server.max_message_size
+            Side.SERVER, state=State.OPEN, max_size=server.config.server.max_message_size,
+            logger=_FRAMES_LOG,
         )
         self.writable = True
         self.registered = False
@@ -106,6 +115,12 @@ class WebSocketConnection:
         self.server.stats_slow_consumers += 1
         log.warning("socket %s cut off: outbound buffer over %d bytes (slow consumer)",
                     self.socket_id, self.server.config.server.max_write_buffer_size)
+        # Linger 0: the kernel drops the unsent backlog and resets the connection at once,
+        # instead of holding it (up to the buffer size per socket) in FIN-WAIT.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
         self.transport.abort()
 
     def close(self, code: int, reason: str = "") -> None:
