@@ -91,6 +91,28 @@ def session_out(ctx: Ctx, session: AttendanceSession) -> dict[str, Any]:
 # ---------------------------------------------------------------- events (spec 7.4)
 
 
+def attendance_payload(
+    record: AttendanceRecord, user: User | None, latest: Break | None, action: str
+) -> dict[str, Any]:
+    """The full `attendance.updated` payload of `private-user.{id}` (spec 7.4)."""
+    return {
+        "id": record.id,
+        "user_id": record.user_id,
+        "session_id": record.session_id,
+        "work_date": iso_date(record.work_date),
+        "status": record.status,
+        "time_in": iso(record.time_in),
+        "time_out": iso(record.time_out),
+        "break_start": iso(latest.started_at) if latest else None,
+        "break_end": iso(latest.ended_at) if latest else None,
+        "minutes_late": record.minutes_late,
+        "action": action,
+        "user": {"id": user.id, "first_name": user.first_name, "last_name": user.last_name}
+        if user
+        else None,
+    }
+
+
 def emit_attendance(ctx: Ctx, record: AttendanceRecord, action: str) -> None:
     breaks = breaks_of(ctx, [record.id])[record.id]
     latest = breaks[-1] if breaks else None
@@ -98,22 +120,7 @@ def emit_attendance(ctx: Ctx, record: AttendanceRecord, action: str) -> None:
     ctx.emit(
         "attendance.updated",
         [f"private-user.{record.user_id}"],
-        {
-            "id": record.id,
-            "user_id": record.user_id,
-            "session_id": record.session_id,
-            "work_date": iso_date(record.work_date),
-            "status": record.status,
-            "time_in": iso(record.time_in),
-            "time_out": iso(record.time_out),
-            "break_start": iso(latest.started_at) if latest else None,
-            "break_end": iso(latest.ended_at) if latest else None,
-            "minutes_late": record.minutes_late,
-            "action": action,
-            "user": {"id": user.id, "first_name": user.first_name, "last_name": user.last_name}
-            if user
-            else None,
-        },
+        attendance_payload(record, user, latest, action),
     )
     ctx.emit(
         "attendance.updated",
@@ -710,26 +717,12 @@ def announce_absent(ctx: Ctx, session: AttendanceSession, marked: list[Attendanc
             {"ids": [r.id for r in chunk], "session_id": session.id, "action": "absent_marked"},
         )
     for record in marked:
+        # A record marked absent never checked in: no times, no breaks, not late.
         user = ctx.db.get(User, record.user_id)
         ctx.emit(
             "attendance.updated",
             [f"private-user.{record.user_id}"],
-            {
-                "id": record.id,
-                "user_id": record.user_id,
-                "session_id": record.session_id,
-                "work_date": iso_date(record.work_date),
-                "status": record.status,
-                "time_in": None,
-                "time_out": None,
-                "break_start": None,
-                "break_end": None,
-                "minutes_late": 0,
-                "action": "absent_marked",
-                "user": {"id": user.id, "first_name": user.first_name, "last_name": user.last_name}
-                if user
-                else None,
-            },
+            attendance_payload(record, user, None, "absent_marked"),
         )
 
 

@@ -304,6 +304,14 @@ def test_locking_marks_absentees_and_refuses_check_in_and_unlock_keeps_them(worl
     )
     locked = world.call("PATCH", f"/api/attendance-sessions/{session}/lock", "boss", json={})
     assert locked.status_code == 200 and locked.json()["absent_marked"] == 1
+    absent = [json.loads(e.payload) for e in outbox(world)
+              if e.channels == [f"private-user.{world.ids['ben']}"]
+              and json.loads(e.payload).get("action") == "absent_marked"]
+    assert len(absent) == 1
+    assert absent[0]["status"] == "absent" and absent[0]["user_id"] == world.ids["ben"]
+    assert (absent[0]["time_in"], absent[0]["time_out"], absent[0]["minutes_late"]) == (
+        None, None, 0)
+    assert (absent[0]["break_start"], absent[0]["break_end"]) == (None, None)
     refused = world.call("POST", f"/api/attendance-records/confirm/{session}", "ben")
     assert refused.status_code == 409 and refused.json()["error_code"] == "SESSION_LOCKED"
     assert (
