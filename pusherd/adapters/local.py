@@ -258,18 +258,17 @@ class LocalAdapter:
         state = self._state(app)
         for name in trigger.channels:
             kind = classify_channel(name)
-            frame = Outbound(messages.encode_channel_event(trigger.name, name, trigger.data))
             if kind.server_to_user:
                 # Every socket signed in as the user, subscribed or not (§10.2).
-                sockets = state.users.sockets.get(user_id_of_server_to_user_channel(name))
-                if sockets:
-                    self._fanout(sockets, frame, trigger.socket_id)
-                continue
-            if kind.cache:
-                state.cache.put(name, trigger.name, trigger.data, now, app.cache_ttl)
-            channel = state.channels.get(name)
-            if channel is not None:
-                self._fanout(channel.subscribers, frame, trigger.socket_id)
+                recipients = state.users.sockets.get(user_id_of_server_to_user_channel(name))
+            else:
+                if kind.cache:
+                    state.cache.put(name, trigger.name, trigger.data, now, app.cache_ttl)
+                channel = state.channels.get(name)
+                recipients = channel.subscribers if channel is not None else None
+            if recipients:  # the frame is encoded only when someone will receive it
+                frame = Outbound(messages.encode_channel_event(trigger.name, name, trigger.data))
+                self._fanout(recipients, frame, trigger.socket_id)
 
     def client_event(
         self, app: App, subscriber: Subscriber, event: str, channel: str, data: Any,

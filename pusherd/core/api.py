@@ -6,8 +6,7 @@ status of spec §12.2 (400 malformed, 413 data too large).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import orjson
@@ -21,9 +20,12 @@ TRIGGER_INFO_ATTRIBUTES = frozenset({"user_count", "subscription_count"})
 CHANNEL_INFO_ATTRIBUTES = frozenset({"user_count", "subscription_count", "cache"})
 
 
-@dataclass(frozen=True, slots=True)
-class Trigger:
-    """One event to publish to one or more channels (``POST /events`` or a batch item)."""
+class Trigger(NamedTuple):
+    """One event to publish to one or more channels (``POST /events`` or a batch item).
+
+    A named tuple rather than a frozen dataclass: one is built per HTTP trigger, and a
+    tuple is built in a fraction of a frozen dataclass's time (the API hot path).
+    """
 
     name: str
     data: str
@@ -32,10 +34,19 @@ class Trigger:
     info: frozenset[str]
 
 
+_NO_INFO: frozenset[str] = frozenset()
+
+
 def parse_query(query: str) -> list[tuple[str, str]]:
     """Percent-decode a query string into pairs, blank values kept (as ``parse_qsl`` with
     ``keep_blank_values``), without its cost on the common all-plain parameters."""
     pairs = []
+    if "%" not in query and "+" not in query:  # what every SDK sends: nothing to decode
+        for part in query.split("&"):
+            if part:
+                key, _, value = part.partition("=")
+                pairs.append((key, value))
+        return pairs
     for part in query.split("&"):
         if not part:
             continue
@@ -80,7 +91,8 @@ def _parse_trigger(app: App, item: dict[str, Any], *, batch: bool) -> Trigger:
     data = item.get("data")
     if not isinstance(data, str):
         raise HttpApiError(400, "data must be a string (JSON-encode objects before sending)")
-    if len(data.encode()) > app.max_event_data_size:
+    # Bytes, not characters, count; an ASCII string's length is its size (no copy).
+    if (len(data) if data.isascii() else len(data.encode())) > app.max_event_data_size:
         raise HttpApiError(413, f"Event data is larger than {app.max_event_data_size} bytes")
 
     channels: list[Any]
@@ -96,8 +108,9 @@ def _parse_trigger(app: App, item: dict[str, Any], *, batch: bool) -> Trigger:
         raise HttpApiError(400, "channels must not be empty")
     if len(channels) > app.max_channels_per_event:
         raise HttpApiError(400, f"At most {app.max_channels_per_event} channels per event")
+    max_length = max(app.max_channel_name_length, 200)
     for channel in channels:
-        problem = channel_name_problem(channel, max(app.max_channel_name_length, 200))
+        problem = channel_name_problem(channel, max_length)
         if problem is not None:
             raise HttpApiError(400, f"Invalid channel {str(channel)[:210]!r}: {problem}")
     if len(channels) > 1 and any(classify_channel(c).encrypted for c in channels):
@@ -107,10 +120,14 @@ def _parse_trigger(app: App, item: dict[str, Any], *, batch: bool) -> Trigger:
     if socket_id is not None and not is_valid_socket_id(socket_id):
         raise HttpApiError(400, "socket_id must match ^\\d+\\.\\d+$")
     info_raw = item.get("info")
-    if info_raw is not None and not isinstance(info_raw, str):
+    if info_raw is None:
+        info = _NO_INFO
+    elif isinstance(info_raw, str):
+        info = parse_info(info_raw, TRIGGER_INFO_ATTRIBUTES)
+    else:
         raise HttpApiError(400, "info must be a comma-separated string")
-    info = parse_info(info_raw, TRIGGER_INFO_ATTRIBUTES)
-    return Trigger(name, data, tuple(dict.fromkeys(channels)), socket_id, info)
+    unique = (channels[0],) if len(channels) == 1 else tuple(dict.fromkeys(channels))
+    return Trigger(name, data, unique, socket_id, info)
 
 
 def parse_trigger(app: App, body: bytes) -> Trigger:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable
+from functools import lru_cache
 
 from pusherd.errors import HttpApiError
 
@@ -18,8 +19,20 @@ TIMESTAMP_WINDOW_SECONDS = 600
 EMPTY_BODY_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
 
 
+@lru_cache(maxsize=1024)
+def _keyed_hmac(secret: str) -> hmac.HMAC:
+    """An HMAC-SHA256 already keyed with `secret`, to :meth:`~hmac.HMAC.copy` per message.
+
+    Keying costs two hash blocks and an OpenSSL digest lookup; a copy costs neither, so a
+    signature costs a third less (every API request and subscription verifies one).
+    """
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+
 def sign(secret: str, string_to_sign: str) -> str:
-    return hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+    keyed = _keyed_hmac(secret).copy()
+    keyed.update(string_to_sign.encode())
+    return keyed.hexdigest()
 
 
 def _matches(secret: str, string_to_sign: str, signature: str) -> bool:
@@ -122,21 +135,29 @@ def verify_api_request(
     `params` are the percent-decoded query pairs. `paths` are the path spellings to try
     (the raw path first, then the decoded one for clients that escape ``;,@``).
     """
-    # Keys are lower-cased once; the same pairs check duplicates and build the string.
-    lowered = [(key.lower(), value) for key, value in params]
-    seen: dict[str, str] = {}
-    for key, value in lowered:
-        if key.startswith("auth_") or key == "body_md5":
-            if key in seen:
-                raise HttpApiError(400, f"Duplicate query parameter: {key}")
-            seen[key] = value
-    for required in ("auth_key", "auth_timestamp", "auth_signature"):
-        if required not in seen:
-            raise HttpApiError(401, f"Missing authentication parameter: {required}")
-    if not hmac.compare_digest(seen["auth_key"].encode(), app_key.encode()):
+    seen = dict(params)
+    lowered = params
+    if len(seen) != len(params) or not "".join(seen).islower():
+        # Rare: a repeated or upper-case key. Keys are lower-cased for signing (§13.2), and
+        # a repeated authentication parameter would make the signed string ambiguous.
+        seen = {}
+        lowered = [(key.lower(), value) for key, value in params]
+        for key, value in lowered:
+            if key.startswith("auth_") or key == "body_md5":
+                if key in seen:
+                    raise HttpApiError(400, f"Duplicate query parameter: {key}")
+                seen[key] = value
+    auth_key = seen.get("auth_key")
+    timestamp_text = seen.get("auth_timestamp")
+    signature_text = seen.get("auth_signature")
+    if auth_key is None or timestamp_text is None or signature_text is None:
+        missing = next(k for k in ("auth_key", "auth_timestamp", "auth_signature")
+                       if k not in seen)
+        raise HttpApiError(401, f"Missing authentication parameter: {missing}")
+    if not hmac.compare_digest(auth_key.encode(), app_key.encode()):
         raise HttpApiError(401, "Unknown auth_key")
     try:
-        timestamp = int(seen["auth_timestamp"])
+        timestamp = int(timestamp_text)
     except ValueError:
         raise HttpApiError(401, "auth_timestamp must be an integer") from None
     if abs(now - timestamp) > TIMESTAMP_WINDOW_SECONDS:
@@ -149,17 +170,17 @@ def verify_api_request(
     if body:
         if body_md5 is None:
             raise HttpApiError(401, "body_md5 is required when the request has a body")
-        if not hmac.compare_digest(body_md5.lower(), hashlib.md5(body).hexdigest()):
+        if not hmac.compare_digest(body_md5.lower().encode(),
+                                   hashlib.md5(body).hexdigest().encode()):
             raise HttpApiError(401, "body_md5 does not match the request body")
     elif body_md5 is not None and body_md5.lower() != EMPTY_BODY_MD5:
         raise HttpApiError(401, "body_md5 does not match the empty request body")
-    signature = seen["auth_signature"].encode()
-    query = "&".join(f"{k}={v}" for k, v in sorted(lowered) if k != "auth_signature")
-    secret_bytes = secret.encode()
+    query = "&".join([f"{k}={v}" for k, v in sorted(lowered) if k != "auth_signature"])
+    signature = signature_text.encode()
+    method = method.upper()
     for path in paths:
-        string_to_sign = f"{method.upper()}\n{path}\n{query}".encode()
-        expected = hmac.new(secret_bytes, string_to_sign, hashlib.sha256)
-        if hmac.compare_digest(expected.hexdigest().encode(), signature):
+        expected = sign(secret, f"{method}\n{path}\n{query}")
+        if hmac.compare_digest(expected.encode(), signature):
             return
     raise HttpApiError(401, "Invalid signature: the auth_signature does not match the request")
 

@@ -27,20 +27,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("pusherd.http")
 
 
-@dataclass(slots=True)  # not frozen: built once per request, frozen init costs 1 us
-class HttpRequest:
-    method: str
-    raw_path: str  # as sent, percent-escapes kept (it may be what the client signed)
-    query: str
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-
-
 @dataclass(slots=True)
 class HttpResponse:
     status: int
     body: bytes
     content_type: str = "application/json"
+
+
+# The answer to nearly every trigger: one shared object, its bytes rendered once.
+EMPTY_OK = HttpResponse(200, b"{}")
 
 
 def _json(status: int, value: Any) -> HttpResponse:
@@ -51,42 +46,50 @@ def error_response(status: int, message: str) -> HttpResponse:
     return _json(status, {"error": message, "status": status})
 
 
-_APP_ROUTE = re.compile(r"\A/apps/([^/]+)(/.*)?\Z")
+_TERMINATE = re.compile(r"\A/users/([^/]+)/terminate_connections\Z")
 _CHANNEL = re.compile(r"\A/channels/([^/]+)\Z")
 _CHANNEL_USERS = re.compile(r"\A/channels/([^/]+)/users\Z")
-_TERMINATE = re.compile(r"\A/users/([^/]+)/terminate_connections\Z")
 
 
 class HttpApi:
-    """Routes requests under ``/apps/{app_id}`` (and the Python SDK's terminate path)."""
+    """Routes requests under ``/apps/{app_id}`` (and the Python SDK's terminate path).
+
+    :meth:`handle` takes the request's parts as the connection parsed them and returns the
+    response; a trigger is one straight path (split the path, verify, parse, publish) with
+    no per-request objects beyond the parsed query and the :class:`~pusherd.core.api.Trigger`.
+    """
 
     def __init__(self, server: Server) -> None:
         self.server = server
         self.adapter = server.adapter
 
-    def handle(self, request: HttpRequest) -> HttpResponse:
+    def handle(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
+        """Answer one request. `raw_path` is as sent (percent-escapes kept: it may be what
+        the client signed) with the mount prefix removed; `query` is the raw query string."""
         try:
-            return self._route(request)
+            return self._route(method, raw_path, query, body)
         except HttpApiError as exc:
             if exc.status >= 500:
-                log.error("HTTP %s %s failed: %s", request.method, request.raw_path, exc.message)
+                log.error("HTTP %s %s failed: %s", method, raw_path, exc.message)
             return error_response(exc.status, exc.message)
 
-    def _route(self, request: HttpRequest) -> HttpResponse:
-        path = unquote(request.raw_path)
-        method = request.method
+    def _route(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
+        path = unquote(raw_path) if "%" in raw_path else raw_path
         if path == "/up" and method in ("GET", "HEAD"):
             if self.server.draining:
                 return _json(503, {"status": "draining"})
             return _json(200, {"status": "ok"})
-        params = api.parse_query(request.query)
+        params = api.parse_query(query)
 
-        match = _APP_ROUTE.match(path)
-        if match is not None:
-            app = self.server.apps.by_id(match.group(1))
+        if path.startswith("/apps/"):
+            # /apps/{app_id}{rest}: partition, not a regex (this is every trigger's path).
+            app_id, slash, rest = path[6:].partition("/")
+            if not app_id:
+                raise HttpApiError(404, "Not found")
+            app = self.server.apps.by_id(app_id)
             if app is None:
-                raise HttpApiError(404, f"Unknown app id {match.group(1)[:64]!r}")
-            rest = match.group(2) or ""
+                raise HttpApiError(404, f"Unknown app id {app_id[:64]!r}")
+            rest = slash + rest
         else:
             terminate = _TERMINATE.match(path)
             if terminate is None:
@@ -99,35 +102,32 @@ class HttpApi:
                 raise HttpApiError(401, "Unknown auth_key")
             app, rest = found, path
 
-        self._authenticate(app, request, params)
+        # raw_path has the mount prefix removed already: clients sign /apps/{id}/... (§13.2).
+        # Most clients sign the path as sent; some escape ";,@" and sign it decoded.
+        verify_api_request(
+            app_key=app.key, secret=app.secret, method=method,
+            paths=(raw_path,) if path is raw_path else (raw_path, path),
+            params=params, body=body, now=time.time(),
+        )
         if not app.enabled:
             raise HttpApiError(403, "Application is disabled")
-        query = dict(params)
 
-        if rest == "/events" and method == "POST":
-            return self._trigger(app, request.body)
-        if rest == "/batch_events" and method == "POST":
-            return self._batch(app, request.body)
-        if rest == "/channels" and method == "GET":
-            return self._channels(app, query)
-        if (found_ch := _CHANNEL.match(rest)) and method == "GET":
-            return self._channel(app, unquote(found_ch.group(1)), query)
-        if (found_users := _CHANNEL_USERS.match(rest)) and method == "GET":
-            return self._users(app, unquote(found_users.group(1)))
-        if (found_term := _TERMINATE.match(rest)) and method == "POST":
-            return self._terminate(app, unquote(found_term.group(1)))
+        if method == "POST":
+            if rest == "/events":
+                return self._trigger(app, body)
+            if rest == "/batch_events":
+                return self._batch(app, body)
+            if found_term := _TERMINATE.match(rest):
+                return self._terminate(app, unquote(found_term.group(1)))
+        elif method == "GET":
+            options = dict(params)
+            if rest == "/channels":
+                return self._channels(app, options)
+            if found_ch := _CHANNEL.match(rest):
+                return self._channel(app, unquote(found_ch.group(1)), options)
+            if found_users := _CHANNEL_USERS.match(rest):
+                return self._users(app, unquote(found_users.group(1)))
         raise HttpApiError(404 if method in ("GET", "POST") else 405, "Not found")
-
-    def _authenticate(self, app: App, request: HttpRequest, params: list[tuple[str, str]]) -> None:
-        decoded = unquote(request.raw_path)
-        paths: tuple[str, ...] = (
-            (request.raw_path,) if decoded == request.raw_path else (request.raw_path, decoded)
-        )
-        # raw_path has the mount prefix removed already: clients sign /apps/{id}/... (§13.2).
-        verify_api_request(
-            app_key=app.key, secret=app.secret, method=request.method, paths=paths,
-            params=params, body=request.body, now=time.time(),
-        )
 
     # --- handlers -----------------------------------------------------------------------
 
@@ -136,7 +136,7 @@ class HttpApi:
         self.adapter.trigger(app, trigger, time.monotonic())
         self.server.stats_api_events += 1
         if not trigger.info:
-            return HttpResponse(200, b"{}")
+            return EMPTY_OK
         return _json(200, {"channels": {c: self._trigger_info(app, c, trigger.info)
                                         for c in trigger.channels}})
 
@@ -147,7 +147,7 @@ class HttpApi:
             self.adapter.trigger(app, trigger, now)
         self.server.stats_api_events += len(triggers)
         if not any(t.info for t in triggers):
-            return HttpResponse(200, b"{}")
+            return EMPTY_OK
         return _json(200, {"batch": [
             self._trigger_info(app, t.channels[0], t.info) if t.info else {} for t in triggers
         ]})
@@ -205,7 +205,7 @@ class HttpApi:
             raise HttpApiError(400, "Invalid user id")
         count = self.adapter.terminate_user(app, user_id)
         log.info("terminated %d connection(s) of one user of app %s", count, app.id)
-        return HttpResponse(200, b"{}")
+        return EMPTY_OK
 
     @staticmethod
     def _check_channel(app: App, channel: str) -> None:

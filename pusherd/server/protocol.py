@@ -21,7 +21,7 @@ from websockets.utils import accept_key
 from pusherd.apps import App
 from pusherd.core import messages
 from pusherd.core.api import parse_query
-from pusherd.server.http_api import HttpRequest, HttpResponse, error_response
+from pusherd.server.http_api import EMPTY_OK, HttpResponse, error_response
 from pusherd.server.websocket import WebSocketConnection
 
 if TYPE_CHECKING:
@@ -49,6 +49,9 @@ def render_response(response: HttpResponse, keep_alive: bool, head: bool = False
     return status_line.encode() + (b"" if head else response.body)
 
 
+_EMPTY_OK_KEEP_ALIVE = render_response(EMPTY_OK, keep_alive=True)
+
+
 class ServerProtocol(asyncio.Protocol):
     """HTTP/1.1 and WebSocket on one port (the only TCP-facing class)."""
 
@@ -58,7 +61,7 @@ class ServerProtocol(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.ws: WebSocketConnection | None = None
         self._url = b""
-        self._headers: dict[str, str] = {}
+        self._headers: dict[bytes, bytes] = {}  # lower-cased names, raw values
         self._body: list[bytes] = []
         self._body_size = 0
         self._refused = False
@@ -142,18 +145,19 @@ class ServerProtocol(asyncio.Protocol):
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        # Bytes kept as received: an API request reads at most two of them.
+        self._headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
         if self.parser.should_upgrade():
             self._upgrading = True
             return
-        length = self._headers.get("content-length")
-        limit = self.server.config.server.max_request_size
+        length = self._headers.get(b"content-length")
+        limit = self.server.max_request_size
         if length is not None and length.isdigit() and int(length) > limit:
             self._respond(error_response(
                 413, f"Request body is larger than {limit} bytes"), False)
-        elif self._headers.get("expect", "").lower() == "100-continue" and self.transport:
+        elif self._headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             # curl (and so PHP's Guzzle) asks before sending bodies over 1 KB and would
             # otherwise wait a second for this answer.
             self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -162,7 +166,7 @@ class ServerProtocol(asyncio.Protocol):
         if self._refused:
             return
         self._body_size += len(body)
-        limit = self.server.config.server.max_request_size
+        limit = self.server.max_request_size
         if self._body_size > limit:
             self._respond(error_response(413, f"Request body is larger than {limit} bytes"),
                           False)
@@ -180,21 +184,24 @@ class ServerProtocol(asyncio.Protocol):
             url = httptools.parse_url(raw_url)
             raw_path, raw_query = url.path or b"/", url.query or b""
         path = raw_path.decode("latin-1")
-        prefix = self.server.config.server.path_prefix
+        server = self.server
+        prefix = server.path_prefix
         if prefix and path != "/up":  # /up answers at the root too, for load balancers
             if not path.startswith(prefix + "/"):
                 self._respond(error_response(404, "Not found"), self.parser.should_keep_alive())
                 return
             path = path[len(prefix):]
-        request = HttpRequest(
-            method=self.parser.get_method().decode("latin-1"),
-            raw_path=path,
-            query=raw_query.decode("latin-1"),
-            headers=self._headers,
-            body=b"".join(self._body),
+        method = self.parser.get_method().decode("latin-1")
+        body = self._body
+        response = server.http_api.handle(
+            method, path, raw_query.decode("latin-1"),
+            body[0] if len(body) == 1 else b"".join(body),
         )
-        self._respond(self.server.http_api.handle(request), self.parser.should_keep_alive(),
-                      head=request.method == "HEAD")
+        keep_alive = self.parser.should_keep_alive()
+        if response is EMPTY_OK and keep_alive and self._outbox is not None:
+            self._outbox.append(_EMPTY_OK_KEEP_ALIVE)  # a trigger's answer, pre-rendered
+        else:
+            self._respond(response, keep_alive, head=method == "HEAD")
 
     # --- responses and upgrades ---------------------------------------------------------
 
@@ -202,7 +209,10 @@ class ServerProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        self._send(render_response(response, keep_alive, head))
+        if response is EMPTY_OK and keep_alive and not head:
+            self._send(_EMPTY_OK_KEEP_ALIVE)
+        else:
+            self._send(render_response(response, keep_alive, head))
         if not keep_alive:
             self._flush_outbox()
             # Half-close: the client gets the response and a FIN, and whatever it is still
@@ -229,15 +239,16 @@ class ServerProtocol(asyncio.Protocol):
             self._respond(error_response(404, "WebSocket path is /app/{key}"), False)
             return
         headers = self._headers
-        key = headers.get("sec-websocket-key")
+        raw_key = headers.get(b"sec-websocket-key")
         if (
-            headers.get("upgrade", "").lower() != "websocket"
-            or key is None
+            headers.get(b"upgrade", b"").lower() != b"websocket"
+            or raw_key is None
             or self.parser.get_method() != b"GET"
         ):
             self._respond(error_response(400, "Invalid WebSocket upgrade request"), False)
             return
-        if headers.get("sec-websocket-version") != "13":
+        key = raw_key.decode("latin-1")
+        if headers.get(b"sec-websocket-version") != b"13":
             self._respond(error_response(426, "Unsupported WebSocket version (use 13)"), False)
             return
         app_key = path[len("/app/"):].rstrip("/")
@@ -259,7 +270,8 @@ class ServerProtocol(asyncio.Protocol):
         server.websocket_opened(connection)
 
         query = dict(parse_query((url.query or b"").decode("latin-1")))
-        refusal = self._refusal(app, query, headers.get("origin"))
+        origin = headers.get(b"origin")
+        refusal = self._refusal(app, query, None if origin is None else origin.decode("latin-1"))
         if refusal is not None:
             code, message = refusal
             connection.terminate(code, message)

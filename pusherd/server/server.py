@@ -55,6 +55,9 @@ class Server:
         self.open_file_limit = raise_open_file_limit()
         self.max_open_connections = max(16, self.open_file_limit - FD_RESERVE)
         self.stats_api_events = 0
+        # Read on every HTTP request: kept here rather than three attribute loads away.
+        self.max_request_size = config.server.max_request_size
+        self.path_prefix = config.server.path_prefix
         self.stats_slow_consumers = 0
         self._limit_logged_at = 0.0
         self._server: asyncio.Server | None = None

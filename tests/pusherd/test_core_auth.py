@@ -6,6 +6,7 @@ Pure tests: no event loop, no clock (``now`` is passed in).
 from __future__ import annotations
 
 import hashlib
+import hmac
 
 import pytest
 
@@ -318,3 +319,35 @@ def test_a_client_that_signed_the_raw_path_is_accepted_first() -> None:
     raw = "/apps/3/channels/private-a%3Bb"
     params = _signed("GET", raw)
     _verify(params, method="GET", paths=(raw, "/apps/3/channels/private-a;b"))
+
+
+def test_upper_case_parameter_keys_are_lowercased_before_verifying() -> None:
+    body = b'{"name":"e","channels":["c"],"data":"x"}'
+    params = [(key.upper(), value) for key, value in _signed("POST", "/apps/3/events", body)]
+    _verify(params, body=body)
+
+
+def test_an_auth_parameter_repeated_in_another_case_is_refused_with_400() -> None:
+    body = b'{"name":"e","channels":["c"],"data":"x"}'
+    params = _signed("POST", "/apps/3/events", body)
+    params.append(("AUTH_KEY", KEY))
+    with pytest.raises(HttpApiError) as caught:
+        _verify(params, body=body)
+    assert caught.value.status == 400
+
+
+def test_a_repeated_ordinary_parameter_is_signed_with_both_values() -> None:
+    params = _signed("GET", "/apps/3/channels", extra=[("info", "b"), ("info", "a")])
+    _verify(params, method="GET", paths=("/apps/3/channels",))
+    tampered = [(k, "c" if (k, v) == ("info", "a") else v) for k, v in params]
+    with pytest.raises(HttpApiError) as caught:
+        _verify(tampered, method="GET", paths=("/apps/3/channels",))
+    assert caught.value.status == 401
+
+
+def test_sign_reuses_a_keyed_hmac_without_carrying_state_between_messages() -> None:
+    expected_a = hmac.new(b"secret-a", b"one", hashlib.sha256).hexdigest()
+    expected_b = hmac.new(b"secret-b", b"two", hashlib.sha256).hexdigest()
+    for _ in range(3):
+        assert auth.sign("secret-a", "one") == expected_a
+        assert auth.sign("secret-b", "two") == expected_b
