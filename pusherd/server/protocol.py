@@ -157,7 +157,9 @@ class ServerProtocol(asyncio.Protocol):
         if length is not None and length.isdigit() and int(length) > limit:
             self._respond(error_response(
                 413, f"Request body is larger than {limit} bytes"), False)
-        elif self._headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
+        elif (expect := self._headers.get(b"expect")) is not None and (
+            expect.lower() == b"100-continue" and self.transport
+        ):
             # curl (and so PHP's Guzzle) asks before sending bodies over 1 KB and would
             # otherwise wait a second for this answer.
             self._send(b"HTTP/1.1 100 Continue\r\n\r\n")

@@ -163,3 +163,30 @@ def test_report_renders_a_table_per_scenario(smoke_run: tuple[str, dict[str, Any
         assert rendered.startswith(f"**{scenario}**")
         assert "| figure | floor (n=1) | pusherd (n=1) | pusherd/floor |" in rendered
         assert rendered.count("\n| ") == len(ROWS[scenario]) + 1
+
+
+def test_api_path_prints_a_figure_for_each_server_and_step() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.api_path", "--requests", "2000", "--repeat", "1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=True,
+    )
+    lines = result.stdout.splitlines()
+    for label in ("floor (no signature check)", "floor-verify (minimal check)", "pusherd",
+                  "verify_api_request", "parse_trigger", "HttpApi.handle"):
+        line = next((line for line in lines if line.strip().startswith(label)), None)
+        assert line is not None, f"no line for {label!r} in:\n{result.stdout}"
+        assert float(line.split("µs")[0].split()[-1]) > 0
+
+
+def test_floor_verify_refuses_a_forged_signature() -> None:
+    from bench import floor_frameonce
+
+    credentials = AppCredentials("1001", "app-key", "app-secret")
+    hub = floor_frameonce.Hub("1001", "app-key", "app-secret", True, 1 << 20)
+    body = b'{"name":"e","channels":["c"],"data":"x"}'
+    head = build_trigger_request(credentials, "127.0.0.1", 1, body, 1700000000).split(b" ")[1]
+    path, _, query = head.partition(b"?")
+    assert hub.check_signature(path, query, body)
+    assert not hub.check_signature(path, query, body.replace(b'"x"', b'"y"'))
+    assert not hub.check_signature(path, query.replace(b"auth_signature=", b"auth_signature=0"),
+                                   body)
