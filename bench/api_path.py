@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             app_key=app.key, secret=app.secret, method="POST", paths=(path,),
             params=params, body=body, now=time.time()),
         "parse_trigger (JSON + validation)": lambda i: api.parse_trigger(app, body),
-        "adapter.trigger (no subscribers)": lambda i: server.adapter.trigger(
+        "parse_trigger + adapter.trigger": lambda i: server.adapter.trigger(
             app, api.parse_trigger(app, body), 0.0),
         "HttpApi.handle (route + all of the above)": lambda i: server.http_api.handle(
             "POST", path, query, body),
