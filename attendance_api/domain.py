@@ -745,6 +745,21 @@ def unlock_session(ctx: Ctx, session: AttendanceSession) -> None:
 # ---------------------------------------------------------------- the background tick
 
 
+def sessions_around(ctx: Ctx, day: date, days_before: int = 1) -> list[AttendanceSession]:
+    """Sessions dated from `days_before` days before `day` through the day after it: the ones
+    whose windows (which may cross midnight) can still matter on `day`."""
+    return list(
+        ctx.db.scalars(
+            select(AttendanceSession).where(
+                AttendanceSession.work_date >= day - timedelta(days=days_before),
+                AttendanceSession.work_date <= day + timedelta(days=1),
+            )
+        )
+        .unique()
+        .all()
+    )
+
+
 def tick(ctx: Ctx) -> dict[str, int]:
     """Every time-based transition, idempotent: running it twice at the same instant changes
     nothing the second time. Session clock states, auto-end of breaks at the allowance, auto
@@ -779,16 +794,7 @@ def tick(ctx: Ctx) -> dict[str, int]:
                 ):
                     create_session(ctx, schedule, day, [], action="created")
                     counts["created"] += 1
-    sessions = (
-        ctx.db.scalars(
-            select(AttendanceSession).where(
-                AttendanceSession.work_date >= op - timedelta(days=3),
-                AttendanceSession.work_date <= op + timedelta(days=1),
-            )
-        )
-        .unique()
-        .all()
-    )
+    sessions = sessions_around(ctx, op, days_before=3)
     for session in sessions:
         status = status_of(ctx, session)
         if status != session.status:
@@ -902,16 +908,7 @@ def focus_sessions(ctx: Ctx, work_date: date) -> list[AttendanceSession]:
 
 def dashboard_date(ctx: Ctx) -> date:
     op = today(ctx)
-    nearby = (
-        ctx.db.scalars(
-            select(AttendanceSession).where(
-                AttendanceSession.work_date >= op - timedelta(days=1),
-                AttendanceSession.work_date <= op + timedelta(days=1),
-            )
-        )
-        .unique()
-        .all()
-    )
+    nearby = sessions_around(ctx, op)
     running = [s for s in nearby if status_of(ctx, s) == "active"]
     if not running or any(s.work_date == op for s in running):
         return op
@@ -1001,16 +998,7 @@ def employee_session(ctx: Ctx, user: User) -> AttendanceSession | None:
     if record is not None and record.time_out is None:
         return record.session
     op = today(ctx)
-    candidates = (
-        ctx.db.scalars(
-            select(AttendanceSession).where(
-                AttendanceSession.work_date >= op - timedelta(days=1),
-                AttendanceSession.work_date <= op + timedelta(days=1),
-            )
-        )
-        .unique()
-        .all()
-    )
+    candidates = sessions_around(ctx, op)
     mine = set(
         ctx.db.scalars(
             select(AttendanceRecord.session_id).where(

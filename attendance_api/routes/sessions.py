@@ -3,7 +3,6 @@ records, create, delete, lock and unlock."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -67,16 +66,7 @@ def sessions_index(ctx: Ctx, req: Req) -> Any:
 
 def sessions_active(ctx: Ctx, req: Req) -> Any:
     op = domain.today(ctx)
-    rows = (
-        ctx.db.scalars(
-            select(AttendanceSession).where(
-                AttendanceSession.work_date >= op - timedelta(days=1),
-                AttendanceSession.work_date <= op + timedelta(days=1),
-            )
-        )
-        .unique()
-        .all()
-    )
+    rows = domain.sessions_around(ctx, op)
     return [session_list_item(ctx, s) for s in rows if domain.status_of(ctx, s) == "active"]
 
 
