@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from pusherd.apps import App
+from pusherd.core.app import App
 from pusherd.core.channels import channel_name_problem, classify_channel, event_name_problem
 from pusherd.core.ids import is_valid_socket_id
 from pusherd.errors import HttpApiError

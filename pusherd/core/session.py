@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from pusherd.apps import App
+from pusherd.core.app import App
 from pusherd.core import auth
 from pusherd.core.channels import (
     ChannelKind,
