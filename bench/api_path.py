@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        requests),
         "floor-verify (minimal check)": _connection_step(floor(True), RecordingTransport(),
                                                          requests),
-        "pusherd": _connection_step(ServerProtocol(server), RecordingTransport(), requests),
+        "pusherd": _connection_step(ServerProtocol(server.context), RecordingTransport(),
+                                    requests),
     }
 
     # pusherd's steps, on the parts of one request as the connection hands them over.
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             params=params, body=body, now=time.time()),
         "parse_trigger (JSON + validation)": lambda i: api.parse_trigger(app, body),
         "parse_trigger + adapter.trigger": lambda i: server.adapter.trigger(
-            app, api.parse_trigger(app, body), 0.0),
+            app, api.parse_trigger(app, body), 0),
         "HttpApi.handle (route + all of the above)": lambda i: server.http_api.handle(
             "POST", path, query, body),
     }

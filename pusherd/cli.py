@@ -71,7 +71,7 @@ async def _serve(config: Config) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     logging.getLogger("pusherd.server").info("shutting down: draining %d connection(s)",
-                                             len(server.websockets))
+                                             len(server.state.connections))
     await server.shutdown()
     print("pusherd stopped", flush=True)
     return 0

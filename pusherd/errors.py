@@ -26,8 +26,8 @@ class PusherError(PusherdError):
     """An error answered on a WebSocket with a ``pusher:error`` frame (spec §3.2).
 
     ``code`` is the Pusher error code or ``None`` (hosted Pusher sends ``null`` for
-    malformed messages and signature failures). The connection stays open unless the
-    error is a :class:`ConnectionRefused`.
+    malformed messages and signature failures). The connection stays open: a session
+    ends a connection with an explicit close action instead (§1.4).
     """
 
     code: int | None = None
@@ -91,14 +91,6 @@ class ClientEventRejected(PusherError):
     """A ``client-*`` event that breaks a rule of spec §9: error 4301, event dropped."""
 
     code = 4301
-
-
-class ConnectionRefused(PusherError):
-    """Refuse or end a connection: ``pusher:error`` with the code, then close with it (§1.4)."""
-
-    def __init__(self, message: str, code: int):
-        super().__init__(message, code=code)
-        self.close_code = code
 
 
 class HttpApiError(PusherdError):

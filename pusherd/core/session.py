@@ -1,30 +1,49 @@
-"""Per-connection protocol rules: subscription auth, sign-in, client events, keepalive.
+"""The protocol conversation of one connection, Sans-I/O (spec §1-§5, §7-§10).
 
-A :class:`Session` knows what one socket has subscribed to and who it signed in as; it
-decides whether a client message is allowed and raises the Pusher error otherwise. It does
-not touch shared channel state: the I/O shell applies a granted subscription to the
-adapter and then records it here with :meth:`Session.note_subscribed`.
+A :class:`Session` owns everything one socket says and is told: the open (the refusal
+code or ``pusher:connection_established``), every client message, the activity deadline,
+and the mapping of each error to its ``pusher:error`` frame or close code. It is fed
+parsed input and the time, and returns *actions* (:data:`Action`): frames to send, a close,
+and requests for the adapter (register, join, leave, sign in, publish a client event).
+It never calls the adapter or a socket: a transport shell (the WebSocket connection, and
+the HTTP fallback transports later) feeds it and carries the actions out, in order.
+
+The session is the one place that holds a socket's subscriptions and signed-in user.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from pusherd.core import auth, messages
 from pusherd.core.app import App
-from pusherd.core import auth
 from pusherd.core.channels import (
     ChannelKind,
     channel_name_problem,
     classify_channel,
     user_id_of_server_to_user_channel,
 )
-from pusherd.core.messages import ClientEvent, Signin, Subscribe
+from pusherd.core.ids import AppId, AppKey
+from pusherd.core.messages import ClientEvent, Ping, Pong, Signin, Subscribe, Unsubscribe
+from pusherd.core.outbound import Outbound
 from pusherd.core.state import MemberJoin
-from pusherd.errors import ClientEventRejected, SigninRefused, SubscriptionRefused
+from pusherd.errors import (
+    ClientEventRejected,
+    MessageFormatError,
+    PusherError,
+    SigninRefused,
+    SubscriptionRefused,
+)
+
+SUPPORTED_PROTOCOLS = frozenset({"5", "6", "7"})
+_VERSION_PATTERN = re.compile(r"\A[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}\Z")
+_PONG = Outbound(messages.PONG_FRAME)
+_PING = Outbound(messages.PING_FRAME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,21 +72,127 @@ class KeepaliveAction(enum.Enum):
     CLOSE = 2  # no frame since the ping for pong_timeout: close 4201
 
 
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """Server-wide protocol settings a session needs; one shared object (seconds)."""
+
+    activity_timeout: int = 120  # announced in connection_established (§1.3, §5)
+    ping_grace: float = 5.0  # idle past activity_timeout + grace: the server pings
+    pong_timeout: float = 30.0  # no frame this long after the ping: close 4201
+    strict_protocol_version: bool = False  # refuse a connection without ?protocol= (4008)
+
+
+_DEFAULT_SETTINGS = SessionSettings()
+_NO_APP = App(id=AppId(""), key=AppKey(""), secret="", enabled=False)
+
+
+# --- actions: what a session asks its transport shell to do, in order ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send this frame to the client."""
+
+    frame: Outbound
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close the connection with this code (the ``pusher:error`` went before, §1.4)."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Ask the adapter to admit the connection (``add_connection``); report the answer
+    with :meth:`Session.established` or :meth:`Session.refuse` (4004)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Ask the adapter to apply a granted subscription; it sends subscription_succeeded.
+    A refusal by the adapter (presence channel full) goes to :meth:`Session.join_refused`."""
+
+    grant: SubscriptionGrant
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Ask the adapter to remove the socket from `channel`."""
+
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """Ask the adapter to record the signed-in user; it sends signin_success (§10.1)."""
+
+    user: SignedInUser
+
+
+@dataclass(frozen=True, slots=True)
+class SignOut:
+    """Ask the adapter to forget the socket's signed-in user (the socket is gone)."""
+
+    user: SignedInUser
+
+
+@dataclass(frozen=True, slots=True)
+class PublishClientEvent:
+    """Ask the adapter to relay a client event to the channel's other subscribers (§9)."""
+
+    channel: str
+    event: str
+    data: Any
+    user_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Unregister:
+    """Ask the adapter to forget the connection (after its Leave and SignOut actions)."""
+
+
+Action = (
+    Send | Close | Register | Join | Leave | SignIn | SignOut | PublishClientEvent | Unregister
+)
+REGISTER = Register()
+UNREGISTER = Unregister()
+
+
+class Phase(enum.Enum):
+    NEW = 0  # not yet vetted
+    OPEN = 1  # registered: client messages are handled
+    CLOSING = 2  # a close was asked for: client messages are ignored
+    CLOSED = 3  # the transport is gone
+
+
 def _user_info_size(user_info: Any) -> int:
     return len(orjson.dumps(user_info))
+
+
+def _refusal_frames(exc: SubscriptionRefused) -> list[Action]:
+    # pusher:error for pusher-js, pusher:subscription_error for Echo's .error() (§7.5).
+    return [Send(Outbound(exc.to_frame())), Send(Outbound(exc.to_subscription_error_frame()))]
 
 
 class Session:
     """Protocol state of one connection (one ``socket_id`` of one app)."""
 
     __slots__ = (
-        "socket_id", "app", "subscriptions", "user", "last_activity", "ping_sent_at",
-        "_window_start", "_window_count",
+        "socket_id", "app", "settings", "phase", "registered", "subscriptions", "user",
+        "last_activity", "ping_sent_at", "_window_start", "_window_count",
     )
 
-    def __init__(self, socket_id: str, app: App, now: float) -> None:
+    def __init__(self, socket_id: str, app: App | None, now: float,
+                 settings: SessionSettings | None = None) -> None:
         self.socket_id = socket_id
-        self.app = app
+        # None: the key named no app; the open refuses it (4001) before anything else.
+        self.app = app or _NO_APP
+        self.settings = settings or _DEFAULT_SETTINGS
+        self.phase = Phase.NEW
+        self.registered = False
         # channel -> presence member key (None for other kinds), in subscription order.
         self.subscriptions: dict[str, str | None] = {}
         self.user: SignedInUser | None = None
@@ -75,6 +200,133 @@ class Session:
         self.ping_sent_at: float | None = None
         self._window_start = now
         self._window_count = 0
+
+    # --- the open (§1.2, §1.4, §4) -----------------------------------------------------
+
+    def open(self, query: dict[str, str], origin: str | None, draining: bool) -> list[Action]:
+        """Vet a new connection from its query (``protocol``, ``version``) and ``Origin``:
+        the refusal (``pusher:error`` + close with its code) or ``[Register]``."""
+        refusal = self._refusal(query, origin, draining)
+        if refusal is not None:
+            return self.refuse(*refusal)
+        return [REGISTER]
+
+    def _refusal(self, query: dict[str, str], origin: str | None, draining: bool
+                 ) -> tuple[int, str] | None:
+        app = self.app
+        if app is _NO_APP:
+            return 4001, "Application does not exist"
+        if not app.enabled:
+            return 4003, "Application is disabled"
+        version = query.get("version")
+        if version is not None and _VERSION_PATTERN.match(version) is None:
+            return 4006, "Invalid version string format"
+        protocol = query.get("protocol")
+        if protocol is None:
+            if self.settings.strict_protocol_version:
+                return 4008, "No protocol version supplied (add ?protocol=7)"
+        elif protocol not in SUPPORTED_PROTOCOLS:
+            return 4007, f"Unsupported protocol version {protocol[:16]!r} (supported: 5, 6, 7)"
+        if not app.allows_origin(origin):
+            return 4009, "Origin not allowed for this application"
+        if draining:
+            return 4200, "Server is shutting down: reconnect"
+        return None
+
+    def established(self) -> list[Action]:
+        """The adapter admitted the connection: ``pusher:connection_established`` (§1.3)."""
+        self.phase = Phase.OPEN
+        self.registered = True
+        return [Send(Outbound(messages.encode_connection_established(
+            self.socket_id, self.settings.activity_timeout)))]
+
+    def refuse(self, code: int, message: str) -> list[Action]:
+        """End the connection: ``pusher:error`` with `code`, then close with it (§1.4).
+        Used for refusals at the open, 4004 over quota, 4201 and terminations."""
+        if self.phase is Phase.CLOSED or self.phase is Phase.CLOSING:
+            return []
+        self.phase = Phase.CLOSING
+        return [Send(Outbound(messages.encode_error(code, message))), Close(code, message)]
+
+    # --- client messages (§3, §7-§10) --------------------------------------------------
+
+    def receive(self, payload: bytes, now: float) -> list[Action]:
+        """One complete text message from the client (valid UTF-8). Each error becomes its
+        frame here: ``pusher:error`` (plus ``pusher:subscription_error`` for a refused
+        subscribe, §7.5); the connection stays open."""
+        if self.phase is not Phase.OPEN:
+            return []  # refused or closing: ignore what the client still sends
+        try:
+            return self._dispatch(messages.parse_client_message(payload), now)
+        except SubscriptionRefused as exc:
+            return _refusal_frames(exc)
+        except PusherError as exc:
+            return [Send(Outbound(exc.to_frame()))]
+
+    def receive_binary(self) -> list[Action]:
+        """A binary message: the protocol is text only (§3.1)."""
+        if self.phase is not Phase.OPEN:
+            return []
+        return [Send(Outbound(MessageFormatError("Binary frames are not supported").to_frame()))]
+
+    def _dispatch(self, message: messages.ClientMessage, now: float) -> list[Action]:
+        if isinstance(message, Ping):
+            return [Send(_PONG)]
+        if isinstance(message, Pong):
+            return []
+        if isinstance(message, Subscribe):
+            grant = self.authorize_subscribe(message)
+            # A repeated subscribe is answered again but changes nothing: the socket keeps
+            # the member it first joined as, and leaving releases exactly that one.
+            if grant.channel not in self.subscriptions:
+                self.note_subscribed(grant)
+            return [Join(grant)]
+        if isinstance(message, Unsubscribe):
+            subscribed, _ = self.note_unsubscribed(message.channel)
+            return [Leave(message.channel)] if subscribed else []
+        if isinstance(message, Signin):
+            user = self.authorize_signin(message)
+            if self.user is not None:  # the same user again: confirm, change nothing
+                return [Send(Outbound(messages.encode_signin_success(user.user_data)))]
+            self.user = user
+            return [SignIn(user)]
+        user_id = self.authorize_client_event(message, now)
+        return [PublishClientEvent(message.channel, message.event, message.data, user_id)]
+
+    def join_refused(self, exc: SubscriptionRefused) -> list[Action]:
+        """The adapter refused a :class:`Join` (a full presence channel, §8): forget the
+        subscription and answer with the refusal frames."""
+        self.subscriptions.pop(exc.channel or "", None)
+        return _refusal_frames(exc)
+
+    # --- the end ----------------------------------------------------------------------
+
+    def close(self) -> list[Action]:
+        """The transport is gone: leave every channel, sign out, unregister (in that order)."""
+        self.phase = Phase.CLOSED
+        if not self.registered:
+            return []
+        self.registered = False
+        actions: list[Action] = [Leave(channel) for channel in self.subscriptions]
+        self.subscriptions = {}
+        if self.user is not None:
+            actions.append(SignOut(self.user))
+        actions.append(UNREGISTER)
+        return actions
+
+    def keepalive(self, now: float) -> list[Action]:
+        """The sweeper's check (§5): ``pusher:ping`` when idle past activity_timeout +
+        grace, close 4201 when the ping went unanswered for pong_timeout."""
+        if self.phase is not Phase.OPEN:
+            return []
+        settings = self.settings
+        action = self.keepalive_action(now, float(settings.activity_timeout),
+                                       settings.ping_grace, settings.pong_timeout)
+        if action is KeepaliveAction.PING:
+            return [Send(_PING)]
+        if action is KeepaliveAction.CLOSE:
+            return self.refuse(4201, "Pong reply not received: reconnect")
+        return []
 
     # --- activity (§5) ------------------------------------------------------------------
 

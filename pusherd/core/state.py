@@ -1,23 +1,37 @@
-"""Channel state of one app: subscriptions, presence members, cached events, signed-in users.
+"""The state decision of one app: channels, presence members, cached events, signed-in users.
 
-Pure and synchronous. Each mutation returns the *transition* it caused (channel occupied
-or vacated, member added or removed, the new subscription count) so that the caller can
-send frames and feed webhooks from the one place that knows a transition happened.
+Pure and synchronous, and free of socket handles: the state knows sockets by their
+``socket_id`` only, and each mutation returns the typed transitions it caused
+(:mod:`pusherd.core.transitions`). Who receives which frame is the local fan-out's
+business (:mod:`pusherd.adapters.fanout`); a distributed adapter makes the same decisions
+against shared state instead of this module.
 
-``S`` is the caller's handle for a subscriber (a connection object); this module stores
-it and hands it back, and never calls anything on it.
+Time is passed in as wall-clock milliseconds (``time_ms``/``now_ms``) so that a decision
+(a cache entry's expiry, a transition's timestamp) means the same on every node.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from pusherd.core.channels import ChannelKind
+from pusherd.core.app import App
+from pusherd.core.channels import ChannelKind, classify_channel
+from pusherd.core.transitions import (
+    CacheMiss,
+    ChannelOccupied,
+    ChannelVacated,
+    MemberAdded,
+    MemberRemoved,
+    SubscriptionCountChanged,
+    Transition,
+)
 from pusherd.errors import SubscriptionRefused
 
-S = TypeVar("S")
+# Above this many subscribers, subscription_count is announced at most every 5 s (§11.2).
+SUBSCRIPTION_COUNT_THROTTLE_ABOVE = 100
+SUBSCRIPTION_COUNT_INTERVAL_MS = 5_000
 
 
 @dataclass(slots=True)
@@ -38,15 +52,17 @@ class MemberJoin:
     user_info: Any
 
 
-class Channel(Generic[S]):
+class Channel:
     """One occupied channel. Deleted from the registry as soon as it is vacated."""
 
-    __slots__ = ("name", "kind", "subscribers", "members")
+    __slots__ = ("name", "kind", "socket_ids", "members")
 
     def __init__(self, name: str, kind: ChannelKind) -> None:
         self.name = name
         self.kind = kind
-        self.subscribers: dict[str, S] = {}  # socket_id -> handle, in join order
+        # socket_id -> the presence member key it joined as (None on other kinds), in
+        # join order: what a socket holds is recorded where it is released.
+        self.socket_ids: dict[str, str | None] = {}
         self.members: dict[str, PresenceMember] = {}  # presence only; key = str(user_id)
 
     def roster(self) -> dict[str, Any]:
@@ -70,16 +86,17 @@ class SubscribeTransition:
 class UnsubscribeTransition:
     vacated: bool  # the channel went from 1 to 0 subscribers
     member_removed: PresenceMember | None  # the user's last socket left
+    member_key: str | None  # the member key the socket had joined as
     subscription_count: int
 
 
-class ChannelRegistry(Generic[S]):
-    """Every occupied channel of one app."""
+class ChannelRegistry:
+    """Every occupied channel of one app, by name."""
 
     def __init__(self) -> None:
-        self.channels: dict[str, Channel[S]] = {}
+        self.channels: dict[str, Channel] = {}
 
-    def get(self, name: str) -> Channel[S] | None:
+    def get(self, name: str) -> Channel | None:
         return self.channels.get(name)
 
     def subscribe(
@@ -87,18 +104,18 @@ class ChannelRegistry(Generic[S]):
         name: str,
         kind: ChannelKind,
         socket_id: str,
-        handle: S,
         member: MemberJoin | None = None,
         max_members: int = 100,
     ) -> SubscribeTransition:
-        """Add `socket_id` to `name`. Idempotent: a second subscribe changes nothing.
+        """Add `socket_id` to `name`. Idempotent: a second subscribe changes nothing, not
+        even the member the socket joined as.
 
-        Raises :class:`SubscriptionRefused` when a new distinct user would exceed
-        `max_members` (§8); the state is left unchanged then.
+        Raises :class:`SubscriptionRefused` (status 4100) when a new distinct user would
+        exceed `max_members` (§8); the state is left unchanged then.
         """
         channel = self.channels.get(name)
-        if channel is not None and socket_id in channel.subscribers:
-            return SubscribeTransition(True, False, None, len(channel.subscribers))
+        if channel is not None and socket_id in channel.socket_ids:
+            return SubscribeTransition(True, False, None, len(channel.socket_ids))
         if (
             member is not None
             and channel is not None
@@ -112,9 +129,9 @@ class ChannelRegistry(Generic[S]):
         occupied = channel is None
         if channel is None:
             channel = self.channels[name] = Channel(name, kind)
-        channel.subscribers[socket_id] = handle
         added = None
         if member is not None:
+            channel.socket_ids[socket_id] = member.key
             present = channel.members.get(member.key)
             if present is None:
                 present = channel.members[member.key] = PresenceMember(
@@ -122,15 +139,17 @@ class ChannelRegistry(Generic[S]):
                 )
                 added = present
             present.socket_ids.add(socket_id)
-        return SubscribeTransition(False, occupied, added, len(channel.subscribers))
+        else:
+            channel.socket_ids[socket_id] = None
+        return SubscribeTransition(False, occupied, added, len(channel.socket_ids))
 
-    def unsubscribe(
-        self, name: str, socket_id: str, member_key: str | None = None
-    ) -> UnsubscribeTransition | None:
-        """Remove `socket_id` from `name`; ``None`` if it was not subscribed."""
+    def unsubscribe(self, name: str, socket_id: str) -> UnsubscribeTransition | None:
+        """Remove `socket_id` from `name` and release the member it joined as; ``None`` if
+        it was not subscribed."""
         channel = self.channels.get(name)
-        if channel is None or channel.subscribers.pop(socket_id, None) is None:
+        if channel is None or socket_id not in channel.socket_ids:
             return None
+        member_key = channel.socket_ids.pop(socket_id)
         removed = None
         if member_key is not None:
             present = channel.members.get(member_key)
@@ -139,12 +158,12 @@ class ChannelRegistry(Generic[S]):
                 if not present.socket_ids:
                     del channel.members[member_key]
                     removed = present
-        vacated = not channel.subscribers
+        vacated = not channel.socket_ids
         if vacated:
             del self.channels[name]
-        return UnsubscribeTransition(vacated, removed, len(channel.subscribers))
+        return UnsubscribeTransition(vacated, removed, member_key, len(channel.socket_ids))
 
-    def occupied(self, prefix: str = "") -> Iterator[Channel[S]]:
+    def occupied(self, prefix: str = "") -> Iterator[Channel]:
         """Occupied channels whose name starts with `prefix`, ``#`` channels excluded."""
         for name, channel in self.channels.items():
             if name.startswith(prefix) and not name.startswith("#"):
@@ -155,33 +174,34 @@ class ChannelRegistry(Generic[S]):
 class CachedEvent:
     event: str
     data: str
-    expires_at: float
+    expires_at_ms: int
 
 
 class EventCache:
     """The last HTTP-API event of each cache channel, with a TTL (§11.1).
 
     It survives the channel becoming empty (as hosted Pusher's does); entries expire at
-    ``expires_at``, checked on read and purged by :meth:`purge`.
+    ``expires_at_ms``, checked on read and purged by :meth:`purge`.
     """
 
     def __init__(self) -> None:
         self._events: dict[str, CachedEvent] = {}
 
-    def put(self, channel: str, event: str, data: str, now: float, ttl: float) -> None:
-        self._events[channel] = CachedEvent(event, data, now + ttl)
+    def put(self, channel: str, event: str, data: str, now_ms: int, ttl_ms: int) -> None:
+        self._events[channel] = CachedEvent(event, data, now_ms + ttl_ms)
 
-    def get(self, channel: str, now: float) -> CachedEvent | None:
+    def get(self, channel: str, now_ms: int) -> CachedEvent | None:
         cached = self._events.get(channel)
         if cached is None:
             return None
-        if cached.expires_at <= now:
+        if cached.expires_at_ms <= now_ms:
             del self._events[channel]
             return None
         return cached
 
-    def purge(self, now: float) -> int:
-        expired = [name for name, c in self._events.items() if c.expires_at <= now]
+    def purge(self, now_ms: int) -> int:
+        """Drop expired entries; return how many were dropped."""
+        expired = [name for name, c in self._events.items() if c.expires_at_ms <= now_ms]
         for name in expired:
             del self._events[name]
         return len(expired)
@@ -190,25 +210,26 @@ class EventCache:
         return len(self._events)
 
 
-class UserRegistry(Generic[S]):
-    """Signed-in users (§10): user id -> sockets, and who watches whom (§10.3)."""
+class UserRegistry:
+    """Signed-in users (§10): user id -> socket ids, and who watches whom (§10.3)."""
 
     def __init__(self) -> None:
-        self.sockets: dict[str, dict[str, S]] = {}
-        self.watchers: dict[str, dict[str, S]] = {}  # watched id -> watcher socket -> handle
+        self.sockets: dict[str, set[str]] = {}
+        self.watchers: dict[str, set[str]] = {}  # watched id -> watcher socket ids
 
-    def sign_in(self, user_id: str, socket_id: str, handle: S) -> bool:
+    def sign_in(self, user_id: str, socket_id: str) -> bool:
         """Record the socket; True when the user just came online (first socket)."""
-        sockets = self.sockets.setdefault(user_id, {})
+        sockets = self.sockets.setdefault(user_id, set())
         first = not sockets
-        sockets[socket_id] = handle
+        sockets.add(socket_id)
         return first
 
     def sign_out(self, user_id: str, socket_id: str) -> bool:
         """Forget the socket; True when the user just went offline (last socket)."""
         sockets = self.sockets.get(user_id)
-        if sockets is None or sockets.pop(socket_id, None) is None:
+        if sockets is None or socket_id not in sockets:
             return False
+        sockets.discard(socket_id)
         if sockets:
             return False
         del self.sockets[user_id]
@@ -217,14 +238,132 @@ class UserRegistry(Generic[S]):
     def is_online(self, user_id: str) -> bool:
         return user_id in self.sockets
 
-    def watch(self, watched: list[str], socket_id: str, handle: S) -> None:
+    def watch(self, watched: list[str], socket_id: str) -> None:
         for user_id in watched:
-            self.watchers.setdefault(user_id, {})[socket_id] = handle
+            self.watchers.setdefault(user_id, set()).add(socket_id)
 
     def unwatch(self, watched: list[str], socket_id: str) -> None:
         for user_id in watched:
-            handles = self.watchers.get(user_id)
-            if handles is not None:
-                handles.pop(socket_id, None)
-                if not handles:
+            sockets = self.watchers.get(user_id)
+            if sockets is not None:
+                sockets.discard(socket_id)
+                if not sockets:
                     del self.watchers[user_id]
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    """What a granted subscription caused: the transitions in order, and what the
+    subscriber itself must receive (roster for presence, the cached event or a miss)."""
+
+    already_subscribed: bool
+    transitions: tuple[Transition, ...]
+    roster: dict[str, Any] | None
+    cached: CachedEvent | None
+    cache_miss: bool
+
+
+class AppState:
+    """The whole state decision of one app (spec §8, §10, §11), transitions out."""
+
+    __slots__ = ("app_id", "channels", "cache", "users", "pending_counts", "count_sent_at")
+
+    def __init__(self, app_id: str) -> None:
+        self.app_id = app_id
+        self.channels = ChannelRegistry()
+        self.cache = EventCache()
+        self.users = UserRegistry()
+        # Busy channels whose subscription_count changed since it was last announced, and
+        # when it was last announced: at most every SUBSCRIPTION_COUNT_INTERVAL_MS (§11.2).
+        self.pending_counts: set[str] = set()
+        self.count_sent_at: dict[str, int] = {}
+
+    def subscribe(
+        self, app: App, channel: str, kind: ChannelKind, socket_id: str,
+        member: MemberJoin | None, now_ms: int,
+    ) -> Subscribed:
+        """Add `socket_id` to `channel`: transitions in the order listeners must see them
+        (occupied, member_added, cache_miss, subscription_count).
+
+        Raises :class:`SubscriptionRefused` (4100) when the presence channel is full.
+        """
+        change = self.channels.subscribe(channel, kind, socket_id, member,
+                                         app.max_presence_members)
+        current = self.channels.channels[channel]
+        roster = current.roster() if kind.presence else None
+        if change.already_subscribed:
+            return Subscribed(True, (), roster, None, False)
+        transitions: list[Transition] = []
+        if change.occupied and not kind.server_to_user:
+            transitions.append(ChannelOccupied(self.app_id, channel, now_ms))
+        added = change.member_added
+        if added is not None and member is not None:
+            transitions.append(MemberAdded(self.app_id, channel, member.key, now_ms,
+                                           added.user_id, added.user_info))
+        cached, miss = None, False
+        if kind.cache:
+            cached = self.cache.get(channel, now_ms)
+            miss = cached is None
+            if miss:
+                transitions.append(CacheMiss(self.app_id, channel, now_ms))
+        count = self._count_changed(app, channel, change.subscription_count, now_ms, True)
+        if count is not None:
+            transitions.append(count)
+        return Subscribed(False, tuple(transitions), roster, cached, miss)
+
+    def unsubscribe(self, app: App, channel: str, socket_id: str, now_ms: int
+                    ) -> tuple[Transition, ...] | None:
+        """Remove `socket_id` from `channel`: the transitions (member_removed, then
+        channel_vacated or subscription_count), or None if it was not subscribed."""
+        change = self.channels.unsubscribe(channel, socket_id)
+        if change is None:
+            return None
+        transitions: list[Transition] = []
+        removed = change.member_removed
+        if removed is not None and change.member_key is not None:
+            transitions.append(MemberRemoved(self.app_id, channel, change.member_key, now_ms,
+                                             removed.user_id))
+        if change.vacated:
+            self.pending_counts.discard(channel)
+            self.count_sent_at.pop(channel, None)
+            if not classify_channel(channel).server_to_user:
+                transitions.append(ChannelVacated(self.app_id, channel, now_ms))
+        else:
+            count = self._count_changed(app, channel, change.subscription_count, now_ms,
+                                        False)
+            if count is not None:
+                transitions.append(count)
+        return tuple(transitions)
+
+    def _count_changed(self, app: App, channel: str, count: int, now_ms: int,
+                       subscribing: bool) -> SubscriptionCountChanged | None:
+        """The announcement a new count calls for (§11.2): on a busy channel a subscribe
+        announces at most every interval, and an unsubscribe waits for :meth:`tick`."""
+        if not app.enable_subscription_count:
+            return None
+        kind = classify_channel(channel)
+        if kind.presence or kind.server_to_user:
+            return None
+        if count > SUBSCRIPTION_COUNT_THROTTLE_ABOVE and (
+            not subscribing
+            or now_ms - self.count_sent_at.get(channel, 0) < SUBSCRIPTION_COUNT_INTERVAL_MS
+        ):
+            self.pending_counts.add(channel)
+            return None
+        if subscribing:
+            self.count_sent_at[channel] = now_ms
+        return SubscriptionCountChanged(self.app_id, channel, count, now_ms)
+
+    def tick(self, now_ms: int) -> list[Transition]:
+        """Housekeeping: expire cached events, announce throttled counts that are due."""
+        self.cache.purge(now_ms)
+        due: list[Transition] = []
+        for channel in list(self.pending_counts):
+            if now_ms - self.count_sent_at.get(channel, 0) >= SUBSCRIPTION_COUNT_INTERVAL_MS:
+                self.pending_counts.discard(channel)
+                self.count_sent_at[channel] = now_ms
+                current = self.channels.get(channel)
+                if current is not None:
+                    due.append(SubscriptionCountChanged(
+                        self.app_id, channel, len(current.socket_ids), now_ms))
+        return due

@@ -10,19 +10,18 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
 
-from pusherd.apps import App
+from pusherd.adapters.base import Adapter
+from pusherd.apps import App, AppRegistry
 from pusherd.core import api
 from pusherd.core.auth import verify_api_request
 from pusherd.core.channels import channel_name_problem, classify_channel
 from pusherd.errors import HttpApiError
-
-if TYPE_CHECKING:
-    from pusherd.server.server import Server
+from pusherd.server.state import ServerState
 
 log = logging.getLogger("pusherd.http")
 
@@ -59,9 +58,10 @@ class HttpApi:
     no per-request objects beyond the parsed query and the :class:`~pusherd.core.api.Trigger`.
     """
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
-        self.adapter = server.adapter
+    def __init__(self, apps: AppRegistry, adapter: Adapter, state: ServerState) -> None:
+        self.apps = apps
+        self.adapter = adapter
+        self.state = state
 
     def handle(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
         """Answer one request. `raw_path` is as sent (percent-escapes kept: it may be what
@@ -76,7 +76,7 @@ class HttpApi:
     def _route(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
         path = unquote(raw_path) if "%" in raw_path else raw_path
         if path == "/up" and method in ("GET", "HEAD"):
-            if self.server.draining:
+            if self.state.draining:
                 return _json(503, {"status": "draining"})
             return _json(200, {"status": "ok"})
         params = api.parse_query(query)
@@ -86,7 +86,7 @@ class HttpApi:
             app_id, slash, rest = path[6:].partition("/")
             if not app_id:
                 raise HttpApiError(404, "Not found")
-            app = self.server.apps.by_id(app_id)
+            app = self.apps.by_id(app_id)
             if app is None:
                 raise HttpApiError(404, f"Unknown app id {app_id[:64]!r}")
             rest = slash + rest
@@ -97,7 +97,7 @@ class HttpApi:
             # The Python SDK signs and sends /users/{id}/terminate_connections without the
             # /apps/{id} part (spec §13.4): the app is the one whose key signed it.
             auth_key = next((v for k, v in params if k == "auth_key"), "")
-            found = self.server.apps.by_key(auth_key)
+            found = self.apps.by_key(auth_key)
             if found is None:
                 raise HttpApiError(401, "Unknown auth_key")
             app, rest = found, path
@@ -133,8 +133,8 @@ class HttpApi:
 
     def _trigger(self, app: App, body: bytes) -> HttpResponse:
         trigger = api.parse_trigger(app, body)
-        self.adapter.trigger(app, trigger, time.monotonic())
-        self.server.stats_api_events += 1
+        self.adapter.trigger(app, trigger, time.time_ns() // 1_000_000)
+        self.state.api_events += 1
         if not trigger.info:
             return EMPTY_OK
         return _json(200, {"channels": {c: self._trigger_info(app, c, trigger.info)
@@ -142,10 +142,10 @@ class HttpApi:
 
     def _batch(self, app: App, body: bytes) -> HttpResponse:
         triggers = api.parse_batch(app, body)
-        now = time.monotonic()
+        now_ms = time.time_ns() // 1_000_000
         for trigger in triggers:
-            self.adapter.trigger(app, trigger, now)
-        self.server.stats_api_events += len(triggers)
+            self.adapter.trigger(app, trigger, now_ms)
+        self.state.api_events += len(triggers)
         if not any(t.info for t in triggers):
             return EMPTY_OK
         return _json(200, {"batch": [
@@ -188,9 +188,9 @@ class HttpApi:
         if "user_count" in info:
             result["user_count"] = snapshot.user_count or 0
         if "cache" in info:
-            cached = self.adapter.cached_event(app, channel, time.monotonic())
+            cached = self.adapter.cached_event(app, channel, time.time_ns() // 1_000_000)
             result["cache"] = None if cached is None else {
-                "event": cached[0], "data": cached[1], "ttl": max(0, int(cached[2]))}
+                "event": cached.event, "data": cached.data, "ttl": max(0, cached.ttl_ms // 1000)}
         return _json(200, result)
 
     def _users(self, app: App, channel: str) -> HttpResponse:

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import httptools
 from websockets.utils import accept_key
 
-from pusherd.apps import App
-from pusherd.core import messages
+from pusherd.adapters.base import Adapter
+from pusherd.apps import AppRegistry
 from pusherd.core.api import parse_query
-from pusherd.server.http_api import EMPTY_OK, HttpResponse, error_response
-from pusherd.server.websocket import WebSocketConnection
-
-if TYPE_CHECKING:
-    from pusherd.server.server import Server
+from pusherd.core.session import Session, SessionSettings
+from pusherd.server.http_api import EMPTY_OK, HttpApi, HttpResponse, error_response
+from pusherd.server.state import ServerState
+from pusherd.server.websocket import WebSocketConnection, WebSocketLimits
 
 log = logging.getLogger("pusherd.http")
 
@@ -33,9 +31,21 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"
             404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
             426: "Upgrade Required", 429: "Too Many Requests", 500: "Internal Server Error",
             503: "Service Unavailable"}
-SUPPORTED_PROTOCOLS = frozenset({"5", "6", "7"})
 LINGER_SECONDS = 5.0  # how long a refused request's remaining input is drained
-_VERSION_PATTERN = re.compile(r"\A[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolContext:
+    """Everything a TCP connection's protocol uses, passed explicitly (no server object)."""
+
+    state: ServerState
+    apps: AppRegistry
+    adapter: Adapter
+    http_api: HttpApi
+    session_settings: SessionSettings
+    websocket_limits: WebSocketLimits
+    max_request_size: int  # bytes
+    path_prefix: str  # mount prefix in front of /app/{key} and /apps/{id}, or ""
 
 
 def render_response(response: HttpResponse, keep_alive: bool, head: bool = False) -> bytes:
@@ -55,8 +65,8 @@ _EMPTY_OK_KEEP_ALIVE = render_response(EMPTY_OK, keep_alive=True)
 class ServerProtocol(asyncio.Protocol):
     """HTTP/1.1 and WebSocket on one port (the only TCP-facing class)."""
 
-    def __init__(self, server: Server) -> None:
-        self.server = server
+    def __init__(self, context: ProtocolContext) -> None:
+        self.context = context
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.ws: WebSocketConnection | None = None
@@ -74,19 +84,22 @@ class ServerProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = transport  # type: ignore[assignment]
-        server = self.server
-        server.transports.add(self.transport)  # type: ignore[arg-type]
-        server.http_protocols.add(self)
-        if len(server.transports) > server.max_open_connections:
-            server.note_connection_limit()
+        state = self.context.state
+        state.http_connections.add(self)
+        if not state.transport_opened(transport):
             self._respond(error_response(503, "Server is at its open-file limit"), False)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.server.http_protocols.discard(self)
+        state = self.context.state
+        state.http_connections.discard(self)
         if self.transport is not None:
-            self.server.transports.discard(self.transport)
+            state.transport_closed(self.transport)
         if self.ws is not None:
-            self.server.websocket_closed(self.ws)
+            self.ws.closed()
+
+    def close_idle(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def pause_writing(self) -> None:
         if self.ws is not None:
@@ -153,7 +166,7 @@ class ServerProtocol(asyncio.Protocol):
             self._upgrading = True
             return
         length = self._headers.get(b"content-length")
-        limit = self.server.max_request_size
+        limit = self.context.max_request_size
         if length is not None and length.isdigit() and int(length) > limit:
             self._respond(error_response(
                 413, f"Request body is larger than {limit} bytes"), False)
@@ -168,7 +181,7 @@ class ServerProtocol(asyncio.Protocol):
         if self._refused:
             return
         self._body_size += len(body)
-        limit = self.server.max_request_size
+        limit = self.context.max_request_size
         if self._body_size > limit:
             self._respond(error_response(413, f"Request body is larger than {limit} bytes"),
                           False)
@@ -186,8 +199,8 @@ class ServerProtocol(asyncio.Protocol):
             url = httptools.parse_url(raw_url)
             raw_path, raw_query = url.path or b"/", url.query or b""
         path = raw_path.decode("latin-1")
-        server = self.server
-        prefix = server.path_prefix
+        context = self.context
+        prefix = context.path_prefix
         if prefix and path != "/up":  # /up answers at the root too, for load balancers
             if not path.startswith(prefix + "/"):
                 self._respond(error_response(404, "Not found"), self.parser.should_keep_alive())
@@ -195,7 +208,7 @@ class ServerProtocol(asyncio.Protocol):
             path = path[len(prefix):]
         method = self.parser.get_method().decode("latin-1")
         body = self._body
-        response = server.http_api.handle(
+        response = context.http_api.handle(
             method, path, raw_query.decode("latin-1"),
             body[0] if len(body) == 1 else b"".join(body),
         )
@@ -228,13 +241,15 @@ class ServerProtocol(asyncio.Protocol):
                 transport.close()
 
     def _upgrade(self, rest: bytes) -> None:
-        """Complete the RFC 6455 handshake for ``/app/{key}``, then vet the connection."""
+        """Complete the RFC 6455 handshake for ``/app/{key}``, then let the session vet the
+        connection (§1.2): the refusal or connection_established leaves in the same write
+        as the 101 response."""
         transport = self.transport
         assert transport is not None
-        server = self.server
+        context = self.context
         url = httptools.parse_url(self._url)
         path = (url.path or b"/").decode("latin-1")
-        prefix = server.config.server.path_prefix
+        prefix = context.path_prefix
         if prefix and path.startswith(prefix + "/"):
             path = path[len(prefix):]
         if not path.startswith("/app/") or len(path) <= len("/app/"):
@@ -253,61 +268,30 @@ class ServerProtocol(asyncio.Protocol):
         if headers.get(b"sec-websocket-version") != b"13":
             self._respond(error_response(426, "Unsupported WebSocket version (use 13)"), False)
             return
-        app_key = path[len("/app/"):].rstrip("/")
-        app = server.apps.by_key(app_key)
-        now = time.monotonic()
-        connection = WebSocketConnection(server, transport, app, server.new_socket_id(), now)
+        state = context.state
+        app = context.apps.by_key(path[len("/app/"):].rstrip("/"))
+        session = Session(state.new_socket_id(), app, time.monotonic(),
+                          context.session_settings)
+        connection = WebSocketConnection(transport, session, context.adapter, state,
+                                         context.websocket_limits)
         # The 101 response and the first frame leave in one write (one syscall).
         connection.cork(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Accept: " + accept_key(key).encode() + b"\r\n\r\n"
         )
         self.ws = connection
-        server.http_protocols.discard(self)
+        state.http_connections.discard(self)
         # The HTTP parser and request buffers are done with: free them for the socket's
         # lifetime (memory per idle connection is a headline figure).
         self._headers = {}
         self._body = []
         self._url = b""
-        server.websocket_opened(connection)
+        state.connections[connection.socket_id] = connection
 
         query = dict(parse_query((url.query or b"").decode("latin-1")))
         origin = headers.get(b"origin")
-        refusal = self._refusal(app, query, None if origin is None else origin.decode("latin-1"))
-        if refusal is not None:
-            code, message = refusal
-            connection.terminate(code, message)
-        else:
-            assert app is not None
-            if not server.adapter.add_connection(app, connection):
-                connection.terminate(4004, "Application is over its connection quota")
-            else:
-                connection.registered = True
-                connection.send(messages.encode_connection_established(
-                    connection.socket_id, server.config.server.activity_timeout))
+        connection.run(session.open(query, None if origin is None else origin.decode("latin-1"),
+                                    state.draining))
         connection.uncork()
         if rest:
             connection.receive_data(rest)
-
-    def _refusal(self, app: App | None, query: dict[str, str], origin: str | None
-                 ) -> tuple[int, str] | None:
-        """Why a new WebSocket is refused (close code, message), per spec §1.2, §1.4, §4."""
-        server = self.server
-        if app is None:
-            return 4001, "Application does not exist"
-        if not app.enabled:
-            return 4003, "Application is disabled"
-        version = query.get("version")
-        if version is not None and _VERSION_PATTERN.match(version) is None:
-            return 4006, "Invalid version string format"
-        protocol = query.get("protocol")
-        if protocol is None:
-            if server.config.server.strict_protocol_version:
-                return 4008, "No protocol version supplied (add ?protocol=7)"
-        elif protocol not in SUPPORTED_PROTOCOLS:
-            return 4007, f"Unsupported protocol version {protocol[:16]!r} (supported: 5, 6, 7)"
-        if not app.allows_origin(origin):
-            return 4009, "Origin not allowed for this application"
-        if server.draining:
-            return 4200, "Server is shutting down: reconnect"
-        return None

@@ -1,26 +1,29 @@
-"""The server: binds the one port, sweeps keepalives, and shuts down gracefully.
+"""The server: builds the pieces, binds the one port, sweeps keepalives, shuts down.
 
-Build, bind and shut down are separate steps (:meth:`Server.start`,
-:meth:`Server.shutdown`) so tests and the CLI drive the same object.
+Build, bind and shut down are separate steps (:class:`Server`, :meth:`Server.start`,
+:meth:`Server.shutdown`) so tests and the CLI drive the same object. The server wires
+explicit dependencies into each handler (:class:`~pusherd.server.protocol.ProtocolContext`);
+no handler receives the server itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
-import random
 import resource
 import time
 
-from pusherd.adapters.local import LocalAdapter
+from pusherd.adapters.base import Adapter
+from pusherd.adapters.memory import MemoryAdapter
 from pusherd.apps import AppRegistry
 from pusherd.config import Config
-from pusherd.core.ids import format_socket_id
-from pusherd.core.session import KeepaliveAction
+from pusherd.core.session import SessionSettings
+from pusherd.server.actions import wall_ms
 from pusherd.server.http_api import HttpApi
-from pusherd.server.protocol import ServerProtocol
-from pusherd.server.websocket import WebSocketConnection
+from pusherd.server.protocol import ProtocolContext, ServerProtocol
+from pusherd.server.state import Connection, ServerState
+from pusherd.server.websocket import WebSocketLimits
 
 log = logging.getLogger("pusherd.server")
 
@@ -42,52 +45,70 @@ def raise_open_file_limit() -> int:
 
 
 class Server:
-    def __init__(self, config: Config) -> None:
+    """One pusherd process: the listener, its handlers, the sweeper and the adapter."""
+
+    def __init__(self, config: Config, adapter: Adapter | None = None) -> None:
         self.config = config
+        cfg = config.server
         self.apps = AppRegistry(config.apps)
-        self.adapter = LocalAdapter()
-        self.http_api = HttpApi(self)
-        self.transports: set[asyncio.Transport] = set()
-        self.http_protocols: set[ServerProtocol] = set()  # connections not (yet) upgraded
-        self.websockets: dict[str, WebSocketConnection] = {}
-        self.draining = False
+        self.adapter: Adapter = adapter if adapter is not None else MemoryAdapter()
+        open_file_limit = raise_open_file_limit()
+        self.state = ServerState(max(16, open_file_limit - FD_RESERVE), open_file_limit)
+        self.http_api = HttpApi(self.apps, self.adapter, self.state)
+        self.context = ProtocolContext(
+            state=self.state,
+            apps=self.apps,
+            adapter=self.adapter,
+            http_api=self.http_api,
+            session_settings=SessionSettings(
+                activity_timeout=cfg.activity_timeout,
+                ping_grace=cfg.ping_grace,
+                pong_timeout=cfg.pong_timeout,
+                strict_protocol_version=cfg.strict_protocol_version,
+            ),
+            websocket_limits=WebSocketLimits(cfg.max_message_size, cfg.max_write_buffer_size),
+            max_request_size=cfg.max_request_size,
+            path_prefix=cfg.path_prefix,
+        )
         self.port = 0
-        self.open_file_limit = raise_open_file_limit()
-        self.max_open_connections = max(16, self.open_file_limit - FD_RESERVE)
-        self.stats_api_events = 0
-        # Read on every HTTP request: kept here rather than three attribute loads away.
-        self.max_request_size = config.server.max_request_size
-        self.path_prefix = config.server.path_prefix
-        self.stats_slow_consumers = 0
-        self._limit_logged_at = 0.0
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        # Socket ids need uniqueness, not secrecy (an auth signature binds a socket id to a
-        # channel the backend already allowed): a seeded PRNG spares two syscalls per socket.
-        self._random = random.Random(os.urandom(32))
+
+    @property
+    def websockets(self) -> dict[str, Connection]:
+        """Open client connections by socket id (read-only view for tests and the CLI)."""
+        return self.state.connections
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Start the adapter, bind ``[server] host:port`` (port 0 picks one: see
+        :attr:`port`), and start the keepalive sweeper. Raises :class:`OSError` when the
+        address cannot be bound."""
         loop = asyncio.get_running_loop()
         cfg = self.config.server
+        await self.adapter.start()
+        context = self.context
         self._server = await loop.create_server(
-            lambda: ServerProtocol(self), cfg.host, cfg.port, backlog=4096, reuse_address=True
+            lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
+            reuse_address=True,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="pusherd-sweeper")
         log.info("open-file limit %d: at most %d simultaneous connections",
-                 self.open_file_limit, self.max_open_connections)
+                 self.state.open_file_limit, self.state.max_open_connections)
 
     async def shutdown(self) -> None:
         """Stop accepting, mark not ready, then close every socket with 4200 in paced
-        batches (so clients do not all reconnect to the surviving nodes at once)."""
+        batches (so clients do not all reconnect to the surviving nodes at once); wait up
+        to ``shutdown_timeout`` seconds for the clients to close, then abort the rest."""
         cfg = self.config.server
-        self.draining = True
+        state = self.state
+        state.draining = True
         if self._server is not None:
             self._server.close()
         deadline = time.monotonic() + cfg.shutdown_timeout
-        connections = list(self.websockets.values())
+        connections = list(state.connections.values())
         batch = cfg.shutdown_batch_size
         steps = max(1, (len(connections) + batch - 1) // batch)
         pause = min(0.05, cfg.shutdown_timeout / (2 * steps)) if steps > 1 else 0.0
@@ -96,99 +117,65 @@ class Server:
                 connection.terminate(4200, "Server is shutting down: reconnect")
             if pause:
                 await asyncio.sleep(pause)
-        for transport in list(self.transports):
-            if not any(c.transport is transport for c in connections):
-                transport.close()
-        while self.transports and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        for transport in list(self.transports):
-            transport.abort()
+        # Idle keep-alive HTTP connections have nothing to finish.
+        for http in list(state.http_connections):
+            http.close_idle()
+        if state.transports:
+            state.drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(state.drained.wait(),
+                                       max(0.0, deadline - time.monotonic()))
+        for transport in list(state.transports):
+            transport.abort()  # type: ignore[attr-defined]
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self._server is not None:
             await self._server.wait_closed()
-
-    # --- connections --------------------------------------------------------------------
-
-    def new_socket_id(self) -> str:
-        while True:
-            socket_id = format_socket_id(self._random.randrange(1, 10**10),
-                                         self._random.randrange(1, 10**10))
-            if socket_id not in self.websockets:
-                return socket_id
-
-    def websocket_opened(self, connection: WebSocketConnection) -> None:
-        self.websockets[connection.socket_id] = connection
-
-    def websocket_closed(self, connection: WebSocketConnection) -> None:
-        connection.writable = False
-        self.websockets.pop(connection.socket_id, None)
-        if connection.registered and connection.app is not None:
-            connection.registered = False
-            self.adapter.remove_connection(connection.app, connection)
-
-    def note_connection_limit(self) -> None:
-        now = time.monotonic()
-        if now - self._limit_logged_at > 10:
-            self._limit_logged_at = now
-            log.warning(
-                "connection refused: %d open connections reached the limit of this process "
-                "(open-file limit %d); raise `ulimit -n` or add processes",
-                len(self.transports), self.open_file_limit,
-            )
+        await self.adapter.close()
 
     # --- keepalive sweep (§5) -----------------------------------------------------------
 
-    def sweep(self, now: float) -> None:
-        """One pass over every socket: ping the idle, close the silent (4201), abort
-        unanswered closing handshakes, and let the adapter expire its caches."""
-        self.sweep_connections(now, list(self.websockets.values()))
-        self.sweep_http(now)
-        self.adapter.tick(now)
+    def sweep(self, now: float, now_ms: int | None = None) -> None:
+        """One whole sweep pass at monotonic `now` (seconds), adapter housekeeping at
+        wall-clock `now_ms` (default: the current time). The background sweeper runs the
+        same two steps, the first in slices."""
+        self.sweep_connections(now, list(self.state.connections.values()))
+        self.sweep_housekeeping(now, wall_ms() if now_ms is None else now_ms)
 
-    def sweep_connections(self, now: float, connections: list[WebSocketConnection]) -> None:
-        cfg = self.config.server
-        timeout = float(cfg.activity_timeout)
+    @staticmethod
+    def sweep_connections(now: float, connections: list[Connection]) -> None:
+        """Each connection's keepalive rules (§5): ping the idle, close the silent."""
         for connection in connections:
-            if connection.close_deadline is not None:
-                if now >= connection.close_deadline:
-                    connection.transport.abort()
-                continue
-            session = connection.session
-            if not connection.registered:
-                continue
-            action = session.keepalive_action(now, timeout, cfg.ping_grace, cfg.pong_timeout)
-            if action is KeepaliveAction.PING:
-                connection.ping()
-            elif action is KeepaliveAction.CLOSE:
-                connection.terminate(4201, "Pong reply not received: reconnect")
+            connection.sweep(now)
 
-    def sweep_http(self, now: float) -> None:
+    def sweep_housekeeping(self, now: float, now_ms: int) -> None:
+        """Close idle keep-alive HTTP connections; let the adapter expire its caches and
+        announce throttled subscription counts."""
         idle_limit = self.config.server.http_idle_timeout
-        for http in list(self.http_protocols):
-            if now - http.last_activity >= idle_limit and http.transport is not None:
-                http.transport.close()
+        for http in list(self.state.http_connections):
+            if now - http.last_activity >= idle_limit:
+                http.close_idle()
+        self.adapter.tick(now_ms)
 
     def sweep_interval(self) -> float:
+        """Seconds between sweep passes: a quarter of the shortest keepalive deadline."""
         cfg = self.config.server
         return max(0.05, min(1.0, (cfg.activity_timeout + cfg.ping_grace) / 4,
                              cfg.pong_timeout / 4 if cfg.pong_timeout else 1.0))
 
     async def _sweep_forever(self) -> None:
-        # The pass is cut into slices with a yield between them, so that 20,000 sockets
-        # never hold the event loop for more than a slice's worth (about 1 ms).
+        # The connections are swept in slices with a yield between them, so that 20,000
+        # sockets never hold the event loop for more than a slice's worth (about 1 ms).
         interval = self.sweep_interval()
         while True:
             await asyncio.sleep(interval)
             try:
-                connections = list(self.websockets.values())
+                connections = list(self.state.connections.values())
                 for start in range(0, len(connections), SWEEP_SLICE):
                     if start:
                         await asyncio.sleep(0)
                     self.sweep_connections(time.monotonic(),
                                            connections[start:start + SWEEP_SLICE])
-                now = time.monotonic()
-                self.sweep_http(now)
-                self.adapter.tick(now)
+                self.sweep_housekeeping(time.monotonic(), wall_ms())
             except Exception:
                 log.exception("keepalive sweep failed")

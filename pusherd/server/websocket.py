@@ -18,21 +18,17 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side, State
 
-from pusherd.apps import App
-from pusherd.core import messages
-from pusherd.core.ids import AppId, AppKey
-from pusherd.core.messages import ClientEvent, Ping, Pong, Signin, Subscribe, Unsubscribe
+from pusherd.adapters.base import Adapter
+from pusherd.core.app import App
 from pusherd.core.outbound import Outbound
-from pusherd.core.session import Session
-from pusherd.errors import MessageFormatError, PusherError, SubscriptionRefused
-
-if TYPE_CHECKING:
-    from pusherd.server.server import Server
+from pusherd.core.session import Action, Session
+from pusherd.server.actions import carry_out
+from pusherd.server.state import ServerState
 
 log = logging.getLogger("pusherd.ws")
 
@@ -42,55 +38,73 @@ log = logging.getLogger("pusherd.ws")
 _FRAMES_LOG = logging.getLogger("pusherd.ws.frames")
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 CLOSE_HANDSHAKE_TIMEOUT = 2.0  # seconds a client gets to answer our close frame
-_NO_APP = App(id=AppId(""), key=AppKey(""), secret="", enabled=False)
-_PONG = Outbound(messages.PONG_FRAME)
-_PING = Outbound(messages.PING_FRAME)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketLimits:
+    """Per-socket limits from ``[server]`` (bytes)."""
+
+    max_message_size: int
+    max_write_buffer_size: int
 
 
 class WebSocketConnection:
-    """A :class:`~pusherd.adapters.base.Subscriber` over a WebSocket."""
+    """The WebSocket shell around one :class:`~pusherd.core.session.Session`.
+
+    It feeds the session each complete message and the time, and carries out the actions
+    the session returns, in order: frames to the socket, requests to the adapter. It is
+    the adapter's :class:`~pusherd.adapters.base.Subscriber` and the sweeper's
+    :class:`~pusherd.server.state.Connection`.
+    """
 
     __slots__ = (
-        "server", "transport", "write", "app", "socket_id", "session", "protocol", "writable",
-        "_corked",
-        "registered", "close_deadline", "_fragments", "_fragments_binary", "origin",
+        "transport", "write", "app", "socket_id", "session", "protocol", "writable",
+        "adapter", "state", "limits", "_corked", "close_deadline", "_fragments",
+        "_fragments_binary",
     )
 
     def __init__(
-        self, server: Server, transport: asyncio.Transport, app: App | None, socket_id: str,
-        now: float,
+        self, transport: asyncio.Transport, session: Session, adapter: Adapter,
+        state: ServerState, limits: WebSocketLimits,
     ) -> None:
-        self.server = server
         self.transport = transport
         # Bound once: the fan-out loop's per-recipient cost is this one call. cork() swaps
         # it for a buffer while the handshake is composed.
         self.write: Callable[[bytes], object] = transport.write
         self._corked: list[bytes] | None = None
-        self.app = app
-        self.socket_id = socket_id
-        # A refused connection (unknown key) gets a session of no app: it is closed before
-        # any message is dispatched (only registered connections dispatch).
-        self.session = Session(socket_id, app or _NO_APP, now)
+        self.session = session
+        self.app: App = session.app
+        self.socket_id = session.socket_id
+        self.adapter = adapter
+        self.state = state
+        self.limits = limits
         self.protocol = Protocol(
-            Side.SERVER, state=State.OPEN, max_size=server.config.server.max_message_size,
+            Side.SERVER, state=State.OPEN, max_size=limits.max_message_size,
             logger=_FRAMES_LOG,
         )
         self.writable = True
-        self.registered = False
         self.close_deadline: float | None = None
         self._fragments: list[bytes] | None = None
         self._fragments_binary = False
-        transport.set_write_buffer_limits(high=server.config.server.max_write_buffer_size)
+        transport.set_write_buffer_limits(high=limits.max_write_buffer_size)
+
+    # --- actions ------------------------------------------------------------------------
+
+    def run(self, actions: list[Action]) -> None:
+        """Carry out a session's actions in order (see :func:`carry_out`)."""
+        carry_out(self, actions)
+
+    def closed(self) -> None:
+        """The TCP connection is gone: release everything the session held."""
+        self.writable = False
+        self.state.connections.pop(self.socket_id, None)
+        self.run(self.session.close())
 
     # --- outbound -----------------------------------------------------------------------
 
     def deliver(self, frame: Outbound) -> None:
         if self.writable:
             self.write(frame.websocket)
-
-    def send(self, payload: bytes) -> None:
-        if self.writable:
-            self.write(Outbound(payload).websocket)
 
     def cork(self, first: bytes) -> None:
         """Hold writes, starting with `first`, until :meth:`uncork` sends them at once."""
@@ -112,9 +126,9 @@ class WebSocketConnection:
         if not self.writable:
             return
         self.writable = False
-        self.server.stats_slow_consumers += 1
+        self.state.slow_consumers += 1
         log.warning("socket %s cut off: outbound buffer over %d bytes (slow consumer)",
-                    self.socket_id, self.server.config.server.max_write_buffer_size)
+                    self.socket_id, self.limits.max_write_buffer_size)
         # Linger 0: the kernel drops the unsent backlog and resets the connection at once,
         # instead of holding it (up to the buffer size per socket) in FIN-WAIT.
         sock = self.transport.get_extra_info("socket")
@@ -134,8 +148,7 @@ class WebSocketConnection:
 
     def terminate(self, code: int, message: str) -> None:
         """``pusher:error`` with `code`, then close with the same code (spec §1.4)."""
-        self.send(messages.encode_error(code, message))
-        self.close(code, message)
+        self.run(self.session.refuse(code, message))
 
     def _flush(self) -> None:
         for chunk in self.protocol.data_to_send():
@@ -176,10 +189,10 @@ class WebSocketConnection:
         self._flush()
 
     def _message(self, payload: bytes, binary: bool) -> None:
-        if self.protocol.state is not State.OPEN or not self.registered:
-            return  # refused or closing: ignore what the client still sends
+        if self.protocol.state is not State.OPEN:
+            return  # closing: ignore what the client still sends
         if binary:
-            self.send(MessageFormatError("Binary frames are not supported").to_frame())
+            self.run(self.session.receive_binary())
             return
         try:
             payload.decode()
@@ -187,34 +200,13 @@ class WebSocketConnection:
             # RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection with 1007.
             self.protocol.fail(1007, "invalid UTF-8 in a text frame")
             return
-        try:
-            self._dispatch(messages.parse_client_message(payload))
-        except SubscriptionRefused as exc:
-            self.send(exc.to_frame())
-            self.send(exc.to_subscription_error_frame())
-        except PusherError as exc:
-            self.send(exc.to_frame())
-
-    def _dispatch(self, message: messages.ClientMessage) -> None:
-        session, app, adapter = self.session, self.app, self.server.adapter
-        assert app is not None  # only registered connections of a known app dispatch
-        if isinstance(message, Ping):
-            self.deliver(_PONG)
-        elif isinstance(message, Pong):
-            pass
-        elif isinstance(message, Subscribe):
-            grant = session.authorize_subscribe(message)
-            adapter.subscribe(app, self, grant, time.monotonic())
-        elif isinstance(message, Unsubscribe):
-            adapter.unsubscribe(app, self, message.channel)
-        elif isinstance(message, Signin):
-            adapter.sign_in(app, self, session.authorize_signin(message))
-        elif isinstance(message, ClientEvent):
-            user_id = session.authorize_client_event(message, time.monotonic())
-            adapter.client_event(app, self, message.event, message.channel, message.data,
-                                 user_id)
+        self.run(self.session.receive(payload, time.monotonic()))
 
     # --- keepalive (§5) -----------------------------------------------------------------
 
-    def ping(self) -> None:
-        self.deliver(_PING)
+    def sweep(self, now: float) -> None:
+        if self.close_deadline is not None:
+            if now >= self.close_deadline:
+                self.transport.abort()
+            return
+        self.run(self.session.keepalive(now))

@@ -194,7 +194,7 @@ async def test_a_slow_consumer_is_cut_off_at_the_buffer_cap_while_others_receive
             break
     else:
         pytest.fail("the slow consumer was never cut off")
-    assert server.stats_slow_consumers == 1
+    assert server.state.slow_consumers == 1
     assert received == sent
     await call(sdk(port).trigger, "firehose", "bulk", "after")
     assert (await healthy.expect("bulk", "firehose"))["data"] == "after"

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 
-from pusherd.adapters.base import StateEvent
+from pusherd.core.transitions import ClientEventSent, Transition
 from pusherd.server.server import Server
 from tests.pusherd.wire import Client, call, sdk
 
 
 async def test_listeners_receive_each_transition_once_in_order(server: Server) -> None:
-    events: list[StateEvent] = []
+    events: list[Transition] = []
     presence_vacated = asyncio.Event()
 
-    def record(event: StateEvent) -> None:
+    def record(event: Transition) -> None:
         events.append(event)
         if event.name == "channel_vacated" and event.channel == "presence-room":
             presence_vacated.set()
@@ -41,14 +41,14 @@ async def test_listeners_receive_each_transition_once_in_order(server: Server) -
     await ada_again.close()
     # The server learns of the closes asynchronously: wait for the last transition.
     await asyncio.wait_for(presence_vacated.wait(), 5)
-    names = [(e.name, e.channel, e.user_id) for e in events]
+    names = [(e.name, e.channel, getattr(e, "user_id", None)) for e in events]
     assert names[:4] == [
         ("channel_occupied", "presence-room", None),
         ("member_added", "presence-room", "1"),
         ("member_added", "presence-room", "2"),
         ("channel_occupied", "private-chat", None),
     ]
-    client_events = [e for e in events if e.name == "client_event"]
+    client_events = [e for e in events if isinstance(e, ClientEventSent)]
     assert len(client_events) == 1
     assert (client_events[0].event, client_events[0].data) == ("client-typing", {"x": 1})
     assert client_events[0].socket_id == ada.socket_id

@@ -1,0 +1,94 @@
+"""What the server's shells share at run time: open connections, limits, the drain flag.
+
+Transport-neutral: the keepalive sweeper and the drain see every client connection as a
+:class:`Connection`, whatever carries it (a WebSocket today; HTTP fallback sessions can
+join the same registry). Handlers receive this object and what else they use explicitly;
+nothing receives the whole server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from typing import Protocol
+
+from pusherd.core.ids import format_socket_id
+from pusherd.core.session import Session
+
+log = logging.getLogger("pusherd.server")
+
+
+class Connection(Protocol):
+    """One client connection, as the sweeper and the drain see it."""
+
+    socket_id: str
+    session: Session
+
+    def sweep(self, now: float) -> None:
+        """Run the keepalive rules at monotonic time `now` (seconds): ping the idle, close
+        the silent (4201), abort a closing handshake that went unanswered."""
+
+    def terminate(self, code: int, message: str) -> None:
+        """Send ``pusher:error`` with `code`, then close with the same code (§1.4)."""
+
+
+class HttpConnection(Protocol):
+    """A keep-alive HTTP connection, as the idle sweep sees it."""
+
+    last_activity: float  # monotonic seconds of the last request bytes
+
+    def close_idle(self) -> None:
+        """Close the connection: it was idle for ``http_idle_timeout``."""
+
+
+class ServerState:
+    """Connections, transports and counters of one server process."""
+
+    def __init__(self, max_open_connections: int, open_file_limit: int) -> None:
+        self.connections: dict[str, Connection] = {}  # registered or being vetted, by socket id
+        # Every accepted TCP connection (any state): counted against the open-file limit.
+        self.transports: set[asyncio.BaseTransport] = set()
+        # HTTP connections not (yet) upgraded, for the idle keep-alive sweep.
+        self.http_connections: set[HttpConnection] = set()
+        self.max_open_connections = max_open_connections
+        self.open_file_limit = open_file_limit
+        self.draining = False
+        # Set when the last transport closes during a drain (shutdown waits on it).
+        self.drained = asyncio.Event()
+        self.api_events = 0  # events accepted over the HTTP API
+        self.slow_consumers = 0  # sockets cut off for a full outbound buffer
+        self._limit_logged_at = 0.0
+        # Socket ids need uniqueness, not secrecy (an auth signature binds a socket id to a
+        # channel the backend already allowed): a seeded PRNG spares two syscalls per socket.
+        self._random = random.Random(os.urandom(32))
+
+    def new_socket_id(self) -> str:
+        """A ``socket_id`` (§1.3) no open connection of this process holds."""
+        while True:
+            socket_id = format_socket_id(self._random.randrange(1, 10**10),
+                                         self._random.randrange(1, 10**10))
+            if socket_id not in self.connections:
+                return socket_id
+
+    def transport_opened(self, transport: asyncio.BaseTransport) -> bool:
+        """Count a new TCP connection; False when it is over the open-file limit (503)."""
+        self.transports.add(transport)
+        if len(self.transports) <= self.max_open_connections:
+            return True
+        now = time.monotonic()
+        if now - self._limit_logged_at > 10:
+            self._limit_logged_at = now
+            log.warning(
+                "connection refused: %d open connections reached the limit of this process "
+                "(open-file limit %d); raise `ulimit -n` or add processes",
+                len(self.transports), self.open_file_limit,
+            )
+        return False
+
+    def transport_closed(self, transport: asyncio.BaseTransport) -> None:
+        self.transports.discard(transport)
+        if self.draining and not self.transports:
+            self.drained.set()
