@@ -23,6 +23,8 @@ DESCRIPTIONS = {
     "floor": "bench/floor_frameonce.py: bare frame-once server, websockets Sans-I/O, uvloop (B)",
     "floor-a": "bench/floor_starlette.py: Starlette WebSocket routes on uvicorn, uvloop (A)",
     "pusherd": "python -m pusherd, full-featured, one process",
+    # "pusherd:PATH": the pusherd package found under PATH (another checkout, e.g. a git
+    # worktree of an earlier commit), to compare two versions in one run.
     "external": "an already running server given by --target",
 }
 
@@ -95,7 +97,7 @@ def server_command(name: str, host: str, credentials: AppCredentials,
                 "--app-secret", credentials.secret, "--verify"]
     if name == "floor-a":
         return [python, "-m", "bench.floor_starlette", *common]
-    if name == "pusherd":
+    if name == "pusherd" or name.startswith("pusherd:"):
         assert config_path is not None
         return [python, "-m", "pusherd", "--config", str(config_path), "--host", host,
                 "--port", "0"]
@@ -109,7 +111,7 @@ def start_server(name: str, *, host: str = "127.0.0.1", cpu: int | None = None,
     """Start `name` on port 0, pinned to `cpu`, and return once it printed its port."""
     tmpdir = tempfile.TemporaryDirectory(prefix="bench-")
     config_path = None
-    if name == "pusherd":
+    if name == "pusherd" or name.startswith("pusherd:"):
         config_path = Path(tmpdir.name) / "pusherd.toml"
         config_path.write_text(PUSHERD_CONFIG.format(
             host=host, app_id=credentials.app_id, key=credentials.key,
@@ -119,6 +121,8 @@ def start_server(name: str, *, host: str = "127.0.0.1", cpu: int | None = None,
                 "PUSHERD_APP_SECRET"):
         env.pop(var, None)
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    if name.startswith("pusherd:"):  # that checkout's package first
+        env["PYTHONPATH"] = str(Path(name.split(":", 1)[1]).resolve()) + os.pathsep + env["PYTHONPATH"]
     process = subprocess.Popen(
         server_command(name, host, credentials, config_path), cwd=REPO_ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,

@@ -15,6 +15,7 @@ from pusherd.errors import ConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pusherd`` command's arguments (``--help`` lists them)."""
     parser = argparse.ArgumentParser(
         prog="pusherd",
         description="A self-hosted Pusher Channels (protocol 7) server: WebSocket and HTTP API "
@@ -78,6 +79,9 @@ async def _serve(config: Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``pusherd`` command with `argv` (default: ``sys.argv``); return the exit
+    status: 0 after a clean stop, 1 when the port cannot be bound, 2 for a bad config.
+    """
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.config, os.environ, host=args.host, port=args.port)

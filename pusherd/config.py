@@ -30,6 +30,8 @@ DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET = "1001", "app-key", "app-secret"
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    """``[server]``: where to listen and the protocol's timings and limits (seconds, bytes)."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     path_prefix: str = ""  # mount prefix in front of /app/{key} and /apps/{id}
@@ -49,12 +51,16 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
+    """``[redis]``: the shared state of a cluster of pusherd processes."""
+
     url: str = ""
     prefix: str = "pusherd"
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """The whole validated configuration, frozen; built by :func:`load_config`."""
+
     server: ServerConfig
     apps: tuple[App, ...]
     redis: RedisConfig

@@ -72,6 +72,7 @@ class SubscriptionRefused(PusherError):
         self.status = status
 
     def to_subscription_error_frame(self) -> bytes:
+        """The ``pusher:subscription_error`` frame Laravel Echo's ``.error()`` listens for."""
         return orjson.dumps(
             {
                 "event": "pusher:subscription_error",

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from pusherd.core.api import Trigger
 from pusherd.core.app import App
+from pusherd.core.ids import SocketId
 from pusherd.core.outbound import Outbound
 from pusherd.core.session import SignedInUser, SubscriptionGrant
 from pusherd.core.transitions import TransitionListener
@@ -29,7 +30,7 @@ from pusherd.core.transitions import TransitionListener
 class Subscriber(Protocol):
     """One client connection as the adapter sees it (a transport-independent handle)."""
 
-    socket_id: str
+    socket_id: SocketId
 
     def deliver(self, frame: Outbound) -> None:
         """Queue `frame` without blocking; a slow socket over its buffer cap is cut off."""

@@ -68,9 +68,11 @@ class LocalFanout:
     # --- membership ---------------------------------------------------------------------
 
     def join(self, app_id: str, channel: str, subscriber: Subscriber) -> None:
+        """Index a local socket under `channel`."""
         self.sockets(app_id).channels.setdefault(channel, {})[subscriber.socket_id] = subscriber
 
     def leave(self, app_id: str, channel: str, socket_id: str) -> None:
+        """Remove a local socket from `channel` (an empty channel is dropped)."""
         channels = self.sockets(app_id).channels
         subscribers = channels.get(channel)
         if subscribers is not None:
@@ -80,6 +82,7 @@ class LocalFanout:
 
     def sign_in(self, app_id: str, user_id: str, subscriber: Subscriber,
                 watchlist: tuple[str, ...]) -> None:
+        """Index a local socket under its user id and as a watcher of `watchlist`."""
         sockets = self.sockets(app_id)
         sockets.users.setdefault(user_id, {})[subscriber.socket_id] = subscriber
         for watched in watchlist:
@@ -87,6 +90,7 @@ class LocalFanout:
 
     def sign_out(self, app_id: str, user_id: str, socket_id: str,
                  watchlist: tuple[str, ...]) -> None:
+        """Undo :meth:`sign_in` for one socket."""
         sockets = self.sockets(app_id)
         for index, key in ((sockets.users, user_id),
                            *((sockets.watchers, w) for w in watchlist)):

@@ -42,6 +42,7 @@ class MemoryAdapter:
     # --- bookkeeping --------------------------------------------------------------------
 
     def add_listener(self, listener: TransitionListener) -> None:
+        """See :meth:`pusherd.adapters.base.Adapter.add_listener`."""
         self._listeners.append(listener)
 
     def _emit(self, transition: Transition) -> None:
@@ -59,6 +60,7 @@ class MemoryAdapter:
         return state
 
     def add_connection(self, app: App, subscriber: Subscriber) -> bool:
+        """See :meth:`pusherd.adapters.base.Adapter.add_connection`."""
         connections = self.fanout.sockets(app.id).connections
         if app.max_connections and len(connections) >= app.max_connections:
             return False
@@ -66,9 +68,11 @@ class MemoryAdapter:
         return True
 
     def remove_connection(self, app: App, subscriber: Subscriber) -> None:
+        """See :meth:`pusherd.adapters.base.Adapter.remove_connection`."""
         self.fanout.sockets(app.id).connections.pop(subscriber.socket_id, None)
 
     def connection_count(self, app: App | None = None) -> int:
+        """See :meth:`pusherd.adapters.base.Adapter.connection_count`."""
         if app is not None:
             found = self.fanout.apps.get(app.id)
             return len(found.connections) if found else 0
@@ -79,6 +83,7 @@ class MemoryAdapter:
     def subscribe(
         self, app: App, subscriber: Subscriber, grant: SubscriptionGrant, now_ms: int
     ) -> None:
+        """See :meth:`pusherd.adapters.base.Adapter.subscribe`."""
         name = grant.channel
         result = self._state(app).subscribe(app, name, grant.kind, subscriber.socket_id,
                                             grant.member, now_ms)
@@ -102,6 +107,7 @@ class MemoryAdapter:
             self._emit(transition)
 
     def unsubscribe(self, app: App, subscriber: Subscriber, channel: str, now_ms: int) -> None:
+        """See :meth:`pusherd.adapters.base.Adapter.unsubscribe`."""
         transitions = self._state(app).unsubscribe(app, channel, subscriber.socket_id, now_ms)
         self.fanout.leave(app.id, channel, subscriber.socket_id)
         if transitions is None:
@@ -113,6 +119,7 @@ class MemoryAdapter:
     # --- users (§10) --------------------------------------------------------------------
 
     def sign_in(self, app: App, subscriber: Subscriber, user: SignedInUser) -> None:
+        """See :meth:`pusherd.adapters.base.Adapter.sign_in`."""
         users = self._state(app).users
         came_online = users.sign_in(user.id, subscriber.socket_id)
         watchlist = user.watchlist if app.enable_watchlist_events else ()
@@ -134,6 +141,7 @@ class MemoryAdapter:
             self.fanout.notify_watchers(app.id, user.id, True)
 
     def sign_out(self, app: App, subscriber: Subscriber, user: SignedInUser) -> None:
+        """See :meth:`pusherd.adapters.base.Adapter.sign_out`."""
         users = self._state(app).users
         watchlist = user.watchlist if app.enable_watchlist_events else ()
         if watchlist:
@@ -143,6 +151,7 @@ class MemoryAdapter:
             self.fanout.notify_watchers(app.id, user.id, False)
 
     def terminate_user(self, app: App, user_id: str) -> int:
+        """See :meth:`pusherd.adapters.base.Adapter.terminate_user`."""
         sockets = self.fanout.user_sockets(app.id, user_id)
         targets = list(sockets.values()) if sockets else []
         for subscriber in targets:
@@ -152,6 +161,7 @@ class MemoryAdapter:
     # --- publishing ---------------------------------------------------------------------
 
     def trigger(self, app: App, trigger: Trigger, now_ms: int) -> None:
+        """See :meth:`pusherd.adapters.base.Adapter.trigger`."""
         fanout = self.fanout
         for name in trigger.channels:
             kind = classify_channel(name)
@@ -171,6 +181,7 @@ class MemoryAdapter:
         self, app: App, subscriber: Subscriber, event: str, channel: str, data: Any,
         user_id: str | None, now_ms: int,
     ) -> None:
+        """See :meth:`pusherd.adapters.base.Adapter.client_event`."""
         recipients = self.fanout.channel_subscribers(app.id, channel)
         if not recipients:
             return
@@ -183,6 +194,7 @@ class MemoryAdapter:
     # --- queries (§12.1) ----------------------------------------------------------------
 
     def channel_snapshot(self, app: App, channel: str) -> ChannelSnapshot:
+        """See :meth:`pusherd.adapters.base.Adapter.channel_snapshot`."""
         state = self._states.get(app.id)
         current = state.channels.get(channel) if state else None
         presence = classify_channel(channel).presence
@@ -193,6 +205,7 @@ class MemoryAdapter:
         )
 
     def occupied_channels(self, app: App, prefix: str) -> Iterator[tuple[str, ChannelSnapshot]]:
+        """See :meth:`pusherd.adapters.base.Adapter.occupied_channels`."""
         state = self._states.get(app.id)
         if state is None:
             return
@@ -203,11 +216,13 @@ class MemoryAdapter:
             )
 
     def presence_user_ids(self, app: App, channel: str) -> list[str]:
+        """See :meth:`pusherd.adapters.base.Adapter.presence_user_ids`."""
         state = self._states.get(app.id)
         current = state.channels.get(channel) if state else None
         return list(current.members) if current is not None else []
 
     def cached_event(self, app: App, channel: str, now_ms: int) -> CachedEventView | None:
+        """See :meth:`pusherd.adapters.base.Adapter.cached_event`."""
         state = self._states.get(app.id)
         cached = state.cache.get(channel, now_ms) if state else None
         if cached is None:
@@ -217,6 +232,7 @@ class MemoryAdapter:
     # --- housekeeping -------------------------------------------------------------------
 
     def tick(self, now_ms: int) -> None:
+        """See :meth:`pusherd.adapters.base.Adapter.tick`."""
         for state in self._states.values():
             for transition in state.tick(now_ms):
                 self.fanout.apply(transition)

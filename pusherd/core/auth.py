@@ -30,6 +30,7 @@ def _keyed_hmac(secret: str) -> hmac.HMAC:
 
 
 def sign(secret: str, string_to_sign: str) -> str:
+    """Hex HMAC-SHA256 of `string_to_sign` keyed with `secret`."""
     keyed = _keyed_hmac(secret).copy()
     keyed.update(string_to_sign.encode())
     return keyed.hexdigest()
@@ -53,6 +54,7 @@ def _split_token(app_key: str, token: str | None) -> str | None:
 
 
 def channel_string_to_sign(socket_id: str, channel: str, channel_data: str | None) -> str:
+    """``socket_id:channel`` or ``socket_id:channel:channel_data`` (§7.2)."""
     if channel_data is None:
         return f"{socket_id}:{channel}"
     return f"{socket_id}:{channel}:{channel_data}"
@@ -73,6 +75,9 @@ def verify_channel_auth(
     auth: str | None,
     channel_data: str | None,
 ) -> bool:
+    """Whether `token` (``key:signature``) signs the subscription of `socket_id`
+    to `channel` (with `channel_data` on presence) for this app (§7.2); constant time.
+    """
     signature = _split_token(app_key, auth)
     if signature is None:
         return False
@@ -83,12 +88,16 @@ def verify_channel_auth(
 
 
 def sign_user_auth(app_key: str, secret: str, socket_id: str, user_data: str) -> str:
+    """The ``key:signature`` a backend returns for ``pusher:signin`` (§10.1)."""
     return f"{app_key}:{sign(secret, f'{socket_id}::user::{user_data}')}"
 
 
 def verify_user_auth(
     app_key: str, secret: str, socket_id: str, auth: str, user_data: str
 ) -> bool:
+    """Whether `token` signs ``socket_id::user::user_data`` for this app (§10.1);
+    constant time.
+    """
     signature = _split_token(app_key, auth)
     if signature is None:
         return False
@@ -117,6 +126,7 @@ def api_string_to_sign(method: str, path: str, params: Iterable[tuple[str, str]]
 def sign_api_request(
     secret: str, method: str, path: str, params: Iterable[tuple[str, str]]
 ) -> str:
+    """The ``auth_signature`` of an HTTP API request (§13.2)."""
     return sign(secret, api_string_to_sign(method, path, params))
 
 

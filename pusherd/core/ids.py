@@ -27,4 +27,5 @@ def format_socket_id(high: int, low: int) -> SocketId:
 
 
 def is_valid_socket_id(value: object) -> bool:
+    """Whether `value` is a string of the form ``digits.digits`` (§1.3)."""
     return isinstance(value, str) and SOCKET_ID_PATTERN.match(value) is not None

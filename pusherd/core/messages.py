@@ -37,6 +37,8 @@ class Subscribe:
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribe:
+    """``pusher:unsubscribe`` (§3.1)."""
+
     channel: str
 
 
@@ -131,6 +133,9 @@ PING_FRAME = b'{"event":"pusher:ping","data":{}}'
 
 
 def encode_connection_established(socket_id: str, activity_timeout: int) -> bytes:
+    """``pusher:connection_established`` with `socket_id` and `activity_timeout`
+    (seconds), ``data`` a JSON string (§1.3).
+    """
     data = orjson.dumps({"socket_id": socket_id, "activity_timeout": activity_timeout})
     return orjson.dumps({"event": "pusher:connection_established", "data": data.decode()})
 
@@ -144,11 +149,13 @@ def encode_subscription_succeeded(channel: str, presence: dict[str, Any] | None 
 
 
 def encode_member_added(channel: str, user_id: Any, user_info: Any) -> bytes:
+    """``pusher_internal:member_added``: the user id as given and its user_info (§8)."""
     data = orjson.dumps({"user_id": user_id, "user_info": user_info}).decode()
     return orjson.dumps({"event": "pusher_internal:member_added", "channel": channel, "data": data})
 
 
 def encode_member_removed(channel: str, user_id: Any) -> bytes:
+    """``pusher_internal:member_removed``: the user id as given (§8)."""
     data = orjson.dumps({"user_id": user_id}).decode()
     return orjson.dumps(
         {"event": "pusher_internal:member_removed", "channel": channel, "data": data}
@@ -167,10 +174,12 @@ def encode_channel_event(
 
 
 def encode_cache_miss(channel: str) -> bytes:
+    """``pusher:cache_miss`` on a cache channel with nothing cached (§11.1)."""
     return orjson.dumps({"event": "pusher:cache_miss", "channel": channel})
 
 
 def encode_subscription_count(channel: str, count: int) -> bytes:
+    """``pusher_internal:subscription_count`` with `count` sockets (§11.2)."""
     data = orjson.dumps({"subscription_count": count}).decode()
     return orjson.dumps(
         {"event": "pusher_internal:subscription_count", "channel": channel, "data": data}
@@ -178,12 +187,17 @@ def encode_subscription_count(channel: str, count: int) -> bytes:
 
 
 def encode_signin_success(user_data: str) -> bytes:
+    """``pusher:signin_success`` echoing the signed `user_data` string (§10.1)."""
     return orjson.dumps({"event": "pusher:signin_success", "data": {"user_data": user_data}})
 
 
 def encode_watchlist_events(events: list[dict[str, Any]]) -> bytes:
+    """``pusher_internal:watchlist_events`` with `events`, each
+    ``{"name": "online"|"offline", "user_ids": [...]}`` (§10.3).
+    """
     return orjson.dumps({"event": "pusher_internal:watchlist_events", "data": {"events": events}})
 
 
 def encode_error(code: int | None, message: str) -> bytes:
+    """``pusher:error`` with `code` (``None`` sends ``null``) and `message` (§3.2, §4)."""
     return orjson.dumps({"event": "pusher:error", "data": {"code": code, "message": message}})

@@ -28,7 +28,7 @@ from pusherd.core.channels import (
     classify_channel,
     user_id_of_server_to_user_channel,
 )
-from pusherd.core.ids import AppId, AppKey
+from pusherd.core.ids import AppId, AppKey, SocketId
 from pusherd.core.messages import ClientEvent, Ping, Pong, Signin, Subscribe, Unsubscribe
 from pusherd.core.outbound import Outbound
 from pusherd.core.state import MemberJoin
@@ -67,6 +67,8 @@ class SignedInUser:
 
 
 class KeepaliveAction(enum.Enum):
+    """What the keepalive rules ask for at a given time (§5)."""
+
     NOTHING = 0
     PING = 1  # idle past activity_timeout + grace: send pusher:ping
     CLOSE = 2  # no frame since the ping for pong_timeout: close 4201
@@ -162,6 +164,8 @@ UNREGISTER = Unregister()
 
 
 class Phase(enum.Enum):
+    """Where a session is in its life; only an open session handles messages."""
+
     NEW = 0  # not yet vetted
     OPEN = 1  # registered: client messages are handled
     CLOSING = 2  # a close was asked for: client messages are ignored
@@ -185,7 +189,7 @@ class Session:
         "last_activity", "ping_sent_at", "_window_start", "_window_count",
     )
 
-    def __init__(self, socket_id: str, app: App | None, now: float,
+    def __init__(self, socket_id: SocketId, app: App | None, now: float,
                  settings: SessionSettings | None = None) -> None:
         self.socket_id = socket_id
         # None: the key named no app; the open refuses it (4001) before anything else.
@@ -338,6 +342,9 @@ class Session:
     def keepalive_action(
         self, now: float, activity_timeout: float, grace: float, pong_timeout: float
     ) -> KeepaliveAction:
+        """The keepalive rule at monotonic `now` (seconds): ping when idle past
+        `activity_timeout` + `grace`, close once a ping went unanswered for `pong_timeout`.
+        """
         if self.ping_sent_at is not None:
             if now - self.ping_sent_at >= pong_timeout:
                 return KeepaliveAction.CLOSE
@@ -429,6 +436,7 @@ class Session:
         return f"Invalid signature: expected HMAC SHA256 hex digest of {signed[:300]}"
 
     def note_subscribed(self, grant: SubscriptionGrant) -> None:
+        """Record a granted subscription (channel -> presence member key)."""
         self.subscriptions[grant.channel] = grant.member.key if grant.member else None
 
     def note_unsubscribed(self, channel: str) -> tuple[bool, str | None]:
@@ -440,6 +448,11 @@ class Session:
     # --- sign-in (§10.1) ----------------------------------------------------------------
 
     def authorize_signin(self, message: Signin) -> SignedInUser:
+        """Check a ``pusher:signin`` (§10.1) and return the user it signs in.
+
+        Raises :class:`SigninRefused` (4009) for a disabled feature, a bad signature,
+        malformed ``user_data``, or another user than the one already signed in.
+        """
         app = self.app
         if not app.enable_user_authentication:
             raise SigninRefused("User authentication is disabled for this app")

@@ -18,6 +18,7 @@ from typing import Any
 
 from pusherd.core.app import App
 from pusherd.core.channels import ChannelKind, classify_channel
+from pusherd.core.ids import AppId
 from pusherd.core.transitions import (
     CacheMiss,
     ChannelOccupied,
@@ -76,6 +77,8 @@ class Channel:
 
 @dataclass(frozen=True, slots=True)
 class SubscribeTransition:
+    """What one subscribe changed in a :class:`ChannelRegistry`."""
+
     already_subscribed: bool
     occupied: bool  # the channel went from 0 to 1 subscriber
     member_added: PresenceMember | None  # the user's first socket joined
@@ -84,6 +87,8 @@ class SubscribeTransition:
 
 @dataclass(frozen=True, slots=True)
 class UnsubscribeTransition:
+    """What one unsubscribe changed in a :class:`ChannelRegistry`."""
+
     vacated: bool  # the channel went from 1 to 0 subscribers
     member_removed: PresenceMember | None  # the user's last socket left
     member_key: str | None  # the member key the socket had joined as
@@ -97,6 +102,7 @@ class ChannelRegistry:
         self.channels: dict[str, Channel] = {}
 
     def get(self, name: str) -> Channel | None:
+        """The occupied channel `name`, or None."""
         return self.channels.get(name)
 
     def subscribe(
@@ -172,6 +178,8 @@ class ChannelRegistry:
 
 @dataclass(frozen=True, slots=True)
 class CachedEvent:
+    """A cache channel's last event and when it expires (wall-clock ms)."""
+
     event: str
     data: str
     expires_at_ms: int
@@ -188,9 +196,11 @@ class EventCache:
         self._events: dict[str, CachedEvent] = {}
 
     def put(self, channel: str, event: str, data: str, now_ms: int, ttl_ms: int) -> None:
+        """Keep `event`/`data` as the channel's last event for `ttl_ms` from `now_ms`."""
         self._events[channel] = CachedEvent(event, data, now_ms + ttl_ms)
 
     def get(self, channel: str, now_ms: int) -> CachedEvent | None:
+        """The channel's last event at `now_ms`, or None (an expired entry is dropped)."""
         cached = self._events.get(channel)
         if cached is None:
             return None
@@ -236,13 +246,16 @@ class UserRegistry:
         return True
 
     def is_online(self, user_id: str) -> bool:
+        """Whether the user has a signed-in socket."""
         return user_id in self.sockets
 
     def watch(self, watched: list[str], socket_id: str) -> None:
+        """Record `socket_id` as a watcher of each user id in `watched`."""
         for user_id in watched:
             self.watchers.setdefault(user_id, set()).add(socket_id)
 
     def unwatch(self, watched: list[str], socket_id: str) -> None:
+        """Forget `socket_id` as a watcher of each user id in `watched`."""
         for user_id in watched:
             sockets = self.watchers.get(user_id)
             if sockets is not None:
@@ -268,7 +281,7 @@ class AppState:
 
     __slots__ = ("app_id", "channels", "cache", "users", "pending_counts", "count_sent_at")
 
-    def __init__(self, app_id: str) -> None:
+    def __init__(self, app_id: AppId) -> None:
         self.app_id = app_id
         self.channels = ChannelRegistry()
         self.cache = EventCache()

@@ -14,13 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from pusherd.core.ids import AppId, SocketId
+
 
 @dataclass(frozen=True, slots=True)
 class ChannelOccupied:
     """A channel went from no subscriber to one (webhook ``channel_occupied``)."""
 
     name: ClassVar[str] = "channel_occupied"
-    app_id: str
+    app_id: AppId
     channel: str
     time_ms: int
 
@@ -30,7 +32,7 @@ class ChannelVacated:
     """A channel's last subscriber left (webhook ``channel_vacated``)."""
 
     name: ClassVar[str] = "channel_vacated"
-    app_id: str
+    app_id: AppId
     channel: str
     time_ms: int
 
@@ -45,7 +47,7 @@ class MemberAdded:
     """
 
     name: ClassVar[str] = "member_added"
-    app_id: str
+    app_id: AppId
     channel: str
     user_id: str
     time_ms: int
@@ -58,7 +60,7 @@ class MemberRemoved:
     """A user's last socket left a presence channel (§8; webhook ``member_removed``)."""
 
     name: ClassVar[str] = "member_removed"
-    app_id: str
+    app_id: AppId
     channel: str
     user_id: str
     time_ms: int
@@ -70,7 +72,7 @@ class SubscriptionCountChanged:
     """The number of sockets subscribed to a channel, to be announced (§11.2)."""
 
     name: ClassVar[str] = "subscription_count"
-    app_id: str
+    app_id: AppId
     channel: str
     subscription_count: int
     time_ms: int
@@ -81,7 +83,7 @@ class CacheMiss:
     """A socket subscribed to a cache channel with nothing cached (§11.1)."""
 
     name: ClassVar[str] = "cache_miss"
-    app_id: str
+    app_id: AppId
     channel: str
     time_ms: int
 
@@ -91,11 +93,11 @@ class ClientEventSent:
     """A client event was relayed (§9; webhook ``client_event``); `data` is the JSON value."""
 
     name: ClassVar[str] = "client_event"
-    app_id: str
+    app_id: AppId
     channel: str
     event: str
     data: Any
-    socket_id: str
+    socket_id: SocketId
     user_id: str | None
     time_ms: int
 

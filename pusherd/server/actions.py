@@ -14,6 +14,7 @@ from typing import Protocol
 
 from pusherd.adapters.base import Adapter
 from pusherd.core.app import App
+from pusherd.core.ids import SocketId
 from pusherd.core.outbound import Outbound
 from pusherd.core.session import (
     Action,
@@ -40,7 +41,7 @@ class ActionTarget(Protocol):
     """A transport's connection, as :func:`carry_out` drives it (and the adapter's
     :class:`~pusherd.adapters.base.Subscriber`)."""
 
-    socket_id: str
+    socket_id: SocketId
     session: Session
     app: App
     adapter: Adapter

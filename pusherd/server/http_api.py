@@ -28,6 +28,8 @@ log = logging.getLogger("pusherd.http")
 
 @dataclass(slots=True)
 class HttpResponse:
+    """A status, a body and its content type, rendered by the connection."""
+
     status: int
     body: bytes
     content_type: str = "application/json"
@@ -42,6 +44,7 @@ def _json(status: int, value: Any) -> HttpResponse:
 
 
 def error_response(status: int, message: str) -> HttpResponse:
+    """The JSON error body of spec §12.2: ``{"error": message, "status": status}``."""
     return _json(status, {"error": message, "status": status})
 
 

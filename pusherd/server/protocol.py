@@ -82,6 +82,7 @@ class ServerProtocol(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Count the connection; answer 503 and close when over the open-file limit."""
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = transport  # type: ignore[assignment]
         state = self.context.state
@@ -90,6 +91,7 @@ class ServerProtocol(asyncio.Protocol):
             self._respond(error_response(503, "Server is at its open-file limit"), False)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Forget the connection; an upgraded one releases its session's state."""
         state = self.context.state
         state.http_connections.discard(self)
         if self.transport is not None:
@@ -98,22 +100,30 @@ class ServerProtocol(asyncio.Protocol):
             self.ws.closed()
 
     def close_idle(self) -> None:
+        """Close a keep-alive connection that sent nothing for ``http_idle_timeout``."""
         if self.transport is not None:
             self.transport.close()
 
     def pause_writing(self) -> None:
+        """The transport's buffer is over its high-water mark: a WebSocket cuts the
+        slow consumer off (:meth:`WebSocketConnection.pause_writing`).
+        """
         if self.ws is not None:
             self.ws.pause_writing()
 
     def resume_writing(self) -> None:
-        pass
+        """Nothing to resume: a slow consumer is cut off, never waited for."""
 
     def eof_received(self) -> bool | None:
+        """The client half-closed: pass it to the WebSocket protocol; let asyncio close."""
         if self.ws is not None:
             self.ws.receive_eof()
         return None
 
     def data_received(self, data: bytes) -> None:
+        """Feed bytes to the WebSocket or to the HTTP parser (pipelined requests'
+        answers leave in one write).
+        """
         if self.ws is not None:
             self.ws.receive_data(data)
             return
@@ -148,6 +158,7 @@ class ServerProtocol(asyncio.Protocol):
     # --- httptools callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        """httptools: a new request starts; reset the per-request buffers."""
         self._url = b""
         self._headers = {}
         self._body = []
@@ -155,13 +166,18 @@ class ServerProtocol(asyncio.Protocol):
         self._upgrading = False
 
     def on_url(self, url: bytes) -> None:
+        """httptools: a piece of the request target."""
         self._url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # Bytes kept as received: an API request reads at most two of them.
+        """httptools: one header, its name lower-cased, its value kept as bytes."""
         self._headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
+        """httptools: refuse an oversized body (413) from its Content-Length, answer
+        ``Expect: 100-continue``, or note an upgrade.
+        """
         if self.parser.should_upgrade():
             self._upgrading = True
             return
@@ -178,6 +194,7 @@ class ServerProtocol(asyncio.Protocol):
             self._send(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
+        """httptools: a piece of the body; crossing ``max_request_size`` answers 413."""
         if self._refused:
             return
         self._body_size += len(body)
@@ -189,6 +206,7 @@ class ServerProtocol(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        """httptools: the request is whole: route it to the HTTP API and answer."""
         if self._refused or self._upgrading:
             return
         raw_url = self._url

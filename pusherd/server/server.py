@@ -18,6 +18,7 @@ from pusherd.adapters.base import Adapter
 from pusherd.adapters.memory import MemoryAdapter
 from pusherd.apps import AppRegistry
 from pusherd.config import Config
+from pusherd.core.ids import SocketId
 from pusherd.core.session import SessionSettings
 from pusherd.server.actions import wall_ms
 from pusherd.server.http_api import HttpApi
@@ -75,7 +76,7 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
-    def websockets(self) -> dict[str, Connection]:
+    def websockets(self) -> dict[SocketId, Connection]:
         """Open client connections by socket id (read-only view for tests and the CLI)."""
         return self.state.connections
 

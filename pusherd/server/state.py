@@ -15,7 +15,7 @@ import random
 import time
 from typing import Protocol
 
-from pusherd.core.ids import format_socket_id
+from pusherd.core.ids import SocketId, format_socket_id
 from pusherd.core.session import Session
 
 log = logging.getLogger("pusherd.server")
@@ -24,7 +24,7 @@ log = logging.getLogger("pusherd.server")
 class Connection(Protocol):
     """One client connection, as the sweeper and the drain see it."""
 
-    socket_id: str
+    socket_id: SocketId
     session: Session
 
     def sweep(self, now: float) -> None:
@@ -48,7 +48,8 @@ class ServerState:
     """Connections, transports and counters of one server process."""
 
     def __init__(self, max_open_connections: int, open_file_limit: int) -> None:
-        self.connections: dict[str, Connection] = {}  # registered or being vetted, by socket id
+        # Open client connections by socket id (registered, or being vetted).
+        self.connections: dict[SocketId, Connection] = {}
         # Every accepted TCP connection (any state): counted against the open-file limit.
         self.transports: set[asyncio.BaseTransport] = set()
         # HTTP connections not (yet) upgraded, for the idle keep-alive sweep.
@@ -65,7 +66,7 @@ class ServerState:
         # channel the backend already allowed): a seeded PRNG spares two syscalls per socket.
         self._random = random.Random(os.urandom(32))
 
-    def new_socket_id(self) -> str:
+    def new_socket_id(self) -> SocketId:
         """A ``socket_id`` (§1.3) no open connection of this process holds."""
         while True:
             socket_id = format_socket_id(self._random.randrange(1, 10**10),
@@ -89,6 +90,7 @@ class ServerState:
         return False
 
     def transport_closed(self, transport: asyncio.BaseTransport) -> None:
+        """Forget a closed TCP connection; the last one of a drain sets :attr:`drained`."""
         self.transports.discard(transport)
         if self.draining and not self.transports:
             self.drained.set()

@@ -103,6 +103,7 @@ class WebSocketConnection:
     # --- outbound -----------------------------------------------------------------------
 
     def deliver(self, frame: Outbound) -> None:
+        """Write a frame's WebSocket encoding, unless the socket stopped being writable."""
         if self.writable:
             self.write(frame.websocket)
 
@@ -112,6 +113,7 @@ class WebSocketConnection:
         self.write = self._corked.append
 
     def uncork(self) -> None:
+        """Send what :meth:`cork` held in one write and write directly again."""
         corked, self._corked = self._corked, None
         self.write = self.transport.write
         if corked:
@@ -163,6 +165,9 @@ class WebSocketConnection:
     # --- inbound ------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> None:
+        """Feed received bytes to the RFC 6455 parser; hand each complete message to
+        the session (fragments reassembled), then flush control answers.
+        """
         protocol = self.protocol
         protocol.receive_data(data)
         frames = protocol.events_received()
@@ -185,6 +190,7 @@ class WebSocketConnection:
         self._flush()
 
     def receive_eof(self) -> None:
+        """The client half-closed the TCP connection."""
         self.protocol.receive_eof()
         self._flush()
 
@@ -205,6 +211,9 @@ class WebSocketConnection:
     # --- keepalive (§5) -----------------------------------------------------------------
 
     def sweep(self, now: float) -> None:
+        """Keepalive at monotonic `now`: abort an unanswered close after
+        ``CLOSE_HANDSHAKE_TIMEOUT``, else run the session's ping/4201 rules.
+        """
         if self.close_deadline is not None:
             if now >= self.close_deadline:
                 self.transport.abort()
