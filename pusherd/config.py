@@ -16,6 +16,7 @@ from typing import Any
 
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
+from pusherd.core.origins import origin_entry_problem
 from pusherd.errors import ConfigError
 
 WEBHOOK_EVENT_TYPES = frozenset(
@@ -164,6 +165,10 @@ def _build_app(raw: Any, index: int) -> App:
                               "must be 32 bytes encoded in base64 (value hidden)")
     if ":" in app.key:
         raise ConfigError(f"{where}.key", f"must not contain ':', got {app.key!r}")
+    for entry in app.allowed_origins:
+        origin_problem = origin_entry_problem(entry)
+        if origin_problem is not None:
+            raise ConfigError(f"{where}.allowed_origins", f"{entry!r}: {origin_problem}")
     return app
 
 

@@ -205,6 +205,9 @@ def test_a_non_numeric_port_in_the_environment_names_the_variable() -> None:
          "apps[0].enable_client_events", "'yes'"),
         ('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\nallowed_origins = "*"\n',
          "apps[0].allowed_origins", "'*'"),
+        ('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\n'
+         'allowed_origins = ["https://*.example.com"]\n',
+         "apps[0].allowed_origins", "https://*.example.com"),
         ('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\nmax_event_data_size = 0\n',
          "apps[0].max_event_data_size", "0"),
         ('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\nwhat = 1\n', "apps[0].what",
