@@ -506,6 +506,28 @@ async def test_a_mount_prefix_serves_websocket_and_api_signed_without_the_prefix
     assert (await http_request(server.port, "GET", f"/apps/{APP.id}/channels")).status == 404
 
 
+async def test_a_mount_prefix_applies_to_websocket_as_to_the_http_api(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(
+        '[server]\nport = 0\npath_prefix = "/pusher"\n'
+        '[[apps]]\nid = "1001"\nkey = "app-key"\nsecret = "app-secret"\n')
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    # Without the prefix: 404 for the WebSocket upgrade as for a signed API request.
+    bare = await http_request(server.port, "GET", f"/app/{APP.key}?protocol=7", headers=upgrade)
+    assert bare.status == 404
+    api_bare = await signed_request(server.port, "GET", f"/apps/{APP.id}/channels")
+    assert api_bare.status == 404
+    # With it, both are served.
+    prefixed = await http_request(server.port, "GET", f"/pusher/app/{APP.key}?protocol=7",
+                                  headers=upgrade)
+    assert prefixed.status == 101
+    query = signed_query("GET", f"/apps/{APP.id}/channels")
+    api = await http_request(server.port, "GET", f"/pusher/apps/{APP.id}/channels?{query}")
+    assert (api.status, api.json()) == (200, {"channels": {}})
+
+
 async def test_an_unsupported_websocket_version_gets_426(port: int) -> None:
     reply = await http_request(port, "GET", f"/app/{APP.key}?protocol=7", headers={
         "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8",
