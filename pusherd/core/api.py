@@ -154,11 +154,13 @@ def parse_batch(app: App, body: bytes) -> list[Trigger]:
 
 
 def check_channel_info_request(channel: str, info: frozenset[str]) -> None:
-    """Which ``info`` attributes apply to `channel` (§12.1); inapplicable ones are 400."""
+    """Which ``info`` attributes apply to `channel` (§12.1); inapplicable ones are 400.
+
+    ``subscription_count`` (sockets) applies to every channel, presence included;
+    ``user_count`` (distinct users) to presence channels; ``cache`` to cache channels.
+    """
     kind = classify_channel(channel)
     if "user_count" in info and not kind.presence:
         raise HttpApiError(400, "user_count is only available for presence channels")
-    if "subscription_count" in info and kind.presence:
-        raise HttpApiError(400, "subscription_count is not available for presence channels")
     if "cache" in info and not kind.cache:
         raise HttpApiError(400, "cache is only available for cache channels")

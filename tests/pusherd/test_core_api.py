@@ -204,12 +204,16 @@ def test_an_unknown_info_attribute_is_400() -> None:
     [
         ("orders", "user_count"),
         ("private-x", "user_count"),
-        ("presence-x", "subscription_count"),
         ("orders", "cache"),
     ],
 )
 def test_inapplicable_channel_info_is_400(channel: str, info: str) -> None:
     assert _status(api.check_channel_info_request, channel, frozenset({info})) == 400
+
+
+@pytest.mark.parametrize("channel", ["orders", "private-x", "presence-x", "presence-cache-x"])
+def test_subscription_count_applies_to_every_channel_kind(channel: str) -> None:
+    api.check_channel_info_request(channel, frozenset({"subscription_count"}))
 
 
 @pytest.mark.parametrize(

@@ -69,9 +69,34 @@ async def test_trigger_info_returns_counts_per_channel(port: int) -> None:
     assert reply.status == 200
     assert reply.json() == {"channels": {
         "orders": {"subscription_count": 2},
-        "presence-room": {"user_count": 1},
+        "presence-room": {"user_count": 1, "subscription_count": 2},
         "empty": {"subscription_count": 0},
     }}
+    await a.close()
+    await b.close()
+
+
+async def test_subscription_count_is_given_for_presence_channels_wherever_info_is_accepted(
+    port: int,
+) -> None:
+    # One user on two sockets: one user, two subscriptions.
+    a, b = await Client.open(port), await Client.open(port)
+    await _subscribe_presence(port, a, "presence-room-42", "1")
+    await _subscribe_presence(port, b, "presence-room-42", "1")
+    both = {"user_count": 1, "subscription_count": 2}
+    backend = sdk(port)
+    assert await call(backend.channel_info, "presence-room-42",
+                      ["user_count", "subscription_count"]) == {"occupied": True, **both}
+    assert await call(backend.channels_info, "presence-",
+                      ["user_count", "subscription_count"]) == {
+        "channels": {"presence-room-42": both}}
+    trigger = await trigger_raw(port, {"name": "e", "channels": ["presence-room-42"],
+                                       "data": "x", "info": "user_count,subscription_count"})
+    assert trigger.json() == {"channels": {"presence-room-42": both}}
+    batch = await signed_request(port, "POST", f"/apps/{APP.id}/batch_events", json.dumps(
+        {"batch": [{"name": "e", "channel": "presence-room-42", "data": "x",
+                    "info": "user_count,subscription_count"}]}).encode())
+    assert batch.json() == {"batch": [both]}
     await a.close()
     await b.close()
 
@@ -236,7 +261,7 @@ async def test_channel_info_reports_occupied_and_counts(port: int) -> None:
 
 
 @pytest.mark.parametrize(("channel", "attribute"), [
-    ("orders", "user_count"), ("private-x", "user_count"), ("presence-x", "subscription_count"),
+    ("orders", "user_count"), ("private-x", "user_count"), ("orders", "cache"),
 ])
 async def test_inapplicable_channel_info_is_400(port: int, channel: str, attribute: str) -> None:
     with pytest.raises(PusherBadRequest):
