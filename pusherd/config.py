@@ -235,15 +235,14 @@ def load_config(
             missing = sorted({"id", "key", "secret"} - set(env_app))
             raise ConfigError(f"PUSHERD_APP_{missing[0].upper()}",
                               "set id, key and secret together (PUSHERD_APP_* or REVERB_APP_*)")
-        flags = {"enable_client_events": True}
-        from_env = _build_app({**env_app, **flags}, len(apps))
+        from_env = _build_app(env_app, len(apps))
         apps = [a for a in apps if a.id != from_env.id and a.key != from_env.key] + [from_env]
 
     dev_app = False
     if not apps:
         dev_app = True
         apps = [App(id=AppId(DEV_APP_ID), key=AppKey(DEV_APP_KEY), secret=DEV_APP_SECRET,
-                    name="development", enable_client_events=True)]
+                    name="development")]
     seen_ids: set[str] = set()
     seen_keys: set[str] = set()
     for index, app in enumerate(apps):

@@ -32,7 +32,9 @@ class App:
     secret: str = field(repr=False)
     name: str = ""
     enabled: bool = True
-    enable_client_events: bool = False
+    # On by default everywhere (config file, environment, development app): see
+    # config.example.toml for why.
+    enable_client_events: bool = True
     enable_user_authentication: bool = True
     enable_subscription_count: bool = False
     enable_watchlist_events: bool = True

@@ -24,7 +24,7 @@ strict_protocol_version = true
 id = 1001
 key = "key-one"
 secret = "secret-one"
-enable_client_events = true
+enable_client_events = false
 enable_user_authentication = false
 enable_subscription_count = true
 max_connections = 50
@@ -70,7 +70,7 @@ def test_a_full_config_file_is_read_into_frozen_settings(tmp_path: Path) -> None
     one, two = config.apps
     assert one.id == "1001"  # a numeric id becomes its string form
     assert (one.key, one.secret) == ("key-one", "secret-one")
-    assert one.enable_client_events and one.enable_subscription_count
+    assert not one.enable_client_events and one.enable_subscription_count
     assert not one.enable_user_authentication
     assert one.max_connections == 50
     assert one.allowed_origins == ("https://a.example", "*.b.example")
@@ -79,7 +79,7 @@ def test_a_full_config_file_is_read_into_frozen_settings(tmp_path: Path) -> None
     assert [(w.url, w.event_types) for w in one.webhooks] == [
         ("http://127.0.0.1:9/hook", ("channel_occupied", "member_added"))]
     assert (two.id, two.key) == ("app-two", "key-two")
-    assert not two.enable_client_events  # off by default, as hosted Pusher
+    assert two.enable_client_events  # on by default (config.example.toml says why)
     assert (config.redis.url, config.redis.prefix) == ("", "test")
     assert not config.dev_app
     with pytest.raises(AttributeError):
@@ -261,3 +261,17 @@ def test_the_example_config_at_the_top_level_loads(tmp_path: Path) -> None:
     # Every key the example documents is a key the loader knows: it loaded, and it sets
     # the webhook table the issue asks to be parsed now.
     assert config.apps[0].webhooks[0].event_types == ("channel_occupied", "channel_vacated")
+
+
+def test_client_events_have_one_default_for_file_environment_and_development_apps(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "apps.toml"
+    path.write_text('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\n')
+    from_file = load_config(path, {}).apps[0]
+    from_env = load_config(None, {"REVERB_APP_ID": "2", "REVERB_APP_KEY": "k2",
+                                  "REVERB_APP_SECRET": "s2"}).apps[0]
+    development = load_config(None, {}).apps[0]
+    assert from_file.enable_client_events is True
+    assert from_env.enable_client_events is True
+    assert development.enable_client_events is True
