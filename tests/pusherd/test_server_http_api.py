@@ -318,6 +318,21 @@ async def test_a_tampered_body_is_401(port: int) -> None:
     assert reply.status == 401
 
 
+async def test_a_bad_signature_answer_shows_the_string_to_sign_and_no_secret(port: int) -> None:
+    body = b'{"name":"e","channels":["orders"],"data":"x"}'
+    query = signed_query("POST", f"/apps/{APP.id}/events", body, secret="not-the-secret",
+                         timestamp=int(time.time()))
+    reply = await http_request(port, "POST", f"/apps/{APP.id}/events?{query}", body)
+    assert reply.status == 401
+    params = dict(pair.split("=", 1) for pair in query.split("&"))
+    string_to_sign = (f"POST\\n/apps/{APP.id}/events\\nauth_key={APP.key}"
+                      f"&auth_timestamp={params['auth_timestamp']}&auth_version=1.0"
+                      f"&body_md5={hashlib.md5(body).hexdigest()}")
+    message = reply.json()["error"]
+    assert f'"{string_to_sign}"' in message
+    assert APP.secret not in message
+
+
 async def test_another_apps_secret_or_key_is_refused_with_401(port: int) -> None:
     wrong_secret = AppCredentials(OTHER_APP.id, OTHER_APP.key, APP.secret)
     with pytest.raises(PusherBadAuth):
