@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pusherd import cli
 from pusherd.config import DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET, load_config
 from pusherd.errors import ConfigError
 
@@ -275,3 +277,33 @@ def test_client_events_have_one_default_for_file_environment_and_development_app
     assert from_file.enable_client_events is True
     assert from_env.enable_client_events is True
     assert development.enable_client_events is True
+
+
+@pytest.mark.parametrize("override", [{"port": 0}, {"env": {"PUSHERD_PORT": "0"}}])
+def test_an_override_does_not_hide_a_bad_value_in_the_file(
+    tmp_path: Path, override: dict[str, Any]
+) -> None:
+    path = _write(tmp_path, '[server]\nport = "8082"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, override.get("env", {}), port=override.get("port"))
+    assert "server.port" in str(caught.value) and "'8082'" in str(caught.value)
+
+
+def test_the_command_line_refuses_a_bad_file_even_with_port_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, '[server]\nport = "8082"\n')
+    assert cli.main(["--config", str(path), "--port", "0"]) == 2
+    assert "server.port" in capsys.readouterr().err
+
+
+def test_a_non_numeric_app_id_from_the_environment_gives_a_warning() -> None:
+    config = load_config(None, {"REVERB_APP_ID": "abc", "REVERB_APP_KEY": "k",
+                                "REVERB_APP_SECRET": "s"})
+    assert config.apps[0].id == "abc"  # still served: pusher-js and node/PHP accept it
+    assert len(config.warnings) == 1
+    assert "REVERB_APP_ID='abc'" in config.warnings[0]
+    assert "Python SDK" in config.warnings[0]
+    numeric = load_config(None, {"REVERB_APP_ID": "123", "REVERB_APP_KEY": "k",
+                                 "REVERB_APP_SECRET": "s"})
+    assert numeric.warnings == ()
