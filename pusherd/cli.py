@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         level=config.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for warning in config.warnings:
+        logging.getLogger("pusherd.config").warning("%s", warning)
     # The WebSocket layer logs each frame at DEBUG and each close at INFO: only a debug
     # run wants either (see pusherd.server.websocket).
     debug = config.server.log_level.lower() == "debug"

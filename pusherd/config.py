@@ -16,6 +16,7 @@ from typing import Any
 
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
+from pusherd.core.origins import origin_entry_problem
 from pusherd.errors import ConfigError
 
 WEBHOOK_EVENT_TYPES = frozenset(
@@ -65,6 +66,8 @@ class Config:
     apps: tuple[App, ...]
     redis: RedisConfig
     dev_app: bool = False  # True when the built-in development app is in use
+    # Things that work but may surprise (printed at start), e.g. a non-numeric app id.
+    warnings: tuple[str, ...] = ()
 
 
 def _check_type(key: str, value: Any, expected: type | tuple[type, ...]) -> Any:
@@ -164,7 +167,21 @@ def _build_app(raw: Any, index: int) -> App:
                               "must be 32 bytes encoded in base64 (value hidden)")
     if ":" in app.key:
         raise ConfigError(f"{where}.key", f"must not contain ':', got {app.key!r}")
+    for entry in app.allowed_origins:
+        origin_problem = origin_entry_problem(entry)
+        if origin_problem is not None:
+            raise ConfigError(f"{where}.allowed_origins", f"{entry!r}: {origin_problem}")
     return app
+
+
+def _is_numeric_id(app_id: str) -> bool:
+    return app_id.isascii() and app_id.isdigit()
+
+
+def _non_numeric_id_warning(where: str, app_id: str) -> str:
+    return (f"{where}={app_id!r} is not numeric: pusher-js and the node and PHP SDKs accept "
+            "it, but the official Python SDK refuses non-numeric app ids (use digits if a "
+            "backend uses Python)")
 
 
 def _replace_app(app: App, **changes: Any) -> App:
@@ -193,7 +210,11 @@ def load_config(
         raise ConfigError(sorted(unknown)[0], "unknown section (known: server, apps, redis)")
     env = env or {}
 
-    server_raw = dict(raw.get("server", {}))
+    file_server = raw.get("server", {})
+    # The file is validated on its own first: an override (--port 0) must not hide a bad
+    # value in it (port = "8082") that would stop the next start without the override.
+    _validate_server(_build(ServerConfig, file_server, "server"))
+    server_raw = dict(file_server)
     for names, key, convert in (
         (("PUSHERD_HOST", "REVERB_SERVER_HOST"), "host", str),
         (("PUSHERD_PORT", "REVERB_SERVER_PORT"), "port", int),
@@ -216,6 +237,8 @@ def load_config(
     if not isinstance(apps_raw, list):
         raise ConfigError("apps", "use [[apps]] tables")
     apps = [_build_app(entry, i) for i, entry in enumerate(apps_raw)]
+    warnings = [_non_numeric_id_warning(f"apps[{i}].id", app.id)
+                for i, app in enumerate(apps) if not _is_numeric_id(app.id)]
 
     env_app = {}
     for key, names in (("id", ("PUSHERD_APP_ID", "REVERB_APP_ID")),
@@ -224,21 +247,22 @@ def load_config(
         for name in names:
             if env.get(name):
                 env_app[key] = env[name]
+                if key == "id" and not _is_numeric_id(env[name]):
+                    warnings.append(_non_numeric_id_warning(name, env[name]))
                 break
     if env_app:
         if set(env_app) != {"id", "key", "secret"}:
             missing = sorted({"id", "key", "secret"} - set(env_app))
             raise ConfigError(f"PUSHERD_APP_{missing[0].upper()}",
                               "set id, key and secret together (PUSHERD_APP_* or REVERB_APP_*)")
-        flags = {"enable_client_events": True}
-        from_env = _build_app({**env_app, **flags}, len(apps))
+        from_env = _build_app(env_app, len(apps))
         apps = [a for a in apps if a.id != from_env.id and a.key != from_env.key] + [from_env]
 
     dev_app = False
     if not apps:
         dev_app = True
         apps = [App(id=AppId(DEV_APP_ID), key=AppKey(DEV_APP_KEY), secret=DEV_APP_SECRET,
-                    name="development", enable_client_events=True)]
+                    name="development")]
     seen_ids: set[str] = set()
     seen_keys: set[str] = set()
     for index, app in enumerate(apps):
@@ -258,4 +282,5 @@ def load_config(
         raise ConfigError(
             "redis.url", "scaling out over Redis is not available in this version of pusherd; "
             "remove [redis] url to run one process on the in-memory adapter")
-    return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app)
+    return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app,
+                  warnings=tuple(warnings))

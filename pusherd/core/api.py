@@ -113,8 +113,14 @@ def _parse_trigger(app: App, item: dict[str, Any], *, batch: bool) -> Trigger:
         problem = channel_name_problem(channel, max_length)
         if problem is not None:
             raise HttpApiError(400, f"Invalid channel {str(channel)[:210]!r}: {problem}")
-    if len(channels) > 1 and any(classify_channel(c).encrypted for c in channels):
-        raise HttpApiError(400, "An event to an encrypted channel must go to that channel only")
+    if len(channels) > 1:
+        # Several encrypted channels are accepted (the data is relayed as received, never
+        # decrypted); a mix is refused: the one `data` cannot be both ciphertext and not.
+        encrypted = sum(1 for c in channels if classify_channel(c).encrypted)
+        if 0 < encrypted < len(channels):
+            raise HttpApiError(
+                400, "An event cannot go to encrypted and unencrypted channels at once: "
+                     "trigger the private-encrypted- channels separately")
 
     socket_id = item.get("socket_id")
     if socket_id is not None and not is_valid_socket_id(socket_id):
@@ -154,11 +160,13 @@ def parse_batch(app: App, body: bytes) -> list[Trigger]:
 
 
 def check_channel_info_request(channel: str, info: frozenset[str]) -> None:
-    """Which ``info`` attributes apply to `channel` (§12.1); inapplicable ones are 400."""
+    """Which ``info`` attributes apply to `channel` (§12.1); inapplicable ones are 400.
+
+    ``subscription_count`` (sockets) applies to every channel, presence included;
+    ``user_count`` (distinct users) to presence channels; ``cache`` to cache channels.
+    """
     kind = classify_channel(channel)
     if "user_count" in info and not kind.presence:
         raise HttpApiError(400, "user_count is only available for presence channels")
-    if "subscription_count" in info and kind.presence:
-        raise HttpApiError(400, "subscription_count is not available for presence channels")
     if "cache" in info and not kind.cache:
         raise HttpApiError(400, "cache is only available for cache channels")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from pusherd.core.ids import AppId, AppKey
+from pusherd.core.origins import origin_allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,9 @@ class App:
     secret: str = field(repr=False)
     name: str = ""
     enabled: bool = True
-    enable_client_events: bool = False
+    # On by default everywhere (config file, environment, development app): see
+    # config.example.toml for why.
+    enable_client_events: bool = True
     enable_user_authentication: bool = True
     enable_subscription_count: bool = False
     enable_watchlist_events: bool = True
@@ -54,11 +57,8 @@ class App:
     webhooks: tuple[Webhook, ...] = ()
 
     def allows_origin(self, origin: str | None) -> bool:
-        """Whether a WebSocket from `origin` may connect (``*`` allows every origin)."""
-        if "*" in self.allowed_origins:
-            return True
-        if origin is None:
-            return False
+        """Whether a WebSocket from `origin` may connect (rule: :mod:`pusherd.core.origins`)."""
+        return origin_allowed(origin, self.allowed_origins)
         origin = origin.lower().rstrip("/")
         for allowed in self.allowed_origins:
             allowed = allowed.lower().rstrip("/")

@@ -192,7 +192,17 @@ def verify_api_request(
         expected = sign(secret, f"{method}\n{path}\n{query}")
         if hmac.compare_digest(expected.encode(), signature):
             return
-    raise HttpApiError(401, "Invalid signature: the auth_signature does not match the request")
+    raise HttpApiError(401, bad_api_signature_message(f"{method}\n{paths[0]}\n{query}",
+                                                      signature_text))
+
+
+def bad_api_signature_message(string_to_sign: str, sent: str) -> str:
+    """The 401 text for a wrong ``auth_signature``: the string that should have been signed
+    (method, path, query: nothing secret in it), newlines shown as ``\\n``, so a developer
+    can compare it with what their signer hashed. Bounded: the query is the client's."""
+    shown = string_to_sign[:2000].replace("\\", "\\\\").replace("\n", "\\n")
+    return (f'Invalid signature: you should have sent HMAC-SHA256 hex of "{shown}" keyed '
+            f'with your app secret, but you sent "{sent[:128]}"')
 
 
 # --- webhooks (§14.1) -------------------------------------------------------------------

@@ -492,7 +492,9 @@ class Session:
         """Check a ``client-*`` event; return the presence ``user_id`` to attach (or None)."""
         app, channel = self.app, message.channel
         if not app.enable_client_events:
-            raise ClientEventRejected("Client events are disabled for this app", channel=channel)
+            raise ClientEventRejected(
+                "Client events are disabled for this app (enable_client_events = false)",
+                channel=channel)
         kind = classify_channel(channel)
         if not kind.allows_client_events:
             raise ClientEventRejected(

@@ -161,7 +161,7 @@ class HttpApi:
         result: dict[str, int] = {}
         if "user_count" in info and snapshot.user_count is not None:
             result["user_count"] = snapshot.user_count
-        if "subscription_count" in info and not classify_channel(channel).presence:
+        if "subscription_count" in info:  # sockets, on every kind of channel
             result["subscription_count"] = snapshot.subscription_count
         return result
 
@@ -175,7 +175,7 @@ class HttpApi:
             attributes: dict[str, int] = {}
             if "user_count" in info and snapshot.user_count is not None:
                 attributes["user_count"] = snapshot.user_count
-            if "subscription_count" in info and snapshot.user_count is None:
+            if "subscription_count" in info:
                 attributes["subscription_count"] = snapshot.subscription_count
             channels[name] = attributes
         return _json(200, {"channels": channels})

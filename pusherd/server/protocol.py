@@ -268,8 +268,11 @@ class ServerProtocol(asyncio.Protocol):
         url = httptools.parse_url(self._url)
         path = (url.path or b"/").decode("latin-1")
         prefix = context.path_prefix
-        if prefix and path.startswith(prefix + "/"):
-            path = path[len(prefix):]
+        # One rule for both: with a prefix, WebSocket and HTTP API live under it only.
+        if prefix and not path.startswith(prefix + "/"):
+            self._respond(error_response(404, "Not found"), False)
+            return
+        path = path[len(prefix):]
         if not path.startswith("/app/") or len(path) <= len("/app/"):
             self._respond(error_response(404, "WebSocket path is /app/{key}"), False)
             return

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from pusherd import cli
 from pusherd.config import DEV_APP_ID, DEV_APP_KEY, DEV_APP_SECRET, load_config
 from pusherd.errors import ConfigError
 
@@ -24,7 +26,7 @@ strict_protocol_version = true
 id = 1001
 key = "key-one"
 secret = "secret-one"
-enable_client_events = true
+enable_client_events = false
 enable_user_authentication = false
 enable_subscription_count = true
 max_connections = 50
@@ -70,7 +72,7 @@ def test_a_full_config_file_is_read_into_frozen_settings(tmp_path: Path) -> None
     one, two = config.apps
     assert one.id == "1001"  # a numeric id becomes its string form
     assert (one.key, one.secret) == ("key-one", "secret-one")
-    assert one.enable_client_events and one.enable_subscription_count
+    assert not one.enable_client_events and one.enable_subscription_count
     assert not one.enable_user_authentication
     assert one.max_connections == 50
     assert one.allowed_origins == ("https://a.example", "*.b.example")
@@ -79,7 +81,7 @@ def test_a_full_config_file_is_read_into_frozen_settings(tmp_path: Path) -> None
     assert [(w.url, w.event_types) for w in one.webhooks] == [
         ("http://127.0.0.1:9/hook", ("channel_occupied", "member_added"))]
     assert (two.id, two.key) == ("app-two", "key-two")
-    assert not two.enable_client_events  # off by default, as hosted Pusher
+    assert two.enable_client_events  # on by default (config.example.toml says why)
     assert (config.redis.url, config.redis.prefix) == ("", "test")
     assert not config.dev_app
     with pytest.raises(AttributeError):
@@ -205,6 +207,9 @@ def test_a_non_numeric_port_in_the_environment_names_the_variable() -> None:
          "apps[0].enable_client_events", "'yes'"),
         ('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\nallowed_origins = "*"\n',
          "apps[0].allowed_origins", "'*'"),
+        ('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\n'
+         'allowed_origins = ["https://*.example.com"]\n',
+         "apps[0].allowed_origins", "https://*.example.com"),
         ('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\nmax_event_data_size = 0\n',
          "apps[0].max_event_data_size", "0"),
         ('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\nwhat = 1\n', "apps[0].what",
@@ -258,3 +263,47 @@ def test_the_example_config_at_the_top_level_loads(tmp_path: Path) -> None:
     # Every key the example documents is a key the loader knows: it loaded, and it sets
     # the webhook table the issue asks to be parsed now.
     assert config.apps[0].webhooks[0].event_types == ("channel_occupied", "channel_vacated")
+
+
+def test_client_events_have_one_default_for_file_environment_and_development_apps(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "apps.toml"
+    path.write_text('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\n')
+    from_file = load_config(path, {}).apps[0]
+    from_env = load_config(None, {"REVERB_APP_ID": "2", "REVERB_APP_KEY": "k2",
+                                  "REVERB_APP_SECRET": "s2"}).apps[0]
+    development = load_config(None, {}).apps[0]
+    assert from_file.enable_client_events is True
+    assert from_env.enable_client_events is True
+    assert development.enable_client_events is True
+
+
+@pytest.mark.parametrize("override", [{"port": 0}, {"env": {"PUSHERD_PORT": "0"}}])
+def test_an_override_does_not_hide_a_bad_value_in_the_file(
+    tmp_path: Path, override: dict[str, Any]
+) -> None:
+    path = _write(tmp_path, '[server]\nport = "8082"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, override.get("env", {}), port=override.get("port"))
+    assert "server.port" in str(caught.value) and "'8082'" in str(caught.value)
+
+
+def test_the_command_line_refuses_a_bad_file_even_with_port_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, '[server]\nport = "8082"\n')
+    assert cli.main(["--config", str(path), "--port", "0"]) == 2
+    assert "server.port" in capsys.readouterr().err
+
+
+def test_a_non_numeric_app_id_from_the_environment_gives_a_warning() -> None:
+    config = load_config(None, {"REVERB_APP_ID": "abc", "REVERB_APP_KEY": "k",
+                                "REVERB_APP_SECRET": "s"})
+    assert config.apps[0].id == "abc"  # still served: pusher-js and node/PHP accept it
+    assert len(config.warnings) == 1
+    assert "REVERB_APP_ID='abc'" in config.warnings[0]
+    assert "Python SDK" in config.warnings[0]
+    numeric = load_config(None, {"REVERB_APP_ID": "123", "REVERB_APP_KEY": "k",
+                                 "REVERB_APP_SECRET": "s"})
+    assert numeric.warnings == ()

@@ -125,6 +125,20 @@ def test_malformed_trigger_bodies_are_400(body: bytes) -> None:
     assert _status(api.parse_trigger, APP, body) == 400
 
 
+def test_one_trigger_may_name_several_encrypted_channels() -> None:
+    channels = ["private-encrypted-order.1", "private-encrypted-order.2"]
+    trigger = api.parse_trigger(APP, _body({"name": "e", "channels": channels, "data": "{}"}))
+    assert trigger.channels == tuple(channels)
+
+
+def test_a_mix_of_encrypted_and_unencrypted_channels_is_refused_with_its_reason() -> None:
+    with pytest.raises(HttpApiError) as refused:
+        api.parse_trigger(APP, _body(
+            {"name": "e", "channels": ["private-encrypted-x", "private-x"], "data": ""}))
+    assert refused.value.status == 400
+    assert "encrypted and unencrypted" in refused.value.message
+
+
 def test_server_to_user_channels_are_accepted_as_trigger_targets() -> None:
     trigger = api.parse_trigger(APP, _body(
         {"name": "e", "channels": ["#server-to-user-42"], "data": ""}))
@@ -204,12 +218,16 @@ def test_an_unknown_info_attribute_is_400() -> None:
     [
         ("orders", "user_count"),
         ("private-x", "user_count"),
-        ("presence-x", "subscription_count"),
         ("orders", "cache"),
     ],
 )
 def test_inapplicable_channel_info_is_400(channel: str, info: str) -> None:
     assert _status(api.check_channel_info_request, channel, frozenset({info})) == 400
+
+
+@pytest.mark.parametrize("channel", ["orders", "private-x", "presence-x", "presence-cache-x"])
+def test_subscription_count_applies_to_every_channel_kind(channel: str) -> None:
+    api.check_channel_info_request(channel, frozenset({"subscription_count"}))
 
 
 @pytest.mark.parametrize(

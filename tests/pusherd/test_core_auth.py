@@ -214,6 +214,20 @@ def test_a_request_signed_with_another_secret_is_refused_with_401() -> None:
     assert caught.value.status == 401
 
 
+def test_a_bad_signature_is_answered_with_the_string_that_should_have_been_signed() -> None:
+    wrong = "0" * 64
+    with pytest.raises(HttpApiError) as caught:
+        _verify(_worked_params(wrong), body=WORKED_BODY, paths=("/apps/3/events",))
+    expected = ("POST\\n/apps/3/events\\nauth_key=278d425bdf160c739803"
+                "&auth_timestamp=1353088179&auth_version=1.0"
+                "&body_md5=ec365a775a4cd0599faeb73354201b6f")
+    assert caught.value.status == 401
+    assert f'"{expected}"' in caught.value.message
+    assert f'you sent "{wrong}"' in caught.value.message
+    assert SECRET not in caught.value.message
+    assert WORKED_SIGNATURE not in caught.value.message  # nor the right answer
+
+
 def test_a_tampered_body_is_refused_with_401() -> None:
     body = b'{"name":"e","channels":["c"],"data":"x"}'
     params = _signed("POST", "/apps/3/events", body)

@@ -306,7 +306,15 @@ def test_a_client_event_on_presence_carries_the_senders_user_id() -> None:
 
 def test_client_events_are_rejected_when_the_app_disables_them() -> None:
     session = _subscribed_session("private-chat", _app(enable_client_events=False))
-    _rejected(session, ClientEvent("client-t", "private-chat", {}))
+    refusal = _rejected(session, ClientEvent("client-t", "private-chat", {}))
+    assert "enable_client_events" in refusal.message
+
+
+def test_client_events_are_on_by_default() -> None:
+    app = App(id=AppId("1"), key=AppKey(KEY), secret=SECRET)
+    session = _subscribed_session("private-chat", app)
+    assert session.authorize_client_event(ClientEvent("client-t", "private-chat", {}), 0.0) \
+        is None
 
 
 @pytest.mark.parametrize("channel", ["orders", "cache-prices"])

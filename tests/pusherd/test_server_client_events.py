@@ -64,8 +64,22 @@ async def test_client_events_are_rejected_when_the_app_disables_them(
         '[server]\nport = 0\n[[apps]]\nid = "1001"\nkey = "app-key"\nsecret = "app-secret"\n'
         "enable_client_events = false\n")
     sender, receiver = await _pair(server.port, "private-chat")
-    await _rejected(sender, {"event": "client-x", "channel": "private-chat", "data": {}})
+    reply = await _rejected(sender, {"event": "client-x", "channel": "private-chat", "data": {}})
+    assert error_code(reply) == 4301
+    assert "enable_client_events" in reply["data"]["message"]
     assert await receiver.barrier() == []
+    await sender.close()
+    await receiver.close()
+
+
+async def test_client_events_are_on_for_an_app_from_a_config_file_that_does_not_say(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(
+        '[server]\nport = 0\n[[apps]]\nid = "1001"\nkey = "app-key"\nsecret = "app-secret"\n')
+    sender, receiver = await _pair(server.port, "private-chat")
+    await sender.send({"event": "client-x", "channel": "private-chat", "data": {"n": 1}})
+    assert (await receiver.expect("client-x", "private-chat"))["data"] == {"n": 1}
     await sender.close()
     await receiver.close()
 

@@ -158,6 +158,21 @@ async def test_a_disallowed_origin_is_refused_with_4009(start_server: StartServe
         await client.close()
 
 
+async def test_a_wildcard_origin_admits_subdomains_on_any_port_over_a_real_upgrade(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(
+        '[server]\nport = 0\n[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\n'
+        'allowed_origins = ["*.example.com"]\n')
+    for origin in ("http://app.example.com:5173", "https://a.b.example.com:8443"):
+        client = await Client.open(server.port, "k", origin=origin)
+        await client.close()
+    for origin in ("https://example.com", "https://evil-example.com",
+                   "https://app.example.com.evil.net"):
+        await _refused(await Client.open(server.port, "k", origin=origin, handshake=False),
+                       4009)
+
+
 async def test_a_websocket_on_another_path_gets_404(port: int) -> None:
     reply = await http_request(port, "GET", "/nowhere", headers={
         "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",

@@ -69,9 +69,34 @@ async def test_trigger_info_returns_counts_per_channel(port: int) -> None:
     assert reply.status == 200
     assert reply.json() == {"channels": {
         "orders": {"subscription_count": 2},
-        "presence-room": {"user_count": 1},
+        "presence-room": {"user_count": 1, "subscription_count": 2},
         "empty": {"subscription_count": 0},
     }}
+    await a.close()
+    await b.close()
+
+
+async def test_subscription_count_is_given_for_presence_channels_wherever_info_is_accepted(
+    port: int,
+) -> None:
+    # One user on two sockets: one user, two subscriptions.
+    a, b = await Client.open(port), await Client.open(port)
+    await _subscribe_presence(port, a, "presence-room-42", "1")
+    await _subscribe_presence(port, b, "presence-room-42", "1")
+    both = {"user_count": 1, "subscription_count": 2}
+    backend = sdk(port)
+    assert await call(backend.channel_info, "presence-room-42",
+                      ["user_count", "subscription_count"]) == {"occupied": True, **both}
+    assert await call(backend.channels_info, "presence-",
+                      ["user_count", "subscription_count"]) == {
+        "channels": {"presence-room-42": both}}
+    trigger = await trigger_raw(port, {"name": "e", "channels": ["presence-room-42"],
+                                       "data": "x", "info": "user_count,subscription_count"})
+    assert trigger.json() == {"channels": {"presence-room-42": both}}
+    batch = await signed_request(port, "POST", f"/apps/{APP.id}/batch_events", json.dumps(
+        {"batch": [{"name": "e", "channel": "presence-room-42", "data": "x",
+                    "info": "user_count,subscription_count"}]}).encode())
+    assert batch.json() == {"batch": [both]}
     await a.close()
     await b.close()
 
@@ -236,7 +261,7 @@ async def test_channel_info_reports_occupied_and_counts(port: int) -> None:
 
 
 @pytest.mark.parametrize(("channel", "attribute"), [
-    ("orders", "user_count"), ("private-x", "user_count"), ("presence-x", "subscription_count"),
+    ("orders", "user_count"), ("private-x", "user_count"), ("orders", "cache"),
 ])
 async def test_inapplicable_channel_info_is_400(port: int, channel: str, attribute: str) -> None:
     with pytest.raises(PusherBadRequest):
@@ -291,6 +316,21 @@ async def test_a_tampered_body_is_401(port: int) -> None:
     reply = await http_request(port, "POST", f"/apps/{APP.id}/events?{query}",
                                body.replace(b'"x"', b'"y"'))
     assert reply.status == 401
+
+
+async def test_a_bad_signature_answer_shows_the_string_to_sign_and_no_secret(port: int) -> None:
+    body = b'{"name":"e","channels":["orders"],"data":"x"}'
+    query = signed_query("POST", f"/apps/{APP.id}/events", body, secret="not-the-secret",
+                         timestamp=int(time.time()))
+    reply = await http_request(port, "POST", f"/apps/{APP.id}/events?{query}", body)
+    assert reply.status == 401
+    params = dict(pair.split("=", 1) for pair in query.split("&"))
+    string_to_sign = (f"POST\\n/apps/{APP.id}/events\\nauth_key={APP.key}"
+                      f"&auth_timestamp={params['auth_timestamp']}&auth_version=1.0"
+                      f"&body_md5={hashlib.md5(body).hexdigest()}")
+    message = reply.json()["error"]
+    assert f'"{string_to_sign}"' in message
+    assert APP.secret not in message
 
 
 async def test_another_apps_secret_or_key_is_refused_with_401(port: int) -> None:
@@ -504,6 +544,28 @@ async def test_a_mount_prefix_serves_websocket_and_api_signed_without_the_prefix
     # Load balancers probe the root: /up answers there too under a mount prefix.
     assert (await http_request(server.port, "GET", "/up")).status == 200
     assert (await http_request(server.port, "GET", f"/apps/{APP.id}/channels")).status == 404
+
+
+async def test_a_mount_prefix_applies_to_websocket_as_to_the_http_api(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(
+        '[server]\nport = 0\npath_prefix = "/pusher"\n'
+        '[[apps]]\nid = "1001"\nkey = "app-key"\nsecret = "app-secret"\n')
+    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    # Without the prefix: 404 for the WebSocket upgrade as for a signed API request.
+    bare = await http_request(server.port, "GET", f"/app/{APP.key}?protocol=7", headers=upgrade)
+    assert bare.status == 404
+    api_bare = await signed_request(server.port, "GET", f"/apps/{APP.id}/channels")
+    assert api_bare.status == 404
+    # With it, both are served.
+    prefixed = await http_request(server.port, "GET", f"/pusher/app/{APP.key}?protocol=7",
+                                  headers=upgrade)
+    assert prefixed.status == 101
+    query = signed_query("GET", f"/apps/{APP.id}/channels")
+    api = await http_request(server.port, "GET", f"/pusher/apps/{APP.id}/channels?{query}")
+    assert (api.status, api.json()) == (200, {"channels": {}})
 
 
 async def test_an_unsupported_websocket_version_gets_426(port: int) -> None:

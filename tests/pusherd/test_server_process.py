@@ -216,3 +216,15 @@ async def test_the_cli_answers_version_and_help(flag: str) -> None:
     stdout, _ = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0
     assert b"pusherd" in stdout
+
+
+async def test_a_non_numeric_reverb_app_id_is_served_with_a_warning_at_start() -> None:
+    env = {"REVERB_APP_ID": "abc", "REVERB_APP_KEY": "reverb-key",
+           "REVERB_APP_SECRET": "reverb-secret"}
+    async with pusherd_process("--port", "0", env=env) as running:
+        client = await Client.open(running.port, "reverb-key")
+        await client.close()
+        running.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(running.process.wait(), 15)
+        output = await running.output()
+    assert "WARNING pusherd.config: REVERB_APP_ID='abc' is not numeric" in output
