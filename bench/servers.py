@@ -122,7 +122,8 @@ def start_server(name: str, *, host: str = "127.0.0.1", cpu: int | None = None,
         env.pop(var, None)
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     if name.startswith("pusherd:"):  # that checkout's package first
-        env["PYTHONPATH"] = str(Path(name.split(":", 1)[1]).resolve()) + os.pathsep + env["PYTHONPATH"]
+        checkout = Path(name.split(":", 1)[1]).resolve()
+        env["PYTHONPATH"] = str(checkout) + os.pathsep + env["PYTHONPATH"]
     process = subprocess.Popen(
         server_command(name, host, credentials, config_path), cwd=REPO_ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
