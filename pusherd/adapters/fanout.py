@@ -135,18 +135,22 @@ class LocalFanout:
         ``member_added`` goes to every subscriber but the joining socket
         (`except_socket_id`), which gets the roster instead; the others carry no frame.
         """
-        if isinstance(transition, MemberAdded):
+        kind = type(transition)
+        if kind is MemberAdded:
+            assert isinstance(transition, MemberAdded)
             subscribers = self.channel_subscribers(transition.app_id, transition.channel)
             if subscribers:
                 deliver_to(subscribers, Outbound(messages.encode_member_added(
                     transition.channel, transition.user_id_value, transition.user_info)),
                     except_socket_id)
-        elif isinstance(transition, MemberRemoved):
+        elif kind is MemberRemoved:
+            assert isinstance(transition, MemberRemoved)
             subscribers = self.channel_subscribers(transition.app_id, transition.channel)
             if subscribers:
                 deliver_to(subscribers, Outbound(messages.encode_member_removed(
                     transition.channel, transition.user_id_value)), None)
-        elif isinstance(transition, SubscriptionCountChanged):
+        elif kind is SubscriptionCountChanged:
+            assert isinstance(transition, SubscriptionCountChanged)
             subscribers = self.channel_subscribers(transition.app_id, transition.channel)
             if subscribers:
                 deliver_to(subscribers, Outbound(messages.encode_subscription_count(

@@ -86,35 +86,38 @@ class MemoryAdapter:
         """See :meth:`pusherd.adapters.base.Adapter.subscribe`."""
         name = grant.channel
         result = self._state(app).subscribe(app, name, grant.kind, subscriber.socket_id,
-                                            grant.member, now_ms)
+                                            grant.member, now_ms, bool(self._listeners))
         self.fanout.join(app.id, name, subscriber)
         transitions = result.transitions
         # Order on the wire (§3.2, §8): member_added to the others, then the subscriber's
         # own subscription_succeeded, then its cached event, then the new count to all.
-        for transition in transitions:
-            if transition.name == "member_added":
-                self.fanout.apply(transition, subscriber.socket_id)
+        if result.member_added is not None:
+            self.fanout.apply(result.member_added, subscriber.socket_id)
         subscriber.deliver(Outbound(messages.encode_subscription_succeeded(name, result.roster)))
         if result.cached is not None:
             subscriber.deliver(Outbound(messages.encode_channel_event(
                 result.cached.event, name, result.cached.data)))
         elif result.cache_miss:
             subscriber.deliver(Outbound(messages.encode_cache_miss(name)))
-        for transition in transitions:
-            if transition.name == "subscription_count":
-                self.fanout.apply(transition)
-        for transition in transitions:
-            self._emit(transition)
+        if result.count_changed is not None:
+            self.fanout.apply(result.count_changed)
+        if self._listeners:
+            for transition in transitions:
+                self._emit(transition)
 
     def unsubscribe(self, app: App, subscriber: Subscriber, channel: str, now_ms: int) -> None:
         """See :meth:`pusherd.adapters.base.Adapter.unsubscribe`."""
-        transitions = self._state(app).unsubscribe(app, channel, subscriber.socket_id, now_ms)
+        transitions = self._state(app).unsubscribe(app, channel, subscriber.socket_id, now_ms,
+                                                   bool(self._listeners))
         self.fanout.leave(app.id, channel, subscriber.socket_id)
-        if transitions is None:
+        if not transitions:
             return
+        apply = self.fanout.apply
         for transition in transitions:
-            self.fanout.apply(transition)
-            self._emit(transition)
+            apply(transition)
+        if self._listeners:
+            for transition in transitions:
+                self._emit(transition)
 
     # --- users (§10) --------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from pusherd.core.app import App
 from pusherd.core.channels import ChannelKind, classify_channel
@@ -264,13 +264,19 @@ class UserRegistry:
                     del self.watchers[user_id]
 
 
-@dataclass(frozen=True, slots=True)
-class Subscribed:
-    """What a granted subscription caused: the transitions in order, and what the
-    subscriber itself must receive (roster for presence, the cached event or a miss)."""
+class Subscribed(NamedTuple):
+    """What a granted subscription caused: the transitions in order (for listeners),
+    the two of them that carry frames, and what the subscriber itself must receive
+    (roster for presence, the cached event or a miss).
+
+    A named tuple: one is built per subscribe, and a tuple is cheaper to build than a
+    frozen dataclass.
+    """
 
     already_subscribed: bool
-    transitions: tuple[Transition, ...]
+    transitions: list[Transition]
+    member_added: MemberAdded | None
+    count_changed: SubscriptionCountChanged | None
     roster: dict[str, Any] | None
     cached: CachedEvent | None
     cache_miss: bool
@@ -293,10 +299,12 @@ class AppState:
 
     def subscribe(
         self, app: App, channel: str, kind: ChannelKind, socket_id: str,
-        member: MemberJoin | None, now_ms: int,
+        member: MemberJoin | None, now_ms: int, observed: bool = True,
     ) -> Subscribed:
         """Add `socket_id` to `channel`: transitions in the order listeners must see them
-        (occupied, member_added, cache_miss, subscription_count).
+        (occupied, member_added, cache_miss, subscription_count). With `observed` False
+        (nobody listens), the transitions that carry no frame (occupied, cache_miss) are
+        not built.
 
         Raises :class:`SubscriptionRefused` (4100) when the presence channel is full.
         """
@@ -305,32 +313,35 @@ class AppState:
         current = self.channels.channels[channel]
         roster = current.roster() if kind.presence else None
         if change.already_subscribed:
-            return Subscribed(True, (), roster, None, False)
+            return Subscribed(True, [], None, None, roster, None, False)
         transitions: list[Transition] = []
-        if change.occupied and not kind.server_to_user:
+        if observed and change.occupied and not kind.server_to_user:
             transitions.append(ChannelOccupied(self.app_id, channel, now_ms))
         added = change.member_added
+        member_added = None
         if added is not None and member is not None:
-            transitions.append(MemberAdded(self.app_id, channel, member.key, now_ms,
-                                           added.user_id, added.user_info))
+            member_added = MemberAdded(self.app_id, channel, member.key, now_ms,
+                                       added.user_id, added.user_info)
+            transitions.append(member_added)
         cached, miss = None, False
         if kind.cache:
             cached = self.cache.get(channel, now_ms)
             miss = cached is None
-            if miss:
+            if miss and observed:
                 transitions.append(CacheMiss(self.app_id, channel, now_ms))
         count = self._count_changed(app, channel, change.subscription_count, now_ms, True)
         if count is not None:
             transitions.append(count)
-        return Subscribed(False, tuple(transitions), roster, cached, miss)
+        return Subscribed(False, transitions, member_added, count, roster, cached, miss)
 
-    def unsubscribe(self, app: App, channel: str, socket_id: str, now_ms: int
-                    ) -> tuple[Transition, ...] | None:
+    def unsubscribe(self, app: App, channel: str, socket_id: str, now_ms: int,
+                    observed: bool = True) -> list[Transition]:
         """Remove `socket_id` from `channel`: the transitions (member_removed, then
-        channel_vacated or subscription_count), or None if it was not subscribed."""
+        channel_vacated or subscription_count); none if it was not subscribed. With
+        `observed` False, channel_vacated (it carries no frame) is not built."""
         change = self.channels.unsubscribe(channel, socket_id)
         if change is None:
-            return None
+            return []
         transitions: list[Transition] = []
         removed = change.member_removed
         if removed is not None and change.member_key is not None:
@@ -339,14 +350,14 @@ class AppState:
         if change.vacated:
             self.pending_counts.discard(channel)
             self.count_sent_at.pop(channel, None)
-            if not classify_channel(channel).server_to_user:
+            if observed and not classify_channel(channel).server_to_user:
                 transitions.append(ChannelVacated(self.app_id, channel, now_ms))
         else:
             count = self._count_changed(app, channel, change.subscription_count, now_ms,
                                         False)
             if count is not None:
                 transitions.append(count)
-        return tuple(transitions)
+        return transitions
 
     def _count_changed(self, app: App, channel: str, count: int, now_ms: int,
                        subscribing: bool) -> SubscriptionCountChanged | None:

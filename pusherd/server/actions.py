@@ -10,7 +10,8 @@ are fed back to the session, whose further actions are carried out in turn.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from pusherd.adapters.base import Adapter
 from pusherd.core.app import App
@@ -56,31 +57,59 @@ class ActionTarget(Protocol):
         """``pusher:error`` with `code`, then close with the same code (§1.4)."""
 
 
+def _send(target: ActionTarget, action: Send) -> None:
+    target.deliver(action.frame)
+
+
+def _join(target: ActionTarget, action: Join) -> None:
+    try:
+        target.adapter.subscribe(target.app, target, action.grant, wall_ms())
+    except SubscriptionRefused as exc:
+        carry_out(target, target.session.join_refused(exc))
+
+
+def _leave(target: ActionTarget, action: Leave) -> None:
+    target.adapter.unsubscribe(target.app, target, action.channel, wall_ms())
+
+
+def _publish_client_event(target: ActionTarget, action: PublishClientEvent) -> None:
+    target.adapter.client_event(target.app, target, action.event, action.channel,
+                                action.data, action.user_id, wall_ms())
+
+
+def _register(target: ActionTarget, action: Register) -> None:
+    session = target.session
+    admitted = target.adapter.add_connection(target.app, target)
+    carry_out(target, session.established() if admitted else session.refuse(
+        4004, "Application is over its connection quota"))
+
+
+def _unregister(target: ActionTarget, action: Unregister) -> None:
+    target.adapter.remove_connection(target.app, target)
+
+
+def _close(target: ActionTarget, action: Close) -> None:
+    target.close(action.code, action.reason)
+
+
+def _sign_in(target: ActionTarget, action: SignIn) -> None:
+    target.adapter.sign_in(target.app, target, action.user)
+
+
+def _sign_out(target: ActionTarget, action: SignOut) -> None:
+    target.adapter.sign_out(target.app, target, action.user)
+
+
+# One handler per action class: a dict lookup instead of a chain of isinstance checks
+# (every client message and every connect goes through here).
+_HANDLERS: dict[type, Callable[[ActionTarget, Any], None]] = {
+    Send: _send, Join: _join, Leave: _leave, PublishClientEvent: _publish_client_event,
+    Register: _register, Unregister: _unregister, Close: _close, SignIn: _sign_in,
+    SignOut: _sign_out,
+}
+
+
 def carry_out(target: ActionTarget, actions: list[Action]) -> None:
     """Carry out `actions` in order on `target` and its adapter."""
-    adapter, app, session = target.adapter, target.app, target.session
     for action in actions:
-        if isinstance(action, Send):
-            target.deliver(action.frame)
-        elif isinstance(action, Join):
-            try:
-                adapter.subscribe(app, target, action.grant, wall_ms())
-            except SubscriptionRefused as exc:
-                carry_out(target, session.join_refused(exc))
-        elif isinstance(action, PublishClientEvent):
-            adapter.client_event(app, target, action.event, action.channel, action.data,
-                                 action.user_id, wall_ms())
-        elif isinstance(action, Leave):
-            adapter.unsubscribe(app, target, action.channel, wall_ms())
-        elif isinstance(action, Close):
-            target.close(action.code, action.reason)
-        elif isinstance(action, SignIn):
-            adapter.sign_in(app, target, action.user)
-        elif isinstance(action, SignOut):
-            adapter.sign_out(app, target, action.user)
-        elif isinstance(action, Register):
-            admitted = adapter.add_connection(app, target)
-            carry_out(target, session.established() if admitted else session.refuse(
-                4004, "Application is over its connection quota"))
-        elif isinstance(action, Unregister):
-            adapter.remove_connection(app, target)
+        _HANDLERS[type(action)](target, action)

@@ -1,0 +1,210 @@
+"""``python -m bench.instructions``: CPU instructions per operation, counted by callgrind.
+
+Seconds on a shared 2-core machine drift with whatever else runs; instruction counts do
+not (valgrind's callgrind counts the instructions the process executes, whatever the
+load). This script feeds pusherd's connection objects in process, without sockets (a
+transport stub records what would be written), and counts the instructions of each
+workload at two sizes; the difference divided by the difference in size is the cost of
+one operation, free of start-up and import costs:
+
+* ``api``: one signed ``POST /apps/{id}/events`` on a keep-alive connection, answered;
+* ``connect``: one WebSocket upgrade answered with ``connection_established``;
+* ``fanout``: one trigger delivered to each of 200 subscribed sockets, per delivery;
+* ``subscribe``: one ``pusher:subscribe`` + ``pusher:unsubscribe`` pair on a socket.
+
+``--checkout PATH,...`` compares the pusherd packages of several checkouts (e.g. a git
+worktree of an earlier commit) in one run, printing the ratio of each to the first.
+
+    python -m bench.instructions [--checkout /path/to/old,/path/to/new] [--size 400]
+
+Needs ``valgrind`` (Debian package); figures are instructions, not time: read them as
+ratios between versions, and remember that a syscall's kernel work is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+WORKLOADS = ("api", "connect", "fanout", "subscribe")
+FANOUT_SUBSCRIBERS = 200
+_COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+# --- the workloads (run inside valgrind, in the child process) ---------------------------
+
+
+class _Transport:
+    """The parts of an asyncio transport pusherd's connection objects use."""
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+    def write_eof(self) -> None:
+        pass
+
+
+def _masked_text_frame(payload: bytes) -> bytes:
+    """A client's (masked) WebSocket text frame, mask of zeros (RFC 6455 §5.3)."""
+    length = len(payload)
+    header = bytes((0x81, 0x80 | length)) if length < 126 else (
+        bytes((0x81, 0x80 | 126)) + length.to_bytes(2, "big"))
+    return header + b"\0\0\0\0" + payload
+
+
+def _upgrade_request() -> bytes:
+    key = base64.b64encode(os.urandom(16))
+    return (b"GET /app/bench-key?protocol=7 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\n\r\n")
+
+
+def _run_workload(workload: str, size: int) -> None:
+    from bench.signing import AppCredentials, build_trigger_request
+    from pusherd.config import load_config
+    from pusherd.server.protocol import ServerProtocol
+    from pusherd.server.server import Server
+
+    import pusherd
+
+    print(f"pusherd from {Path(pusherd.__file__).parents[1]}", file=sys.stderr)
+    credentials = AppCredentials("1001", "bench-key", "bench-secret")
+    server = Server(load_config(env={"PUSHERD_APP_ID": credentials.app_id,
+                                     "PUSHERD_APP_KEY": credentials.key,
+                                     "PUSHERD_APP_SECRET": credentials.secret}))
+    # A checkout from before the seams refactor builds its protocol from the server.
+    context = getattr(server, "context", server)
+
+    def connection() -> Any:
+        protocol = ServerProtocol(context)  # type: ignore[arg-type]
+        protocol.connection_made(_Transport())  # type: ignore[arg-type]
+        return protocol
+
+    def trigger(channel: str) -> bytes:
+        return build_trigger_request(credentials, "127.0.0.1", 6001, orjson.dumps(
+            {"name": "bench", "channels": [channel], "data": "x" * 40}), int(time.time()))
+
+    if workload == "api":
+        http = connection()
+        requests = [trigger(f"api-nobody-{i}") for i in range(64)]
+        for i in range(size):
+            http.data_received(requests[i & 63])
+    elif workload == "connect":
+        upgrades = [_upgrade_request() for _ in range(size)]
+        for request in upgrades:
+            connection().data_received(request)
+    elif workload == "fanout":
+        subscribe = _masked_text_frame(orjson.dumps(
+            {"event": "pusher:subscribe", "data": {"channel": "fanout"}}))
+        for _ in range(FANOUT_SUBSCRIBERS):
+            socket = connection()
+            socket.data_received(_upgrade_request())
+            socket.data_received(subscribe)
+        http = connection()
+        request = trigger("fanout")
+        for _ in range(size // FANOUT_SUBSCRIBERS or 1):
+            http.data_received(request)
+    elif workload == "subscribe":
+        socket = connection()
+        socket.data_received(_upgrade_request())
+        pair = [_masked_text_frame(orjson.dumps(
+            {"event": event, "data": {"channel": "room"}}))
+            for event in ("pusher:subscribe", "pusher:unsubscribe")]
+        for _ in range(size):
+            socket.data_received(pair[0])
+            socket.data_received(pair[1])
+
+
+# --- the driver ----------------------------------------------------------------------------
+
+
+def _instructions(checkout: Path, workload: str, size: int) -> int:
+    # A fixed hash seed: the same dict and set layouts, so the same instructions, each run.
+    env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONHASHSEED": "0"}
+    for var in ("PUSHERD_HOST", "PUSHERD_PORT", "PUSHERD_APP_ID", "PUSHERD_APP_KEY",
+                "PUSHERD_APP_SECRET"):
+        env.pop(var, None)
+    # The checkout comes first on sys.path (and is the working directory) so that its
+    # pusherd is the one measured; this file is run by path, as the checkout may not have it.
+    child = (f"import runpy, sys; sys.path.insert(0, {str(checkout)!r}); "
+             f"runpy.run_path({__file__!r})['_run_workload']({workload!r}, {size})")
+    result = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, "-c", child],
+        cwd=checkout, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    found = _COLLECTED.search(result.stderr)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"{workload} failed under valgrind:\n{result.stderr[-3000:]}")
+    if f"pusherd from {checkout}" not in result.stderr:
+        raise SystemExit(f"{workload}: pusherd was not imported from {checkout}")
+    return int(found.group(1))
+
+
+def per_operation(checkout: Path, workload: str, size: int) -> float:
+    """Instructions per operation: the slope between `size` and 2 × `size` operations."""
+    if workload == "fanout":  # whole triggers: a multiple of the subscribers
+        size = FANOUT_SUBSCRIBERS * max(1, round(size / FANOUT_SUBSCRIBERS))
+    small = _instructions(checkout, workload, size)
+    large = _instructions(checkout, workload, 2 * size)
+    return (large - small) / size
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkout", default=str(REPO_ROOT),
+                        help="comma list of checkouts whose pusherd to measure")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--size", type=int, default=400,
+                        help="operations in the smaller run (the larger has twice as many)")
+    args = parser.parse_args(argv)
+    checkouts = [Path(c).resolve() for c in args.checkout.split(",")]
+    workloads = [w for w in args.workloads.split(",") if w]
+    unknown = set(workloads) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workload {sorted(unknown)[0]!r} (choose from {WORKLOADS})")
+    print(f"instructions per operation (callgrind; slope between {args.size} and "
+          f"{2 * args.size} operations; fanout per delivery to {FANOUT_SUBSCRIBERS} sockets)")
+    for workload in workloads:
+        figures = [per_operation(c, workload, args.size) for c in checkouts]
+        cells = []
+        for checkout, figure in zip(checkouts, figures, strict=True):
+            ratio = f" ×{figure / figures[0]:.3f}" if len(figures) > 1 else ""
+            cells.append(f"{checkout.name}: {figure:,.0f}{ratio}")
+        print(f"  {workload:<10} " + " | ".join(cells), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
