@@ -91,12 +91,11 @@ def _upgrade_request() -> bytes:
 
 
 def _run_workload(workload: str, size: int) -> None:
+    import pusherd
     from bench.signing import AppCredentials, build_trigger_request
     from pusherd.config import load_config
     from pusherd.server.protocol import ServerProtocol
     from pusherd.server.server import Server
-
-    import pusherd
 
     print(f"pusherd from {Path(pusherd.__file__).parents[1]}", file=sys.stderr)
     credentials = AppCredentials("1001", "bench-key", "bench-secret")
