@@ -190,3 +190,19 @@ def test_floor_verify_refuses_a_forged_signature() -> None:
     assert not hub.check_signature(path, query, body.replace(b'"x"', b'"y"'))
     assert not hub.check_signature(path, query.replace(b"auth_signature=", b"auth_signature=0"),
                                    body)
+
+
+def test_instruction_counts_are_measured_for_each_workload() -> None:
+    # valgrind is part of every machine image of this project (Debian package); a small size
+    # keeps the four valgrind runs short. Figures are printed, never compared to a threshold.
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.instructions", "--size", "20",
+         "--workloads", "api,subscribe"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
+    assert set(lines) == {"api", "subscribe"}
+    for line in lines.values():
+        count = int(line.split(": ")[1].replace(",", "").split()[0])
+        assert count > 1000  # a request costs thousands of instructions, never nothing
