@@ -350,24 +350,28 @@ def check_out(ctx: Ctx, record_id: int) -> AttendanceRecord:
     result = rules.decide_check_out(
         ctx.now,
         window_of(ctx, record.session),
-        record.status,
         allow_overtime=bool(ctx.setting("allow_overtime")),
         min_overtime_minutes=int(ctx.setting("min_overtime_minutes")),
         ot_rounding=str(ctx.setting("ot_rounding")),
         require_ot_approval=bool(ctx.setting("require_ot_approval")),
     )
     record.time_out = ctx.now
-    record.status = result.status
+    record.left_early = result.left_early
     record.overtime_minutes = result.overtime_minutes
     record.overtime_status = result.overtime_status
     record.updated_at = ctx.now
     ctx.db.flush()
     ctx.audit(
         "check_out",
-        f"Record {record.id} checked out ({record.status})",
+        f"Record {record.id} checked out ({record.status}"
+        f"{', left early' if record.left_early else ''})",
         model_type="AttendanceRecord",
         model_id=record.id,
-        new={"status": record.status, "overtime_minutes": record.overtime_minutes},
+        new={
+            "status": record.status,
+            "left_early": record.left_early,
+            "overtime_minutes": record.overtime_minutes,
+        },
     )
     emit_attendance(ctx, record, "checked_out")
     return record
@@ -938,8 +942,20 @@ def dashboard_stats(ctx: Ctx) -> dict[str, Any]:
             .group_by(AttendanceRecord.status)
         ).all()
     )
-    present = counts.get("present", 0) + counts.get("left_early", 0)
+    present = counts.get("present", 0)
     late = counts.get("late", 0)
+    left_early = (
+        ctx.db.scalar(
+            select(func.count(AttendanceRecord.id))
+            .join(User, User.id == AttendanceRecord.user_id)
+            .where(
+                AttendanceRecord.work_date == op,
+                User.role == "employee",
+                AttendanceRecord.left_early.is_(True),
+            )
+        )
+        or 0
+    )
     absent = counts.get("absent", 0) + counts.get("excused", 0)
     sessions = focus_sessions(ctx, op)
     active = []
@@ -976,6 +992,7 @@ def dashboard_stats(ctx: Ctx) -> dict[str, Any]:
         "total_employees": total,
         "present_today": present,
         "late_today": late,
+        "left_early_today": left_early,
         "absent_today": absent,
         "pending_today": max(0, total - present - late - absent),
         "attendance_rate": round((present + late) / total * 100, 1) if total else 0.0,
@@ -1063,7 +1080,7 @@ def employee_dashboard(ctx: Ctx, user: User) -> dict[str, Any]:
         "active_session": session_out(ctx, session) if session else None,
         "today_record": record_out(ctx, record) if record else None,
         "monthly_stats": {
-            "present": monthly.get("present", 0) + monthly.get("left_early", 0),
+            "present": monthly.get("present", 0),
             "late": monthly.get("late", 0),
             "absent": monthly.get("absent", 0),
         },

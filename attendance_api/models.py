@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -166,6 +167,9 @@ class AttendanceRecord(Base):
     time_out: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     minutes_late: Mapped[int] = mapped_column(Integer, default=0)
+    # Leaving early is a fact beside the arrival status (`present`/`late`), never instead of
+    # it: a late arrival who leaves early still counts as late.
+    left_early: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     overtime_minutes: Mapped[int] = mapped_column(Integer, default=0)
     overtime_status: Mapped[str | None] = mapped_column(String(20))
     overtime_decided_by: Mapped[int | None] = mapped_column(

@@ -195,7 +195,7 @@ def decide_check_in(
 
 @dataclass(frozen=True, slots=True)
 class CheckOutResult:
-    status: str
+    left_early: bool
     overtime_minutes: int
     overtime_status: str | None
 
@@ -203,7 +203,6 @@ class CheckOutResult:
 def decide_check_out(
     now: datetime,
     window: ShiftWindow,
-    current_status: str,
     *,
     allow_overtime: bool,
     min_overtime_minutes: int,
@@ -211,10 +210,9 @@ def decide_check_out(
     require_ot_approval: bool,
 ) -> CheckOutResult:
     """Left-early (more than 5 minutes before the end, whatever the overtime settings) and
-    overtime (after the end, at least the minimum, floored to the rounding step: D6)."""
-    status = current_status
-    if now < window.end - LEFT_EARLY_TOLERANCE:
-        status = "left_early"
+    overtime (after the end, at least the minimum, floored to the rounding step: D6).
+    Leaving early is reported beside the arrival status, which check-out never changes."""
+    left_early = now < window.end - LEFT_EARLY_TOLERANCE
     overtime = 0
     overtime_status: str | None = None
     if allow_overtime and now > window.end:
@@ -223,7 +221,7 @@ def decide_check_out(
             overtime = round_overtime(raw, ot_rounding)
             if overtime > 0:
                 overtime_status = "pending" if require_ot_approval else "approved"
-    return CheckOutResult(status, overtime, overtime_status)
+    return CheckOutResult(left_early, overtime, overtime_status)
 
 
 def round_overtime(minutes: int, rounding: str) -> int:

@@ -163,6 +163,8 @@ def record_json(
         "break_end": iso(latest.ended_at) if latest else None,
         "status": record.status,
         "minutes_late": record.minutes_late,
+        "is_late": record.status == "late",
+        "left_early": record.left_early,
         "hours_worked": hours_worked(record.time_in, record.time_out, used, record.status),
         "overtime_minutes": record.overtime_minutes,
         "overtime_status": record.overtime_status,

@@ -102,6 +102,18 @@ def records_by_employee(ctx: Ctx, req: Req) -> Any:
 STATUSES = ("present", "late", "absent", "excused", "left_early", "pending")
 
 
+def apply_status(record: AttendanceRecord, status: str) -> None:
+    """Set an admin-chosen status. `left_early` is the original's spelling for a departure
+    fact, not an arrival status: it sets the flag and keeps `present`/`late` (a record that
+    had neither becomes `present`)."""
+    if status == "left_early":
+        record.left_early = True
+        if record.status not in ("present", "late"):
+            record.status = "present"
+        return
+    record.status = status
+
+
 def check_break_pair(ctx: Ctx, req: Req, record: AttendanceRecord | None) -> tuple[Any, Any]:
     start = req.b_datetime("break_start", ctx.tz)
     end = req.b_datetime("break_end", ctx.tz)
@@ -168,7 +180,7 @@ def records_store(ctx: Ctx, req: Req) -> Any:
         session_id=session.id,
         user_id=user.id,
         work_date=work_date,
-        status=status,
+        status="pending",
         time_in=req.b_datetime("time_in", ctx.tz),
         time_out=req.b_datetime("time_out", ctx.tz),
         excuse_reason=req.b_str("excuse_reason", max_len=255),
@@ -178,6 +190,9 @@ def records_store(ctx: Ctx, req: Req) -> Any:
         created_at=ctx.now,
         updated_at=ctx.now,
     )
+    apply_status(record, status)
+    if req.has("left_early"):
+        record.left_early = bool(req.b_bool("left_early"))
     if record.time_in and status == "late":
         window = domain.window_of(ctx, session)
         record.minutes_late = rules.lateness(record.time_in, window)[1]
@@ -207,6 +222,7 @@ def records_update(ctx: Ctx, req: Req) -> Any:
     reason = req.b_str("reason", required=True, min_len=5, max_len=1000)
     old = {
         "status": record.status,
+        "left_early": record.left_early,
         "time_in": iso(record.time_in),
         "time_out": iso(record.time_out),
     }
@@ -214,7 +230,9 @@ def records_update(ctx: Ctx, req: Req) -> Any:
         status = req.b_str("status", max_len=20)
         if status not in STATUSES:
             raise validation_error("status", "The selected status is invalid.")
-        record.status = status
+        apply_status(record, status)
+    if req.has("left_early"):
+        record.left_early = bool(req.b_bool("left_early"))
     if "time_in" in req.body:
         record.time_in = req.b_datetime("time_in", ctx.tz)
     if "time_out" in req.body:
@@ -234,6 +252,7 @@ def records_update(ctx: Ctx, req: Req) -> Any:
         old=old,
         new={
             "status": record.status,
+            "left_early": record.left_early,
             "time_in": iso(record.time_in),
             "time_out": iso(record.time_out),
         },

@@ -74,6 +74,7 @@ def daily_rows(
                 "time_in": None,
                 "time_out": None,
                 "late_duration": None,
+                "left_early": False,
                 "overtime": None,
                 "hours_worked": 0,
                 "date": iso_date(day),
@@ -100,13 +101,14 @@ def daily_rows(
                 if record.time_out
                 else None,
                 "late_duration": f"{record.minutes_late}m" if record.minutes_late else None,
+                "left_early": record.left_early,
                 "overtime": f"{record.overtime_minutes}m" if record.overtime_minutes else None,
                 "hours_worked": hours,
                 "date": iso_date(day),
             }
         rows.append(row)
         summary["total"] += 1
-        key = {"left_early": "present", "excused": "absent"}.get(status, status)
+        key = {"excused": "absent"}.get(status, status)
         if key in summary:
             summary[key] += 1
     return rows, summary
@@ -150,7 +152,7 @@ def monthly_summary(ctx: Ctx, year: int, month: int) -> dict[str, Any]:
                 .group_by(AttendanceRecord.status)
             ).all()
         )
-        present = counts.get("present", 0) + counts.get("left_early", 0) + counts.get("late", 0)
+        present = counts.get("present", 0) + counts.get("late", 0)
         rate = min(100, round(present / working * 100)) if working else 0
         summary.append(
             {
@@ -189,12 +191,12 @@ def employee_report(ctx: Ctx, req: Req, user: User) -> dict[str, Any]:
         ).all()
     )
     total = sum(counts.values())
-    attended = counts.get("present", 0) + counts.get("left_early", 0) + counts.get("late", 0)
+    attended = counts.get("present", 0) + counts.get("late", 0)
     stmt = select(AttendanceRecord).where(AttendanceRecord.user_id == user.id)
     return {
         "employee": user_resource(user),
         "stats": {
-            "present": counts.get("present", 0) + counts.get("left_early", 0),
+            "present": counts.get("present", 0),
             "late": counts.get("late", 0),
             "absent": counts.get("absent", 0),
             "attendance_rate": round(attended / total * 100, 1) if total else 0,
@@ -240,6 +242,7 @@ RECORD_HEADER = [
     "time_in",
     "time_out",
     "minutes_late",
+    "left_early",
     "hours_worked",
     "overtime_minutes",
     "overtime_status",
@@ -260,6 +263,7 @@ def record_rows(ctx: Ctx, records: list[AttendanceRecord]) -> list[list[Any]]:
                 iso(r.time_in),
                 iso(r.time_out),
                 r.minutes_late,
+                "yes" if r.left_early else "no",
                 rules.hours_worked(r.time_in, r.time_out, used, r.status),
                 r.overtime_minutes,
                 r.overtime_status,

@@ -357,9 +357,71 @@ def test_check_out_early_is_left_early(world: World) -> None:
     ]
     world.clock.set(manila(2026, 3, 3, 6, 30))
     out = world.call("POST", f"/api/attendance-records/{record['id']}/check-out", "ana")
-    assert out.status_code == 200 and out.json()["record"]["status"] == "left_early"
+    assert out.status_code == 200
+    assert (out.json()["record"]["status"], out.json()["record"]["left_early"]) == (
+        "present",
+        True,
+    )
     again = world.call("POST", f"/api/attendance-records/{record['id']}/check-out", "ana")
     assert again.json()["error_code"] == "ALREADY_CHECKED_OUT"
+
+
+def test_a_late_arrival_who_leaves_early_still_counts_as_late(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 2, 23, 40))  # after the 15-minute grace
+    record = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").json()[
+        "record"
+    ]
+    assert record["status"] == "late" and record["minutes_late"] == 40
+    world.clock.set(manila(2026, 3, 3, 5, 0))
+    before = world.call("GET", "/api/reports/dashboard", "boss").json()
+    assert (before["late_today"], before["left_early_today"]) == (1, 0)
+    out = world.call("POST", f"/api/attendance-records/{record['id']}/check-out", "ana")
+    assert out.status_code == 200, out.text
+    checked_out = out.json()["record"]
+    assert (checked_out["status"], checked_out["is_late"], checked_out["left_early"]) == (
+        "late",
+        True,
+        True,
+    )
+    assert checked_out["minutes_late"] == 40
+    after = world.call("GET", "/api/reports/dashboard", "boss").json()
+    assert (after["late_today"], after["left_early_today"], after["present_today"]) == (1, 1, 0)
+    daily = world.call("GET", "/api/reports/daily/2026-03-02", "boss").json()
+    assert daily["summary"]["late"] == 1
+    row = daily["records"]["data"][0]
+    assert (row["status"], row["left_early"]) == ("late", True)
+    export = world.call(
+        "GET",
+        "/api/reports/export/excel?start_date=2026-03-02&end_date=2026-03-02",
+        "boss",
+    )
+    header, line = export.text.strip().splitlines()[:2]
+    columns = dict(zip(header.split(","), line.split(","), strict=True))
+    assert (columns["status"], columns["left_early"]) == ("late", "yes")
+
+
+def test_an_admin_left_early_status_sets_the_flag_and_keeps_lateness(world: World) -> None:
+    session = night_session(world)
+    world.user("ana")
+    world.login("ana")
+    world.clock.set(manila(2026, 3, 2, 23, 40))
+    record = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana").json()[
+        "record"
+    ]
+    fixed = world.call(
+        "PUT",
+        f"/api/attendance-records/{record['id']}",
+        "boss",
+        json={"reason": "left at 5 for a doctor", "status": "left_early"},
+    )
+    assert fixed.status_code == 200, fixed.text
+    assert (fixed.json()["record"]["status"], fixed.json()["record"]["left_early"]) == (
+        "late",
+        True,
+    )
 
 
 # ------------------------------------------------------------------ breaks

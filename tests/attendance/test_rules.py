@@ -148,20 +148,20 @@ def test_session_status_follows_the_clock_unless_locked() -> None:
 # ------------------------------------------------------------------ check-out (left early, D6)
 
 
-def checkout(now, status="present", **kw):  # type: ignore[no-untyped-def]
+def checkout(now, **kw):  # type: ignore[no-untyped-def]
     base = dict(
         allow_overtime=False, min_overtime_minutes=60, ot_rounding="none", require_ot_approval=True
     )
     base.update(kw)
-    return rules.decide_check_out(now, night(), status, **base)
+    return rules.decide_check_out(now, night(), **base)
 
 
 def test_leaving_30_minutes_early_is_left_early_without_overtime_settings() -> None:
-    assert checkout(manila(2026, 3, 3, 6, 30)).status == "left_early"
+    assert checkout(manila(2026, 3, 3, 6, 30)).left_early is True
 
 
 def test_leaving_within_five_minutes_of_the_end_is_not_left_early() -> None:
-    assert checkout(manila(2026, 3, 3, 6, 56), status="late").status == "late"
+    assert checkout(manila(2026, 3, 3, 6, 56)).left_early is False
 
 
 def test_overtime_is_floored_to_the_rounding_step() -> None:
