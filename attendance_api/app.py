@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -14,8 +15,9 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from .frontend_files import FRONTEND_DIST, frontend_routes
 from .routes import INT_PARAMS, ROUTES
 from .runtime import Runtime
 from .web import RouteSpec, make_endpoint
@@ -128,9 +130,12 @@ def openapi_document(routes: list[RouteSpec]) -> dict[str, Any]:
     }
 
 
-def create_app(runtime: Runtime, *, background: bool = True) -> Starlette:
+def create_app(
+    runtime: Runtime, *, background: bool = True, frontend: Path | None = FRONTEND_DIST
+) -> Starlette:
     """Build the app around a prepared runtime; `background` starts the outbox dispatcher and
-    the tick in the lifespan."""
+    the tick in the lifespan; `frontend` is the built web frontend to serve at `/` (None: API
+    only)."""
     document = openapi_document(ROUTES)
 
     async def openapi(_: Request) -> Response:
@@ -139,9 +144,11 @@ def create_app(runtime: Runtime, *, background: bool = True) -> Starlette:
     async def up(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    routes = [Route("/openapi.json", openapi), Route("/up", up)]
+    routes: list[BaseRoute] = [Route("/openapi.json", openapi), Route("/up", up)]
     for spec in ROUTES:
         routes.append(Route(starlette_path(spec.path), make_endpoint(spec), methods=[spec.method]))
+    if frontend is not None:
+        routes.extend(frontend_routes(frontend))
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

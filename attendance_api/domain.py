@@ -106,6 +106,7 @@ def attendance_payload(
         "break_start": iso(latest.started_at) if latest else None,
         "break_end": iso(latest.ended_at) if latest else None,
         "minutes_late": record.minutes_late,
+        "left_early": record.left_early,
         "action": action,
         "user": {"id": user.id, "first_name": user.first_name, "last_name": user.last_name}
         if user

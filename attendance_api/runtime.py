@@ -64,7 +64,23 @@ class Config:
     outbox_max_backoff: float = 30.0
     outbox_base_backoff: float = 0.5
     cors_origins: tuple[str, ...] = ("*",)
+    # Where browsers reach pusherd, when not at the PUSHER_* address the API publishes to
+    # (e.g. behind a proxy): (host, port, scheme); None parts fall back to `pusher`.
+    echo_host: str | None = None
+    echo_port: int | None = None
+    echo_scheme: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def echo_address(self) -> tuple[str, int, str, str] | None:
+        """(wsHost, wsPort, scheme, key) for browsers, or None when realtime is off."""
+        if self.pusher is None:
+            return None
+        return (
+            self.echo_host or self.pusher.host,
+            self.echo_port or self.pusher.port,
+            self.echo_scheme or self.pusher.scheme,
+            self.pusher.key,
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Config:
@@ -90,6 +106,9 @@ class Config:
             tick_seconds=float(env.get("ATTENDANCE_TICK_SECONDS", "30")),
             outbox_max_backoff=float(env.get("ATTENDANCE_OUTBOX_MAX_BACKOFF", "30")),
             cors_origins=origins or ("*",),
+            echo_host=env.get("ATTENDANCE_ECHO_HOST") or None,
+            echo_port=int(env["ATTENDANCE_ECHO_PORT"]) if env.get("ATTENDANCE_ECHO_PORT") else None,
+            echo_scheme=env.get("ATTENDANCE_ECHO_SCHEME") or None,
         )
         values.update(overrides)
         return cls(**values)

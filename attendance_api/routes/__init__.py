@@ -66,6 +66,7 @@ from .records import (
     records_store,
     records_update,
 )
+from .realtime import realtime_config
 from .reports import (
     employee_dashboard,
     export_excel,
@@ -551,6 +552,7 @@ ROUTES: list[RouteSpec] = [
         body=S(socket_id=STR, channel_name=STR),
     ),
     R("GET", "/api/broadcasting/auth", broadcasting_auth, tag="broadcasting", write=False),
+    R("GET", "/api/realtime/config", realtime_config, None, "broadcasting", write=False),
 ]
 
 

@@ -1,0 +1,37 @@
+// SWR keys (API paths) and polling intervals.
+//
+// Polling is the fallback that keeps data right when the WebSocket is down: attendance every
+// 30 s, the dashboard every 60 s, lists and reports every 120 s. The intervals can be
+// overridden from the page URL for tests and demos only:
+//   /?poll_attendance=2&poll_dashboard=2&poll_lists=600   (seconds, 0 = never)
+
+const DEFAULTS = { attendance: 30, dashboard: 60, lists: 120 };
+
+function readIntervals() {
+  const params = new URLSearchParams(window.location.search);
+  const out = {};
+  for (const [name, seconds] of Object.entries(DEFAULTS)) {
+    const raw = params.get(`poll_${name}`);
+    const value = raw === null ? NaN : Number(raw);
+    out[name] = (Number.isFinite(value) && value >= 0 ? value : seconds) * 1000;
+  }
+  return out;
+}
+
+export const POLL = readIntervals();
+
+export const KEYS = {
+  employeeDashboard: '/api/reports/employee-dashboard',
+  breakStatus: '/api/break/status',
+  notifications: '/api/notifications',
+  myRecords: '/api/attendance-records/my-records?per_page=10',
+  dashboard: '/api/reports/dashboard',
+  todayRecords: (date) => `/api/attendance-records?date=${date}&per_page=200`,
+  sessions: '/api/attendance-sessions?per_page=20',
+  employees: '/api/employees?per_page=200',
+  daily: (date) => `/api/reports/daily/${date}?per_page=500`,
+  personal: '/api/reports/personal?per_page=50',
+};
+
+export const startsWith = (...prefixes) => (key) =>
+  typeof key === 'string' && prefixes.some((p) => key.startsWith(p));

@@ -1,0 +1,144 @@
+// The realtime provider: one Echo connection (broadcaster 'reverb') per signed-in user,
+// configured from GET /api/realtime/config and authorised at /broadcasting/auth with the bearer
+// token. It subscribes by role and revalidates exactly the SWR keys each event affects; it
+// exposes the connection status for the indicator, and revalidates everything when the
+// connection comes back (an event published while the browser was reconnecting is never
+// delivered to it, so what the page shows must be fetched again).
+import { createContext, useCallback, useContext, useEffect, useRef, useState } from 'react';
+import { useSWRConfig } from 'swr';
+import Echo from 'laravel-echo';
+import Pusher from 'pusher-js';
+import { api } from './api.js';
+import { KEYS, startsWith } from './keys.js';
+import { markUpdated } from './lastUpdate.js';
+
+const RealtimeContext = createContext({ status: 'off', refreshAll: () => {} });
+
+export const useRealtime = () => useContext(RealtimeContext);
+
+// Echo's connectionStatus() is connected | connecting | failed | disconnected; the indicator
+// speaks of connected | connecting | unavailable.
+const STATUS = { connected: 'connected', connecting: 'connecting', failed: 'unavailable' };
+
+/** Which cached keys each event makes stale (by channel kind and event name). */
+function subscriptions(user) {
+  const adminLists = startsWith(
+    '/api/attendance-records?', '/api/attendance-sessions', '/api/reports/daily/', '/api/employees?',
+  );
+  const own = startsWith(
+    KEYS.employeeDashboard, KEYS.breakStatus, '/api/attendance-records/my-records',
+    '/api/reports/personal',
+  );
+  const list = [
+    { channel: 'attendance', event: 'attendance.updated', keys: adminLists },
+    { channel: 'attendance', event: 'break.updated', keys: startsWith('/api/attendance-records?') },
+    {
+      channel: 'sessions', event: 'session.updated',
+      keys: startsWith('/api/attendance-sessions', KEYS.employeeDashboard),
+    },
+    { channel: `private-user.${user.id}`, event: 'attendance.updated', keys: own },
+    {
+      channel: `private-user.${user.id}`, event: 'break.updated',
+      keys: startsWith(KEYS.breakStatus, KEYS.employeeDashboard),
+    },
+    {
+      channel: `private-user.${user.id}`, event: 'notification.created',
+      keys: startsWith(KEYS.notifications),
+    },
+  ];
+  if (user.role === 'admin') {
+    // The event carries the whole dashboard object: it becomes the cached value, no fetch.
+    list.push({ channel: 'private-admin.dashboard', event: 'dashboard.updated', stats: true });
+    list.push({
+      channel: 'private-admin.employees', event: 'employee.updated',
+      keys: startsWith('/api/employees?', KEYS.dashboard),
+    });
+  }
+  return list;
+}
+
+export function RealtimeProvider({ user, token, children }) {
+  const { mutate } = useSWRConfig();
+  const [status, setStatus] = useState('connecting');
+  const echoRef = useRef(null);
+
+  const refreshAll = useCallback(() => mutate(() => true), [mutate]);
+
+  useEffect(() => {
+    let cancelled = false;
+    let unbind = () => {};
+    let lost = false;
+    (async () => {
+      let config;
+      try {
+        config = await api('/api/realtime/config');
+      } catch {
+        config = { enabled: false };
+      }
+      if (cancelled) return;
+      if (!config.enabled) {
+        setStatus('off');
+        return;
+      }
+      const echo = new Echo({
+        broadcaster: 'reverb',
+        Pusher,
+        key: config.key,
+        wsHost: config.wsHost,
+        wsPort: config.wsPort,
+        wssPort: config.wsPort,
+        forceTLS: config.scheme === 'https',
+        enabledTransports: ['ws', 'wss'],
+        authEndpoint: config.authEndpoint,
+        bearerToken: token,
+        // a fresh object: Echo writes the Authorization header into it
+        auth: { headers: { Accept: 'application/json' } },
+      });
+      echoRef.current = echo;
+      unbind = echo.connector.onConnectionChange((raw) => {
+        const next = STATUS[raw] || 'connecting';
+        setStatus(next);
+        if (next !== 'connected') {
+          lost = true;
+        } else if (lost) {
+          lost = false;
+          mutate(() => true);
+        }
+      });
+      const watched = new Set();
+      for (const sub of subscriptions(user)) {
+        const isPrivate = sub.channel.startsWith('private-');
+        const channel = isPrivate
+          ? echo.private(sub.channel.slice('private-'.length))
+          : echo.channel(sub.channel);
+        channel.listen(`.${sub.event}`, (payload) => {
+          markUpdated();
+          if (sub.stats) {
+            if (payload && payload.stats) mutate(KEYS.dashboard, payload.stats, { revalidate: false });
+            return;
+          }
+          mutate(sub.keys);
+        });
+        if (isPrivate && !watched.has(sub.channel)) {
+          watched.add(sub.channel);
+          // A refused channel is not the user's problem: polling still covers the data.
+          channel.error((err) => console.warn('realtime: subscription refused', sub.channel, err?.status));
+        }
+      }
+    })();
+    return () => {
+      cancelled = true;
+      unbind();
+      const echo = echoRef.current;
+      echoRef.current = null;
+      if (echo) {
+        echo.leaveAllChannels();
+        echo.disconnect();
+      }
+    };
+  }, [token, user, mutate]);
+
+  return (
+    <RealtimeContext.Provider value={{ status, refreshAll }}>{children}</RealtimeContext.Provider>
+  );
+}
