@@ -55,6 +55,7 @@ from .employees import (
 )
 from .media import media_show
 from .notifications import notification_read, notifications_index, notifications_read_all
+from .realtime import realtime_config
 from .records import (
     my_records,
     record_show,
@@ -66,7 +67,6 @@ from .records import (
     records_store,
     records_update,
 )
-from .realtime import realtime_config
 from .reports import (
     employee_dashboard,
     export_excel,

@@ -5,6 +5,7 @@ import { SWRConfig } from 'swr';
 import { api, fetcher, setToken, setUnauthenticatedHandler } from './api.js';
 import { loadSession, saveSession } from './auth.js';
 import { markUpdated, resetUpdated } from './lastUpdate.js';
+import { setTimeZone } from './format.js';
 import { RealtimeProvider } from './realtime.jsx';
 import { navigate, usePath } from './router.js';
 import ConnectionStatus from './components/ConnectionStatus.jsx';
@@ -22,6 +23,14 @@ export default function App() {
     return saved;
   });
   const path = usePath();
+  const [, setZoneReady] = useState(false);
+
+  useEffect(() => {
+    // public settings: the organisation's time zone, for showing times as its schedules do
+    api('/api/settings', { token: null })
+      .then((settings) => { setTimeZone(settings.timezone); setZoneReady(true); })
+      .catch(() => {});
+  }, []);
 
   const signIn = useCallback((next) => {
     saveSession(next);

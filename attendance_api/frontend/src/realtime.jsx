@@ -133,7 +133,8 @@ export function RealtimeProvider({ user, token, children }) {
       echoRef.current = null;
       if (echo) {
         echo.leaveAllChannels();
-        echo.disconnect();
+        // pusher-js sends on the next tick: close after the unsubscribes have gone out
+        setTimeout(() => echo.disconnect(), 0);
       }
     };
   }, [token, user, mutate]);

@@ -2,7 +2,7 @@
 // sessions with lock/unlock, employees with activate/deactivate.
 import useSWR from 'swr';
 import { KEYS, POLL, startsWith } from '../keys.js';
-import { statusWord, time } from '../format.js';
+import { sessionWord, statusWord, time } from '../format.js';
 import { useAction } from '../components/useAction.js';
 import Feedback from '../components/Feedback.jsx';
 
@@ -104,7 +104,7 @@ function Sessions() {
                 <tr key={s.id}>
                   <td>{s.date}</td>
                   <th scope="row">{s.schedule?.name} <span className="muted">{s.schedule?.time_in?.slice(0, 5)}–{s.schedule?.time_out?.slice(0, 5)}</span></th>
-                  <td>{statusWord(s.status)}</td>
+                  <td>{sessionWord(s.status)}</td>
                   <td>{s.confirmed_count ?? 0}/{s.total_employees_count ?? 0}</td>
                   <td>
                     {s.status === 'locked' ? (
@@ -136,7 +136,7 @@ function Employees() {
       <div className="table-wrap">
         <table data-testid="employees">
           <caption className="visually-hidden">Employees and their account status</caption>
-          <thead><tr><th scope="col">Name</th><th scope="col">Position</th><th scope="col">Account</th><th scope="col"><span className="visually-hidden">Action</span></th></tr></thead>
+          <thead><tr><th scope="col">Name</th><th scope="col" className="wide-only">Position</th><th scope="col">Account</th><th scope="col"><span className="visually-hidden">Action</span></th></tr></thead>
           <tbody>
             {rows.map((u) => {
               const name = `${u.first_name} ${u.last_name}`;
@@ -144,7 +144,7 @@ function Employees() {
               return (
                 <tr key={u.id}>
                   <th scope="row">{name}</th>
-                  <td>{u.position || '—'}</td>
+                  <td className="wide-only">{u.position || '—'}</td>
                   <td><span className={`badge badge-${u.status}`}>{statusWord(u.status)}</span></td>
                   <td>
                     <button type="button" className="small secondary" disabled={busy}

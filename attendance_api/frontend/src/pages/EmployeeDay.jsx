@@ -2,7 +2,7 @@
 // check-out, today's status, and notifications.
 import useSWR from 'swr';
 import { KEYS, POLL, startsWith } from '../keys.js';
-import { duration, statusWord, time } from '../format.js';
+import { duration, sessionWord, statusWord, time } from '../format.js';
 import { useAction } from '../components/useAction.js';
 import Feedback from '../components/Feedback.jsx';
 
@@ -32,7 +32,7 @@ export default function EmployeeDay({ user }) {
             <dl className="facts">
               <dt>Shift</dt><dd>{session.schedule?.name} {session.schedule?.time_in?.slice(0, 5)}–{session.schedule?.time_out?.slice(0, 5)}</dd>
               <dt>Date</dt><dd>{session.date}</dd>
-              <dt>Session</dt><dd>{statusWord(session.status)}</dd>
+              <dt>Session</dt><dd>{sessionWord(session.status)}</dd>
             </dl>
           )}
           {d && !checkedIn && (

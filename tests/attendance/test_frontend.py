@@ -1,0 +1,277 @@
+"""The web frontend in a real Chromium, against attendance_api and pusherd run as real
+processes: live updates over the WebSocket, the connection indicator and polling through a
+pusherd outage, revalidation on reconnect, role-scoped subscriptions, and sign-out.
+
+Screenshots land in artifacts/frontend/ (git-ignored) for a human to look at."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.pusherd_process import PusherdProcess, run_pusherd
+
+from .e2e_support import free_port, pusherd_config
+from .frontend_support import ARTIFACTS, ApiProcess, Browser, build_frontend, run_api
+
+CONNECTED = '.connection[data-status="connected"]'
+TODAY = '[data-testid="today-attendance"] tbody th'
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    build_frontend()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    driver = Browser()
+    yield driver
+    driver.close()
+
+
+class Stack:
+    """pusherd + attendance_api (demo data) + the shared browser, for one test."""
+
+    def __init__(self, tmp: Path, browser: Browser, exits: ExitStack, port: int = 0) -> None:
+        self.tmp, self.browser, self.exits = tmp, browser, exits
+        browser.forget()
+        self.port = port
+        self.pages: list[str] = []
+        self.pusherd = self.start_pusherd()
+        self.api: ApiProcess = exits.enter_context(run_api(tmp, self.pusherd.port))
+        self.tokens: dict[str, str] = {}
+        self.ids: dict[str, int] = {}
+
+    def start_pusherd(self) -> PusherdProcess:
+        extra = ("--port", str(self.port)) if self.port else ()
+        return self.exits.enter_context(run_pusherd(pusherd_config(self.port), extra_args=extra))
+
+    def email(self, who: str) -> str:
+        return f"{who}@demo.attendance.test"
+
+    def login(self, who: str) -> str:
+        """An API token for `who`. Signing in revokes that user's other tokens, so never for a
+        user who is signed in in the browser."""
+        if who not in self.tokens:
+            response = httpx.post(
+                f"{self.api.base}/api/auth/login",
+                json={"email": self.email(who), "password": self.api.passwords[self.email(who)]},
+            )
+            assert response.status_code == 200, response.text
+            self.tokens[who] = response.json()["token"]
+            self.ids[who] = response.json()["user"]["id"]
+        return self.tokens[who]
+
+    def call(self, method: str, path: str, who: str, **kw: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.login(who)}", "Accept": "application/json"}
+        return httpx.request(method, f"{self.api.base}{path}", headers=headers, timeout=30, **kw)
+
+    def sign_in(self, page: str, who: str, query: str = "", viewport: Any = None) -> None:
+        """Open the sign-in page at `/`, sign in through the form, wait for the live socket."""
+        self.browser.call("open", page=page, url=f"{self.api.base}/{query}", viewport=viewport)
+        self.pages.append(page)
+        self.browser.call("wait", page=page, selector="h1", text="Sign in")
+        self.browser.call("fill", page=page, selector="#email", value=self.email(who))
+        self.browser.call(
+            "fill", page=page, selector="#password", value=self.api.passwords[self.email(who)]
+        )
+        self.browser.call("press", page=page, key="Enter")  # the form works from the keyboard
+        self.browser.call("wait", page=page, selector=CONNECTED, timeout=20000)
+
+    def subscribed(self, page: str, channel: str, timeout: float = 20) -> dict[str, Any]:
+        return self.browser.wait_for_event(
+            lambda e: e["type"] == "ws"
+            and e["page"] == page
+            and e["dir"] == "received"
+            and '"pusher_internal:subscription_succeeded"' in e["data"]
+            and f'"channel":"{channel}"' in e["data"],
+            timeout,
+        )
+
+    def close(self) -> None:
+        for page in self.pages:
+            self.browser.call("close", page=page)
+
+
+@pytest.fixture
+def stack_factory(tmp_path: Path, browser: Browser) -> Iterator[Any]:
+    with ExitStack() as exits:
+        made: list[Stack] = []
+
+        def make(port: int = 0) -> Stack:
+            stack = Stack(tmp_path, browser, exits, port)
+            made.append(stack)
+            return stack
+
+        yield make
+        for stack in made:
+            stack.close()
+
+
+def event_frame(page: str, channel: str, event: str, since: float):  # type: ignore[no-untyped-def]
+    return lambda e: (
+        e["type"] == "ws"
+        and e["page"] == page
+        and e["dir"] == "received"
+        and e["t"] >= since
+        and f'"event":"{event}"' in e["data"]
+        and f'"channel":"{channel}"' in e["data"]
+    )
+
+
+def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
+    stack_factory: Any, browser: Browser
+) -> None:
+    stack = stack_factory()
+    stack.sign_in("admin", "admin")
+    stack.subscribed("admin", "private-admin.dashboard")
+    stack.subscribed("admin", "attendance")
+    browser.call("wait", page="admin", selector="[data-testid=today-attendance] td", text="Nobody")
+    browser.call("wait", page="admin", selector='[data-stat="pending_today"] dd', text="3")
+
+    stack.sign_in("ana", "ana")
+    browser.call("wait", page="ana", selector="button:not([disabled])", text="Check in")
+    before = browser.call("now")
+    browser.call("click", page="ana", selector="button:has-text('Check in')")
+
+    # within 2 s, without a reload: the list and the stats of the admin's page
+    browser.call("wait", page="admin", selector=TODAY, text="Ana Reyes", timeout=2000)
+    browser.call("wait", page="admin", selector='[data-stat="pending_today"] dd', text="2",
+                 timeout=2000)
+
+    # ... and it was the WebSocket: the stats arrived in dashboard.updated with no request for
+    # them, and the list was fetched only after attendance.updated arrived
+    dash_event = browser.wait_for_event(
+        event_frame("admin", "private-admin.dashboard", "dashboard.updated", before), 1
+    )
+    list_event = browser.wait_for_event(
+        event_frame("admin", "attendance", "attendance.updated", before), 1
+    )
+    assert browser.requests("admin", "/api/reports/dashboard", since=before) == []
+    fetched = browser.requests("admin", "/api/attendance-records?", since=before)
+    assert fetched and all(r["t"] >= list_event["t"] for r in fetched), (fetched, list_event)
+    assert dash_event["t"] >= before
+
+    # both facts of the record on the employee's page
+    browser.call("wait", page="ana", selector="button", text="Check out")
+    browser.call("wait", page="ana", selector=".badges .badge")
+    browser.call("screenshot", page="ana", path=str(ARTIFACTS / "employee-day.png"))
+    browser.call("screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard.png"))
+    stack.sign_in("phone", "admin", viewport=[390, 844])
+    browser.call("wait", page="phone", selector=TODAY, text="Ana Reyes")
+    browser.call("screenshot", page="phone", path=str(ARTIFACTS / "admin-dashboard-phone.png"))
+    assert not [e for e in browser.snapshot() if e["type"] == "pageerror"]
+
+
+def test_through_a_pusherd_outage_the_page_polls_then_revalidates_on_reconnect(
+    stack_factory: Any, browser: Browser
+) -> None:
+    stack = stack_factory(port=free_port())
+    session = stack.call("GET", "/api/reports/employee-dashboard", "ben").json()["active_session"]
+    # fast attendance/dashboard polls for the outage; lists (sessions) never within the test
+    stack.sign_in("admin", "admin", query="?poll_attendance=2&poll_dashboard=2&poll_lists=600")
+    stack.subscribed("admin", "attendance")
+    sessions_row = "[data-testid=sessions] tr"
+    browser.call("wait", page="admin", selector=sessions_row, text="Demo Shift (now)")
+    assert "0/0" in browser.call("text", page="admin", selector=f"{sessions_row}:has-text('now')")
+
+    stopped = browser.call("now")
+    stack.pusherd.stop()
+    # pusher-js reports the loss; the indicator says so within the activity timeout (30 s)
+    browser.call("wait", page="admin", selector='.connection[data-status="unavailable"]',
+                 timeout=30000)
+    closed = browser.wait_for_event(
+        lambda e: e["type"] == "ws-close" and e["page"] == "admin" and e["t"] >= stopped, 1
+    )
+
+    checked_in = stack.call("POST", f"/api/attendance-records/confirm/{session['id']}", "ben")
+    assert checked_in.status_code == 200, checked_in.text
+    browser.call("wait", page="admin", selector=TODAY, text="Ben Santos", timeout=10000)
+    assert not [f for f in browser.frames("admin", "received") if f["t"] > closed["t"]]
+    # the sessions list polls every 600 s here, so it still shows the count from before
+    assert "0/0" in browser.call("text", page="admin", selector=f"{sessions_row}:has-text('now')")
+
+    restarted = browser.call("now")
+    stack.pusherd = stack.start_pusherd()
+    established = browser.wait_for_event(
+        lambda e: e["type"] == "ws"
+        and e["page"] == "admin"
+        and e["dir"] == "received"
+        and e["t"] >= restarted
+        and "pusher:connection_established" in e["data"],
+        90,  # pusher-js retries on its own schedule
+    )
+    browser.call("wait", page="admin", selector=CONNECTED, timeout=5000)
+    browser.call("wait", page="admin", selector=f"{sessions_row}:has-text('now')", text="1/1",
+                 timeout=3000)
+    # only the revalidation on reconnect fetched the sessions list
+    fetched = browser.requests("admin", "/api/attendance-sessions?", since=stopped)
+    assert fetched and all(r["t"] >= established["t"] for r in fetched), (fetched, established)
+    assert browser.call("count", page="admin", selector="[role=alert]") == 0
+
+
+def test_an_employee_page_never_subscribes_to_admin_channels_and_sign_out_stops_it(
+    stack_factory: Any, browser: Browser
+) -> None:
+    stack = stack_factory()
+    # the API refuses admin channels to an employee (this token is revoked by the sign-in below)
+    refused = stack.call(
+        "POST",
+        "/broadcasting/auth",
+        "ben",
+        data={"socket_id": "123.456", "channel_name": "private-admin.dashboard"},
+    )
+    assert refused.status_code == 403
+    ben = stack.ids["ben"]
+    fast = "?poll_attendance=1"
+    stack.sign_in("ben", "ben", query=fast)
+    for channel in ("attendance", "sessions", f"private-user.{ben}"):
+        stack.subscribed("ben", channel)
+    asked = {
+        f["data"]["channel"]
+        for f in browser.frames("ben", "sent")
+        if f.get("event") == "pusher:subscribe"
+    }
+    assert asked == {"attendance", "sessions", f"private-user.{ben}"}
+    browser.call("wait", page="ben", selector="button", text="Check in")
+    assert browser.call("count", page="ben", selector="[role=alert]") == 0
+    assert not [e for e in browser.snapshot() if e["type"] == "pageerror" and e["page"] == "ben"]
+    # it polls while signed in
+    browser.wait_for_event(
+        lambda e: len(browser.requests("ben", "/api/reports/employee-dashboard")) >= 3, 15
+    )
+
+    stack.sign_in("witness", "ana", query=fast)
+    signed_out = browser.call("now")
+    browser.call("click", page="ben", selector="button:has-text('Sign out')")
+    browser.call("wait", page="ben", selector="h1", text="Sign in")
+    # the unsubscribes go out, then the socket closes
+    browser.wait_for_event(
+        lambda e: e["type"] == "ws-close" and e["page"] == "ben" and e["t"] >= signed_out, 5
+    )
+    left = {
+        f["data"]["channel"]
+        for f in browser.frames("ben", "sent")
+        if f.get("event") == "pusher:unsubscribe"
+    }
+    assert left == {"attendance", "sessions", f"private-user.{ben}"}
+    assert not [
+        e for e in browser.snapshot()
+        if e["type"] == "console" and e["page"] == "ben" and e["level"] == "error"
+    ]
+    # a page with the same poll interval polls three times meanwhile; the signed-out one never
+    browser.wait_for_event(
+        lambda e: len(
+            browser.requests("witness", "/api/reports/employee-dashboard", since=signed_out)
+        ) >= 3,
+        15,
+    )
+    after = [
+        r["url"]
+        for r in browser.requests("ben", "/", since=signed_out)
+        if "/api/auth/logout" not in r["url"]
+    ]
+    assert after == []
