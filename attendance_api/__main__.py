@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import secrets
@@ -13,13 +14,18 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import uvicorn
 
 from .app import create_app
 from .demo import seed_demo
+from .frontend_files import FRONTEND_DIST
 from .runtime import Config, Runtime
+
+log = logging.getLogger("attendance_api")
 
 
 def start_pusherd(host: str) -> tuple[subprocess.Popen[str], dict[str, str], str]:
@@ -82,10 +88,20 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     pusherd = None
+    pusherd_dir: str | None = None
     env = dict(os.environ)
     if args.with_pusherd:
         pusherd, pusher_env, pusherd_dir = start_pusherd(args.host)
         env.update(pusher_env)
+    try:
+        serve(args, env)
+    finally:
+        stop_pusherd(pusherd, pusherd_dir)
+    log.info("attendance_api stopped")
+
+
+def serve(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Migrate, seed, bind, print the banner, serve until SIGINT/SIGTERM."""
     overrides = {"database_url": args.database_url} if args.database_url else {}
     config = Config.from_env(env, **overrides)
     runtime = Runtime(config)
@@ -97,56 +113,102 @@ def main(argv: list[str] | None = None) -> None:
 
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise SystemExit(
+                f"attendance_api: port {args.port} on {args.host} is already in use (another "
+                "run?). Choose a free one with --port or ATTENDANCE_PORT; with scripts/run.sh: "
+                "ATTENDANCE_PORT=8001 PUSHERD_PORT=8081 bash scripts/run.sh"
+            ) from None
+        raise SystemExit(
+            f"attendance_api: cannot listen on {args.host}:{args.port}: {err}"
+        ) from None
     sock.listen(512)
     port = sock.getsockname()[1]
     base = f"http://{args.host}:{port}"
-    print(f"attendance_api listening on {base}", flush=True)
-    print(f"  API:      {base}/api   (OpenAPI document: {base}/openapi.json)")
-    print(f"  Database: {config.database_url.split('@')[-1]}")
-    if config.pusher:
-        p = config.pusher
+    print(f"attendance_api listening on {base}/", flush=True)
+    print_banner(base, config, credentials)
+    server = QuietServer(uvicorn.Config(create_app(runtime), log_level="info", proxy_headers=False))
+    server.run(sockets=[sock])
+
+
+def print_banner(base: str, config: Config, credentials: dict[str, str]) -> None:
+    """What to open (one URL: the sign-in page) and how to sign in; the rest as paths."""
+    frontend = (
+        "the web frontend"
+        if (FRONTEND_DIST / "index.html").is_file()
+        else ("the web frontend, once built: bash scripts/build-frontend.sh")
+    )
+    print(f"  Open {base}/ in a browser ({frontend}) and sign in", end="")
+    if credentials:
+        print(" with a demo login:")
+        for email, password in credentials.items():
+            print(f"    {email:32} {password}")
+    elif config.admin_email:
+        print(f" as {config.admin_email} (password from ATTENDANCE_ADMIN_PASSWORD).")
+    else:
         print(
-            f"  Realtime: pusherd {p.scheme}://{p.host}:{p.port} app {p.app_id} "
-            f"(Echo: broadcaster 'reverb', key {p.key}, wsHost {p.host}, wsPort {p.port}, "
-            f"authEndpoint {base}/api/broadcasting/auth)"
+            " with an existing account (on an empty database set ATTENDANCE_ADMIN_EMAIL and "
+            "ATTENDANCE_ADMIN_PASSWORD, or use --demo)."
+        )
+    print("  API under /api (OpenAPI document at /openapi.json).")
+    print(f"  Database: {config.database_url.split('@')[-1]}")
+    echo = config.echo_address()
+    if echo is not None and config.pusher is not None:
+        host, ws_port, scheme, key = echo
+        print(
+            f"  Realtime: pusherd app {config.pusher.app_id} at {host}:{ws_port} ({scheme}), "
+            f"key {key}; Echo authorises at /broadcasting/auth."
         )
     else:
         print(
             "  Realtime: off (set PUSHER_APP_ID/KEY/SECRET, PUSHER_HOST/PORT; events wait "
-            "in the outbox)"
-        )
-    if credentials:
-        print(
-            "  Log in with POST /api/auth/login {email, password}, or the original frontend "
-            "with NEXT_PUBLIC_API_URL=" + base + "/api :"
-        )
-        for email, password in credentials.items():
-            print(f"    {email:32} {password}")
-    elif config.admin_email:
-        print(f"  Log in as {config.admin_email} (password from ATTENDANCE_ADMIN_PASSWORD)")
-    else:
-        print(
-            "  Log in with an existing account; on an empty database set "
-            "ATTENDANCE_ADMIN_EMAIL and ATTENDANCE_ADMIN_PASSWORD (or use --demo)"
+            "in the outbox, pages poll)"
         )
     sys.stdout.flush()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(runtime), log_level="info", proxy_headers=False)
-    )
-    # uvicorn shuts down gracefully, then re-raises the signal it caught: turn that into a
-    # normal exit so the pusherd child is stopped too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if pusherd is not None:
-            pusherd.terminate()
-            pusherd.wait(10)
-            shutil.rmtree(pusherd_dir, ignore_errors=True)
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn's server, minus re-raising the stop signal after its graceful shutdown (which
+    surfaced as KeyboardInterrupt/CancelledError tracebacks, or killed the process before the
+    pusherd child was stopped). SIGINT and SIGTERM, once or repeatedly (Ctrl-C in run.sh
+    sends SIGINT to the whole group, then run.sh sends SIGTERM), all mean one thing: shut
+    down gracefully, lifespan shutdown included, then return from `serve`."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        def request_exit(*_: object) -> None:
+            self.should_exit = True
+
+        previous = {
+            sig: signal.signal(sig, request_exit) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def stop_pusherd(process: subprocess.Popen[str] | None, folder: str | None) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main()
+    # A signal before the server runs (during migration or seeding) ends the command quietly.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -229,3 +229,4 @@ class Runtime:
                 await task
         self._tasks.clear()
         self.engine.dispose()
+        log.info("shutdown complete: background tasks stopped, database closed")

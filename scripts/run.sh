@@ -1,34 +1,79 @@
 #!/usr/bin/env bash
-# Install and run the whole system on its embedded defaults: pusherd (in-memory, the
-# development app) on 127.0.0.1:8080 and attendance_api (SQLite, demo data) on
-# 127.0.0.1:8000, publishing to pusherd over the Pusher HTTP API. Ctrl-C stops both.
-# Override ports with PUSHERD_PORT / ATTENDANCE_PORT.
+# Install (only what changed) and run the whole system on its embedded defaults: pusherd
+# (in-memory, the development app) on 127.0.0.1:8080 and attendance_api (SQLite, demo data,
+# the web frontend) on 127.0.0.1:8000, publishing to pusherd over the Pusher HTTP API.
+# Prints one URL to open (the sign-in page) and the demo logins. Ctrl-C stops both.
+#
+# Ports: PUSHERD_PORT / ATTENDANCE_PORT (e.g. PUSHERD_PORT=8081 ATTENDANCE_PORT=8001).
+# Each ATTENDANCE_PORT gets its own database, ./attendance-<port>.db, so two runs on
+# different ports in one checkout never share one (ATTENDANCE_DATABASE_URL overrides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PUSHERD_PORT=${PUSHERD_PORT:-8080}
 ATTENDANCE_PORT=${ATTENDANCE_PORT:-8000}
+DATABASE_URL=${ATTENDANCE_DATABASE_URL:-sqlite:///attendance-${ATTENDANCE_PORT}.db}
 
-echo "Installing into .venv (log: .venv/install.log) ..."
+# Python packages: installed only when the requirements or pyproject.toml changed since the
+# last install (their hash is kept in .venv/.install-hash).
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
-if ! { .venv/bin/python -m pip install --upgrade pip &&
-       .venv/bin/python -m pip install -r requirements/pusherd.txt -r requirements/attendance.txt &&
-       .venv/bin/python -m pip install --no-deps -e . ; } > .venv/install.log 2>&1; then
-  tail -30 .venv/install.log
-  echo "Installation failed: see .venv/install.log" >&2
-  exit 1
+install_hash=$(sha256sum requirements/pusherd.txt requirements/attendance.txt pyproject.toml | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.install-hash 2>/dev/null)" != "$install_hash" ]; then
+  echo "Installing Python packages into .venv (log: .venv/install.log) ..."
+  if ! { .venv/bin/python -m pip install --upgrade pip &&
+         .venv/bin/python -m pip install -r requirements/pusherd.txt -r requirements/attendance.txt &&
+         .venv/bin/python -m pip install --no-deps -e . ; } > .venv/install.log 2>&1; then
+    tail -30 .venv/install.log
+    echo "Installation failed: see .venv/install.log" >&2
+    exit 1
+  fi
+  echo "$install_hash" > .venv/.install-hash
 fi
 
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait || true; }
-trap cleanup EXIT INT TERM
+# The web frontend: npm ci + build only when its sources changed.
+bash scripts/build-frontend.sh
 
-.venv/bin/python -m pusherd --host 127.0.0.1 --port "$PUSHERD_PORT" &
+# Refuse clearly when a port is taken (another run.sh, most likely).
+for entry in "pusherd:$PUSHERD_PORT:PUSHERD_PORT" "attendance_api:$ATTENDANCE_PORT:ATTENDANCE_PORT"; do
+  IFS=: read -r name port var <<<"$entry"
+  if ! .venv/bin/python -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null; then
+    echo "Port $port ($name) is already in use (address already in use): is another run.sh running?" >&2
+    echo "Choose free ports with PUSHERD_PORT and ATTENDANCE_PORT, e.g." >&2
+    echo "  PUSHERD_PORT=$((PUSHERD_PORT + 1)) ATTENDANCE_PORT=$((ATTENDANCE_PORT + 1)) bash scripts/run.sh" >&2
+    exit 1
+  fi
+done
+
+mkdir -p .run
+pids=()
+stopping=0
+cleanup() {
+  [ "$stopping" = 1 ] && return
+  stopping=1
+  # Ctrl-C already reached the children (same process group); SIGTERM covers `kill` of this
+  # script. Both servers treat repeated stop signals as one and shut down gracefully.
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'cleanup; exit 0' INT TERM
+
+# pusherd's own output goes to a log: the terminal shows attendance_api's one URL.
+.venv/bin/python -m pusherd --host 127.0.0.1 --port "$PUSHERD_PORT" > ".run/pusherd-$PUSHERD_PORT.log" 2>&1 &
 pids+=($!)
 
 export PUSHER_HOST=127.0.0.1 PUSHER_PORT="$PUSHERD_PORT" PUSHER_SCHEME=http
 export PUSHER_APP_ID=1001 PUSHER_APP_KEY=app-key PUSHER_APP_SECRET=app-secret
-.venv/bin/python -m attendance_api --demo --host 127.0.0.1 --port "$ATTENDANCE_PORT" &
+.venv/bin/python -m attendance_api --demo --host 127.0.0.1 --port "$ATTENDANCE_PORT" \
+  --database-url "$DATABASE_URL" &
 pids+=($!)
 
+echo "(pusherd on 127.0.0.1:$PUSHERD_PORT, log .run/pusherd-$PUSHERD_PORT.log; Ctrl-C stops both)"
+set +e
 wait -n "${pids[@]}"
+status=$?
+set -e
+if [ "$status" != 0 ] && [ "$stopping" = 0 ]; then
+  echo "A server exited with status $status; stopping the other." >&2
+fi
+exit "$status"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need on a fresh machine, start the services they use, and
 # run the whole suite: pusherd, the conformance suite (real pusher-js, Laravel Echo, SDKs,
-# headless Chromium), attendance_api, and the benchmark smoke runs.
+# headless Chromium), attendance_api and its web frontend (built here, tested in Chromium),
+# and the benchmark smoke runs.
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,9 @@ step "Node clients (pusher-js, laravel-echo, pusher, playwright-core) from packa
 if ! (cd protocol_tests && npm ls --depth=0 >/dev/null 2>&1); then
   npm ci --prefix protocol_tests --no-audit --no-fund
 fi
+
+step "The attendance web frontend (npm ci + vite build, only when its sources changed)"
+bash scripts/build-frontend.sh
 
 step "Chromium for the browser tests"
 if ! command -v chromium >/dev/null 2>&1; then

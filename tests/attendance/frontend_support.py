@@ -59,11 +59,7 @@ class ApiProcess:
 
 @contextmanager
 def run_api(tmp: Path, pusherd_port: int) -> Iterator[ApiProcess]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PUSHER_", "ATTENDANCE_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PUSHER_", "ATTENDANCE_"))}
     env.update(
         PYTHONPATH=str(REPO),
         PYTHONUNBUFFERED="1",

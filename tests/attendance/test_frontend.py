@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import ExitStack
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -83,11 +85,13 @@ class Stack:
 
     def subscribed(self, page: str, channel: str, timeout: float = 20) -> dict[str, Any]:
         return self.browser.wait_for_event(
-            lambda e: e["type"] == "ws"
-            and e["page"] == page
-            and e["dir"] == "received"
-            and '"pusher_internal:subscription_succeeded"' in e["data"]
-            and f'"channel":"{channel}"' in e["data"],
+            lambda e: (
+                e["type"] == "ws"
+                and e["page"] == page
+                and e["dir"] == "received"
+                and '"pusher_internal:subscription_succeeded"' in e["data"]
+                and f'"channel":"{channel}"' in e["data"]
+            ),
             timeout,
         )
 
@@ -122,10 +126,40 @@ def event_frame(page: str, channel: str, event: str, since: float):  # type: ign
     )
 
 
+def shift_started_minutes_ago(stack: Stack, minutes: int) -> None:
+    """Move the demo's running shift so that it started `minutes` ago (organisation time):
+    a check-in now is late, a check-out now is early. Uses the admin's API token, so call it
+    before the admin signs in in the browser."""
+    zone = ZoneInfo(stack.call("GET", "/api/settings", "admin").json()["timezone"])
+    now = datetime.now(zone)
+    if now.hour * 60 + now.minute < minutes + 1:
+        pytest.skip(
+            "the organisation's clock is just past midnight: no shift of today "
+            f"started {minutes} minutes ago"
+        )
+    start = now - timedelta(minutes=minutes)
+    end = start + timedelta(hours=8)
+    schedules = stack.call("GET", "/api/schedules?per_page=50", "admin").json()["data"]
+    demo = next(s for s in schedules if s["name"] == "Demo Shift (now)")
+    moved = stack.call(
+        "PUT",
+        f"/api/schedules/{demo['id']}",
+        "admin",
+        json={
+            "name": demo["name"],
+            "time_in": start.strftime("%H:%M"),
+            "time_out": end.strftime("%H:%M"),
+            "grace_period_minutes": 15,
+        },
+    )
+    assert moved.status_code == 200, moved.text
+
+
 def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
     stack_factory: Any, browser: Browser
 ) -> None:
     stack = stack_factory()
+    shift_started_minutes_ago(stack, 30)
     stack.sign_in("admin", "admin")
     stack.subscribed("admin", "private-admin.dashboard")
     stack.subscribed("admin", "attendance")
@@ -139,8 +173,9 @@ def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
 
     # within 2 s, without a reload: the list and the stats of the admin's page
     browser.call("wait", page="admin", selector=TODAY, text="Ana Reyes", timeout=2000)
-    browser.call("wait", page="admin", selector='[data-stat="pending_today"] dd', text="2",
-                 timeout=2000)
+    browser.call(
+        "wait", page="admin", selector='[data-stat="pending_today"] dd', text="2", timeout=2000
+    )
 
     # ... and it was the WebSocket: the stats arrived in dashboard.updated with no request for
     # them, and the list was fetched only after attendance.updated arrived
@@ -155,10 +190,22 @@ def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
     assert fetched and all(r["t"] >= list_event["t"] for r in fetched), (fetched, list_event)
     assert dash_event["t"] >= before
 
-    # both facts of the record on the employee's page
-    browser.call("wait", page="ana", selector="button", text="Check out")
-    browser.call("wait", page="ana", selector=".badges .badge")
+    browser.call("wait", page="ana", selector=".badges .badge", text="Late")
+    browser.call("wait", page="admin", selector='[data-stat="late_today"] dd', text="1")
     browser.call("screenshot", page="ana", path=str(ARTIFACTS / "employee-day.png"))
+
+    # checking out 7 h 30 before the end: late AND left early, on both pages
+    browser.call("click", page="ana", selector="button:has-text('Check out')")
+    browser.call("wait", page="ana", selector=".badges .badge", text="Left early")
+    assert "Late" in browser.call("text", page="ana", selector=".badges")
+    browser.call(
+        "wait", page="admin", selector='[data-stat="left_early_today"] dd', text="1", timeout=5000
+    )
+    assert browser.call("text", page="admin", selector='[data-stat="late_today"] dd') == "1"
+    browser.call(
+        "wait", page="admin", selector="[data-testid=today-attendance] td", text="Left early"
+    )
+    browser.call("screenshot", page="ana", path=str(ARTIFACTS / "employee-day-checked-out.png"))
     browser.call("screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard.png"))
     stack.sign_in("phone", "admin", viewport=[390, 844])
     browser.call("wait", page="phone", selector=TODAY, text="Ana Reyes")
@@ -181,8 +228,9 @@ def test_through_a_pusherd_outage_the_page_polls_then_revalidates_on_reconnect(
     stopped = browser.call("now")
     stack.pusherd.stop()
     # pusher-js reports the loss; the indicator says so within the activity timeout (30 s)
-    browser.call("wait", page="admin", selector='.connection[data-status="unavailable"]',
-                 timeout=30000)
+    browser.call(
+        "wait", page="admin", selector='.connection[data-status="unavailable"]', timeout=30000
+    )
     closed = browser.wait_for_event(
         lambda e: e["type"] == "ws-close" and e["page"] == "admin" and e["t"] >= stopped, 1
     )
@@ -197,16 +245,19 @@ def test_through_a_pusherd_outage_the_page_polls_then_revalidates_on_reconnect(
     restarted = browser.call("now")
     stack.pusherd = stack.start_pusherd()
     established = browser.wait_for_event(
-        lambda e: e["type"] == "ws"
-        and e["page"] == "admin"
-        and e["dir"] == "received"
-        and e["t"] >= restarted
-        and "pusher:connection_established" in e["data"],
+        lambda e: (
+            e["type"] == "ws"
+            and e["page"] == "admin"
+            and e["dir"] == "received"
+            and e["t"] >= restarted
+            and "pusher:connection_established" in e["data"]
+        ),
         90,  # pusher-js retries on its own schedule
     )
     browser.call("wait", page="admin", selector=CONNECTED, timeout=5000)
-    browser.call("wait", page="admin", selector=f"{sessions_row}:has-text('now')", text="1/1",
-                 timeout=3000)
+    browser.call(
+        "wait", page="admin", selector=f"{sessions_row}:has-text('now')", text="1/1", timeout=3000
+    )
     # only the revalidation on reconnect fetched the sessions list
     fetched = browser.requests("admin", "/api/attendance-sessions?", since=stopped)
     assert fetched and all(r["t"] >= established["t"] for r in fetched), (fetched, established)
@@ -259,14 +310,16 @@ def test_an_employee_page_never_subscribes_to_admin_channels_and_sign_out_stops_
     }
     assert left == {"attendance", "sessions", f"private-user.{ben}"}
     assert not [
-        e for e in browser.snapshot()
+        e
+        for e in browser.snapshot()
         if e["type"] == "console" and e["page"] == "ben" and e["level"] == "error"
     ]
     # a page with the same poll interval polls three times meanwhile; the signed-out one never
     browser.wait_for_event(
-        lambda e: len(
-            browser.requests("witness", "/api/reports/employee-dashboard", since=signed_out)
-        ) >= 3,
+        lambda e: (
+            len(browser.requests("witness", "/api/reports/employee-dashboard", since=signed_out))
+            >= 3
+        ),
         15,
     )
     after = [

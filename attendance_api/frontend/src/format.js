@@ -15,7 +15,7 @@ export const time = (iso) =>
   iso ? new Date(iso).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', timeZone }) : '—';
 
 export const clock = (date) =>
-  date ? date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' }) : 'never';
+  date ? date.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', timeZone }) : 'never';
 
 export const duration = (seconds) => {
   const s = Math.max(0, Math.round(seconds || 0));

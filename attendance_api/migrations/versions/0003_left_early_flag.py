@@ -1,5 +1,4 @@
-"""leaving early is a flag beside the arrival status, so a late arrival who leaves early
-still counts as late
+"""left_early flag beside the arrival status (a late arrival who leaves early stays late)
 
 Revision ID: 0003
 Revises: 0002

@@ -1,0 +1,99 @@
+"""`bash scripts/run.sh` as a user runs it: one URL (the sign-in page) and the demo logins,
+a database per port, a clear refusal when a port is taken, and a clean stop on Ctrl-C (SIGINT
+to the whole process group, as a terminal sends it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from .e2e_support import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def run_script(
+    pusherd_port: int, attendance_port: int
+) -> Iterator[tuple[subprocess.Popen[str], list[str], threading.Event]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PUSHER", "ATTENDANCE_"))}
+    env.update(
+        PUSHERD_PORT=str(pusherd_port), ATTENDANCE_PORT=str(attendance_port), PYTHONUNBUFFERED="1"
+    )
+    process = subprocess.Popen(
+        ["bash", "scripts/run.sh"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,  # its own process group, like a terminal job
+    )
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "cora@demo.attendance.test" in line:
+                ready.set()
+        ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield process, lines, ready
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        reader.join(10)
+        (REPO / f"attendance-{attendance_port}.db").unlink(missing_ok=True)
+
+
+def test_run_sh_prints_one_url_and_stops_cleanly_on_ctrl_c() -> None:
+    pusherd_port, attendance_port = free_port(), free_port()
+    with run_script(pusherd_port, attendance_port) as (process, lines, ready):
+        # a first run on a fresh machine installs packages and builds the frontend
+        assert ready.wait(600) and process.poll() is None, "".join(lines)
+        text = "".join(lines)
+        urls = set(re.findall(r"https?://\S+", text))
+        assert urls == {f"http://127.0.0.1:{attendance_port}/"}, text
+        assert f"Database: sqlite:///attendance-{attendance_port}.db" in text
+        page = httpx.get(f"http://127.0.0.1:{attendance_port}/")
+        assert page.status_code == 200 and '<div id="root">' in page.text
+        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
+        code = process.wait(60)
+    text = "".join(lines)
+    assert code == 0, text
+    for bad in ("Traceback", "CancelledError", "SystemExit", "KeyboardInterrupt"):
+        assert bad not in text, text
+    assert "shutdown complete: background tasks stopped, database closed" in text, text
+    assert "attendance_api stopped" in text, text
+    for port in (pusherd_port, attendance_port):  # both servers are gone
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_run_sh_refuses_a_busy_port_and_names_the_overrides() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        with run_script(free_port(), busy) as (process, lines, _):
+            code = process.wait(600)
+    text = "".join(lines)
+    assert code == 1, text
+    assert f"Port {busy} (attendance_api) is already in use" in text, text
+    assert "PUSHERD_PORT=" in text and "ATTENDANCE_PORT=" in text
