@@ -106,7 +106,7 @@ def run_api(tmp: Path, pusherd_port: int) -> Iterator[ApiProcess]:
         process.wait()
         raise AssertionError("attendance_api did not start:\n" + "".join(lines))
     text = "".join(lines)
-    match = re.search(r"attendance_api listening on (http://\S+)", text)
+    match = re.search(r"attendance_api listening on (http://[^/\s]+)", text)
     assert match, text
     passwords = dict(re.findall(r"^\s+(\S+@demo\.attendance\.test)\s+(\S+)$", text, re.M))
     api = ApiProcess(process, match.group(1), passwords, lines)

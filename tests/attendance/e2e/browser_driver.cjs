@@ -41,6 +41,7 @@ const ops = {
   },
   async fill(_, { page, selector, value }) { await pages.get(page).page.fill(selector, value); return null; },
   async click(_, { page, selector }) { await pages.get(page).page.click(selector); return null; },
+  async focus(_, { page, selector }) { await pages.get(page).page.focus(selector); return null; },
   async press(_, { page, key }) { await pages.get(page).page.keyboard.press(key); return null; },
   // Wait (up to timeout ms) for an element matching selector, optionally containing text.
   async wait(_, { page, selector, text, timeout }) {
