@@ -208,6 +208,19 @@ def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
     )
     browser.call("screenshot", page="ana", path=str(ARTIFACTS / "employee-day-checked-out.png"))
     browser.call("screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard.png"))
+    # the indicator, clicked, refreshes everything the page shows
+    clicked = browser.call("now")
+    browser.call("click", page="admin", selector=".connection")
+    keys = (
+        "/api/reports/dashboard",
+        "/api/attendance-records?",
+        "/api/attendance-sessions?",
+        "/api/employees?",
+    )
+    browser.wait_for_event(
+        lambda e: all(browser.requests("admin", key, since=clicked) for key in keys), 5
+    )
+
     stack.sign_in("phone", "admin", viewport=[390, 844])
     browser.call("wait", page="phone", selector=TODAY, text="Ana Reyes")
     browser.call("screenshot", page="phone", path=str(ARTIFACTS / "admin-dashboard-phone.png"))
