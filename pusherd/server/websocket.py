@@ -156,11 +156,24 @@ class WebSocketConnection:
         for chunk in self.protocol.data_to_send():
             if chunk:
                 self.write(chunk)
-            else:  # the Sans-I/O core asks for the TCP connection to be closed
+            else:  # the Sans-I/O core's end of stream: half-close, as it asks
                 self.writable = False
                 if self._corked is not None:
                     self.uncork()
-                self.transport.close()
+                transport = self.transport
+                if transport.is_closing():
+                    continue
+                if transport.can_write_eof():
+                    # Closing outright with the client's further input unread would
+                    # answer that input with a TCP reset, which can destroy the close
+                    # frame before the client reads it (the client then sees 1006, not
+                    # the code). The core discards what still arrives; the sweeper
+                    # aborts a client that never closes its side.
+                    transport.write_eof()
+                    if self.close_deadline is None:
+                        self.close_deadline = time.monotonic() + CLOSE_HANDSHAKE_TIMEOUT
+                else:
+                    transport.close()
 
     # --- inbound ------------------------------------------------------------------------
 
