@@ -1,0 +1,508 @@
+"""The live-server fuzzer: generated input over real sockets against a running pusherd.
+
+Four kinds of worker run side by side on one event loop:
+
+* frame workers keep WebSocket connections open and send generated client messages
+  (:func:`~tests.fuzz.generators.client_frame`); after each one they subscribe to and
+  unsubscribe from a fresh *sentinel* channel, and every frame the server sent before the
+  sentinel's ``subscription_succeeded`` is that message's answer;
+* framing workers open a connection per case and send malformed WebSocket framing
+  (:func:`~tests.fuzz.generators.framing_case`), then half-close and read to the end;
+* HTTP workers open a connection per case and send one or several (pipelined, split,
+  chunked, malformed) API requests or WebSocket handshakes, then half-close and read
+  every response;
+* beside them an *observer* socket stays subscribed to a channel that receives a signed
+  trigger every ``trigger_interval`` seconds; it must receive every one, in order.
+
+Every answer is checked by :mod:`tests.fuzz.oracle`; every wrong answer becomes a
+:class:`Problem` that keeps the input that caused it. :func:`run_fuzz` starts a real
+pusherd process (tests/support) and also checks that it stays up and that its log shows
+no unhandled exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.fuzz import generators as gen
+from tests.fuzz import oracle, wire
+from tests.support.pusherd_process import run_pusherd
+
+WS_PATH = f"/app/{gen.APP_KEY}?protocol=7&client=js&version=8.6.0&flash=false"
+OBSERVED_CHANNEL = "fuzz-observer"
+# Log lines that mean an exception escaped a handler (asyncio/uvloop print these).
+_LOG_ALARMS = ("Traceback", " ERROR ", " CRITICAL ", "Fatal error", "Exception in callback",
+               "exception was never retrieved", "Unhandled")
+
+
+@dataclass
+class Options:
+    seed: int = 1
+    frames: int = 2_000  # client messages on open connections
+    framing: int | None = None  # malformed-framing connections (default frames // 20)
+    http: int = 500  # HTTP requests (including handshakes)
+    frame_workers: int = 6
+    framing_workers: int = 2
+    http_workers: int = 3
+    reconnect_every: int = 1_500  # a frame worker starts a new connection this often
+    trigger_interval: float = 0.05
+
+
+@dataclass
+class Problem:
+    where: str
+    detail: str
+    input: bytes
+
+    def __str__(self) -> str:
+        return f"[{self.where}] {self.detail}\n    input: {self.input[:600]!r}"
+
+
+@dataclass
+class Report:
+    frames: int = 0
+    framing: int = 0
+    http_requests: int = 0
+    http_connections: int = 0
+    triggers_sent: int = 0
+    triggers_received: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    seconds: float = 0.0
+    statuses: Counter[int] = field(default_factory=Counter)
+    close_codes: Counter[int | None] = field(default_factory=Counter)
+    error_codes: Counter[int | None] = field(default_factory=Counter)
+    log_alarms: list[str] = field(default_factory=list)
+    server_alive: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not self.problem_count and not self.log_alarms and self.server_alive
+
+    def add(self, where: str, detail: str, data: bytes) -> None:
+        self.problem_count += 1
+        if len(self.problems) < 200:
+            self.problems.append(Problem(where, detail, data))
+
+    def summary(self) -> str:
+        lines = [
+            f"client frames {self.frames}, malformed-framing connections {self.framing}, "
+            f"HTTP requests {self.http_requests} on {self.http_connections} connections, "
+            f"in {self.seconds:.1f} s",
+            f"observer: {self.triggers_received} of {self.triggers_sent} triggers received",
+            f"HTTP statuses: {dict(sorted(self.statuses.items()))}",
+            f"close codes: {dict(sorted(self.close_codes.items(), key=str))}",
+            f"pusher:error codes: {dict(sorted(self.error_codes.items(), key=str))}",
+            f"server alive at the end: {self.server_alive}; log alarms: {len(self.log_alarms)}",
+            f"problems: {self.problem_count}",
+        ]
+        lines += [str(p) for p in self.problems[:40]]
+        lines += ["log: " + line.rstrip() for line in self.log_alarms[:20]]
+        return "\n".join(lines)
+
+
+def _signed_trigger(channel: str, name: str, data: str) -> bytes:
+    body = json.dumps({"name": name, "channel": channel, "data": data}).encode()
+    query, _ = gen._query_string(_NO_BENDING, "POST", f"/apps/{gen.APP_ID}/events", body, [])
+    return (f"POST /apps/{gen.APP_ID}/events?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+
+
+class _NoBending(random.Random):
+    """A Random whose draws never pick a bent signature (the trigger loop signs right)."""
+
+    def random(self) -> float:
+        return 0.99
+
+
+_NO_BENDING = _NoBending()
+
+
+class Campaign:
+    def __init__(self, port: int, options: Options) -> None:
+        self.port = port
+        self.options = options
+        self.report = Report()
+        self._frames_left = options.frames
+        self._framing_left = options.framing if options.framing is not None \
+            else options.frames // 20
+        self._http_left = options.http
+        self._received: list[int] = []
+        self._observer_done = asyncio.Event()
+
+    # --- the whole run ------------------------------------------------------------------
+
+    async def run(self) -> Report:
+        started = time.monotonic()
+        observer = await self._open_ws()
+        ws, _ = observer
+        ws.send(wire.text(json.dumps({"event": "pusher:subscribe", "data": {
+            "channel": OBSERVED_CHANNEL, "auth": ""}}).encode()))
+        stop_triggers = asyncio.Event()
+        observer_task = asyncio.create_task(self._observe(ws))
+        trigger_task = asyncio.create_task(self._trigger_loop(stop_triggers))
+        opts = self.options
+        workers = [self._frame_worker(i) for i in range(opts.frame_workers)]
+        workers += [self._framing_worker(i) for i in range(opts.framing_workers)]
+        workers += [self._http_worker(i) for i in range(opts.http_workers)]
+        await asyncio.gather(*workers)
+        stop_triggers.set()
+        await trigger_task
+        try:
+            await asyncio.wait_for(self._observer_done.wait(), 10)
+        except TimeoutError:
+            pass
+        observer_task.cancel()
+        ws.abort()
+        self._check_observer()
+        self.report.seconds = time.monotonic() - started
+        return self.report
+
+    async def _open_ws(self) -> tuple[wire.WebSocketStream, str]:
+        ws = await wire.WebSocketStream.open(self.port, WS_PATH)
+        frame = await ws.next_frame()
+        assert frame is not None and frame.opcode == wire.OP_TEXT, frame
+        established = json.loads(frame.payload)
+        assert established["event"] == "pusher:connection_established", established
+        return ws, json.loads(established["data"])["socket_id"]
+
+    # --- observer and trigger loop -------------------------------------------------------
+
+    async def _trigger_loop(self, stop: asyncio.Event) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        sequence = 0
+        try:
+            while True:
+                final = stop.is_set()
+                writer.write(_signed_trigger(OBSERVED_CHANNEL, "tick", json.dumps(
+                    {"seq": sequence, "final": final})))
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), wire.TIMEOUT)
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                body = await asyncio.wait_for(reader.readexactly(length), wire.TIMEOUT)
+                if not head.startswith(b"HTTP/1.1 200 "):
+                    self.report.add("observer", f"trigger answered {head[:40]!r} {body!r}", b"")
+                sequence += 1
+                self.report.triggers_sent = sequence
+                if final:
+                    return
+                try:
+                    await asyncio.wait_for(stop.wait(), self.options.trigger_interval)
+                except TimeoutError:
+                    pass
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            self.report.add("observer", f"trigger connection failed: {exc!r}", b"")
+        finally:
+            writer.close()
+
+    async def _observe(self, ws: wire.WebSocketStream) -> None:
+        try:
+            while True:
+                frame = await ws.next_frame(timeout=60)
+                if frame is None or frame.opcode == wire.OP_CLOSE:
+                    self.report.add("observer", f"observer connection closed: {frame}", b"")
+                    self._observer_done.set()
+                    return
+                message = json.loads(frame.payload)
+                event = message.get("event")
+                if event == "pusher:ping":  # the keepalive (§5.2): answer it
+                    ws.send(wire.text(b'{"event":"pusher:pong","data":{}}'))
+                elif event == "tick":
+                    data = json.loads(message["data"])
+                    self._received.append(data["seq"])
+                    if data["final"]:
+                        self._observer_done.set()
+                elif event not in ("pusher_internal:subscription_succeeded",
+                                   "pusher_internal:subscription_count"):
+                    self.report.add("observer", f"unexpected frame {frame.payload[:200]!r}", b"")
+        except (OSError, TimeoutError, wire.FrameDecodeError) as exc:
+            self.report.add("observer", f"observer failed: {exc!r}", b"")
+            self._observer_done.set()
+
+    def _check_observer(self) -> None:
+        report = self.report
+        report.triggers_received = len(self._received)
+        if self._received != list(range(report.triggers_sent)):
+            missing = sorted(set(range(report.triggers_sent)) - set(self._received))
+            report.add("observer", f"observer received {len(self._received)} of "
+                       f"{report.triggers_sent} triggers; missing {missing[:20]}, "
+                       f"in order: {self._received == sorted(self._received)}", b"")
+
+    # --- client frames ------------------------------------------------------------------
+
+    async def _frame_worker(self, index: int) -> None:
+        rng = random.Random(f"{self.options.seed}:frames:{index}")
+        ws: wire.WebSocketStream | None = None
+        socket_id = ""
+        on_connection = 0
+        while self._frames_left > 0:
+            self._frames_left -= 1
+            number = self.report.frames
+            self.report.frames += 1
+            if ws is None or on_connection >= self.options.reconnect_every:
+                if ws is not None:
+                    self._leave(rng, ws)
+                ws, socket_id = await self._open_ws()
+                on_connection = 0
+            on_connection += 1
+            case = gen.client_frame(rng, socket_id)
+            if await self._frame_case(ws, case, f"fuzz-sentinel-{index}-{number}"):
+                ws = None
+        if ws is not None:
+            self._leave(rng, ws)
+
+    def _leave(self, rng: random.Random, ws: wire.WebSocketStream) -> None:
+        if rng.random() < 0.5:
+            ws.send(wire.encode_frame(wire.OP_CLOSE, b"\x03\xe8"))
+            ws.writer.close()
+        else:
+            ws.abort()
+
+    async def _frame_case(self, ws: wire.WebSocketStream, case: gen.FrameCase,
+                          sentinel: str) -> bool:
+        """Send one case and check its answers; True if the connection ended."""
+        where = f"frame {case.kind}"
+        opcode = wire.OP_BINARY if case.binary else wire.OP_TEXT
+        ws.send(wire.encode_frame(opcode, case.payload) + wire.text(json.dumps(
+            {"event": "pusher:subscribe", "data": {"channel": sentinel}}).encode())
+            + wire.text(json.dumps(
+                {"event": "pusher:unsubscribe", "data": {"channel": sentinel}}).encode()))
+        answers: list[dict[str, Any]] = []
+        close: int | None = -1
+        try:
+            while True:
+                frame = await ws.next_frame()
+                if frame is None:
+                    self.report.add(where, "connection ended without a close frame",
+                                    case.payload)
+                    return True
+                if frame.opcode == wire.OP_CLOSE:
+                    close = wire.close_code(frame.payload)
+                    break
+                if frame.opcode != wire.OP_TEXT:
+                    self.report.add(where, f"non-text frame {frame}", case.payload)
+                    continue
+                for problem in oracle.check_server_frame(frame.payload):
+                    self.report.add(where, problem, case.payload)
+                message = json.loads(frame.payload)
+                if message.get("event") == "pusher_internal:subscription_succeeded" \
+                        and message.get("channel") == sentinel:
+                    break
+                answers.append(message)
+        except (TimeoutError, OSError, wire.FrameDecodeError) as exc:
+            self.report.add(where, f"no complete answer: {exc!r}", case.payload)
+            ws.abort()
+            return True
+        for message in answers:
+            if message.get("event") == "pusher:error":
+                self.report.error_codes[message["data"].get("code")] += 1
+        if close != -1:
+            self.report.close_codes[close] += 1
+            for problem in oracle.check_close_code(close):
+                self.report.add(where, problem, case.payload)
+            # 4009 may end any signed-in socket: the HTTP fuzzer terminates users.
+            if case.expect_close is None and close != 4009:
+                self.report.add(where, f"unexpected close {close}", case.payload)
+            elif case.expect_close is not None and close != case.expect_close and close != 4009:
+                self.report.add(where, f"closed {close}, expected {case.expect_close}",
+                                case.payload)
+            ws.abort()
+            return True
+        if case.expect_close is not None:
+            self.report.add(where, f"not closed, expected {case.expect_close}", case.payload)
+        if case.expect_error and not any(m.get("event") == "pusher:error" for m in answers):
+            self.report.add(where, f"no pusher:error among {answers!r:.300}", case.payload)
+        if case.expect_event is not None:
+            event, channel = case.expect_event
+            if not any(m.get("event") == event and (not channel or m.get("channel") == channel)
+                       for m in answers):
+                self.report.add(where, f"no {event} {channel} among {answers!r:.300}",
+                                case.payload)
+        return False
+
+    # --- malformed framing --------------------------------------------------------------
+
+    async def _framing_worker(self, index: int) -> None:
+        rng = random.Random(f"{self.options.seed}:framing:{index}")
+        while self._framing_left > 0:
+            self._framing_left -= 1
+            self.report.framing += 1
+            await self._framing_case(gen.framing_case(rng))
+
+    async def _framing_case(self, case: gen.FramingCase) -> None:
+        where = f"framing {case.kind}"
+        data = b"".join(case.chunks)
+        try:
+            ws, _ = await self._open_ws()
+        except (OSError, TimeoutError, AssertionError) as exc:
+            self.report.add(where, f"handshake failed: {exc!r}", b"")
+            return
+        for chunk in case.chunks:
+            if chunk:
+                ws.send(chunk)
+        close: int | None = -1
+        pongs: list[bytes] = []
+        try:
+            ws.send(wire.text(gen.PING_TEXT))
+            if ws.writer.can_write_eof():
+                ws.writer.write_eof()
+            while True:
+                frame = await ws.next_frame()
+                if frame is None:
+                    break
+                if close != -1:
+                    self.report.add(where, f"frame after the close frame: {frame}", data)
+                if frame.opcode == wire.OP_CLOSE:
+                    close = wire.close_code(frame.payload)
+                    try:
+                        frame.payload[2:].decode()
+                    except UnicodeDecodeError:
+                        self.report.add(where, "close reason is not UTF-8", data)
+                elif frame.opcode == wire.OP_PONG:
+                    pongs.append(frame.payload)
+                elif frame.opcode == wire.OP_TEXT:
+                    for problem in oracle.check_server_frame(frame.payload):
+                        self.report.add(where, problem, data)
+                else:
+                    self.report.add(where, f"unexpected frame {frame}", data)
+        except (TimeoutError, wire.FrameDecodeError) as exc:
+            self.report.add(where, f"no complete answer: {exc!r}", data)
+        except OSError:  # reset: the server closed while this side was still writing
+            if case.must_close and close == -1:
+                self.report.add(where, "connection reset before a close frame", data)
+        finally:
+            ws.abort()
+        if close != -1:
+            self.report.close_codes[close] += 1
+            for problem in oracle.check_close_code(close):
+                self.report.add(where, problem, data)
+            if case.expect_close and close not in case.expect_close:
+                self.report.add(where, f"closed {close}, expected one of "
+                                f"{sorted(case.expect_close)[:6]}", data)
+        elif case.must_close:
+            self.report.add(where, "no close frame", data)
+        if case.echo is not None and case.echo not in pongs:
+            self.report.add(where, f"ping {case.echo!r} not answered with its pong", data)
+
+    # --- HTTP ---------------------------------------------------------------------------
+
+    async def _http_worker(self, index: int) -> None:
+        rng = random.Random(f"{self.options.seed}:http:{index}")
+        while self._http_left > 0:
+            case = gen.http_case(rng)
+            self._http_left -= len(case.requests)
+            self.report.http_requests += len(case.requests)
+            self.report.http_connections += 1
+            await self._http_case(case)
+
+    async def _http_case(self, case: gen.HttpCase) -> None:
+        data = b"".join(r.data for r in case.requests)
+        where = f"http {case.kind}"
+        bounds = [0, *case.split, len(data)]
+        chunks = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        try:
+            received = await wire.exchange(self.port, chunks)
+        except (TimeoutError, OSError) as exc:
+            self.report.add(where, f"no complete answer: {exc!r}", data)
+            return
+        if case.kind == "upgrade":
+            self._check_upgrade(received, data)
+            return
+        try:
+            answers = wire.decode_responses(received, [r.method == "HEAD" for r in case.requests])
+        except wire.HttpDecodeError as exc:
+            self.report.add(where, str(exc), data)
+            return
+        if len(answers) > len(case.requests):
+            self.report.add(where, f"{len(answers)} answers to {len(case.requests)} requests",
+                            data)
+        for request, answer in zip(case.requests, answers, strict=False):
+            self.report.statuses[answer.status] += 1
+            for problem in oracle.check_http_answer(
+                    answer.status, answer.headers.get("content-type", ""), answer.body,
+                    head=request.method == "HEAD"):
+                self.report.add(where, problem, request.data)
+            if request.expect_status is not None and answer.status not in request.expect_status:
+                self.report.add(where, f"HTTP {answer.status} {answer.body[:200]!r}, expected "
+                                f"{sorted(request.expect_status)}", request.data)
+        if len(answers) < len(case.requests):
+            closed_by_server = answers and answers[-1].headers.get("connection") == "close"
+            owed = [r for r in case.requests[len(answers):] if r.complete and not r.closes]
+            if owed and not closed_by_server:
+                self.report.add(where, f"{len(answers)} answers to {len(case.requests)} "
+                                "requests", data)
+
+    def _check_upgrade(self, received: bytes, data: bytes) -> None:
+        where = "http upgrade"
+        if not received.startswith(b"HTTP/1.1 101 "):
+            try:
+                answers = wire.decode_responses(received, [False])
+            except wire.HttpDecodeError as exc:
+                self.report.add(where, str(exc), data)
+                return
+            if len(answers) != 1:
+                self.report.add(where, f"{len(answers)} answers to a handshake", data)
+                return
+            answer = answers[0]
+            self.report.statuses[answer.status] += 1
+            for problem in oracle.check_http_answer(answer.status,
+                                                    answer.headers.get("content-type", ""),
+                                                    answer.body):
+                self.report.add(where, problem, data)
+            return
+        self.report.statuses[101] += 1
+        buffer = bytearray(received.partition(b"\r\n\r\n")[2])
+        try:
+            frames = wire.decode_frames(buffer)
+        except wire.FrameDecodeError as exc:
+            self.report.add(where, str(exc), data)
+            return
+        if buffer:
+            self.report.add(where, f"trailing bytes after the frames: {bytes(buffer[:80])!r}", data)
+        texts = [json.loads(f.payload) for f in frames if f.opcode == wire.OP_TEXT]
+        closes = [wire.close_code(f.payload) for f in frames if f.opcode == wire.OP_CLOSE]
+        if not texts:
+            self.report.add(where, "no first frame after 101", data)
+            return
+        first = texts[0]
+        if first.get("event") == "pusher:connection_established":
+            return
+        # §1.4: a refusal is a pusher:error with a code, then a close with the same code.
+        code = first.get("data", {}).get("code") if first.get("event") == "pusher:error" \
+            else None
+        self.report.error_codes[code] += 1
+        for problem in oracle.check_server_frame(json.dumps(first).encode()):
+            self.report.add(where, problem, data)
+        if code is None or closes[:1] != [code]:
+            self.report.add(where, f"refusal {first!r:.200} then close {closes}", data)
+        for close in closes:
+            self.report.close_codes[close] += 1
+
+
+async def _up(port: int) -> bool:
+    try:
+        received = await wire.exchange(port, [b"GET /up HTTP/1.1\r\nHost: x\r\n\r\n"])
+    except (OSError, TimeoutError):
+        return False
+    return received.startswith(b"HTTP/1.1 200 ")
+
+
+def run_fuzz(options: Options) -> Report:
+    """Start pusherd, fuzz it, check it is still up and its log is clean."""
+    with run_pusherd(gen.SERVER_TOML) as server:
+        async def campaign() -> Report:
+            report = await Campaign(server.port, options).run()
+            report.server_alive = server.process.poll() is None and await _up(server.port)
+            return report
+
+        report = asyncio.run(campaign())
+    # After the stop: a shutdown that raised would show here too.
+    report.log_alarms = [line for line in list(server.output)
+                         if any(alarm in line for alarm in _LOG_ALARMS)]
+    return report
