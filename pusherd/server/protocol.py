@@ -138,7 +138,8 @@ class ServerProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade as upgrade:
             offset = upgrade.args[0] if upgrade.args else len(data)
             self._flush_outbox()
-            self._upgrade(data[offset:])
+            if not self._refused:  # an upgrade behind a final response is not taken
+                self._upgrade(data[offset:])
         except httptools.HttpParserError:
             self._respond(error_response(400, "Malformed HTTP request"), False)
         finally:
@@ -150,6 +151,11 @@ class ServerProtocol(asyncio.Protocol):
             self.transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
 
     def _send(self, data: bytes) -> None:
+        # After a final response the write side is shut, but the parser may still be
+        # reading the rest of the chunk: nothing more may be written (a write after
+        # write_eof() raises).
+        if self._refused:
+            return
         if self._outbox is not None:
             self._outbox.append(data)
         elif self.transport is not None:
@@ -240,7 +246,7 @@ class ServerProtocol(asyncio.Protocol):
 
     def _respond(self, response: HttpResponse, keep_alive: bool, head: bool = False) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self._refused:
             return
         if response is EMPTY_OK and keep_alive and not head:
             self._send(_EMPTY_OK_KEEP_ALIVE)

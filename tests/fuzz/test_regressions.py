@@ -13,7 +13,7 @@ import pytest
 
 from tests.fuzz import generators as gen
 from tests.fuzz import oracle, wire
-from tests.fuzz.live import WS_PATH
+from tests.fuzz.live import _NO_BENDING, WS_PATH, _alarms
 from tests.support.pusherd_process import PusherdProcess, run_pusherd
 
 
@@ -89,3 +89,67 @@ async def _server_answers(port: int) -> None:
     finally:
         ws.abort()
 
+
+
+# Kind: a response written after the connection's last one. A request answered with
+# `Connection: close` (HTTP/1.0, `Connection: close`, a 413) shuts the write side, but the
+# parser went on with the rest of the chunk, and a second answer for what followed (400
+# for "data after Connection: close", 413, 100 Continue, a WebSocket upgrade) was written
+# after the shutdown: RuntimeError in data_received, logged by the event loop as a fatal
+# transport error, and the connection reset. Found by the HTTP fuzzer (pipelined cases).
+BIG = 300_000  # over the fuzz server's max_request_size (262 144)
+
+
+@pytest.mark.parametrize(("name", "data", "statuses"), [
+    ("Connection: close, then garbage",
+     b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nGARBAGE\r\n\r\n", [200]),
+    ("HTTP/1.0, then a request",
+     b"GET /up HTTP/1.0\r\n\r\nGET /up HTTP/1.1\r\nHost: x\r\n\r\n", [200]),
+    ("413, then a request that expects 100 Continue",
+     b"POST /apps/1001/events HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % BIG
+     + b"POST /apps/1001/events HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+       b"Content-Length: 2\r\n\r\n{}", [413]),
+    ("Connection: close, then a WebSocket upgrade",
+     b"GET /up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+     + wire.upgrade_request(WS_PATH), [200]),
+])
+async def test_nothing_is_written_after_a_connections_last_response(
+    pusherd: PusherdProcess, name: str, data: bytes, statuses: list[int]
+) -> None:
+    mark = len(pusherd.output)
+    received, ending = await asyncio.to_thread(_exchange_raw, pusherd.port, data)
+    answers = wire.decode_responses(received, [False] * len(statuses))
+    assert [a.status for a in answers] == statuses, f"{name}: {received[:300]!r}"
+    assert answers[-1].headers.get("connection") == "close"
+    assert ending == "eof", f"{name}: the stream ended with a {ending}"
+    assert await _log_alarms_since(pusherd, mark) == []
+
+
+async def _log_alarms_since(pusherd: PusherdProcess, mark: int) -> list[str]:
+    """Escaped exceptions the server logged since output line `mark`.
+
+    A signed terminate_connections request makes the server log one INFO line; the log
+    is one ordered stream, so once that line is read, everything before it is too.
+    """
+    path = "/users/log-marker/terminate_connections"
+    query, _ = gen._query_string(_NO_BENDING, "POST", path, b"{}", [])
+    request = (f"POST {path}?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               "Content-Length: 2\r\n\r\n{}").encode()
+    received, _ = await asyncio.to_thread(_exchange_raw, pusherd.port, request)
+    assert received.startswith(b"HTTP/1.1 200 "), received
+    end = await asyncio.to_thread(pusherd.wait_for_output, "terminated 0 connection", mark)
+    assert end is not None, "the marker line was not logged"
+    return _alarms(pusherd.output[mark:end])
+
+
+def _exchange_raw(port: int, data: bytes) -> tuple[bytes, str]:
+    """Send `data` in one write and read to the end: (bytes, "eof" or "reset")."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wire.TIMEOUT) as sock:
+        sock.sendall(data)
+        received = b""
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            return received, "reset"
+        return received, "eof"

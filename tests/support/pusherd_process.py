@@ -31,6 +31,19 @@ class PusherdProcess:
     port: int
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    # Notified whenever a line is appended to `output`.
+    output_changed: threading.Condition = field(default_factory=threading.Condition)
+
+    def wait_for_output(self, text: str, start: int = 0, timeout: float = 10.0) -> int | None:
+        """Wait until a line containing `text` is printed at index `start` or later;
+        return its index, or None if none came within `timeout` seconds."""
+        def found() -> int | None:
+            return next((i for i in range(start, len(self.output)) if text in self.output[i]),
+                        None)
+
+        with self.output_changed:
+            self.output_changed.wait_for(lambda: found() is not None, timeout)
+            return found()
 
     @property
     def http_url(self) -> str:
@@ -52,9 +65,11 @@ class PusherdProcess:
         return self.process.returncode
 
 
-def _pump(stream: object, sink: list[str]) -> None:
+def _pump(stream: object, sink: list[str], changed: threading.Condition) -> None:
     for line in stream:  # type: ignore[attr-defined]
-        sink.append(line)
+        with changed:
+            sink.append(line)
+            changed.notify_all()
 
 
 @contextmanager
@@ -83,6 +98,7 @@ def run_pusherd(
             text=True, bufsize=1,
         )
         output: list[str] = []
+        changed = threading.Condition()
         found: list[tuple[str, int]] = []
         ready = threading.Event()
 
@@ -96,7 +112,7 @@ def run_pusherd(
                     ready.set()
                     break
             ready.set()
-            _pump(process.stdout, output)
+            _pump(process.stdout, output, changed)
 
         reader = threading.Thread(target=read_until_listening, daemon=True)
         reader.start()
@@ -104,7 +120,7 @@ def run_pusherd(
             process.kill()
             process.wait()
             raise RuntimeError("pusherd did not start:\n" + "".join(output))
-        server = PusherdProcess(found[0][0], found[0][1], process, output)
+        server = PusherdProcess(found[0][0], found[0][1], process, output, changed)
         try:
             yield server
         finally:
