@@ -158,7 +158,7 @@ def _subscribe(rng: random.Random, socket_id: str) -> FrameCase:
         rng.random() < 0.3 else ""
     expect = None
     valid_name = wire_valid_channel(channel)
-    if valid_name and not channel.startswith("#") and (
+    if valid_name and not channel.startswith("#") and isinstance(data["auth"], str) and (
         not needs_auth or data["auth"] == f"{APP_KEY}:{sign(f'{socket_id}:{channel}' + ('' if channel_data is None else ':' + channel_data))}"
     ) and not channel.startswith("presence-"):
         expect = ("pusher_internal:subscription_succeeded", channel)
@@ -425,7 +425,8 @@ def _query_string(rng: random.Random, method: str, path: str, body: bytes,
     if pick < 0.15:
         signature, good = rng.choice([sign("x"), "", "00", signature.upper()]), False
     elif pick < 0.2:
-        params = [p for p in params if p[0] != rng.choice(["auth_key", "auth_timestamp"])]
+        dropped = rng.choice(["auth_key", "auth_timestamp"])
+        params = [p for p in params if p[0] != dropped]
         good = False
     elif pick < 0.25:
         params = [(k, "1" if k == "auth_timestamp" else v) for k, v in params]

@@ -67,13 +67,14 @@ def check_server_frame(payload: bytes) -> list[str]:
     if event in _CONNECTION_EVENTS:
         return []
     channel = frame.get("channel")
-    if not isinstance(channel, str) or not channel:
-        return [f"{event} without a channel: {payload[:200]!r}"]
     if event == "pusher:subscription_error":
+        # Names the channel the client asked for, even an empty name.
         data = frame.get("data")
         if not isinstance(data, dict) or data.get("status") not in SUBSCRIPTION_ERROR_STATUSES:
             return [f"subscription_error with a status not in the table: {payload[:200]!r}"]
-        return []
+        return [] if isinstance(channel, str) else [f"{event} without a channel"]
+    if not isinstance(channel, str) or not channel:
+        return [f"{event} without a channel: {payload[:200]!r}"]
     if event in _CHANNEL_EVENTS or event.startswith("client-"):
         return []
     if event.startswith(("pusher:", "pusher_internal:")):

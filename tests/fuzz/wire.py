@@ -187,7 +187,12 @@ def decode_responses(data: bytes, head_flags: list[bool]) -> list[HttpAnswer]:
         length_text = headers.get("content-length")
         if length_text is None or not length_text.isdigit():
             raise HttpDecodeError(f"HTTP {status} without Content-Length")
-        length = 0 if is_head else int(length_text)
+        length = int(length_text)
+        if is_head and not (headers.get("connection") == "close" and len(after) == length):
+            # A HEAD answer has no body, except a refusal before the request was read
+            # (malformed, too large, a bad upgrade): the connection ends after it, so its
+            # body cannot be mistaken for the next response.
+            length = 0
         if len(after) < length:
             raise HttpDecodeError(f"HTTP {status} body cut short")
         answers.append(HttpAnswer(status, headers, after[:length]))
