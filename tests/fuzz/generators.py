@@ -22,7 +22,7 @@ from urllib.parse import quote
 from tests.fuzz import wire
 
 APP_ID, APP_KEY, APP_SECRET = "1001", "fuzz-key", "fuzz-secret"
-DISABLED_APP_ID, DISABLED_APP_KEY = "1002", "disabled-key"
+DISABLED_APP_ID, DISABLED_APP_KEY, DISABLED_APP_SECRET = "1002", "disabled-key", "disabled-secret"
 MAX_MESSAGE_SIZE = 65_536
 MAX_REQUEST_SIZE = 262_144
 
@@ -47,7 +47,7 @@ enable_subscription_count = true
 [[apps]]
 id = "{DISABLED_APP_ID}"
 key = "{DISABLED_APP_KEY}"
-secret = "disabled-secret"
+secret = "{DISABLED_APP_SECRET}"
 enabled = false
 """
 
@@ -413,13 +413,16 @@ class HttpCase:
 
 
 def _query_string(rng: random.Random, method: str, path: str, body: bytes,
-                  extra: list[tuple[str, str]]) -> tuple[str, bool]:
-    params = [("auth_key", APP_KEY), ("auth_timestamp", str(int(time.time()))),
+                  extra: list[tuple[str, str]], key: str = APP_KEY,
+                  secret: str = APP_SECRET) -> tuple[str, bool]:
+    """The signed query (§13) of a request, bent with some probability; and whether the
+    signature is still good."""
+    params = [("auth_key", key), ("auth_timestamp", str(int(time.time()))),
               ("auth_version", "1.0"), *extra]
     if body or rng.random() < 0.2:
         params.append(("body_md5", hashlib.md5(body).hexdigest()))
     signed_text = "&".join(f"{k}={v}" for k, v in sorted((k.lower(), v) for k, v in params))
-    signature = sign(f"{method}\n{path}\n{signed_text}")
+    signature = sign(f"{method}\n{path}\n{signed_text}", secret)
     good = True
     pick = rng.random()
     if pick < 0.15:
@@ -432,7 +435,7 @@ def _query_string(rng: random.Random, method: str, path: str, body: bytes,
         params = [(k, "1" if k == "auth_timestamp" else v) for k, v in params]
         good = False
     elif pick < 0.28:
-        params.append(("auth_key", APP_KEY))
+        params.append(("auth_key", key))
         good = False
     params.append(("auth_signature", signature))
     rng.shuffle(params)
@@ -495,6 +498,8 @@ def _target(rng: random.Random) -> tuple[str, str, str]:
                                    f"/users/{uid}/terminate_connections"]), "terminate"
     if pick < 0.78:
         return rng.choice(["GET", "HEAD"]), "/up", "up"
+    if pick < 0.79:
+        return "POST", f"/apps/{DISABLED_APP_ID}/events", "disabled"
     if pick < 0.82:
         return rng.choice(["POST", "GET"]), rng.choice([
             f"/apps/{DISABLED_APP_ID}/events", "/apps/9999/events", "/apps//events", "/apps/",
@@ -564,7 +569,8 @@ def _chunked(rng: random.Random, body: bytes) -> tuple[bytes, bool, bool]:
 
 def http_request(rng: random.Random) -> HttpRequest:
     method, path, kind = _target(rng)
-    if method == "POST" and kind in ("events", "batch", "method") or kind == "weird path":
+    if method == "POST" and kind in ("events", "batch", "method", "disabled") \
+            or kind == "weird path":
         body, valid_body = _trigger_body(rng)
         if kind == "batch":
             body = json.dumps({"batch": [json.loads(body)] if valid_body else []}).encode() \
@@ -583,7 +589,10 @@ def http_request(rng: random.Random) -> HttpRequest:
         extra.append(("filter_by_prefix", rng.choice(["presence-", "private-", "", "ü"])))
     if rng.random() < 0.05:
         extra.append((rng.choice(["x", "INFO", "%", "a+b", "ü"]), rng.choice(WEIRD_TEXT[:8])))
-    query, good_signature = _query_string(rng, method.upper(), path.split("#")[0], body, extra)
+    credentials = (DISABLED_APP_KEY, DISABLED_APP_SECRET) if kind == "disabled" \
+        else (APP_KEY, APP_SECRET)
+    query, good_signature = _query_string(rng, method.upper(), path.split("#")[0], body, extra,
+                                          *credentials)
     if rng.random() < 0.05:
         query = rng.choice(["", "a=%zz&b", "&&&", "=", "auth_key=" + APP_KEY])
         good_signature = False
@@ -603,8 +612,8 @@ def http_request(rng: random.Random) -> HttpRequest:
         data = data.replace(b"\r\n", b"\n")
         sane = False
     if method not in ("GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "HEAD", "TRACE") \
-            or any(line.startswith(b"Upgrade:") for line in lines):
-        sane = False
+            or any(line.startswith(b"Upgrade:") for line in lines) or not target.isascii():
+        sane = False  # the request line or the upgrade may be refused before anything else
     expect = None
     too_big = len(body) > MAX_REQUEST_SIZE
     if sane and complete:
@@ -615,6 +624,10 @@ def http_request(rng: random.Random) -> HttpRequest:
         elif kind in ("events", "batch") and not good_signature:
             expect = frozenset({401, 400})
         elif kind == "up" and method == "GET":
+            expect = frozenset({200})
+        elif kind == "disabled" and good_signature:
+            expect = frozenset({403})
+        elif kind == "channels" and good_signature and not extra and not body:
             expect = frozenset({200})
     return HttpRequest(data, method.upper(), expect, complete,
                        closes=not (sane and complete) or too_big, signed=good_signature)

@@ -252,7 +252,7 @@ class Campaign:
                 on_connection = 0
             on_connection += 1
             case = gen.client_frame(rng, socket_id)
-            if await self._frame_case(ws, case, f"fuzz-sentinel-{index}-{number}"):
+            if await self._frame_case(ws, case, f"fuzz-sentinel-{index}-{number}", rng):
                 ws = None
         if ws is not None:
             self._leave(rng, ws)
@@ -265,17 +265,23 @@ class Campaign:
             ws.abort()
 
     async def _frame_case(self, ws: wire.WebSocketStream, case: gen.FrameCase,
-                          sentinel: str) -> bool:
+                          sentinel: str, rng: random.Random) -> bool:
         """Send one case and check its answers; True if the connection ended."""
         where = f"frame {case.kind}"
         opcode = wire.OP_BINARY if case.binary else wire.OP_TEXT
-        ws.send(wire.encode_frame(opcode, case.payload) + wire.text(json.dumps(
-            {"event": "pusher:subscribe", "data": {"channel": sentinel}}).encode())
+        data = wire.encode_frame(opcode, case.payload) + wire.text(json.dumps(
+            {"event": "pusher:subscribe", "data": {"channel": sentinel}}).encode()) \
             + wire.text(json.dumps(
-                {"event": "pusher:unsubscribe", "data": {"channel": sentinel}}).encode()))
+                {"event": "pusher:unsubscribe", "data": {"channel": sentinel}}).encode())
         answers: list[dict[str, Any]] = []
         close: int | None = -1
         try:
+            # Now and then the frames cross several writes, cut anywhere (mid-header too).
+            cuts = sorted(rng.sample(range(1, len(data)), 2)) if rng.random() < 0.1 else []
+            for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+                ws.send(data[start:end])
+                if end != len(data):
+                    await ws.writer.drain()
             while True:
                 frame = await ws.next_frame()
                 if frame is None:
