@@ -403,6 +403,8 @@ class HttpRequest:
     complete: bool = True  # False: the bytes end mid-request (no answer is owed)
     closes: bool = False  # framing the server cannot continue after (it may close)
     signed: bool = False
+    expect_upgrade: bool = False  # a valid handshake: 101 and connection_established
+    trailing_ping: bool = False  # a pusher:ping frame follows the handshake at once
 
 
 @dataclass
@@ -634,7 +636,25 @@ def http_request(rng: random.Random) -> HttpRequest:
 
 
 def upgrade_request(rng: random.Random) -> HttpRequest:
-    """A WebSocket handshake with one part bent (path, key, version, query, method)."""
+    """A WebSocket handshake with one part bent (path, key, version, query, method), or a
+    valid one as browsers spell it, sometimes with the first frame in the same write."""
+    if rng.random() < 0.3:
+        lines = [b"Host: 127.0.0.1",
+                 rng.choice([b"Upgrade: websocket", b"Upgrade: WebSocket", b"upgrade: websocket"]),
+                 rng.choice([b"Connection: Upgrade", b"Connection: keep-alive, Upgrade",
+                             b"connection: upgrade"]),
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", b"Sec-WebSocket-Version: 13"]
+        if rng.random() < 0.5:
+            lines.append(b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits")
+        if rng.random() < 0.3:
+            lines.append(b"Origin: http://localhost:5173")
+        ping = rng.random() < 0.5
+        data = f"GET /app/{APP_KEY}?protocol=7&client=js&version=8.6.0&flash=false HTTP/1.1" \
+            "\r\n".encode() + b"\r\n".join(lines) + b"\r\n\r\n"
+        if ping:
+            data += wire.text(PING_TEXT)
+        return HttpRequest(data, "UPGRADE", closes=True, expect_upgrade=True,
+                           trailing_ping=ping)
     path = rng.choice([f"/app/{APP_KEY}", f"/app/{DISABLED_APP_KEY}", "/app/unknown", "/app/",
                        "/apps/1001/events", "/", f"/app/{APP_KEY}/"])
     query = rng.choice(["protocol=7&client=js&version=8.6.0&flash=false", "", "protocol=4",

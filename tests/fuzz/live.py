@@ -420,7 +420,7 @@ class Campaign:
             self.report.add(where, f"no complete answer: {exc!r}", data)
             return
         if case.kind == "upgrade":
-            self._check_upgrade(received, data)
+            self._check_upgrade(received, case.requests[0])
             return
         try:
             answers = wire.decode_responses(received, [r.method == "HEAD" for r in case.requests])
@@ -446,8 +446,11 @@ class Campaign:
                 self.report.add(where, f"{len(answers)} answers to {len(case.requests)} "
                                 "requests", data)
 
-    def _check_upgrade(self, received: bytes, data: bytes) -> None:
-        where = "http upgrade"
+    def _check_upgrade(self, received: bytes, request: gen.HttpRequest) -> None:
+        where, data = "http upgrade", request.data
+        if request.expect_upgrade and not received.startswith(b"HTTP/1.1 101 "):
+            self.report.add(where, f"valid handshake answered {received[:200]!r}", data)
+            return
         if not received.startswith(b"HTTP/1.1 101 "):
             try:
                 answers = wire.decode_responses(received, [False])
@@ -479,8 +482,15 @@ class Campaign:
             self.report.add(where, "no first frame after 101", data)
             return
         first = texts[0]
+        for text in texts:
+            for problem in oracle.check_server_frame(json.dumps(text).encode()):
+                self.report.add(where, problem, data)
+        if request.trailing_ping and [t.get("event") for t in texts[1:2]] != ["pusher:pong"]:
+            self.report.add(where, f"the ping sent with the handshake got {texts!r:.300}", data)
         if first.get("event") == "pusher:connection_established":
             return
+        if request.expect_upgrade:
+            self.report.add(where, f"valid handshake refused: {first!r:.300}", data)
         # §1.4: a refusal is a pusher:error with a code, then a close with the same code.
         code = first.get("data", {}).get("code") if first.get("event") == "pusher:error" \
             else None
