@@ -23,6 +23,7 @@ no unhandled exception.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -155,10 +156,8 @@ class Campaign:
         await asyncio.gather(*workers)
         stop_triggers.set()
         await trigger_task
-        try:
+        with contextlib.suppress(TimeoutError):  # a missing trigger is reported below
             await asyncio.wait_for(self._observer_done.wait(), 10)
-        except TimeoutError:
-            pass
         observer_task.cancel()
         ws.abort()
         self._check_observer()
@@ -192,10 +191,8 @@ class Campaign:
                 self.report.triggers_sent = sequence
                 if final:
                     return
-                try:
+                with contextlib.suppress(TimeoutError):  # the interval passed: next trigger
                     await asyncio.wait_for(stop.wait(), self.options.trigger_interval)
-                except TimeoutError:
-                    pass
         except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
             self.report.add("observer", f"trigger connection failed: {exc!r}", b"")
         finally:

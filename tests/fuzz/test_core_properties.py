@@ -396,9 +396,9 @@ def test_any_change_to_a_signed_request_is_refused(
         assume(other != path)
         path = other
     elif change == "body":
-        other = data.draw(st.binary(max_size=60))
-        assume(other != body)
-        body = other
+        other_body = data.draw(st.binary(max_size=60))
+        assume(other_body != body)
+        body = other_body
     elif change == "param":
         index = data.draw(st.integers(0, len(params) - 1))
         key, value = params[index]

@@ -86,7 +86,8 @@ def decode_frames(buffer: bytearray) -> list[ServerFrame]:
         opcode = first & 0x0F
         if opcode not in (OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG):
             raise FrameDecodeError(f"server frame with opcode {opcode}")
-        frames.append(ServerFrame(bool(first & 0x80), opcode, bytes(buffer[offset:offset + length])))
+        payload = bytes(buffer[offset:offset + length])
+        frames.append(ServerFrame(bool(first & 0x80), opcode, payload))
         del buffer[:offset + length]
     return frames
 
@@ -134,7 +135,8 @@ class WebSocketStream:
             chunk = await asyncio.wait_for(self.reader.read(1 << 16), timeout)
             if not chunk:
                 if self.buffer:
-                    raise FrameDecodeError(f"stream ended inside a frame: {bytes(self.buffer[:80])!r}")
+                    raise FrameDecodeError(
+                        f"stream ended inside a frame: {bytes(self.buffer[:80])!r}")
                 return None
             self.buffer += chunk
         return self.frames.pop(0)
