@@ -32,6 +32,10 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"
             426: "Upgrade Required", 429: "Too Many Requests", 500: "Internal Server Error",
             503: "Service Unavailable"}
 LINGER_SECONDS = 5.0  # how long a refused request's remaining input is drained
+# The largest request line plus headers. The parser keeps a head in memory until it is
+# complete, so without a bound a client could grow it without end. Real heads are a few
+# KB (browsers' cookies on the upgrade included).
+MAX_HEAD_SIZE = 65_536
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,8 @@ def render_response(response: HttpResponse, keep_alive: bool, head: bool = False
 
 
 _EMPTY_OK_KEEP_ALIVE = render_response(EMPTY_OK, keep_alive=True)
+_HEAD_TOO_LARGE = error_response(
+    400, f"Request line and headers are larger than {MAX_HEAD_SIZE} bytes")
 
 
 class ServerProtocol(asyncio.Protocol):
@@ -76,6 +82,9 @@ class ServerProtocol(asyncio.Protocol):
         self._body_size = 0
         self._refused = False
         self._upgrading = False
+        self._in_body = False  # between a request's headers and its end
+        self._head_size = 0  # bytes received since the last request's headers ended
+        self._header_bytes = 0  # header names and values of the current request
         self._outbox: list[bytes] | None = None  # responses held while a chunk is parsed
         self.last_activity = time.monotonic()  # for the idle keep-alive sweep
 
@@ -133,6 +142,8 @@ class ServerProtocol(asyncio.Protocol):
         # Responses to every request in this chunk (pipelining, or a client that sends
         # several at once) leave in one write: one syscall instead of one per request.
         self._outbox = []
+        if not self._in_body:
+            self._head_size += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -144,6 +155,8 @@ class ServerProtocol(asyncio.Protocol):
             self._respond(error_response(400, "Malformed HTTP request"), False)
         finally:
             self._flush_outbox()
+        if self._head_size > MAX_HEAD_SIZE and not self._in_body and self.ws is None:
+            self._respond(_HEAD_TOO_LARGE, False)  # the head is still unfinished
 
     def _flush_outbox(self) -> None:
         outbox, self._outbox = self._outbox, None
@@ -170,6 +183,7 @@ class ServerProtocol(asyncio.Protocol):
         self._body = []
         self._body_size = 0
         self._upgrading = False
+        self._header_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         """httptools: a piece of the request target."""
@@ -179,11 +193,17 @@ class ServerProtocol(asyncio.Protocol):
         # Bytes kept as received: an API request reads at most two of them.
         """httptools: one header, its name lower-cased, its value kept as bytes."""
         self._headers[name.lower()] = value
+        self._header_bytes += len(name) + len(value)
 
     def on_headers_complete(self) -> None:
-        """httptools: refuse an oversized body (413) from its Content-Length, answer
-        ``Expect: 100-continue``, or note an upgrade.
+        """httptools: refuse a head over MAX_HEAD_SIZE (400) or an oversized body (413)
+        from its Content-Length, answer ``Expect: 100-continue``, or note an upgrade.
         """
+        self._in_body = True
+        if len(self._url) + self._header_bytes > MAX_HEAD_SIZE:  # arrived in one large read
+            self._respond(_HEAD_TOO_LARGE, False)
+            return
+        self._head_size = 0
         if self.parser.should_upgrade():
             self._upgrading = True
             return
@@ -213,6 +233,7 @@ class ServerProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         """httptools: the request is whole: route it to the HTTP API and answer."""
+        self._in_body = False
         if self._refused or self._upgrading:
             return
         raw_url = self._url

@@ -601,6 +601,9 @@ def http_request(rng: random.Random) -> HttpRequest:
         query = rng.choice(["", "a=%zz&b", "&&&", "=", "auth_key=" + APP_KEY])
         good_signature = False
     lines, complete, sane = _headers(rng, body, method)
+    huge_head = rng.random() < 0.01  # over the server's 64 KB bound on a request head
+    if huge_head:
+        lines.append(b"Cookie: " + b"c" * 70_000)
     chunked = b"Transfer-Encoding: chunked" in lines
     raw_body = body
     if chunked:
@@ -620,7 +623,9 @@ def http_request(rng: random.Random) -> HttpRequest:
         sane = False  # the request line or the upgrade may be refused before anything else
     expect = None
     too_big = len(body) > MAX_REQUEST_SIZE
-    if sane and complete:
+    if sane and huge_head:
+        expect = frozenset({400})
+    elif sane and complete:
         if too_big:
             expect = frozenset({413})
         elif kind == "events" and good_signature and valid_body:
@@ -634,7 +639,8 @@ def http_request(rng: random.Random) -> HttpRequest:
         elif kind == "channels" and good_signature and not extra and not body:
             expect = frozenset({200})
     return HttpRequest(data, method.upper(), expect, complete,
-                       closes=not (sane and complete) or too_big, signed=good_signature)
+                       closes=not (sane and complete) or too_big or huge_head,
+                       signed=good_signature)
 
 
 def upgrade_request(rng: random.Random) -> HttpRequest:
