@@ -448,7 +448,8 @@ def _query_string(rng: random.Random, method: str, path: str, body: bytes,
 
 def _trigger_body(rng: random.Random) -> tuple[bytes, bool]:
     """A trigger body and whether it is valid by construction."""
-    channels = [rng.choice(["", "private-", "presence-", "cache-"]) + rng.choice(NAMES)
+    channels = [rng.choice(["", "private-", "presence-", "cache-", "private-cache-",
+                            "presence-cache-", "#server-to-user-"]) + rng.choice(NAMES)
                 for _ in range(rng.randrange(1, 4))]
     body: dict[str, Any] = {"name": rng.choice(["update", "App\\Events\\X", "ü"]),
                             "data": json.dumps({"n": rng.randrange(1000)})}
@@ -576,9 +577,14 @@ def http_request(rng: random.Random) -> HttpRequest:
     if method == "POST" and kind in ("events", "batch", "method", "disabled") \
             or kind == "weird path":
         body, valid_body = _trigger_body(rng)
-        if kind == "batch":
-            body = json.dumps({"batch": [json.loads(body)] if valid_body else []}).encode() \
-                if rng.random() < 0.6 else body
+        if kind == "batch" and valid_body and rng.random() < 0.7:
+            item = json.loads(body)
+            channel = item.pop("channels", [None])[0] or item["channel"]
+            items = [dict(item, channel=channel) for _ in range(rng.randrange(1, 11))]
+            body = json.dumps({"batch": items}).encode()  # 1-10 valid items: a valid batch
+        elif kind == "batch":
+            body, valid_body = json.dumps({"batch": [json.loads(body)] if valid_body
+                                           else []}).encode(), False
     elif kind == "terminate":
         body, valid_body = (b"{}" if rng.random() < 0.8 else b""), True
     else:
@@ -628,7 +634,7 @@ def http_request(rng: random.Random) -> HttpRequest:
     elif sane and complete:
         if too_big:
             expect = frozenset({413})
-        elif kind == "events" and good_signature and valid_body:
+        elif kind in ("events", "batch") and good_signature and valid_body:
             expect = frozenset({200})
         elif kind in ("events", "batch") and not good_signature:
             expect = frozenset({401, 400})
