@@ -12,7 +12,7 @@ import os
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
-    "ci", max_examples=300, derandomize=True, deadline=None, database=None,
+    "ci", max_examples=200, derandomize=True, deadline=None, database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile(
