@@ -22,7 +22,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from pusherd.apps import App
-from pusherd.core import api, auth, channels, messages
+from pusherd.core import api, auth, channels, messages, origins
 from pusherd.core.ids import AppId, AppKey
 from pusherd.errors import HttpApiError, MessageFormatError, PusherError
 from tests.fuzz.oracle import PUSHER_ERROR_CODES, check_pusher_error
@@ -461,3 +461,38 @@ def test_a_pusher_error_renders_its_code_and_message() -> None:
 def test_the_oracle_accepts_every_code_of_the_table(code: int) -> None:
     assert check_pusher_error({"code": code, "message": "m"}) == []
     assert check_pusher_error({"code": 4200 + 99, "message": "m"}) != []
+
+
+# --- WebSocket Origin (§1.4) ------------------------------------------------------------
+
+origin_values = st.one_of(
+    st.text(max_size=40),
+    st.builds(lambda scheme, host, port: f"{scheme}://{host}{port}",
+              st.sampled_from(["http", "https", "ws", "HTTP", "ftp", ""]),
+              st.sampled_from(["app.example.com", "example.com", "a.b.example.com", "[::1]",
+                               "[::1", "::1", "evil-example.com", "APP.EXAMPLE.COM.", "",
+                               "user@app.example.com", "app.example.com.evil.net", "é.com"]),
+              st.sampled_from(["", ":5173", ":0", ":65535", ":65536", ":-1", ":x", ":",
+                               "/path", "?q", "#f"])),
+)
+origin_entries = st.lists(st.sampled_from([
+    "*.example.com", "app.example.com", "https://app.example.com", "http://localhost:5173",
+    "[::1]", "*", "", "*.", "http://[::1", "https://x:99999"]) | st.text(max_size=20),
+    max_size=4)
+
+
+@given(st.none() | origin_values, origin_entries)
+@example("http://[::1", ["*.example.com"])
+@example("http://app.example.com:99999", ["http://app.example.com"])
+def test_any_origin_is_admitted_or_refused_without_raising(
+    origin: str | None, entries: list[str]
+) -> None:
+    parsed = None if origin is None else origins.parse_origin(origin)
+    assert parsed is None or isinstance(parsed, tuple)
+    for entry in entries:
+        problem = origins.origin_entry_problem(entry)
+        assert problem is None or (isinstance(problem, str) and problem)
+    allowed = origins.origin_allowed(origin, entries)
+    assert allowed is True or allowed is False
+    if "*" in entries:
+        assert allowed
