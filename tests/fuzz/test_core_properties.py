@@ -26,6 +26,7 @@ from pusherd.core import api, auth, channels, messages, origins
 from pusherd.core.ids import AppId, AppKey
 from pusherd.errors import HttpApiError, MessageFormatError, PusherError
 from tests.fuzz.oracle import PUSHER_ERROR_CODES, check_pusher_error
+from tests.fuzz.profiles import FUZZ_SETTINGS
 
 APP = App(id=AppId("1001"), key=AppKey("app-key"), secret="app-secret",
           enable_client_events=True)
@@ -150,6 +151,7 @@ def _parse_or_refuse(payload: bytes | str) -> messages.ClientMessage | None:
         return None
 
 
+@FUZZ_SETTINGS
 @given(st.binary(max_size=300))
 @example(b'\xef\xbb\xbf{"event":"pusher:ping"}')
 @example(b'{"event":"pusher:ping","data":1e400}')
@@ -159,11 +161,13 @@ def test_any_bytes_parse_or_are_refused_with_code_null(payload: bytes) -> None:
     _parse_or_refuse(payload)
 
 
+@FUZZ_SETTINGS
 @given(json_values)
 def test_any_json_value_parses_or_is_refused_with_code_null(value: Any) -> None:
     _parse_or_refuse(_encode(value))
 
 
+@FUZZ_SETTINGS
 @given(st.text(max_size=200))
 def test_any_text_parses_or_is_refused_with_code_null(text: str) -> None:
     try:
@@ -173,6 +177,7 @@ def test_any_text_parses_or_is_refused_with_code_null(text: str) -> None:
     _parse_or_refuse(text)
 
 
+@FUZZ_SETTINGS
 @given(client_frames())
 def test_protocol_shaped_frames_parse_to_the_message_they_describe(frame: Any) -> None:
     message = _parse_or_refuse(_encode(frame))
@@ -203,6 +208,7 @@ def test_protocol_shaped_frames_parse_to_the_message_they_describe(frame: Any) -
         assert message.data == frame.get("data")
 
 
+@FUZZ_SETTINGS
 @given(client_frames(), st.integers(0, 400), st.binary(max_size=8))
 def test_mutated_frames_parse_or_are_refused_with_code_null(
     frame: Any, cut: int, insert: bytes
@@ -215,6 +221,7 @@ def test_mutated_frames_parse_or_are_refused_with_code_null(
 # --- channel and event names (§6.2, §12.1) ----------------------------------------------
 
 
+@FUZZ_SETTINGS
 @given(channel_names | json_values, st.integers(1, 300))
 def test_a_channel_name_is_valid_exactly_when_the_rule_says(name: Any, limit: int) -> None:
     problem = channels.channel_name_problem(name, limit)
@@ -231,6 +238,7 @@ def test_a_channel_name_is_valid_exactly_when_the_rule_says(name: Any, limit: in
         assert not (kind.encrypted and kind.allows_client_events)
 
 
+@FUZZ_SETTINGS
 @given(event_names | json_values, st.integers(1, 300))
 def test_an_event_name_is_valid_exactly_when_the_rule_says(name: Any, limit: int) -> None:
     problem = channels.event_name_problem(name, limit)
@@ -287,6 +295,7 @@ def _status_of(call: Any, *args: Any) -> Any:
         return exc.status
 
 
+@FUZZ_SETTINGS
 @given(st.binary(max_size=300) | json_values.map(_encode) | trigger_items(False).map(_encode))
 def test_any_trigger_body_parses_or_is_a_400_or_413(body: bytes) -> None:
     result = _status_of(api.parse_trigger, APP, body)
@@ -294,6 +303,7 @@ def test_any_trigger_body_parses_or_is_a_400_or_413(body: bytes) -> None:
         _check_trigger(result, APP)
 
 
+@FUZZ_SETTINGS
 @given(st.lists(trigger_items(True) | json_values, max_size=12).map(lambda b: {"batch": b})
        | json_values.map(lambda b: {"batch": b}) | json_values)
 def test_any_batch_body_parses_or_is_a_400_or_413(body: Any) -> None:
@@ -305,6 +315,7 @@ def test_any_batch_body_parses_or_is_a_400_or_413(body: Any) -> None:
             assert len(trigger.channels) == 1
 
 
+@FUZZ_SETTINGS
 @given(st.text(max_size=200))
 @example("a=%zz&%=1&==&&b=%E2%82%AC&c=%ff%fe+x")
 def test_any_query_string_decodes_to_pairs(query: str) -> None:
@@ -313,12 +324,14 @@ def test_any_query_string_decodes_to_pairs(query: str) -> None:
     assert len(pairs) <= query.count("&") + 1
 
 
+@FUZZ_SETTINGS
 @given(st.lists(st.tuples(st.text(alphabet="abcz_019", min_size=1, max_size=8),
                           st.text(alphabet="abcz_019,.", max_size=8)), max_size=6))
 def test_a_plain_query_decodes_to_what_was_encoded(pairs: list[tuple[str, str]]) -> None:
     assert api.parse_query("&".join(f"{k}={v}" for k, v in pairs)) == pairs
 
 
+@FUZZ_SETTINGS
 @given(st.none() | st.text(max_size=60) | st.lists(
     st.sampled_from(["user_count", "subscription_count", "cache", "", " ", "x"])).map(",".join),
     channel_names)
@@ -370,6 +383,7 @@ extra_params = st.lists(st.tuples(
     st.text(max_size=12)), max_size=3)
 
 
+@FUZZ_SETTINGS
 @given(methods, paths, st.binary(max_size=60), extra_params)
 def test_a_correctly_signed_request_is_accepted(
     method: str, path: str, body: bytes, extra: list[tuple[str, str]]
@@ -379,6 +393,7 @@ def test_a_correctly_signed_request_is_accepted(
     assert _verify(method, path, _signed_params(method.upper(), path, body, extra), body) == 200
 
 
+@FUZZ_SETTINGS
 @given(methods, paths, st.binary(max_size=60), extra_params, st.data())
 def test_any_change_to_a_signed_request_is_refused(
     method: str, path: str, body: bytes, extra: list[tuple[str, str]], data: st.DataObject
@@ -413,6 +428,7 @@ def test_any_change_to_a_signed_request_is_refused(
     assert _verify(method, path, params, body) in (400, 401)
 
 
+@FUZZ_SETTINGS
 @given(st.lists(st.tuples(st.text(max_size=16), st.text(max_size=16)), max_size=8),
        st.binary(max_size=40), methods, paths)
 @example([("auth_key", "app-key"), ("auth_timestamp", "1_700_000_000"),
@@ -427,6 +443,7 @@ def test_any_query_is_verified_or_refused_with_400_or_401(
     _verify(method, path, params, body)
 
 
+@FUZZ_SETTINGS
 @given(st.text(max_size=30), channel_names, st.none() | st.text(max_size=40),
        st.none() | st.text(max_size=80) | st.text(alphabet="app-key:0123456789abcdef"))
 def test_channel_auth_verification_never_raises_and_accepts_only_the_signature(
@@ -441,6 +458,7 @@ def test_channel_auth_verification_never_raises_and_accepts_only_the_signature(
     assert result is (token == good)
 
 
+@FUZZ_SETTINGS
 @given(st.text(max_size=30), st.text(max_size=60), st.text(max_size=90))
 def test_user_auth_verification_never_raises_and_accepts_only_the_signature(
     socket_id: str, user_data: str, token: str
@@ -481,6 +499,7 @@ origin_entries = st.lists(st.sampled_from([
     max_size=4)
 
 
+@FUZZ_SETTINGS
 @given(st.none() | origin_values, origin_entries)
 @example("http://[::1", ["*.example.com"])
 @example("http://app.example.com:99999", ["http://app.example.com"])
