@@ -416,7 +416,7 @@ class HttpCase:
     split: list[int] = field(default_factory=list)  # write boundaries
 
 
-def _query_string(rng: random.Random, method: str, path: str, body: bytes,
+def signed_query(rng: random.Random, method: str, path: str, body: bytes,
                   extra: list[tuple[str, str]], key: str = APP_KEY,
                   secret: str = APP_SECRET) -> tuple[str, bool]:
     """The signed query (§13) of a request, bent with some probability; and whether the
@@ -601,7 +601,7 @@ def http_request(rng: random.Random) -> HttpRequest:
         extra.append((rng.choice(["x", "INFO", "%", "a+b", "ü"]), rng.choice(WEIRD_TEXT[:8])))
     credentials = (DISABLED_APP_KEY, DISABLED_APP_SECRET) if kind == "disabled" \
         else (APP_KEY, APP_SECRET)
-    query, good_signature = _query_string(rng, method.upper(), path.split("#")[0], body, extra,
+    query, good_signature = signed_query(rng, method.upper(), path.split("#")[0], body, extra,
                                           *credentials)
     if rng.random() < 0.05:
         query = rng.choice(["", "a=%zz&b", "&&&", "=", "auth_key=" + APP_KEY])

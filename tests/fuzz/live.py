@@ -110,20 +110,20 @@ class Report:
 
 def _signed_trigger(channel: str, name: str, data: str) -> bytes:
     body = json.dumps({"name": name, "channel": channel, "data": data}).encode()
-    query, _ = gen._query_string(_NO_BENDING, "POST", f"/apps/{gen.APP_ID}/events", body, [])
+    query, _ = gen.signed_query(UNBENT_RANDOM, "POST", f"/apps/{gen.APP_ID}/events", body, [])
     return (f"POST /apps/{gen.APP_ID}/events?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
             ).encode() + body
 
 
-class _NoBending(random.Random):
+class _UnbentRandom(random.Random):
     """A Random whose draws never pick a bent signature (the trigger loop signs right)."""
 
     def random(self) -> float:
         return 0.99
 
 
-_NO_BENDING = _NoBending()
+UNBENT_RANDOM = _UnbentRandom()
 
 
 class Campaign:
@@ -508,7 +508,7 @@ async def _up(port: int) -> bool:
     return received.startswith(b"HTTP/1.1 200 ")
 
 
-def _alarms(lines: list[str]) -> list[str]:
+def find_log_alarms(lines: list[str]) -> list[str]:
     """Each log record that shows an escaped exception, with its traceback lines."""
     alarms: list[str] = []
     in_record = False
@@ -534,5 +534,5 @@ def run_fuzz(options: Options) -> Report:
 
         report = asyncio.run(campaign())
     # After the stop: a shutdown that raised would show here too.
-    report.log_alarms = _alarms(list(server.output))
+    report.log_alarms = find_log_alarms(list(server.output))
     return report
