@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import tomllib
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
@@ -52,10 +53,25 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
-    """``[redis]``: the shared state of a cluster of pusherd processes."""
+    """Scaling out over Redis (docs/scaling.md). ``url`` empty: the in-memory adapter.
 
-    url: str = ""
-    prefix: str = "pusherd"
+    ``url`` may carry a password, so it is kept out of ``repr``; log :meth:`redacted_url`.
+    """
+
+    url: str = field(default="", repr=False)
+    prefix: str = "pusherd"  # every key and the bus channel start with "<prefix>:"
+    channel: str = "bus"  # the pub/sub channel is "<prefix>:<channel>"
+    lease_ttl: float = 10.0  # seconds a node's entries outlive its last lease renewal
+    reap_interval: float = 2.0  # seconds between two looks for lapsed nodes
+    max_buffered_bytes: int = 4_194_304  # bus messages kept while Redis is unreachable
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url)
+
+    def redacted_url(self) -> str:
+        """The URL with any password replaced by ``***`` (safe to log)."""
+        return redact_redis_url(self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,10 +289,7 @@ def load_config(
         seen_ids.add(app.id)
         seen_keys.add(app.key)
 
-    redis_raw = raw.get("redis", {})
-    redis: RedisConfig = _build(RedisConfig, redis_raw, "redis")
-    if redis.url and not redis.url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("redis.url", f"must be a redis:// URL, got {redis.url!r}")
+    redis = load_redis_config(raw.get("redis", {}), env)
     if redis.url:
         # Refuse rather than run nodes that each believe they share state.
         raise ConfigError(
@@ -284,3 +297,151 @@ def load_config(
             "remove [redis] url to run one process on the in-memory adapter")
     return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app,
                   warnings=tuple(warnings))
+
+
+# --- [redis] -------------------------------------------------------------------------------
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off", "null"})
+
+
+def redact_redis_url(url: str) -> str:
+    """`url` with its password (if any) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if _port_or_none(parts) else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _port_or_none(parts: Any) -> int | None:
+    try:
+        port: int | None = parts.port
+    except ValueError:
+        return None
+    return port
+
+
+def _env_flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(name, f"expected true or false, got {env[name]!r}")
+
+
+def _laravel_redis_url(env: Mapping[str, str]) -> str:
+    """The URL Laravel's ``REDIS_*`` variables describe: ``REDIS_URL`` when set, its
+    missing parts (user, password, database) filled from the separate variables, as
+    Laravel merges them; otherwise built from ``REDIS_HOST`` / ``REDIS_PORT`` / ... ."""
+    username = env.get("REDIS_USERNAME") or ""
+    password = env.get("REDIS_PASSWORD") or ""
+    if password.lower() == "null":  # Laravel's .env spells "no password" this way
+        password = ""
+    database = env.get("REDIS_DB") or ""
+    url = env.get("REDIS_URL") or ""
+    if url:
+        parts = _split_redis_url("REDIS_URL", url)
+        if parts.scheme == "unix":
+            return url
+        # The URL's own user and password (already percent-encoded) win over the
+        # separate variables, which only fill what the URL leaves out.
+        userinfo, _, netloc = parts.netloc.rpartition("@")
+        user, has_secret, secret = userinfo.partition(":")
+        if not user and username:
+            user = quote(username, safe="")
+        if not has_secret and password:
+            secret, has_secret = quote(password, safe=""), ":"
+        if user or has_secret:
+            netloc = f"{user}{has_secret}{secret}@{netloc}"
+        path = parts.path if parts.path.strip("/") else (f"/{database}" if database else "")
+        return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+    host = env.get("REDIS_HOST") or "127.0.0.1"
+    port = env.get("REDIS_PORT") or "6379"
+    if not port.isdigit():
+        raise ConfigError("REDIS_PORT", f"expected an integer, got {port!r}")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    auth = ""
+    if password:
+        auth = f"{quote(username, safe='')}:{quote(password, safe='')}@"
+    elif username:
+        auth = f"{quote(username, safe='')}@"
+    return f"redis://{auth}{host}:{port}/{database or 0}"
+
+
+def _split_redis_url(key: str, url: str) -> Any:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError(key, f"not a valid URL: {redact_redis_url(url)!r}") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError(key, "must be a redis://, rediss:// (TLS) or unix:// URL, got "
+                          f"{redact_redis_url(url)!r}")
+    return parts
+
+
+def _validate_redis_url(key: str, url: str) -> None:
+    parts = _split_redis_url(key, url)
+    shown = redact_redis_url(url)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(key, f"a unix:// URL needs a socket path, got {shown!r}")
+        return
+    if not parts.hostname:
+        raise ConfigError(key, f"has no host, got {shown!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(key, f"port must be 0..65535, got {shown!r}") from None
+    if port == 0:
+        raise ConfigError(key, f"port must be 1..65535, got {shown!r}")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ConfigError(key, f"the database (the path) must be a number, got {shown!r}")
+
+
+def load_redis_config(section: Any, env: Mapping[str, str]) -> RedisConfig:
+    """The ``[redis]`` table plus the environment, validated.
+
+    The URL comes from, first to last: ``PUSHERD_REDIS_URL``; Laravel Reverb's
+    ``REVERB_SCALING_ENABLED=true`` with Laravel's ``REDIS_URL`` or ``REDIS_HOST`` /
+    ``REDIS_PORT`` / ``REDIS_USERNAME`` / ``REDIS_PASSWORD`` / ``REDIS_DB``; the file's
+    ``url``. ``REVERB_SCALING_CHANNEL`` names the bus channel. Raises
+    :class:`ConfigError` naming the key; a password is never part of a message.
+    """
+    if not isinstance(section, dict):
+        raise ConfigError("redis", "must be a table")
+    redis_raw = dict(section)
+    url_key = "redis.url"
+    if env.get("PUSHERD_REDIS_URL"):
+        redis_raw["url"], url_key = env["PUSHERD_REDIS_URL"], "PUSHERD_REDIS_URL"
+    elif _env_flag(env, "REVERB_SCALING_ENABLED"):
+        redis_raw["url"] = _laravel_redis_url(env)
+        url_key = "REDIS_URL" if env.get("REDIS_URL") else "REDIS_HOST"
+    if env.get("REVERB_SCALING_CHANNEL"):
+        redis_raw["channel"] = env["REVERB_SCALING_CHANNEL"]
+    if "url" in redis_raw and not isinstance(redis_raw["url"], str):
+        raise ConfigError("redis.url", "expected a string")
+    redis: RedisConfig = _build(RedisConfig, redis_raw, "redis")
+    if redis.url:
+        _validate_redis_url(url_key, redis.url)
+    for name, value in (("prefix", redis.prefix), ("channel", redis.channel)):
+        if not value or any(c.isspace() or c in "*?[]" for c in value):
+            raise ConfigError(f"redis.{name}", "must be non-empty, without spaces or "
+                              f"* ? [ ], got {value!r}")
+    _positive("redis.lease_ttl", redis.lease_ttl)
+    _positive("redis.reap_interval", redis.reap_interval)
+    _positive("redis.max_buffered_bytes", redis.max_buffered_bytes, allow_zero=True)
+    if redis.lease_ttl < 1.0:
+        raise ConfigError("redis.lease_ttl", f"must be at least 1 second, got {redis.lease_ttl!r}")
+    return redis
