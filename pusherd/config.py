@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
@@ -322,7 +322,7 @@ def redact_redis_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def _port_or_none(parts: Any) -> int | None:
+def _port_or_none(parts: SplitResult) -> int | None:
     try:
         port: int | None = parts.port
     except ValueError:
@@ -379,7 +379,7 @@ def _laravel_redis_url(env: Mapping[str, str]) -> str:
     return f"redis://{auth}{host}:{port}/{database or 0}"
 
 
-def _split_redis_url(key: str, url: str) -> Any:
+def _split_redis_url(key: str, url: str) -> SplitResult:
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -17,7 +17,6 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import redis as redis_sync
 
