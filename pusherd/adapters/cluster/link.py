@@ -16,6 +16,7 @@ logged and the next message is still read (the link drops nothing it received).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -101,10 +102,8 @@ class RedisLink:
         self._ready.clear()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         await self.client.aclose()
 
     def report_failure(self, exc: BaseException) -> None:
@@ -180,7 +179,5 @@ class RedisLink:
 
 
 async def _close_quietly(pubsub: PubSub) -> None:
-    try:
+    with contextlib.suppress(*LINK_ERRORS):
         await pubsub.aclose()  # type: ignore[no-untyped-call]  # unannotated upstream
-    except LINK_ERRORS:
-        pass
