@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 from redis.asyncio import Redis
 
+from pusherd.adapters.cluster.bus import BusMessage, ChangesMessage, decode_bus_message
 from pusherd.adapters.cluster.keys import KeyLayout
 from pusherd.adapters.cluster.state import (
     ChangeKind,
@@ -301,3 +302,34 @@ async def test_a_leaving_node_takes_its_entries_with_it(
     assert _kinds(changes) == [("member_removed", "presence-r", "ann"),
                                ("vacated", "presence-r", None)]
     assert not await a.still_registered()
+
+
+async def test_a_script_publishes_what_it_decided_on_the_bus_in_the_same_step(
+        redis_client: Redis, redis_prefix: str) -> None:
+    keys = KeyLayout(redis_prefix)
+    listener = redis_client.pubsub(ignore_subscribe_messages=True)
+    await listener.subscribe(keys.bus)
+    try:
+        a = await _node(redis_client, redis_prefix, "node-a")
+        await a.subscribe(APP, "presence-r", "ann", encode_member("ann", None),
+                          socket_id="1.1")
+        await a.subscribe(APP, "presence-r", "ann", encode_member("ann", None),
+                          socket_id="1.2")
+        received: list[BusMessage] = []
+
+        async def two() -> None:
+            while len(received) < 2:
+                message = await listener.get_message(timeout=1.0)
+                if message is not None:
+                    received.append(decode_bus_message(message["data"]))
+
+        await asyncio.wait_for(two(), 10)
+        first, second = received
+        assert isinstance(first, ChangesMessage) and isinstance(second, ChangesMessage)
+        assert (first.origin, first.socket_id) == ("node-a", "1.1")
+        assert _kinds(list(first.changes)) == [("occupied", "presence-r", None),
+                                               ("member_added", "presence-r", "ann")]
+        assert first.changes[1].member_value() == ("ann", None)
+        assert _kinds(list(second.changes)) == [("count", "presence-r", None)]
+    finally:
+        await listener.aclose()

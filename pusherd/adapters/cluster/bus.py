@@ -2,8 +2,11 @@
 
 One message per cause, never one per node or per channel: an HTTP trigger (all of its
 channels in one :class:`TriggerMessage`), a client event, a batch of state transitions
-decided by a script, a terminate-user request. Each carries the id of the node that
-sent it; that node has already applied it to its own sockets, so it drops its own echo.
+decided by a script (published by the script itself, see :mod:`.scripts`), a
+terminate-user request. Each carries the id of the node that sent it. A node has already
+delivered its own triggers, client events and terminate requests to its sockets, so it
+drops their echo; transitions it applies from the bus only, its own included, so that
+every node applies them in the one order Redis decided them.
 
 Publishing never waits: :meth:`Bus.publish` encodes the message once and queues it; a
 writer task sends the queue in order, several messages per round trip. While Redis is
@@ -32,7 +35,7 @@ from typing import Any
 import orjson
 
 from pusherd.adapters.cluster.link import LINK_ERRORS, RedisLink
-from pusherd.adapters.cluster.state import ChangeKind, StateChange
+from pusherd.adapters.cluster.state import StateChange, decode_changes
 
 log = logging.getLogger("pusherd.redis")
 
@@ -92,15 +95,9 @@ BusMessage = TriggerMessage | ClientEventMessage | ChangesMessage | TerminateMes
 
 
 def _encode_change(change: StateChange) -> list[Any]:
-    return [change.kind.value, change.app_id, change.channel, change.user_key,
-            change.member.decode() if change.member is not None else None, change.count]
-
-
-def _decode_change(raw: list[Any]) -> StateChange:
-    kind, app_id, channel, user_key, member, count = raw
-    return StateChange(ChangeKind(kind), str(app_id), str(channel),
-                       None if user_key is None else str(user_key),
-                       None if member is None else str(member).encode(), int(count))
+    # The six fields the scripts publish, "" where a field does not apply.
+    return [change.kind.value, change.app_id, change.channel, change.user_key or "",
+            change.member.decode() if change.member is not None else "", change.count]
 
 
 def encode_bus_message(message: BusMessage) -> bytes:
@@ -138,8 +135,7 @@ def decode_bus_message(payload: bytes) -> BusMessage:
             return ClientEventMessage(origin, str(body["a"]), str(body["c"]),
                                       str(body["e"]), body["d"], str(body["x"]), body["u"])
         if kind == "changes":
-            return ChangesMessage(origin, tuple(_decode_change(c) for c in body["s"]),
-                                  str(body["x"]))
+            return ChangesMessage(origin, tuple(decode_changes(body["s"])), str(body["x"]))
         if kind == "terminate":
             return TerminateMessage(origin, str(body["a"]), str(body["u"]))
     except (KeyError, TypeError) as exc:
@@ -202,7 +198,8 @@ class Bus:
         self._wake.set()
 
     def receive(self, payload: bytes) -> None:
-        """One message from the pub/sub channel: decode, drop our own echo, apply."""
+        """One message from the pub/sub channel: decode, drop our own echo (but not of
+        transitions), apply."""
         try:
             message = decode_bus_message(payload)
         except ValueError as exc:
@@ -210,7 +207,7 @@ class Bus:
                 self._bad_logged = True
                 log.warning("ignoring a message on the bus that is not ours (%s)", exc)
             return
-        if message.origin == self.node_id:
+        if message.origin == self.node_id and not isinstance(message, ChangesMessage):
             return
         self.received += 1
         self.handler(message)

@@ -5,15 +5,19 @@ subscriber anywhere left, a dead node's members removed) must be decided exactly
 the whole cluster. A script reads and writes the counters in one step, and its return
 value is the decision: only the node that ran it announces the transition.
 
-Every script takes ``ARGV[1]`` = key prefix and ``ARGV[2]`` = node id, and builds the
-key names of :mod:`.keys`. Times come from the Redis clock (``TIME``), so the nodes'
-clocks never need to agree. Transitions come back as arrays:
+Every script takes ``ARGV[1]`` = key prefix, ``ARGV[2]`` = the node whose entries it
+changes, ``ARGV[3]`` = the node running it (the origin of what it publishes),
+``ARGV[4]`` = the bus channel ("" publishes nothing), ``ARGV[5]`` = the socket that caused
+the change ("" for none), then its own arguments; it builds the key names of
+:mod:`.keys`. Times come from the Redis clock (``TIME``), so the nodes' clocks never need
+to agree. Transitions come back as arrays of six, ``{kind, app, channel, user_key,
+member_json, count}`` ("" where a field does not apply), kind one of ``occupied``,
+``count``, ``vacated``, ``member_added``, ``member_removed``, ``online``, ``offline``.
 
-* ``{"occupied", app, channel, count}``, ``{"count", app, channel, count}``,
-  ``{"vacated", app, channel, 0}``
-* ``{"member_added", app, channel, member_key, member_json}``,
-  ``{"member_removed", app, channel, member_key, member_json}``
-* ``{"online", app, user_id}``, ``{"offline", app, user_id}``
+A script that decided transitions also PUBLISHes them on the bus (a ``changes`` message
+of :mod:`.bus`) inside the same atomic step: every node, the origin included, applies
+transitions in the one order Redis decided them, and no decision can be lost between
+the script and a separate publish.
 
 A node's every contribution is also counted in its own hash ``P:node:<node>``, which is
 what the reaper subtracts when the node's lease lapses. Mutating scripts refuse to run
@@ -29,9 +33,24 @@ from __future__ import annotations
 _PRELUDE = r"""
 local P = ARGV[1]
 local NODE = ARGV[2]
+local ORIGIN = ARGV[3]
+local BUS = ARGV[4]
+local SOCKET = ARGV[5]
 local NODES = P .. ':nodes'
 local NODE_KEY = P .. ':node:' .. NODE
 local out = {}
+
+local function note(kind, app, channel, user_key, member, count)
+  out[#out + 1] = {kind, app, channel, user_key, member, count}
+end
+
+-- Tell every node (this one included) what was decided, in the order it was decided.
+local function announce()
+  if BUS ~= '' and #out > 0 then
+    redis.call('PUBLISH', BUS, cjson.encode({v = 1, t = 'changes', o = ORIGIN, x = SOCKET,
+                                             s = out}))
+  end
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -60,11 +79,11 @@ local function change_subscriptions(app, channel, delta)
   local before = total - delta
   if total <= 0 then
     redis.call('HDEL', key, channel)
-    if before > 0 then out[#out + 1] = {'vacated', app, channel, 0} end
+    if before > 0 then note('vacated', app, channel, '', '', 0) end
   elseif before <= 0 then
-    out[#out + 1] = {'occupied', app, channel, total}
+    note('occupied', app, channel, '', '', total)
   else
-    out[#out + 1] = {'count', app, channel, total}
+    note('count', app, channel, '', '', total)
   end
 end
 
@@ -79,11 +98,11 @@ local function change_member(app, channel, member_key, member_json, delta)
     redis.call('HDEL', refs, member_key)
     redis.call('HDEL', roster, member_key)
     if before > 0 then
-      out[#out + 1] = {'member_removed', app, channel, member_key, kept or ''}
+      note('member_removed', app, channel, member_key, kept or '', 0)
     end
   elseif before <= 0 then
     redis.call('HSET', roster, member_key, member_json)
-    out[#out + 1] = {'member_added', app, channel, member_key, member_json}
+    note('member_added', app, channel, member_key, member_json, 0)
   end
 end
 
@@ -94,9 +113,9 @@ local function change_user(app, user_id, delta)
   local before = total - delta
   if total <= 0 then
     redis.call('HDEL', key, user_id)
-    if before > 0 then out[#out + 1] = {'offline', app, user_id} end
+    if before > 0 then note('offline', app, '', user_id, '', 0) end
   elseif before <= 0 then
-    out[#out + 1] = {'online', app, user_id}
+    note('online', app, '', user_id, '', 0)
   end
 end
 
@@ -132,84 +151,90 @@ local function drop_node()
 end
 """
 
-# ARGV: prefix, node, app, channel, member_key ("" if not presence), member_json,
-# max_members, want_cache ("1"/"0").
+# ARGV: prefix, node, origin, bus, socket_id, app, channel, member_key ("" if not
+# presence), member_json, max_members, want_cache ("1"/"0").
 # -> {"ok", transitions, roster (flat key/json pairs, presence only), {cached, pttl} or {}}
 #    | {"full"} | {"unregistered"}
 SUBSCRIBE = _PRELUDE + r"""
 if not registered() then return {'unregistered'} end
-local app, channel, member_key = ARGV[3], ARGV[4], ARGV[5]
+local app, channel, member_key = ARGV[6], ARGV[7], ARGV[8]
 if member_key ~= '' then
   local refs = app_key(app, 'presence:' .. channel)
   if redis.call('HEXISTS', refs, member_key) == 0
-      and redis.call('HLEN', refs) >= tonumber(ARGV[7]) then
+      and redis.call('HLEN', refs) >= tonumber(ARGV[10]) then
     return {'full'}
   end
 end
 change_subscriptions(app, channel, 1)
 local roster = {}
 if member_key ~= '' then
-  change_member(app, channel, member_key, ARGV[6], 1)
+  change_member(app, channel, member_key, ARGV[9], 1)
   roster = redis.call('HGETALL', app_key(app, 'roster:' .. channel))
 end
 local cached = {}
-if ARGV[8] == '1' then
+if ARGV[11] == '1' then
   local key = app_key(app, 'cache:' .. channel)
   local value = redis.call('GET', key)
   if value then cached = {value, redis.call('PTTL', key)} end
 end
+announce()
 return {'ok', out, roster, cached}
 """
 
-# ARGV: prefix, node, app, channel, member_key ("" if not presence)
+# ARGV: prefix, node, origin, bus, socket_id, app, channel, member_key ("" if not presence)
 # -> {"ok", transitions} | {"unregistered"}
 UNSUBSCRIBE = _PRELUDE + r"""
 if not registered() then return {'unregistered'} end
-local app, channel, member_key = ARGV[3], ARGV[4], ARGV[5]
+local app, channel, member_key = ARGV[6], ARGV[7], ARGV[8]
 if member_key ~= '' then change_member(app, channel, member_key, '', -1) end
 change_subscriptions(app, channel, -1)
+announce()
 return {'ok', out}
 """
 
-# ARGV: prefix, node, app, user_id, watched user ids...
+# ARGV: prefix, node, origin, bus, socket_id, app, user_id, watched user ids...
 # -> {"ok", transitions, {1|0 per watched id: online anywhere}} | {"unregistered"}
 SIGN_IN = _PRELUDE + r"""
 if not registered() then return {'unregistered'} end
-local app = ARGV[3]
-change_user(app, ARGV[4], 1)
+local app = ARGV[6]
+change_user(app, ARGV[7], 1)
 local users = app_key(app, 'users')
 local online = {}
-for i = 5, #ARGV do
+for i = 8, #ARGV do
   online[#online + 1] = redis.call('HEXISTS', users, ARGV[i])
 end
+announce()
 return {'ok', out, online}
 """
 
-# ARGV: prefix, node, app, user_id -> {"ok", transitions} | {"unregistered"}
+# ARGV: prefix, node, origin, bus, socket_id, app, user_id
+# -> {"ok", transitions} | {"unregistered"}
 SIGN_OUT = _PRELUDE + r"""
 if not registered() then return {'unregistered'} end
-change_user(ARGV[3], ARGV[4], -1)
+change_user(ARGV[6], ARGV[7], -1)
+announce()
 return {'ok', out}
 """
 
-# ARGV: prefix, node, lease ms -> 1 renewed | 0 not registered (reaped: re-register)
+# ARGV: prefix, node, origin, bus, socket_id, lease ms
+# -> 1 renewed | 0 not registered (reaped: re-register)
 RENEW = _PRELUDE + r"""
 if not registered() then return 0 end
-redis.call('ZADD', NODES, now_ms() + tonumber(ARGV[3]), NODE)
+redis.call('ZADD', NODES, now_ms() + tonumber(ARGV[6]), NODE)
 return 1
 """
 
 # Make the node's contributions equal to a snapshot of its live state, and (re)take the
 # lease. Used at start, after a reconnect, and by a node that finds it was reaped.
-# ARGV: prefix, node, lease ms, snapshot JSON
+# ARGV: prefix, node, origin, bus, socket_id, lease ms, snapshot JSON
 #   {"s": [[app, channel, sockets]...], "m": [[app, channel, key, member_json, sockets]...],
 #    "u": [[app, user_id, sockets]...]}
 # -> {was_registered (1|0), transitions}
 SYNC = _PRELUDE + r"""
 local was = registered() and 1 or 0
-redis.call('ZADD', NODES, now_ms() + tonumber(ARGV[3]), NODE)
+redis.call('ZADD', NODES, now_ms() + tonumber(ARGV[6]), NODE)
 local have = node_entries()
-local snapshot = cjson.decode(ARGV[4])
+local snapshot = cjson.decode(ARGV[7])
 local want = {s = {}, m = {}, u = {}}
 for _, e in ipairs(snapshot.s or {}) do
   want.s[cjson.encode({'s', e[1], e[2]})] = {parts = {'s', e[1], e[2]}, count = e[3]}
@@ -248,21 +273,24 @@ each('u', 1, users)
 each('m', -1, members)
 each('s', -1, subs)
 each('u', -1, users)
+announce()
 return {was, out}
 """
 
-# ARGV: prefix, lapsed node, "force" to drop even a live lease (a node leaving).
+# ARGV: prefix, lapsed node, origin (the reaper), bus, "", "force" to drop even a live
+# lease (a node leaving).
 # -> transitions ({} when the node was not there or its lease has not lapsed: another
 #    node reaped it first, or it renewed in time)
 REAP = _PRELUDE + r"""
 local score = redis.call('ZSCORE', NODES, NODE)
 if not score then return {} end
-if ARGV[3] ~= 'force' and tonumber(score) > now_ms() then return {} end
+if ARGV[6] ~= 'force' and tonumber(score) > now_ms() then return {} end
 drop_node()
+announce()
 return out
 """
 
-# ARGV: prefix, "" -> node ids whose lease has lapsed (Redis clock)
+# ARGV: prefix, "", "", "", "" -> node ids whose lease has lapsed (Redis clock)
 LAPSED = _PRELUDE + r"""
 return redis.call('ZRANGEBYSCORE', NODES, '-inf', '(' .. now_ms())
 """

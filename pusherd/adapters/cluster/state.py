@@ -81,21 +81,13 @@ def _text(value: bytes | str) -> str:
 
 
 def decode_changes(raw: Sequence[Any]) -> list[StateChange]:
-    """Turn a script's transition arrays into :class:`StateChange` values."""
+    """Turn a script's transition arrays (six fields, "" where none) into values."""
     changes = []
-    for entry in raw:
-        kind = ChangeKind(_text(entry[0]))
-        app_id = _text(entry[1])
-        if kind in (ChangeKind.ONLINE, ChangeKind.OFFLINE):
-            changes.append(StateChange(kind, app_id, "", user_key=_text(entry[2])))
-        elif kind in (ChangeKind.MEMBER_ADDED, ChangeKind.MEMBER_REMOVED):
-            member = entry[4]
-            changes.append(StateChange(
-                kind, app_id, _text(entry[2]), user_key=_text(entry[3]),
-                member=member.encode() if isinstance(member, str) else member,
-            ))
-        else:
-            changes.append(StateChange(kind, app_id, _text(entry[2]), count=int(entry[3])))
+    for kind, app_id, channel, user_key, member, count in raw:
+        member_bytes = member.encode() if isinstance(member, str) else member
+        changes.append(StateChange(
+            ChangeKind(_text(kind)), _text(app_id), _text(channel),
+            _text(user_key) or None, member_bytes or None, int(count)))
     return changes
 
 
@@ -166,11 +158,14 @@ class ClusterState:
     it (a third is the adapter's default).
     """
 
-    def __init__(self, redis: Redis, keys: KeyLayout, node_id: str, lease_ms: int) -> None:
+    def __init__(self, redis: Redis, keys: KeyLayout, node_id: str, lease_ms: int,
+                 announce: bool = True) -> None:
         self.redis = redis
         self.keys = keys
         self.node_id = node_id
         self.lease_ms = lease_ms
+        # Scripts publish what they decide on the bus (``changes`` messages) unless off.
+        self.bus = keys.bus if announce else ""
         self._subscribe: AsyncScript = redis.register_script(scripts.SUBSCRIBE)
         self._unsubscribe: AsyncScript = redis.register_script(scripts.UNSUBSCRIBE)
         self._sign_in: AsyncScript = redis.register_script(scripts.SIGN_IN)
@@ -180,8 +175,8 @@ class ClusterState:
         self._reap: AsyncScript = redis.register_script(scripts.REAP)
         self._lapsed: AsyncScript = redis.register_script(scripts.LAPSED)
 
-    def _args(self, *rest: str | bytes | int) -> list[str | bytes | int]:
-        return [self.keys.prefix, self.node_id, *rest]
+    def _args(self, socket_id: str, *rest: str | bytes | int) -> list[str | bytes | int]:
+        return [self.keys.prefix, self.node_id, self.node_id, self.bus, socket_id, *rest]
 
     # --- the lease ------------------------------------------------------------------
 
@@ -191,41 +186,44 @@ class ClusterState:
         Returns (was still registered, the transitions the difference caused: members
         announced again after a reap, those that left while Redis was unreachable, ...).
         """
-        was, raw = await self._sync(args=self._args(self.lease_ms, snapshot.encode()))
+        was, raw = await self._sync(args=self._args("", self.lease_ms, snapshot.encode()))
         return bool(was), decode_changes(raw)
 
     async def renew(self) -> bool:
         """Extend the lease by `lease_ms`; False if this node is no longer registered."""
-        return bool(await self._renew(args=self._args(self.lease_ms)))
+        return bool(await self._renew(args=self._args("", self.lease_ms)))
 
     async def still_registered(self) -> bool:
         return await self.redis.zscore(self.keys.nodes, self.node_id) is not None
 
     async def lapsed_nodes(self) -> list[str]:
         """Nodes whose lease has lapsed and that nobody has reaped yet (Redis clock)."""
-        return [_text(n) for n in await self._lapsed(args=[self.keys.prefix, ""])]
+        return [_text(n) for n in await self._lapsed(args=[self.keys.prefix, "", "", "", ""])]
 
     async def reap(self, node_id: str) -> list[StateChange]:
         """Remove a lapsed node's contributions; the transitions, or [] if another node
         did it first or the lease was renewed meanwhile. Safe to race: exactly one wins."""
-        return decode_changes(await self._reap(args=[self.keys.prefix, node_id, ""]))
+        return decode_changes(await self._reap(
+            args=[self.keys.prefix, node_id, self.node_id, self.bus, "", ""]))
 
     async def leave(self) -> list[StateChange]:
         """Drop this node's contributions and lease now (a clean shutdown)."""
-        return decode_changes(await self._reap(args=[self.keys.prefix, self.node_id,
-                                                     "force"]))
+        return decode_changes(await self._reap(
+            args=[self.keys.prefix, self.node_id, self.node_id, self.bus, "", "force"]))
 
     # --- writes -----------------------------------------------------------------------
 
     async def subscribe(self, app_id: str, channel: str, member_key: str | None = None,
                         member: bytes | None = None, max_members: int = 100,
-                        want_cache: bool = False) -> SubscribeResult:
+                        want_cache: bool = False, socket_id: str = "") -> SubscribeResult:
         """Count one more socket of this node in `channel` (and its presence member).
+        `socket_id` (the joining socket) travels with the announced transitions, so that
+        a new member is not told about itself.
 
         Raises :class:`PresenceFull` (nothing changed) or :class:`NodeNotRegistered`.
         """
         reply = await self._subscribe(args=self._args(
-            app_id, channel, member_key or "", member or b"", max_members,
+            socket_id, app_id, channel, member_key or "", member or b"", max_members,
             "1" if want_cache else "0"))
         status = _text(reply[0])
         if status == "unregistered":
@@ -242,27 +240,29 @@ class ClusterState:
         cached = (reply[3][0], int(reply[3][1])) if reply[3] else None
         return SubscribeResult(decode_changes(reply[1]), roster, cached)
 
-    async def unsubscribe(self, app_id: str, channel: str,
-                          member_key: str | None = None) -> list[StateChange]:
+    async def unsubscribe(self, app_id: str, channel: str, member_key: str | None = None,
+                          socket_id: str = "") -> list[StateChange]:
         """Count one socket fewer; raises :class:`NodeNotRegistered`."""
-        reply = await self._unsubscribe(args=self._args(app_id, channel, member_key or ""))
+        reply = await self._unsubscribe(args=self._args(socket_id, app_id, channel,
+                                                        member_key or ""))
         if _text(reply[0]) == "unregistered":
             raise NodeNotRegistered(self.node_id)
         return decode_changes(reply[1])
 
-    async def sign_in(self, app_id: str, user_id: str,
-                      watchlist: Iterable[str] = ()) -> SignInResult:
+    async def sign_in(self, app_id: str, user_id: str, watchlist: Iterable[str] = (),
+                      socket_id: str = "") -> SignInResult:
         """Count one more signed-in socket of `user_id`; report who of `watchlist` is
         online anywhere (after this change). Raises :class:`NodeNotRegistered`."""
         watched = list(watchlist)
-        reply = await self._sign_in(args=self._args(app_id, user_id, *watched))
+        reply = await self._sign_in(args=self._args(socket_id, app_id, user_id, *watched))
         if _text(reply[0]) == "unregistered":
             raise NodeNotRegistered(self.node_id)
         online = {user: bool(flag) for user, flag in zip(watched, reply[2], strict=True)}
         return SignInResult(decode_changes(reply[1]), online)
 
-    async def sign_out(self, app_id: str, user_id: str) -> list[StateChange]:
-        reply = await self._sign_out(args=self._args(app_id, user_id))
+    async def sign_out(self, app_id: str, user_id: str, socket_id: str = ""
+                       ) -> list[StateChange]:
+        reply = await self._sign_out(args=self._args(socket_id, app_id, user_id))
         if _text(reply[0]) == "unregistered":
             raise NodeNotRegistered(self.node_id)
         return decode_changes(reply[1])
