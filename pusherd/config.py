@@ -290,11 +290,6 @@ def load_config(
         seen_keys.add(app.key)
 
     redis = load_redis_config(raw.get("redis", {}), env)
-    if redis.url:
-        # Refuse rather than run nodes that each believe they share state.
-        raise ConfigError(
-            "redis.url", "scaling out over Redis is not available in this version of pusherd; "
-            "remove [redis] url to run one process on the in-memory adapter")
     return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app,
                   warnings=tuple(warnings))
 

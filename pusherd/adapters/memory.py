@@ -39,6 +39,11 @@ class MemoryAdapter:
     async def close(self) -> None:
         """Nothing to release."""
 
+    @property
+    def ready(self) -> bool:
+        """Always: nothing outside this process is needed."""
+        return True
+
     # --- bookkeeping --------------------------------------------------------------------
 
     def add_listener(self, listener: TransitionListener) -> None:

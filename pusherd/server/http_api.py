@@ -81,6 +81,8 @@ class HttpApi:
         if path == "/up" and method in ("GET", "HEAD"):
             if self.state.draining:
                 return _json(503, {"status": "draining"})
+            if not self.adapter.ready:
+                return _json(503, {"status": "cluster state unavailable (Redis)"})
             return _json(200, {"status": "ok"})
         params = api.parse_query(query)
 

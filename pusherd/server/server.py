@@ -16,6 +16,7 @@ import time
 
 from pusherd.adapters.base import Adapter
 from pusherd.adapters.memory import MemoryAdapter
+from pusherd.adapters.redis import RedisAdapter
 from pusherd.apps import AppRegistry
 from pusherd.config import Config
 from pusherd.core.ids import SocketId
@@ -52,7 +53,11 @@ class Server:
         self.config = config
         cfg = config.server
         self.apps = AppRegistry(config.apps)
-        self.adapter: Adapter = adapter if adapter is not None else MemoryAdapter()
+        if adapter is None:
+            # Redis configured: this process is one node of a cluster (docs/scaling.md).
+            adapter = (RedisAdapter(config.redis, config.apps) if config.redis.enabled
+                       else MemoryAdapter())
+        self.adapter: Adapter = adapter
         open_file_limit = raise_open_file_limit()
         self.state = ServerState(max(16, open_file_limit - FD_RESERVE), open_file_limit)
         self.http_api = HttpApi(self.apps, self.adapter, self.state)

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
 from pusherd.adapters.cluster import scripts
@@ -147,6 +148,16 @@ class NodeSnapshot:
         return sum(self.subscriptions.values()) + sum(self.users.values())
 
 
+@dataclass(slots=True)
+class AppView:
+    """Everything of one app's shared state a node mirrors for its reads."""
+
+    counts: dict[str, int]  # occupied channel -> subscription count
+    members: dict[str, dict[str, tuple[Any, Any]]]  # presence channel -> key -> member
+    online: set[str]  # signed-in user ids
+    cache: dict[str, tuple[str, str, int]]  # cache channel -> (event, data, ms left)
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -222,50 +233,61 @@ class ClusterState:
 
         Raises :class:`PresenceFull` (nothing changed) or :class:`NodeNotRegistered`.
         """
-        reply = await self._subscribe(args=self._args(
-            socket_id, app_id, channel, member_key or "", member or b"", max_members,
-            "1" if want_cache else "0"))
-        status = _text(reply[0])
-        if status == "unregistered":
-            raise NodeNotRegistered(self.node_id)
-        if status == "full":
-            raise PresenceFull(channel)
-        roster = None
-        if member_key is not None:
-            flat = reply[2]
-            roster = {}
-            for i in range(0, len(flat), 2):
-                user_id, user_info = orjson.loads(flat[i + 1])
-                roster[_text(flat[i])] = (user_id, user_info)
-        cached = (reply[3][0], int(reply[3][1])) if reply[3] else None
-        return SubscribeResult(decode_changes(reply[1]), roster, cached)
+        reply = await self._subscribe(args=self.subscribe_args(
+            app_id, channel, member_key, member, max_members, want_cache, socket_id))
+        return parse_subscribe(reply, self.node_id, channel, member_key is not None)
+
+    def subscribe_args(self, app_id: str, channel: str, member_key: str | None,
+                       member: bytes | None, max_members: int, want_cache: bool,
+                       socket_id: str) -> list[str | bytes | int]:
+        return self._args(socket_id, app_id, channel, member_key or "", member or b"",
+                          max_members, "1" if want_cache else "0")
 
     async def unsubscribe(self, app_id: str, channel: str, member_key: str | None = None,
                           socket_id: str = "") -> list[StateChange]:
         """Count one socket fewer; raises :class:`NodeNotRegistered`."""
-        reply = await self._unsubscribe(args=self._args(socket_id, app_id, channel,
-                                                        member_key or ""))
-        if _text(reply[0]) == "unregistered":
-            raise NodeNotRegistered(self.node_id)
-        return decode_changes(reply[1])
+        reply = await self._unsubscribe(args=self.unsubscribe_args(
+            app_id, channel, member_key, socket_id))
+        return parse_changes_reply(reply, self.node_id)
+
+    def unsubscribe_args(self, app_id: str, channel: str, member_key: str | None,
+                         socket_id: str) -> list[str | bytes | int]:
+        return self._args(socket_id, app_id, channel, member_key or "")
 
     async def sign_in(self, app_id: str, user_id: str, watchlist: Iterable[str] = (),
                       socket_id: str = "") -> SignInResult:
         """Count one more signed-in socket of `user_id`; report who of `watchlist` is
         online anywhere (after this change). Raises :class:`NodeNotRegistered`."""
         watched = list(watchlist)
-        reply = await self._sign_in(args=self._args(socket_id, app_id, user_id, *watched))
-        if _text(reply[0]) == "unregistered":
-            raise NodeNotRegistered(self.node_id)
-        online = {user: bool(flag) for user, flag in zip(watched, reply[2], strict=True)}
-        return SignInResult(decode_changes(reply[1]), online)
+        reply = await self._sign_in(args=self.sign_in_args(app_id, user_id, watched,
+                                                            socket_id))
+        return parse_sign_in(reply, self.node_id, watched)
+
+    def sign_in_args(self, app_id: str, user_id: str, watched: list[str],
+                     socket_id: str) -> list[str | bytes | int]:
+        return self._args(socket_id, app_id, user_id, *watched)
 
     async def sign_out(self, app_id: str, user_id: str, socket_id: str = ""
                        ) -> list[StateChange]:
-        reply = await self._sign_out(args=self._args(socket_id, app_id, user_id))
-        if _text(reply[0]) == "unregistered":
-            raise NodeNotRegistered(self.node_id)
-        return decode_changes(reply[1])
+        reply = await self._sign_out(args=self.sign_out_args(app_id, user_id, socket_id))
+        return parse_changes_reply(reply, self.node_id)
+
+    def sign_out_args(self, app_id: str, user_id: str, socket_id: str
+                      ) -> list[str | bytes | int]:
+        return self._args(socket_id, app_id, user_id)
+
+    # Pipelined forms: queue the script on `pipe`; parse its reply with parse_*.
+    async def queue_subscribe(self, pipe: Pipeline, args: list[str | bytes | int]) -> None:
+        await self._subscribe(args=args, client=pipe)
+
+    async def queue_unsubscribe(self, pipe: Pipeline, args: list[str | bytes | int]) -> None:
+        await self._unsubscribe(args=args, client=pipe)
+
+    async def queue_sign_in(self, pipe: Pipeline, args: list[str | bytes | int]) -> None:
+        await self._sign_in(args=args, client=pipe)
+
+    async def queue_sign_out(self, pipe: Pipeline, args: list[str | bytes | int]) -> None:
+        await self._sign_out(args=args, client=pipe)
 
     async def put_cached_event(self, app_id: str, channel: str, event: str, data: str,
                                ttl_ms: int) -> None:
@@ -320,6 +342,38 @@ class ClusterState:
                                     name.startswith("presence-") else None)
                 for name, count in found.items()}
 
+    async def app_view(self, app_id: str) -> AppView:
+        """The whole shared state of `app_id` (a few round trips; used after a
+        (re)connection to refill a node's mirror, never per request)."""
+        counts = {_text(k): int(v) for k, v in
+                  (await self.redis.hgetall(self.keys.channels(app_id))).items()}
+        presence = [c for c in counts if c.startswith("presence-")]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel in presence:
+                pipe.hgetall(self.keys.roster(app_id, channel))
+            pipe.hkeys(self.keys.users(app_id))
+            replies = await pipe.execute()
+        members = {}
+        for channel, flat in zip(presence, replies, strict=False):
+            members[channel] = {_text(k): _member_tuple(v) for k, v in flat.items()}
+        online = {_text(u) for u in replies[-1]}
+        cache_keys = [key async for key in self.redis.scan_iter(
+            match=_glob_escape(self.keys.cache(app_id, "")) + "*", count=1000)]
+        cache: dict[str, tuple[str, str, int]] = {}
+        if cache_keys:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in cache_keys:
+                    pipe.get(key)
+                    pipe.pttl(key)
+                values = await pipe.execute()
+            start = len(self.keys.cache(app_id, ""))
+            for index, key in enumerate(cache_keys):
+                value, left = values[2 * index], values[2 * index + 1]
+                if value is not None and left is not None and left > 0:
+                    event, data = decode_cached(value)
+                    cache[_text(key)[start:]] = (event, data, int(left))
+        return AppView(counts, members, online, cache)
+
     async def presence_members(self, app_id: str, channel: str) -> dict[str, tuple[Any, Any]]:
         """Member key -> (user_id, user_info) of a presence channel, every node's."""
         flat = await self.redis.hgetall(self.keys.roster(app_id, channel))
@@ -341,6 +395,44 @@ class ClusterState:
             return {}
         values = await self.redis.hmget(self.keys.users(app_id), list(user_ids))
         return {u: v is not None for u, v in zip(user_ids, values, strict=True)}
+
+
+def parse_subscribe(reply: Any, node_id: str, channel: str, presence: bool
+                    ) -> SubscribeResult:
+    """The SUBSCRIBE script's reply; raises :class:`PresenceFull`/:class:`NodeNotRegistered`."""
+    status = _text(reply[0])
+    if status == "unregistered":
+        raise NodeNotRegistered(node_id)
+    if status == "full":
+        raise PresenceFull(channel)
+    roster = None
+    if presence:
+        flat = reply[2]
+        roster = {}
+        for i in range(0, len(flat), 2):
+            user_id, user_info = orjson.loads(flat[i + 1])
+            roster[_text(flat[i])] = (user_id, user_info)
+    cached = (reply[3][0], int(reply[3][1])) if reply[3] else None
+    return SubscribeResult(decode_changes(reply[1]), roster, cached)
+
+
+def parse_changes_reply(reply: Any, node_id: str) -> list[StateChange]:
+    """The UNSUBSCRIBE / SIGN_OUT reply; raises :class:`NodeNotRegistered`."""
+    if _text(reply[0]) == "unregistered":
+        raise NodeNotRegistered(node_id)
+    return decode_changes(reply[1])
+
+
+def parse_sign_in(reply: Any, node_id: str, watched: list[str]) -> SignInResult:
+    if _text(reply[0]) == "unregistered":
+        raise NodeNotRegistered(node_id)
+    online = {user: bool(flag) for user, flag in zip(watched, reply[2], strict=True)}
+    return SignInResult(decode_changes(reply[1]), online)
+
+
+def _member_tuple(value: bytes) -> tuple[Any, Any]:
+    user_id, user_info = orjson.loads(value)
+    return user_id, user_info
 
 
 def encode_cached(event: str, data: str) -> bytes:
