@@ -67,6 +67,7 @@ class RedisConfig:
 
     @property
     def enabled(self) -> bool:
+        """Whether a Redis URL is set (this process is one node of a cluster)."""
         return bool(self.url)
 
     def redacted_url(self) -> str:

@@ -75,6 +75,7 @@ from pusherd.core import messages
 from pusherd.core.api import Trigger
 from pusherd.core.app import App
 from pusherd.core.channels import classify_channel, user_id_of_server_to_user_channel
+from pusherd.core.ids import AppId
 from pusherd.core.outbound import Outbound
 from pusherd.core.session import Send, SignedInUser, SubscriptionGrant
 from pusherd.core.state import (
@@ -107,6 +108,7 @@ def new_node_id() -> str:
 
 
 def wall_ms() -> int:
+    """Wall-clock milliseconds since the Unix epoch (shared meaning across nodes)."""
     return time.time_ns() // 1_000_000
 
 
@@ -146,7 +148,7 @@ class _SubscribeOp:
 
 @dataclass(frozen=True, slots=True)
 class _UnsubscribeOp:
-    app_id: str
+    app_id: AppId
     channel: str
     member_key: str | None
     socket_id: str
@@ -161,7 +163,7 @@ class _SignInOp:
 
 @dataclass(frozen=True, slots=True)
 class _SignOutOp:
-    app_id: str
+    app_id: AppId
     user_id: str
     socket_id: str
 
@@ -180,7 +182,7 @@ class RedisAdapter:
                  backoff_max: float = 5.0) -> None:
         self.config = config
         self.node_id = node_id or new_node_id()
-        self.apps: dict[str, App] = {app.id: app for app in apps}
+        self.apps: dict[AppId, App] = {app.id: app for app in apps}
         self.fanout = LocalFanout()
         self.keys = KeyLayout(config.prefix, config.channel)
         self.lease_ms = int(config.lease_ttl * 1000)
@@ -192,13 +194,13 @@ class RedisAdapter:
                        config.max_buffered_bytes, peers_ready=self._peers_ready)
         self._listeners: list[TransitionListener] = []
         self._sockets: dict[str, _Socket] = {}
-        self._mirrors: dict[str, _Mirror] = {a: _Mirror() for a in self.apps}
+        self._mirrors: dict[AppId, _Mirror] = {a: _Mirror() for a in self.apps}
         self._ops: deque[_Op] = deque()
         self._ops_wake = asyncio.Event()
         # Presence joins waiting for their script's answer (socket_id, channel).
         self._awaiting: dict[tuple[str, str], _SubscribeOp] = {}
-        self._count_sent_at: dict[tuple[str, str], int] = {}
-        self._pending_counts: dict[tuple[str, str], int] = {}
+        self._count_sent_at: dict[tuple[AppId, str], int] = {}
+        self._pending_counts: dict[tuple[AppId, str], int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._resync_wanted = asyncio.Event()
         self._synced_once = False
@@ -250,6 +252,7 @@ class RedisAdapter:
             await asyncio.sleep(0.005)
 
     def add_listener(self, listener: TransitionListener) -> None:
+        """Receive the transitions this node decides (each exactly once in the cluster)."""
         self._listeners.append(listener)
 
     def _emit(self, transition: Transition) -> None:
@@ -271,10 +274,12 @@ class RedisAdapter:
         return True
 
     def remove_connection(self, app: App, subscriber: Subscriber) -> None:
+        """Forget a closed connection (its channels and user went before)."""
         self.fanout.sockets(app.id).connections.pop(subscriber.socket_id, None)
         self._sockets.pop(subscriber.socket_id, None)
 
     def connection_count(self, app: App | None = None) -> int:
+        """Connections this node holds, of `app` or of every app."""
         if app is not None:
             found = self.fanout.apps.get(app.id)
             return len(found.connections) if found else 0
@@ -282,7 +287,7 @@ class RedisAdapter:
 
     # --- subscriptions ------------------------------------------------------------------
 
-    def _mirror(self, app_id: str) -> _Mirror:
+    def _mirror(self, app_id: AppId) -> _Mirror:
         mirror = self._mirrors.get(app_id)
         if mirror is None:
             mirror = self._mirrors[app_id] = _Mirror()
@@ -345,6 +350,7 @@ class RedisAdapter:
                 self._emit(CacheMiss(app.id, channel, op.now_ms))
 
     def unsubscribe(self, app: App, subscriber: Subscriber, channel: str, now_ms: int) -> None:
+        """As :meth:`Adapter.unsubscribe`; ``member_removed`` and counts arrive over the bus."""
         local = self._sockets.get(subscriber.socket_id)
         if local is None or channel not in local.channels:
             return
@@ -359,6 +365,7 @@ class RedisAdapter:
     # --- users (§10) --------------------------------------------------------------------
 
     def sign_in(self, app: App, subscriber: Subscriber, user: SignedInUser) -> None:
+        """As :meth:`Adapter.sign_in`; the watchlist's state follows after one round trip."""
         local = self._sockets.get(subscriber.socket_id)
         if local is None:
             return
@@ -390,6 +397,7 @@ class RedisAdapter:
                 "user ids are watched")))
 
     def sign_out(self, app: App, subscriber: Subscriber, user: SignedInUser) -> None:
+        """As :meth:`Adapter.sign_out`; ``offline`` reaches watchers over the bus."""
         local = self._sockets.get(subscriber.socket_id)
         if local is not None:
             local.user = None
@@ -406,7 +414,7 @@ class RedisAdapter:
         self.bus.publish(TerminateMessage(self.node_id, app.id, user_id))
         return closed
 
-    def _terminate_local(self, app_id: str, user_id: str) -> int:
+    def _terminate_local(self, app_id: AppId, user_id: str) -> int:
         sockets = self.fanout.user_sockets(app_id, user_id)
         targets = list(sockets.values()) if sockets else []
         for subscriber in targets:
@@ -431,7 +439,7 @@ class RedisAdapter:
         self.bus.publish(TriggerMessage(self.node_id, app.id, trigger.name, trigger.channels,
                                         trigger.data, trigger.socket_id), tuple(cache))
 
-    def _deliver_trigger(self, app_id: str, event: str, channels: Iterable[str], data: str,
+    def _deliver_trigger(self, app_id: AppId, event: str, channels: Iterable[str], data: str,
                          except_socket_id: str | None) -> None:
         fanout = self.fanout
         for name in channels:
@@ -447,6 +455,7 @@ class RedisAdapter:
         self, app: App, subscriber: Subscriber, event: str, channel: str, data: Any,
         user_id: str | None, now_ms: int,
     ) -> None:
+        """Relay to this node's other subscribers now, and once over the bus to the others."""
         recipients = self.fanout.channel_subscribers(app.id, channel)
         if recipients:
             frame = Outbound(messages.encode_channel_event(event, channel, data, user_id))
@@ -462,6 +471,7 @@ class RedisAdapter:
     # --- queries (§12.1): from the mirror, never waiting --------------------------------
 
     def channel_snapshot(self, app: App, channel: str) -> ChannelSnapshot:
+        """Counts of one channel from this node's mirror of the cluster (§12.1)."""
         mirror = self._mirror(app.id)
         count = mirror.counts.get(channel, 0)
         presence = classify_channel(channel).presence
@@ -469,6 +479,7 @@ class RedisAdapter:
         return ChannelSnapshot(count > 0, count, users)
 
     def occupied_channels(self, app: App, prefix: str) -> Iterator[tuple[str, ChannelSnapshot]]:
+        """Occupied channels starting with `prefix`, from the mirror (§12.1)."""
         mirror = self._mirror(app.id)
         for name, count in list(mirror.counts.items()):
             if count > 0 and name.startswith(prefix) and not name.startswith("#"):
@@ -477,15 +488,17 @@ class RedisAdapter:
                     True, count, len(mirror.members.get(name, {})) if presence else None)
 
     def presence_user_ids(self, app: App, channel: str) -> list[str]:
+        """Member keys of a presence channel, every node's, from the mirror."""
         return list(self._mirror(app.id).members.get(channel, {}))
 
     def cached_event(self, app: App, channel: str, now_ms: int) -> CachedEventView | None:
+        """A cache channel's last event and its time left, from the mirror (§11.1)."""
         cached = self._cached(app.id, channel, now_ms)
         if cached is None:
             return None
         return CachedEventView(cached[0], cached[1], cached[2] - now_ms)
 
-    def _cached(self, app_id: str, channel: str, now_ms: int) -> tuple[str, str, int] | None:
+    def _cached(self, app_id: AppId, channel: str, now_ms: int) -> tuple[str, str, int] | None:
         cache = self._mirror(app_id).cache
         found = cache.get(channel)
         if found is not None and found[2] <= now_ms:
@@ -496,6 +509,7 @@ class RedisAdapter:
     # --- housekeeping -------------------------------------------------------------------
 
     def tick(self, now_ms: int) -> None:
+        """Expire mirrored cache entries; send throttled subscription counts that are due."""
         for mirror in self._mirrors.values():
             expired = [c for c, (_, _, at) in mirror.cache.items() if at <= now_ms]
             for channel in expired:
@@ -703,7 +717,7 @@ class RedisAdapter:
             if app.enable_watchlist_events:
                 self.fanout.notify_watchers(app.id, change.user_key or "", False)
 
-    def _count_changed(self, app_id: str, channel: str, count: int, now_ms: int) -> None:
+    def _count_changed(self, app_id: AppId, channel: str, count: int, now_ms: int) -> None:
         """``subscription_count`` to this node's subscribers (§11.2): at once, or on a
         busy channel at most every interval (the latest count, sent by :meth:`tick`)."""
         key = (app_id, channel)
@@ -714,7 +728,7 @@ class RedisAdapter:
         self._pending_counts.pop(key, None)
         self._send_count(app_id, channel, count, now_ms)
 
-    def _send_count(self, app_id: str, channel: str, count: int, now_ms: int) -> None:
+    def _send_count(self, app_id: AppId, channel: str, count: int, now_ms: int) -> None:
         self._count_sent_at[(app_id, channel)] = now_ms
         self.fanout.apply(SubscriptionCountChanged(app_id, channel, count, now_ms))
 
@@ -763,7 +777,7 @@ class RedisAdapter:
                 members = self._mirror(op.socket.app.id).members.get(op.grant.channel, {})
                 self._answer_subscribe(op, dict(members))
 
-    async def _refill_mirror(self, app_id: str) -> None:
+    async def _refill_mirror(self, app_id: AppId) -> None:
         """Reload one app's mirror; members that appeared or left while this node was
         not listening are announced to its sockets, so their rosters are whole again."""
         view: AppView = await self.cluster.app_view(app_id)

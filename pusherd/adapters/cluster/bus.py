@@ -36,6 +36,7 @@ import orjson
 
 from pusherd.adapters.cluster.link import LINK_ERRORS, RedisLink
 from pusherd.adapters.cluster.state import StateChange, decode_changes
+from pusherd.core.ids import AppId
 
 log = logging.getLogger("pusherd.redis")
 
@@ -48,7 +49,7 @@ class TriggerMessage:
     """An HTTP API event for every node's subscribers of `channels` (minus `socket_id`)."""
 
     origin: str
-    app_id: str
+    app_id: AppId
     event: str
     channels: tuple[str, ...]
     data: str
@@ -61,7 +62,7 @@ class ClientEventMessage:
     `socket_id`, the sender."""
 
     origin: str
-    app_id: str
+    app_id: AppId
     channel: str
     event: str
     data: Any
@@ -87,7 +88,7 @@ class TerminateMessage:
     """Close every socket signed in as `user_id` (``terminate_connections``, §12)."""
 
     origin: str
-    app_id: str
+    app_id: AppId
     user_id: str
 
 
@@ -128,16 +129,16 @@ def decode_bus_message(payload: bytes) -> BusMessage:
     kind, origin = body["t"], str(body["o"])
     try:
         if kind == "trigger":
-            return TriggerMessage(origin, str(body["a"]), str(body["e"]),
+            return TriggerMessage(origin, AppId(str(body["a"])), str(body["e"]),
                                   tuple(str(c) for c in body["c"]), str(body["d"]),
                                   body["x"])
         if kind == "client_event":
-            return ClientEventMessage(origin, str(body["a"]), str(body["c"]),
+            return ClientEventMessage(origin, AppId(str(body["a"])), str(body["c"]),
                                       str(body["e"]), body["d"], str(body["x"]), body["u"])
         if kind == "changes":
             return ChangesMessage(origin, tuple(decode_changes(body["s"])), str(body["x"]))
         if kind == "terminate":
-            return TerminateMessage(origin, str(body["a"]), str(body["u"]))
+            return TerminateMessage(origin, AppId(str(body["a"])), str(body["u"]))
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed {kind} message: {exc}") from None
     raise ValueError(f"unknown bus message type {kind!r}")
@@ -180,6 +181,7 @@ class Bus:
 
     @property
     def buffered_bytes(self) -> int:
+        """Bytes of encoded messages waiting to be sent (at most ``max_buffered_bytes``)."""
         return self._queued_bytes
 
     def publish(self, message: BusMessage, cache: tuple[CachePut, ...] = ()) -> None:

@@ -32,21 +32,27 @@ class KeyLayout:
         self.bus = f"{prefix}:{channel}"
 
     def node(self, node_id: str) -> str:
+        """Hash of what `node_id` contributes (field -> sockets)."""
         return f"{self.prefix}:node:{node_id}"
 
     def channels(self, app_id: str) -> str:
+        """Hash of `app_id`'s occupied channels -> subscription count."""
         return f"{self.prefix}:app:{app_id}:channels"
 
     def presence(self, app_id: str, channel: str) -> str:
+        """Hash of a presence channel's member keys -> sockets on all nodes."""
         return f"{self.prefix}:app:{app_id}:presence:{channel}"
 
     def roster(self, app_id: str, channel: str) -> str:
+        """Hash of a presence channel's member keys -> JSON [user_id, user_info]."""
         return f"{self.prefix}:app:{app_id}:roster:{channel}"
 
     def users(self, app_id: str) -> str:
+        """Hash of `app_id`'s signed-in user ids -> sockets on all nodes."""
         return f"{self.prefix}:app:{app_id}:users"
 
     def cache(self, app_id: str, channel: str) -> str:
+        """String: JSON [event, data] of a cache channel's last event, with a TTL."""
         return f"{self.prefix}:app:{app_id}:cache:{channel}"
 
     def pattern(self) -> str:

@@ -88,6 +88,7 @@ class RedisLink:
         return self._ready.is_set()
 
     async def wait_ready(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for :attr:`ready`; whether it came."""
         try:
             await asyncio.wait_for(self._ready.wait(), timeout)
         except TimeoutError:
@@ -95,9 +96,11 @@ class RedisLink:
         return True
 
     def start(self) -> None:
+        """Start the supervisor task (connect, subscribe, recover); returns at once."""
         self._task = asyncio.create_task(self._supervise(), name="pusherd-redis-link")
 
     async def close(self) -> None:
+        """Stop the supervisor and close every connection; the link is not reused."""
         self._closed = True
         self._ready.clear()
         if self._task is not None:

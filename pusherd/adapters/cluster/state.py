@@ -27,6 +27,7 @@ from redis.commands.core import AsyncScript
 
 from pusherd.adapters.cluster import scripts
 from pusherd.adapters.cluster.keys import KeyLayout
+from pusherd.core.ids import AppId
 
 
 class NodeNotRegistered(Exception):
@@ -39,6 +40,7 @@ class PresenceFull(Exception):
 
 
 class ChangeKind(enum.Enum):
+    """What a script decided changed (see :mod:`.scripts`)."""
     OCCUPIED = "occupied"  # 0 -> 1 subscriber in the cluster
     COUNT = "count"  # the cluster's subscription count changed, still occupied
     VACATED = "vacated"  # 1 -> 0
@@ -58,7 +60,7 @@ class StateChange:
     """
 
     kind: ChangeKind
-    app_id: str
+    app_id: AppId
     channel: str
     user_key: str | None = None
     member: bytes | None = None
@@ -87,13 +89,14 @@ def decode_changes(raw: Sequence[Any]) -> list[StateChange]:
     for kind, app_id, channel, user_key, member, count in raw:
         member_bytes = member.encode() if isinstance(member, str) else member
         changes.append(StateChange(
-            ChangeKind(_text(kind)), _text(app_id), _text(channel),
+            ChangeKind(_text(kind)), AppId(_text(app_id)), _text(channel),
             _text(user_key) or None, member_bytes or None, int(count)))
     return changes
 
 
 @dataclass(frozen=True, slots=True)
 class SubscribeResult:
+    """What the SUBSCRIBE script answered: transitions, roster, cached event."""
     changes: list[StateChange]
     # Presence only: member key -> (user_id, user_info), every node's members.
     roster: dict[str, tuple[Any, Any]] | None
@@ -103,12 +106,14 @@ class SubscribeResult:
 
 @dataclass(frozen=True, slots=True)
 class SignInResult:
+    """What the SIGN_IN script answered: transitions, and who of the watchlist is online."""
     changes: list[StateChange]
     online: dict[str, bool]  # each watched user id -> signed in anywhere
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelCounts:
+    """One channel's cluster-wide counts (§12.1)."""
     subscription_count: int  # 0: not occupied
     user_count: int | None  # presence channels only
 
@@ -127,6 +132,7 @@ class NodeSnapshot:
 
     def add_subscription(self, app_id: str, channel: str, member_key: str | None = None,
                          member: bytes | None = None) -> None:
+        """Count one local socket in `channel` (as presence member `member_key`)."""
         key = (app_id, channel)
         self.subscriptions[key] = self.subscriptions.get(key, 0) + 1
         if member_key is not None:
@@ -135,9 +141,11 @@ class NodeSnapshot:
             entry[1] += 1
 
     def add_user(self, app_id: str, user_id: str) -> None:
+        """Count one local socket signed in as `user_id`."""
         self.users[(app_id, user_id)] = self.users.get((app_id, user_id), 0) + 1
 
     def encode(self) -> bytes:
+        """The JSON the SYNC script reads (see :mod:`.scripts`)."""
         return orjson.dumps({
             "s": [[a, c, n] for (a, c), n in self.subscriptions.items()],
             "m": [[a, c, k, j, n] for (a, c, k), (j, n) in self.members.items()],
@@ -205,6 +213,7 @@ class ClusterState:
         return bool(await self._renew(args=self._args("", self.lease_ms)))
 
     async def still_registered(self) -> bool:
+        """Whether this node is in ``P:nodes`` (false once it was reaped)."""
         return await self.redis.zscore(self.keys.nodes, self.node_id) is not None
 
     async def lapsed_nodes(self) -> list[str]:
@@ -240,6 +249,7 @@ class ClusterState:
     def subscribe_args(self, app_id: str, channel: str, member_key: str | None,
                        member: bytes | None, max_members: int, want_cache: bool,
                        socket_id: str) -> list[str | bytes | int]:
+        """ARGV of the SUBSCRIBE script (for :meth:`queue_subscribe`)."""
         return self._args(socket_id, app_id, channel, member_key or "", member or b"",
                           max_members, "1" if want_cache else "0")
 
@@ -252,6 +262,7 @@ class ClusterState:
 
     def unsubscribe_args(self, app_id: str, channel: str, member_key: str | None,
                          socket_id: str) -> list[str | bytes | int]:
+        """ARGV of the UNSUBSCRIBE script (for :meth:`queue_unsubscribe`)."""
         return self._args(socket_id, app_id, channel, member_key or "")
 
     async def sign_in(self, app_id: str, user_id: str, watchlist: Iterable[str] = (),
@@ -265,28 +276,35 @@ class ClusterState:
 
     def sign_in_args(self, app_id: str, user_id: str, watched: list[str],
                      socket_id: str) -> list[str | bytes | int]:
+        """ARGV of the SIGN_IN script (for :meth:`queue_sign_in`)."""
         return self._args(socket_id, app_id, user_id, *watched)
 
     async def sign_out(self, app_id: str, user_id: str, socket_id: str = ""
                        ) -> list[StateChange]:
+        """Count one signed-in socket of `user_id` fewer; raises :class:`NodeNotRegistered`."""
         reply = await self._sign_out(args=self.sign_out_args(app_id, user_id, socket_id))
         return parse_changes_reply(reply, self.node_id)
 
     def sign_out_args(self, app_id: str, user_id: str, socket_id: str
                       ) -> list[str | bytes | int]:
+        """ARGV of the SIGN_OUT script (for :meth:`queue_sign_out`)."""
         return self._args(socket_id, app_id, user_id)
 
     # Pipelined forms: queue the script on `pipe`; parse its reply with parse_*.
     async def queue_subscribe(self, pipe: Pipeline, args: list[str | bytes | int]) -> None:
+        """Queue SUBSCRIBE on `pipe`; read its reply with :func:`parse_subscribe`."""
         await self._subscribe(args=args, client=pipe)
 
     async def queue_unsubscribe(self, pipe: Pipeline, args: list[str | bytes | int]) -> None:
+        """Queue UNSUBSCRIBE on `pipe`; read it with :func:`parse_changes_reply`."""
         await self._unsubscribe(args=args, client=pipe)
 
     async def queue_sign_in(self, pipe: Pipeline, args: list[str | bytes | int]) -> None:
+        """Queue SIGN_IN on `pipe`; read its reply with :func:`parse_sign_in`."""
         await self._sign_in(args=args, client=pipe)
 
     async def queue_sign_out(self, pipe: Pipeline, args: list[str | bytes | int]) -> None:
+        """Queue SIGN_OUT on `pipe`; read it with :func:`parse_changes_reply`."""
         await self._sign_out(args=args, client=pipe)
 
     async def put_cached_event(self, app_id: str, channel: str, event: str, data: str,
@@ -311,6 +329,7 @@ class ClusterState:
 
     async def channel_counts(self, app_id: str, channel: str,
                              presence: bool) -> ChannelCounts:
+        """Subscription count (and member count of a presence channel) of one channel."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hget(self.keys.channels(app_id), channel)
             if presence:
@@ -384,6 +403,7 @@ class ClusterState:
         return members
 
     async def presence_user_ids(self, app_id: str, channel: str) -> list[str]:
+        """The member keys of a presence channel, every node's."""
         return [_text(k) for k in await self.redis.hkeys(self.keys.presence(app_id, channel))]
 
     async def user_socket_count(self, app_id: str, user_id: str) -> int:
@@ -391,6 +411,7 @@ class ClusterState:
         return int(await self.redis.hget(self.keys.users(app_id), user_id) or 0)
 
     async def online_users(self, app_id: str, user_ids: Sequence[str]) -> dict[str, bool]:
+        """For each of `user_ids`: signed in on any node."""
         if not user_ids:
             return {}
         values = await self.redis.hmget(self.keys.users(app_id), list(user_ids))
@@ -424,6 +445,7 @@ def parse_changes_reply(reply: Any, node_id: str) -> list[StateChange]:
 
 
 def parse_sign_in(reply: Any, node_id: str, watched: list[str]) -> SignInResult:
+    """The SIGN_IN script's reply; raises :class:`NodeNotRegistered`."""
     if _text(reply[0]) == "unregistered":
         raise NodeNotRegistered(node_id)
     online = {user: bool(flag) for user, flag in zip(watched, reply[2], strict=True)}
@@ -436,9 +458,11 @@ def _member_tuple(value: bytes) -> tuple[Any, Any]:
 
 
 def encode_cached(event: str, data: str) -> bytes:
+    """The stored form of a cache channel's last event: JSON [event, data]."""
     return orjson.dumps([event, data])
 
 
 def decode_cached(value: bytes) -> tuple[str, str]:
+    """(event, data) from :func:`encode_cached`'s form."""
     event, data = orjson.loads(value)
     return str(event), str(data)
