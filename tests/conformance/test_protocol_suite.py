@@ -259,12 +259,7 @@ CLUSTER_CASES = ["http.trigger.node-sdk", "http.channel.users", "presence.same-u
                  "signin.send-to-user", "terminate.node-sdk", "echo.reverb.private-bearer"]
 
 
-# Justified expected failure: this is the ready-made acceptance test of the Redis adapter
-# (a later milestone). Strict, so the day the adapter makes it pass, CI demands the mark's
-# removal; until then pusherd refuses [redis] url at start and the test fails for sure.
-@pytest.mark.xfail(strict=True, reason="pusherd has no Redis adapter yet and refuses to start "
-                   "with [redis] url set; this is the acceptance test of that adapter (remove "
-                   "this mark once it lands)")
+# The acceptance test of the Redis adapter: clients on one node, the HTTP API on the other.
 async def test_a_two_node_cluster_conforms_with_the_api_on_the_other_node() -> None:
     import secrets
 
