@@ -8,6 +8,8 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
+from multiprocessing.connection import Connection
 
 from pusherd import __version__
 from pusherd.config import Config, load_config
@@ -25,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(see config.example.toml)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (default 8080; 0 picks one)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="processes sharing the port, as nodes of one cluster over the "
+                             "configured Redis (default [server] workers, 1)")
     parser.add_argument("--version", action="version", version=f"pusherd {__version__}")
     return parser
 
@@ -53,19 +58,28 @@ def _banner(config: Config, port: int) -> str:
     return "\n".join(lines)
 
 
-async def _serve(config: Config) -> int:
+async def _serve(config: Config, ready: Connection | None = None) -> int:
+    """Run one pusherd until SIGTERM/SIGINT. A worker (`ready` given) reports on that
+    pipe instead of printing the listening line, which its parent prints once."""
     from pusherd.server.server import Server
 
     server = Server(config)
     try:
         await server.start()
     except OSError as exc:
-        print(f"pusherd: cannot listen on {config.server.host}:{config.server.port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        message = (f"cannot listen on {config.server.host}:{config.server.port}: "
+                   f"{exc.strerror or exc}")
+        print(f"pusherd: {message}", file=sys.stderr)
+        if ready is not None:
+            ready.send(message)
         return 1
-    # The first line is the machine-readable one tests and scripts wait for.
-    print(f"pusherd listening on http://{config.server.host}:{server.port}", flush=True)
-    print(_banner(config, server.port), flush=True)
+    if ready is not None:
+        ready.send("ready")
+        ready.close()
+    else:
+        # The first line is the machine-readable one tests and scripts wait for.
+        print(f"pusherd listening on http://{config.server.host}:{server.port}", flush=True)
+        print(_banner(config, server.port), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -74,13 +88,40 @@ async def _serve(config: Config) -> int:
     logging.getLogger("pusherd.server").info("shutting down: draining %d connection(s)",
                                              len(server.state.connections))
     await server.shutdown()
-    print("pusherd stopped", flush=True)
+    if ready is None:
+        print("pusherd stopped", flush=True)
     return 0
+
+
+def _run(config: Config, ready: Connection | None = None) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        return asyncio.run(_serve(config, ready))
+    return uvloop.run(_serve(config, ready))
+
+
+def _run_worker(config: Config, index: int, ready: Connection) -> int:
+    logging.getLogger("pusherd.workers").debug("worker %d starting", index)
+    return _run(config, ready)
+
+
+def _serve_workers(config: Config, workers: int) -> int:
+    from pusherd.server.workers import run_workers
+
+    def listening(port: int) -> None:
+        print(f"pusherd listening on http://{config.server.host}:{port}", flush=True)
+        print(_banner(config, port) + f"\n  {workers} worker processes", flush=True)
+
+    status = run_workers(config, workers, _run_worker, listening)
+    print("pusherd stopped", flush=True)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``pusherd`` command with `argv` (default: ``sys.argv``); return the exit
-    status: 0 after a clean stop, 1 when the port cannot be bound, 2 for a bad config.
+    status: 0 after a clean stop, 1 when the port cannot be bound, 2 for a bad config
+    (``--workers`` above 1 without Redis included).
     """
     args = build_parser().parse_args(argv)
     try:
@@ -98,8 +139,15 @@ def main(argv: list[str] | None = None) -> int:
     # run wants either (see pusherd.server.websocket).
     debug = config.server.log_level.lower() == "debug"
     logging.getLogger("pusherd.ws.frames").setLevel(logging.DEBUG if debug else logging.WARNING)
+    workers = args.workers if args.workers is not None else config.server.workers
+    if workers != config.server.workers:
+        config = replace(config, server=replace(config.server, workers=workers))
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return asyncio.run(_serve(config))
-    return uvloop.run(_serve(config))
+        from pusherd.server.workers import check_workers
+        check_workers(config, workers)
+    except ConfigError as exc:
+        print(f"pusherd: {exc}", file=sys.stderr)
+        return 2
+    if workers > 1:
+        return _serve_workers(config, workers)
+    return _run(config)

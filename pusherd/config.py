@@ -47,6 +47,7 @@ class ServerConfig:
     # request this slowly) is closed
     shutdown_timeout: float = 10.0  # seconds to drain sockets on SIGTERM
     shutdown_batch_size: int = 500  # sockets closed per drain step (paced, no storm)
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT); more than 1 needs Redis
     strict_protocol_version: bool = False  # absent ?protocol= closes 4008 when true
     log_level: str = "info"
 
@@ -128,7 +129,7 @@ def _validate_server(server: ServerConfig) -> None:
     if not 0 <= server.port <= 65535:
         raise ConfigError("server.port", f"must be 0..65535, got {server.port!r}")
     for name in ("activity_timeout", "max_message_size", "max_request_size",
-                 "max_write_buffer_size", "shutdown_batch_size"):
+                 "max_write_buffer_size", "shutdown_batch_size", "workers"):
         _positive(f"server.{name}", getattr(server, name))
     _positive("server.http_idle_timeout", server.http_idle_timeout)
     for name in ("ping_grace", "pong_timeout", "shutdown_timeout"):

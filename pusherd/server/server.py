@@ -97,7 +97,7 @@ class Server:
         context = self.context
         self._server = await loop.create_server(
             lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
-            reuse_address=True,
+            reuse_address=True, reuse_port=cfg.workers > 1,  # workers share the port
         )
         self.port = self._server.sockets[0].getsockname()[1]
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="pusherd-sweeper")
