@@ -138,6 +138,39 @@ class _Mirror:
     cache: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # expires at ms
 
 
+_MEMBER_FRAME = b'{"event":"pusher_internal:member_'
+
+
+class _Pending:
+    """A presence joiner's place in the local fan-out while its roster is on the way.
+
+    Frames for the channel are held until ``subscription_succeeded`` goes out. Member
+    frames that Redis ordered before the join (before the script's own announcement,
+    the *echo*, came back) are already in the roster and are dropped; everything else
+    is delivered, in order, after the roster.
+    """
+
+    __slots__ = ("socket_id", "subscriber", "frames", "answered", "echoed")
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self.socket_id = subscriber.socket_id
+        self.subscriber = subscriber
+        self.frames: list[tuple[Outbound, bool]] = []  # (frame, arrived after the echo)
+        self.answered = False
+        self.echoed = False
+
+    def deliver(self, frame: Outbound) -> None:
+        """Hold `frame` until the answer; after it, drop member frames until the echo."""
+        if not self.answered:
+            self.frames.append((frame, self.echoed))
+        elif not frame.payload.startswith(_MEMBER_FRAME):
+            self.subscriber.deliver(frame)
+
+    def terminate(self, code: int, message: str) -> None:
+        """As the wrapped subscriber's."""
+        self.subscriber.terminate(code, message)
+
+
 # Queued writes, sent in order, several per round trip.
 @dataclass(frozen=True, slots=True)
 class _SubscribeOp:
@@ -197,8 +230,10 @@ class RedisAdapter:
         self._mirrors: dict[AppId, _Mirror] = {a: _Mirror() for a in self.apps}
         self._ops: deque[_Op] = deque()
         self._ops_wake = asyncio.Event()
-        # Presence joins waiting for their script's answer (socket_id, channel).
-        self._awaiting: dict[tuple[str, str], _SubscribeOp] = {}
+        # Presence joins waiting for their script's answer, and answered ones whose
+        # script's announcement has not come back on the bus yet; by (socket_id, channel).
+        self._awaiting: dict[tuple[str, str], tuple[_SubscribeOp, _Pending]] = {}
+        self._echo_wait: dict[tuple[str, str], tuple[_SubscribeOp, _Pending]] = {}
         self._count_sent_at: dict[tuple[AppId, str], int] = {}
         self._pending_counts: dict[tuple[AppId, str], int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -234,7 +269,8 @@ class RedisAdapter:
         if self.link.ready:
             # Let queued writes and messages go out first (bounded).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._drain(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._drain()
             try:
                 changes = await self.cluster.leave()
                 self._emit_changes(changes, wall_ms())
@@ -242,9 +278,9 @@ class RedisAdapter:
                 pass
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        _, stuck = await asyncio.wait(self._tasks, timeout=5.0)
+        for task in stuck:
+            log.error("node %s: task %s did not stop", self.node_id, task.get_name())
         await self.link.close()
 
     async def _drain(self) -> None:
@@ -330,14 +366,18 @@ class RedisAdapter:
         if member is None:
             self._answer_subscribe(op, None)
         else:
-            self._awaiting[(subscriber.socket_id, channel)] = op
+            pending = _Pending(subscriber)
+            self.fanout.join(app.id, channel, pending)
+            self._awaiting[(subscriber.socket_id, channel)] = (op, pending)
 
-    def _answer_subscribe(self, op: _SubscribeOp,
-                          roster: dict[str, tuple[Any, Any]] | None) -> None:
-        """Join the local fan-out and send the subscriber its frames (§3.2, §11.1)."""
+    def _answer_subscribe(self, op: _SubscribeOp, roster: dict[str, tuple[Any, Any]] | None,
+                          pending: _Pending | None = None) -> None:
+        """Join the local fan-out and send the subscriber its frames (§3.2, §11.1), then
+        what a pending presence join held meanwhile."""
         local, grant = op.socket, op.grant
         app, channel, subscriber = local.app, grant.channel, local.subscriber
-        self.fanout.join(app.id, channel, subscriber)
+        if pending is None or pending.echoed:
+            self.fanout.join(app.id, channel, subscriber)
         subscriber.deliver(Outbound(messages.encode_subscription_succeeded(
             channel, _roster(roster) if roster is not None else None)))
         if grant.kind.cache:
@@ -348,6 +388,49 @@ class RedisAdapter:
             else:
                 subscriber.deliver(Outbound(messages.encode_cache_miss(channel)))
                 self._emit(CacheMiss(app.id, channel, op.now_ms))
+        if pending is not None:
+            held, pending.frames = pending.frames, []
+            pending.answered = True
+            for frame, after_echo in held:
+                if after_echo or not frame.payload.startswith(_MEMBER_FRAME):
+                    subscriber.deliver(frame)
+            if not pending.echoed:
+                self._echo_wait[(subscriber.socket_id, channel)] = (op, pending)
+
+    def _note_echo(self, socket_id: str, channels: set[str]) -> None:
+        """Our own join's announcement came back: Redis ordered it here on the bus."""
+        for channel in channels:
+            key = (socket_id, channel)
+            awaiting = self._awaiting.get(key)
+            if awaiting is not None:
+                awaiting[1].echoed = True
+            answered = self._echo_wait.pop(key, None)
+            if answered is not None:
+                self._settle(answered[0])
+
+    def _settle(self, op: _SubscribeOp) -> None:
+        """Put the real subscriber in the fan-out in place of its pending stand-in."""
+        local = op.socket
+        if op.grant.channel in local.channels and local.subscriber.socket_id in self._sockets:
+            self.fanout.join(local.app.id, op.grant.channel, local.subscriber)
+
+    def _release_pending(self) -> None:
+        """Redis went away or came back: answer every presence join still waiting from
+        what this node knows, and stop waiting for announcements that will not come."""
+        awaiting = list(self._awaiting.values())
+        self._awaiting.clear()
+        for op, pending in awaiting:
+            if op.grant.channel not in op.socket.channels:
+                continue
+            member = op.grant.member
+            roster = dict(self._mirror(op.socket.app.id).members.get(op.grant.channel, {}))
+            if member is not None:
+                roster.setdefault(member.key, (member.user_id, member.user_info))
+            pending.echoed = True  # nothing more to drop: the roster is all it will get
+            self._answer_subscribe(op, roster, pending)
+        for op, _ in list(self._echo_wait.values()):
+            self._settle(op)
+        self._echo_wait.clear()
 
     def unsubscribe(self, app: App, subscriber: Subscriber, channel: str, now_ms: int) -> None:
         """As :meth:`Adapter.unsubscribe`; ``member_removed`` and counts arrive over the bus."""
@@ -358,6 +441,7 @@ class RedisAdapter:
         self._generation += 1
         self.fanout.leave(app.id, channel, subscriber.socket_id)
         self._awaiting.pop((subscriber.socket_id, channel), None)
+        self._echo_wait.pop((subscriber.socket_id, channel), None)
         if self.link.ready:
             self._queue(_UnsubscribeOp(app.id, channel, member.key if member else None,
                                        subscriber.socket_id))
@@ -585,10 +669,10 @@ class RedisAdapter:
                 self._awaiting.pop(key, None)
                 self._refuse_late(op)
                 return
-            except NodeNotRegistered:
-                raise
-            if op.grant.member is not None and self._awaiting.pop(key, None) is op:
-                self._answer_subscribe(op, result.roster)
+            awaiting = self._awaiting.get(key)
+            if awaiting is not None and awaiting[0] is op:
+                del self._awaiting[key]
+                self._answer_subscribe(op, result.roster, awaiting[1])
             self._emit_changes(result.changes, now)
         elif isinstance(op, _SignInOp):
             signed = parse_sign_in(reply, self.node_id, list(op.watchlist))
@@ -602,6 +686,7 @@ class RedisAdapter:
         local, channel = op.socket, op.grant.channel
         local.channels.pop(channel, None)
         app = local.app
+        self.fanout.leave(app.id, channel, local.subscriber.socket_id)
         exc = SubscriptionRefused(
             f"Presence channel {channel} is full: at most {app.max_presence_members} members",
             channel=channel, status=4100)
@@ -667,6 +752,9 @@ class RedisAdapter:
                                   message.socket_id)
         elif isinstance(message, ChangesMessage):
             now = wall_ms()
+            if message.origin == self.node_id and message.socket_id and \
+                    (self._awaiting or self._echo_wait):
+                self._note_echo(message.socket_id, {c.channel for c in message.changes})
             for change in message.changes:
                 self._apply_change(change, message.socket_id, now)
         elif isinstance(message, ClientEventMessage):
@@ -751,8 +839,6 @@ class RedisAdapter:
     async def _resync(self, reason: str) -> None:
         """Make the cluster's record of this node equal to its live sockets, in one
         script; the transitions it causes are announced to every node."""
-        awaiting = list(self._awaiting.values())
-        self._awaiting.clear()
         for _ in range(5):
             # The snapshot covers every queued write: drop them (they would count twice).
             self._ops.clear()
@@ -771,11 +857,7 @@ class RedisAdapter:
         for app_id in list(self._mirrors):
             await self._refill_mirror(app_id)
         # Presence joins whose answer was lost with the connection: answer them now.
-        for op in awaiting:
-            if op.grant.channel in op.socket.channels and \
-                    op.socket.subscriber.socket_id in self._sockets:
-                members = self._mirror(op.socket.app.id).members.get(op.grant.channel, {})
-                self._answer_subscribe(op, dict(members))
+        self._release_pending()
 
     async def _refill_mirror(self, app_id: AppId) -> None:
         """Reload one app's mirror; members that appeared or left while this node was
@@ -803,14 +885,7 @@ class RedisAdapter:
 
     def _on_down(self) -> None:
         # Presence joins waiting for Redis are answered from what this node knows.
-        awaiting = list(self._awaiting.values())
-        self._awaiting.clear()
-        for op in awaiting:
-            member = op.grant.member
-            roster = dict(self._mirror(op.socket.app.id).members.get(op.grant.channel, {}))
-            if member is not None:
-                roster.setdefault(member.key, (member.user_id, member.user_info))
-            self._answer_subscribe(op, roster)
+        self._release_pending()
         self._ops.clear()
 
     async def _peers_ready(self) -> bool:
@@ -827,7 +902,8 @@ class RedisAdapter:
         interval = self.config.lease_ttl / 3
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._resync_wanted.wait(), interval)
+                async with asyncio.timeout(interval):  # (not wait_for: see RedisLink)
+                    await self._resync_wanted.wait()
             if self._resync_wanted.is_set() and self.link.ready:
                 self._resync_wanted.clear()
                 try:

@@ -90,7 +90,11 @@ class RedisLink:
     async def wait_ready(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for :attr:`ready`; whether it came."""
         try:
-            await asyncio.wait_for(self._ready.wait(), timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that lands as the event is set, leaving a task that
+            # cannot be stopped.
+            async with asyncio.timeout(timeout):
+                await self._ready.wait()
         except TimeoutError:
             return False
         return True
@@ -105,8 +109,7 @@ class RedisLink:
         self._ready.clear()
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task], timeout=5.0)
         await self.client.aclose()
 
     def report_failure(self, exc: BaseException) -> None:
