@@ -62,17 +62,33 @@ class PrivateRedis:
     process: subprocess.Popen[bytes] | None = None
     workdir: str = field(default_factory=lambda: tempfile.mkdtemp(prefix="pusherd-redis-"))
     extra_args: tuple[str, ...] = ()
+    password: str | None = None
+    tls_cert: str | None = None  # with tls_key: TLS only (no plain port), this CA = cert
+    tls_key: str | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls_cert else "redis"
+        auth = f":{self.password}@" if self.password else ""
+        query = f"?ssl_ca_certs={self.tls_cert}" if self.tls_cert else ""
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0{query}"
+
+    def _server_args(self) -> list[str]:
+        args = ["--port", str(self.port)]
+        if self.tls_cert and self.tls_key:
+            args = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file",
+                    self.tls_cert, "--tls-key-file", self.tls_key, "--tls-ca-cert-file",
+                    self.tls_cert, "--tls-auth-clients", "no"]
+        if self.password:
+            args += ["--requirepass", self.password]
+        return args
 
     def start(self, timeout: float = 10.0) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            [binary, *self._server_args(), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.workdir, "--loglevel", "warning",
              *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -82,14 +98,14 @@ class PrivateRedis:
     def wait_ready(self, timeout: float) -> None:
         """Block until the server answers PING (bounded); the server announces nothing
         we could wait on instead, so the connection attempt itself is the event."""
-        client = redis_sync.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
+        client = redis_sync.Redis.from_url(self.url, socket_connect_timeout=1)
         deadline = time.monotonic() + timeout
         try:
             while True:
                 try:
                     if client.ping():
                         return
-                except redis_sync.ConnectionError:
+                except (redis_sync.ConnectionError, redis_sync.exceptions.TimeoutError):
                     if time.monotonic() > deadline:
                         raise
                     assert self.process is not None
