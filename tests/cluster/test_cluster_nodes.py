@@ -1,6 +1,7 @@
 """Several pusherd processes as one cluster over the shared Redis: real processes on port
 0, real WebSocket clients spread over the nodes, the official Python SDK triggering on
-one node. Each test uses a key prefix of its own."""
+one node. The three nodes are shared by the tests of this module (starting them is most of
+the cost); each test uses channel and user names of its own."""
 
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ from typing import Any
 import pytest
 
 from tests.cluster.nodes import join_presence, join_private, run_cluster, sign_in
-from tests.cluster.waiting import wait_until
 from tests.pusherd.wire import OTHER_APP, Client, call, channel_auth, sdk
 from tests.support.pusherd_process import PusherdProcess
-from tests.support.redis_server import SHARED_REDIS_URL
+from tests.support.redis_server import SHARED_REDIS_URL, delete_prefix, unique_prefix
 
 
-@pytest.fixture
-def three_nodes(redis_prefix: str) -> Any:
-    with run_cluster(3, SHARED_REDIS_URL, redis_prefix) as nodes:
-        yield nodes
+@pytest.fixture(scope="module")
+def three_nodes() -> Any:
+    prefix = unique_prefix()
+    try:
+        with run_cluster(3, SHARED_REDIS_URL, prefix) as nodes:
+            yield nodes
+    finally:
+        delete_prefix(SHARED_REDIS_URL, prefix)
 
 
 async def fence(node: PusherdProcess, channel: str, *clients: Client) -> list[list[Any]]:
@@ -123,22 +127,22 @@ async def _consistent(nodes: list[PusherdProcess], query: Callable[[Any], Any],
 async def test_channel_and_user_queries_answer_the_cluster_view_on_every_node(
         three_nodes: list[PusherdProcess]) -> None:
     one, two, three = three_nodes
-    await join_presence(one, "presence-a", "u1")
-    await join_presence(two, "presence-a", "u2")
-    await join_presence(three, "presence-a", "u2")
-    await join_presence(three, "presence-b", "u3")
-    await join_private(one, "private-x")
-    await join_private(two, "private-x")
+    await join_presence(one, "presence-q-a", "u1")
+    await join_presence(two, "presence-q-a", "u2")
+    await join_presence(three, "presence-q-a", "u2")
+    await join_presence(three, "presence-q-b", "u3")
+    await join_private(one, "private-q-x")
+    await join_private(two, "private-q-x")
     await _consistent(three_nodes, lambda c: c.channels_info(
-        prefix_filter="presence-", attributes=["user_count"]), {"channels": {
-            "presence-a": {"user_count": 2}, "presence-b": {"user_count": 1}}})
+        prefix_filter="presence-q-", attributes=["user_count"]), {"channels": {
+            "presence-q-a": {"user_count": 2}, "presence-q-b": {"user_count": 1}}})
     await _consistent(three_nodes, lambda c: c.channel_info(
-        "private-x", attributes=["subscription_count"]),
+        "private-q-x", attributes=["subscription_count"]),
         {"occupied": True, "subscription_count": 2})
     await _consistent(three_nodes, lambda c: sorted(
-        u["id"] for u in c.users_info("presence-a")["users"]), ["u1", "u2"])
+        u["id"] for u in c.users_info("presence-q-a")["users"]), ["u1", "u2"])
     await _consistent(three_nodes, lambda c: c.channel_info(
-        "presence-a", attributes=["user_count"]), {"occupied": True, "user_count": 2})
+        "presence-q-a", attributes=["user_count"]), {"occupied": True, "user_count": 2})
 
 
 async def test_subscription_count_is_the_cluster_total(
@@ -155,10 +159,10 @@ async def test_subscription_count_is_the_cluster_total(
 async def test_terminate_connections_closes_the_users_sockets_on_every_node(
         three_nodes: list[PusherdProcess]) -> None:
     one, two, three = three_nodes
-    ann_two, _ = await sign_in(two, "ann")
-    ann_three, _ = await sign_in(three, "ann")
-    bob, _ = await sign_in(three, "bob")
-    await call(sdk(one.port).terminate_user_connections, "ann")
+    ann_two, _ = await sign_in(two, "t-ann")
+    ann_three, _ = await sign_in(three, "t-ann")
+    bob, _ = await sign_in(three, "t-bob")
+    await call(sdk(one.port).terminate_user_connections, "t-ann")
     for client in (ann_two, ann_three):
         code, frames = await client.closed()
         assert code == 4009
@@ -169,21 +173,20 @@ async def test_terminate_connections_closes_the_users_sockets_on_every_node(
 async def test_server_to_user_and_watchlist_events_cross_nodes(
         three_nodes: list[PusherdProcess]) -> None:
     one, two, three = three_nodes
-    watcher, initial = await sign_in(one, "watcher", ["ann", "bob"])
-    assert initial == [{"event": "pusher_internal:watchlist_events",
-                        "data": {"events": [{"name": "offline", "user_ids": ["ann", "bob"]}]}}]
-    ann, _ = await sign_in(two, "ann")
+    watcher, initial = await sign_in(one, "w-watcher", ["w-ann", "w-bob"])
+    assert initial == [{"event": "pusher_internal:watchlist_events", "data": {
+        "events": [{"name": "offline", "user_ids": ["w-ann", "w-bob"]}]}}]
+    ann, _ = await sign_in(two, "w-ann")
     frame = await watcher.expect("pusher_internal:watchlist_events")
-    assert frame["data"] == {"events": [{"name": "online", "user_ids": ["ann"]}]}
-    late, initial = await sign_in(three, "late", ["ann"])
-    assert initial[0]["data"] == {"events": [{"name": "online", "user_ids": ["ann"]}]}
-    await call(sdk(three.port).send_to_user, "ann", "note", {"x": 1})
-    frame = await ann.expect("note", "#server-to-user-ann")
+    assert frame["data"] == {"events": [{"name": "online", "user_ids": ["w-ann"]}]}
+    _, initial = await sign_in(three, "w-late", ["w-ann"])
+    assert initial[0]["data"] == {"events": [{"name": "online", "user_ids": ["w-ann"]}]}
+    await call(sdk(three.port).send_to_user, "w-ann", "note", {"x": 1})
+    frame = await ann.expect("note", "#server-to-user-w-ann")
     assert json.loads(frame["data"]) == {"x": 1}
     await ann.close()
     frame = await watcher.expect("pusher_internal:watchlist_events")
-    assert frame["data"] == {"events": [{"name": "offline", "user_ids": ["ann"]}]}
-    del late
+    assert frame["data"] == {"events": [{"name": "offline", "user_ids": ["w-ann"]}]}
 
 
 async def test_a_cache_channel_serves_its_last_event_on_every_node(
@@ -207,7 +210,6 @@ async def test_a_full_presence_channel_refuses_a_new_user_whichever_node_it_come
     one, two, three = three_nodes
     for index, node in enumerate((one, two, three)):
         await join_presence(node, "presence-small", f"u{index}")
-    await wait_until(lambda: True)
     client = await Client.open(two.port)
     data = json.dumps({"user_id": "u9"})
     # The mirror of the third member may trail by a moment: retry until it is refused.
