@@ -30,7 +30,10 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.host: str = args.host
-        self.port: int = args.port
+        self.port: int = args.port  # the first node (HTTP API, browser pages)
+        # Cluster mode: every new client takes the next node's port, round robin.
+        self.ports: list[int] = list(getattr(args, "ports", None) or [args.port])
+        self._next_port = itertools.cycle(self.ports)
         self.api_host: str = args.api_host or args.host
         self.api_port: int = args.api_port or args.port
         self.tls: bool = args.tls
@@ -45,8 +48,7 @@ class Context:
             if args.tls_no_verify:
                 self.ssl_context.check_hostname = False
                 self.ssl_context.verify_mode = ssl.CERT_NONE
-        scheme = "wss" if self.tls else "ws"
-        self.ws_base = f"{scheme}://{self.host}:{self.port}"
+        self.ws_scheme = "wss" if self.tls else "ws"
         self.activity_timeout: int | None = None
         self._counter = itertools.count(1)
         self._tracked: list[Any] = []  # objects opened outside any case
@@ -65,6 +67,20 @@ class Context:
             if http is not None and hasattr(http, "options"):
                 http.options["verify"] = False if args.tls_no_verify else (
                     args.tls_ca or http.options.get("verify", True))
+
+    def client_port(self) -> int:
+        """The port the next client connects to (the next node, in cluster mode)."""
+        return next(self._next_port)
+
+    @property
+    def ws_base(self) -> str:
+        """``ws(s)://host:port`` of the node the next client connects to."""
+        return f"{self.ws_scheme}://{self.host}:{self.client_port()}"
+
+    @property
+    def ws_servers(self) -> str:
+        """Every node's ``ws(s)://host:port``, for messages and reports."""
+        return ", ".join(f"{self.ws_scheme}://{self.host}:{port}" for port in self.ports)
 
     # -- naming ------------------------------------------------------------------------------
     def chan(self, prefix: str, label: str) -> str:
@@ -128,7 +144,7 @@ class Context:
         auth = await self.auth_server()
         driver = NodeDriver({
             "appId": self.app_id, "appKey": self.app_key, "appSecret": self.app_secret,
-            "host": self.host, "port": self.port, "tls": self.tls,
+            "host": self.host, "port": self.port, "ports": self.ports, "tls": self.tls,
             "apiHost": self.api_host, "apiPort": self.api_port,
             "masterKey": self.master_key_b64, "authBase": auth.base,
             "chromium": self.args.chromium,

@@ -261,13 +261,14 @@ class SilentSocket:
 
     @classmethod
     async def open(cls, ctx: Any) -> SilentSocket:
+        port = ctx.client_port()
         reader, writer = await asyncio.open_connection(
-            ctx.host, ctx.port, ssl=ctx.ssl_context,
+            ctx.host, port, ssl=ctx.ssl_context,
             server_hostname=ctx.host if ctx.ssl_context else None)
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
             f"GET /app/{ctx.app_key}?protocol=7&client=js&version=8.6.0&flash=false HTTP/1.1\r\n"
-            f"Host: {ctx.host}:{ctx.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Host: {ctx.host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
         writer.write(request.encode())
         await writer.drain()

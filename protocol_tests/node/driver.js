@@ -28,9 +28,14 @@ function sdk(overrides) {
   }, overrides || {}));
 }
 
+// Cluster mode (several --port): each new client connects to the next node, round robin.
+const ports = cfg.ports && cfg.ports.length ? cfg.ports : [cfg.port];
+let nextPort = 0;
+
 function clientOptions(extra) {
+  const port = ports[nextPort++ % ports.length];
   return Object.assign({
-    cluster: '', wsHost: cfg.host, wsPort: cfg.port, wssPort: cfg.port, forceTLS: !!cfg.tls,
+    cluster: '', wsHost: cfg.host, wsPort: port, wssPort: port, forceTLS: !!cfg.tls,
     enabledTransports: ['ws', 'wss'], disableStats: true,
   }, extra || {});
 }

@@ -13,10 +13,10 @@ It composes three parts (see docs/scaling.md):
   shared state (what the HTTP API's queries read, so no query waits on Redis or on
   another node).
 
-The :class:`~pusherd.adapters.base.Adapter` methods stay synchronous. A subscription to a
-non-presence channel is answered at once and counted in Redis in the background; a
-presence subscription is answered when its script returns (one round trip), with the
-roster of every node. Writes are queued in order and sent several per round trip.
+The :class:`~pusherd.adapters.base.Adapter` methods stay synchronous. A subscription is
+answered when its script returns (one round trip; the writes are queued in order and sent
+several per round trip), with the roster of every node on a presence channel, so that
+whatever follows the success frame on any node sees the socket counted.
 
 Failures: when Redis is unreachable the node keeps serving its own sockets (local
 delivery, subscriptions answered from the mirror), reports not ready (``ready``), and
@@ -37,7 +37,7 @@ import secrets
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +63,7 @@ from pusherd.adapters.cluster.state import (
     NodeSnapshot,
     PresenceFull,
     StateChange,
+    decode_cached,
     encode_cached,
     encode_member,
     parse_changes_reply,
@@ -142,12 +143,12 @@ _MEMBER_FRAME = b'{"event":"pusher_internal:member_'
 
 
 class _Pending:
-    """A presence joiner's place in the local fan-out while its roster is on the way.
+    """A joining socket's place in the local fan-out while Redis counts it.
 
     Frames for the channel are held until ``subscription_succeeded`` goes out. Member
     frames that Redis ordered before the join (before the script's own announcement,
     the *echo*, came back) are already in the roster and are dropped; everything else
-    is delivered, in order, after the roster.
+    is delivered, in order, after the success frame.
     """
 
     __slots__ = ("socket_id", "subscriber", "frames", "answered", "echoed")
@@ -234,6 +235,7 @@ class RedisAdapter:
         # script's announcement has not come back on the bus yet; by (socket_id, channel).
         self._awaiting: dict[tuple[str, str], tuple[_SubscribeOp, _Pending]] = {}
         self._echo_wait: dict[tuple[str, str], tuple[_SubscribeOp, _Pending]] = {}
+        self._signing_in: dict[str, _SignInOp] = {}  # sign-ins waiting, by socket_id
         self._count_sent_at: dict[tuple[AppId, str], int] = {}
         self._pending_counts: dict[tuple[AppId, str], int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -362,29 +364,36 @@ class RedisAdapter:
                 roster.setdefault(member.key, (member.user_id, member.user_info))
             self._answer_subscribe(op, roster)
             return
+        # Answered when Redis has counted the socket (one round trip): a trigger or a
+        # query that follows the success frame, on any node, then sees this socket.
         self._queue(op)
-        if member is None:
-            self._answer_subscribe(op, None)
-        else:
-            pending = _Pending(subscriber)
-            self.fanout.join(app.id, channel, pending)
-            self._awaiting[(subscriber.socket_id, channel)] = (op, pending)
+        pending = _Pending(subscriber)
+        self.fanout.join(app.id, channel, pending)
+        self._awaiting[(subscriber.socket_id, channel)] = (op, pending)
 
     def _answer_subscribe(self, op: _SubscribeOp, roster: dict[str, tuple[Any, Any]] | None,
-                          pending: _Pending | None = None) -> None:
+                          pending: _Pending | None = None,
+                          stored: tuple[bytes, int] | None = None) -> None:
         """Join the local fan-out and send the subscriber its frames (§3.2, §11.1), then
-        what a pending presence join held meanwhile."""
+        what a pending join held meanwhile. `stored` is a cache channel's last event as
+        the subscribe script read it (else the mirror is asked)."""
         local, grant = op.socket, op.grant
         app, channel, subscriber = local.app, grant.channel, local.subscriber
         if pending is None or pending.echoed:
             self.fanout.join(app.id, channel, subscriber)
         subscriber.deliver(Outbound(messages.encode_subscription_succeeded(
             channel, _roster(roster) if roster is not None else None)))
+        replayed: bytes | None = None
         if grant.kind.cache:
-            cached = self._cached(app.id, channel, wall_ms())
+            now = wall_ms()
+            cached = self._cached(app.id, channel, now)
+            if stored is not None:
+                event, data = decode_cached(stored[0])
+                cached = (event, data, now + stored[1])
             if cached is not None:
-                subscriber.deliver(Outbound(messages.encode_channel_event(
-                    cached[0], channel, cached[1])))
+                frame = Outbound(messages.encode_channel_event(cached[0], channel, cached[1]))
+                replayed = frame.payload
+                subscriber.deliver(frame)
             else:
                 subscriber.deliver(Outbound(messages.encode_cache_miss(channel)))
                 self._emit(CacheMiss(app.id, channel, op.now_ms))
@@ -392,6 +401,9 @@ class RedisAdapter:
             held, pending.frames = pending.frames, []
             pending.answered = True
             for frame, after_echo in held:
+                if frame.payload == replayed:  # that trigger is the cached event just sent
+                    replayed = None
+                    continue
                 if after_echo or not frame.payload.startswith(_MEMBER_FRAME):
                     subscriber.deliver(frame)
             if not pending.echoed:
@@ -423,14 +435,19 @@ class RedisAdapter:
             if op.grant.channel not in op.socket.channels:
                 continue
             member = op.grant.member
-            roster = dict(self._mirror(op.socket.app.id).members.get(op.grant.channel, {}))
+            roster = None
             if member is not None:
+                roster = dict(self._mirror(op.socket.app.id).members.get(op.grant.channel, {}))
                 roster.setdefault(member.key, (member.user_id, member.user_info))
             pending.echoed = True  # nothing more to drop: the roster is all it will get
             self._answer_subscribe(op, roster, pending)
         for op, _ in list(self._echo_wait.values()):
             self._settle(op)
         self._echo_wait.clear()
+        for sign_in in list(self._signing_in.values()):
+            if sign_in.socket.user is sign_in.user:
+                self._answer_sign_in(sign_in, self._mirror(sign_in.socket.app.id).online)
+        self._signing_in.clear()
 
     def unsubscribe(self, app: App, subscriber: Subscriber, channel: str, now_ms: int) -> None:
         """As :meth:`Adapter.unsubscribe`; ``member_removed`` and counts arrive over the bus."""
@@ -449,28 +466,31 @@ class RedisAdapter:
     # --- users (§10) --------------------------------------------------------------------
 
     def sign_in(self, app: App, subscriber: Subscriber, user: SignedInUser) -> None:
-        """As :meth:`Adapter.sign_in`; the watchlist's state follows after one round trip."""
+        """As :meth:`Adapter.sign_in`, answered when Redis has counted the socket (one
+        round trip), so that watchers anywhere already see the user online."""
         local = self._sockets.get(subscriber.socket_id)
         if local is None:
             return
         local.user = user
         self._generation += 1
         watchlist = user.watchlist if app.enable_watchlist_events else ()
-        self.fanout.sign_in(app.id, user.id, subscriber, watchlist)
-        subscriber.deliver(Outbound(messages.encode_signin_success(user.user_data)))
         op = _SignInOp(local, user, watchlist)
         if self.link.ready:
+            self._signing_in[subscriber.socket_id] = op
             self._queue(op)
         else:
-            online = self._mirror(app.id).online
-            self._answer_sign_in(op, {u: u in online or u == user.id for u in watchlist})
+            self._answer_sign_in(op, self._mirror(app.id).online)
 
-    def _answer_sign_in(self, op: _SignInOp, online: dict[str, bool]) -> None:
+    def _answer_sign_in(self, op: _SignInOp, online: Container[str]) -> None:
+        """``signin_success``, then the watchlist's state (§10.1, §10.3)."""
+        subscriber, app, user = op.socket.subscriber, op.socket.app, op.user
+        self._signing_in.pop(subscriber.socket_id, None)
+        self.fanout.sign_in(app.id, user.id, subscriber, op.watchlist)
+        subscriber.deliver(Outbound(messages.encode_signin_success(user.user_data)))
         if not op.watchlist:
             return
-        subscriber, app = op.socket.subscriber, op.socket.app
-        on = [u for u in op.watchlist if online.get(u)]
-        off = [u for u in op.watchlist if not online.get(u)]
+        on = [u for u in op.watchlist if u in online or u == user.id]
+        off = [u for u in op.watchlist if u not in on]
         events = [{"name": "online", "user_ids": on}] if on else []
         if off:
             events.append({"name": "offline", "user_ids": off})
@@ -486,6 +506,7 @@ class RedisAdapter:
         if local is not None:
             local.user = None
         self._generation += 1
+        self._signing_in.pop(subscriber.socket_id, None)
         watchlist = user.watchlist if app.enable_watchlist_events else ()
         self.fanout.sign_out(app.id, user.id, subscriber.socket_id, watchlist)
         if self.link.ready:
@@ -640,7 +661,8 @@ class RedisAdapter:
                     await cluster.queue_subscribe(pipe, cluster.subscribe_args(
                         op.socket.app.id, grant.channel, member.key if member else None,
                         encode_member(member.user_id, member.user_info) if member else None,
-                        op.socket.app.max_presence_members, False, op.socket.subscriber.socket_id))
+                        op.socket.app.max_presence_members, grant.kind.cache,
+                        op.socket.subscriber.socket_id))
                 elif isinstance(op, _UnsubscribeOp):
                     await cluster.queue_unsubscribe(pipe, cluster.unsubscribe_args(
                         op.app_id, op.channel, op.member_key, op.socket_id))
@@ -672,12 +694,13 @@ class RedisAdapter:
             awaiting = self._awaiting.get(key)
             if awaiting is not None and awaiting[0] is op:
                 del self._awaiting[key]
-                self._answer_subscribe(op, result.roster, awaiting[1])
+                self._answer_subscribe(op, result.roster, awaiting[1], result.cached)
             self._emit_changes(result.changes, now)
         elif isinstance(op, _SignInOp):
             signed = parse_sign_in(reply, self.node_id, list(op.watchlist))
-            if op.socket.user is op.user:
-                self._answer_sign_in(op, signed.online)
+            if op.socket.user is op.user and \
+                    self._signing_in.get(op.socket.subscriber.socket_id) is op:
+                self._answer_sign_in(op, {u for u, on in signed.online.items() if on})
         else:
             self._emit_changes(parse_changes_reply(reply, self.node_id), now)
 
