@@ -231,6 +231,9 @@ class RedisAdapter:
         self._mirrors: dict[AppId, _Mirror] = {a: _Mirror() for a in self.apps}
         self._ops: deque[_Op] = deque()
         self._ops_wake = asyncio.Event()
+        # Held while a batch of writes is on the wire and while a resync runs: a batch
+        # landing after a resync's snapshot would count its sockets twice.
+        self._writing = asyncio.Lock()
         # Presence joins waiting for their script's answer, and answered ones whose
         # script's announcement has not come back on the bus yet; by (socket_id, channel).
         self._awaiting: dict[tuple[str, str], tuple[_SubscribeOp, _Pending]] = {}
@@ -638,7 +641,8 @@ class RedisAdapter:
                 batch = [self._ops.popleft()
                          for _ in range(min(OPS_PER_ROUND_TRIP, len(self._ops)))]
                 try:
-                    replies = await self._execute(batch)
+                    async with self._writing:
+                        replies = await self._execute(batch)
                 except LINK_ERRORS as exc:
                     # The resync after the reconnection covers this batch's effects.
                     self.link.report_failure(exc)
@@ -863,11 +867,13 @@ class RedisAdapter:
         """Make the cluster's record of this node equal to its live sockets, in one
         script; the transitions it causes are announced to every node."""
         for _ in range(5):
-            # The snapshot covers every queued write: drop them (they would count twice).
-            self._ops.clear()
-            generation = self._generation
-            snapshot = self._snapshot()
-            was, changes = await self.cluster.sync(snapshot)
+            async with self._writing:
+                # The snapshot covers every queued write: drop them (they would count
+                # twice).
+                self._ops.clear()
+                generation = self._generation
+                snapshot = self._snapshot()
+                was, changes = await self.cluster.sync(snapshot)
             if self._synced_once and (not was or changes):
                 log.warning("node %s: %s; re-registered %d subscription(s) and signed-in "
                             "socket(s) of this node (%d transition(s) announced)",
