@@ -200,3 +200,16 @@ async def test_an_outage_is_logged_once_buffered_within_its_cap_and_healed_on_re
                 and "reachable again" in r.getMessage()]
         assert len(back) == 1
         assert link_a.outages == 1
+
+
+async def test_the_buffer_cap_applies_only_while_redis_is_unreachable(redis_prefix: str) -> None:
+    channel = KeyLayout(redis_prefix).bus
+    got: list[BusMessage] = []
+    async with _node(SHARED_REDIS_URL, channel, "a", lambda m: None,
+                     max_buffered_bytes=0) as (_, bus_a), \
+            _node(SHARED_REDIS_URL, channel, "b", got.append):
+        burst = [TriggerMessage("a", "1001", f"e{i}", ("c",), "x" * 100) for i in range(50)]
+        for message in burst:
+            bus_a.publish(message)
+        await wait_until(lambda: len(got) == 50, what="the burst")
+        assert got == burst and bus_a.dropped == 0

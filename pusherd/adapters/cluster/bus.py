@@ -189,7 +189,10 @@ class Bus:
         payload = encode_bus_message(message)
         self._queue.append((payload, cache))
         self._queued_bytes += len(payload)
-        while self._queued_bytes > self.max_buffered_bytes and self._queue:
+        # The cap is for an outage: while Redis is reachable the writer drains the queue
+        # every round trip, and a burst must not be cut.
+        while not self.link.ready and self._queued_bytes > self.max_buffered_bytes \
+                and self._queue:
             dropped, _ = self._queue.popleft()
             self._queued_bytes -= len(dropped)
             self.dropped += 1
