@@ -5,12 +5,15 @@ the cost); each test uses channel and user names of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
+from pusherd.adapters.cluster.bus import BusMessage, TriggerMessage, decode_bus_message
 from tests.cluster.nodes import join_presence, join_private, run_cluster, sign_in
 from tests.pusherd.wire import OTHER_APP, Client, call, channel_auth, sdk
 from tests.support.pusherd_process import PusherdProcess
@@ -18,13 +21,16 @@ from tests.support.redis_server import SHARED_REDIS_URL, delete_prefix, unique_p
 
 
 @pytest.fixture(scope="module")
-def three_nodes() -> Any:
+def cluster_prefix() -> Any:
     prefix = unique_prefix()
-    try:
-        with run_cluster(3, SHARED_REDIS_URL, prefix) as nodes:
-            yield nodes
-    finally:
-        delete_prefix(SHARED_REDIS_URL, prefix)
+    yield prefix
+    delete_prefix(SHARED_REDIS_URL, prefix)
+
+
+@pytest.fixture(scope="module")
+def three_nodes(cluster_prefix: str) -> Any:
+    with run_cluster(3, SHARED_REDIS_URL, cluster_prefix) as nodes:
+        yield nodes
 
 
 async def fence(node: PusherdProcess, channel: str, *clients: Client) -> list[list[Any]]:
@@ -220,3 +226,35 @@ async def test_a_full_presence_channel_refuses_a_new_user_whichever_node_it_come
             break
         await client.unsubscribe("presence-small")
     assert frame["event"] == "pusher:error" and frame["data"]["code"] == 4009
+
+
+async def test_a_trigger_to_several_channels_is_one_publish_on_the_bus(
+        three_nodes: list[PusherdProcess], cluster_prefix: str) -> None:
+    one, two, three = three_nodes
+    channels = ["private-p1", "private-p2", "private-p3"]
+    receivers = [await join_private(node, channel)
+                 for node, channel in zip((two, three, two), channels, strict=True)]
+    watcher = Redis.from_url(SHARED_REDIS_URL)
+    bus = watcher.pubsub(ignore_subscribe_messages=True)
+    await bus.subscribe(f"{cluster_prefix}:bus")
+    try:
+        await call(sdk(one.port).trigger, channels, "multi", {"n": 1})
+        for client, channel in zip(receivers, channels, strict=True):
+            await client.expect("multi", channel)
+        await call(sdk(one.port).trigger, "private-p1", "after", {})
+        await receivers[0].expect("after", "private-p1")
+        seen: list[BusMessage] = []
+
+        async def read_until_after() -> None:
+            while not any(isinstance(m, TriggerMessage) and m.event == "after" for m in seen):
+                message = await bus.get_message(timeout=1.0)
+                if message is not None:
+                    seen.append(decode_bus_message(message["data"]))
+
+        await asyncio.wait_for(read_until_after(), 10)
+        triggers = [m for m in seen if isinstance(m, TriggerMessage)]
+        assert [(m.event, m.channels) for m in triggers] == [
+            ("multi", tuple(channels)), ("after", ("private-p1",))]
+    finally:
+        await bus.aclose()
+        await watcher.aclose()
