@@ -525,6 +525,9 @@ class RedisAdapter:
     def _terminate_local(self, app_id: AppId, user_id: str) -> int:
         sockets = self.fanout.user_sockets(app_id, user_id)
         targets = list(sockets.values()) if sockets else []
+        # Sockets whose sign-in Redis has not answered yet are signed in all the same.
+        targets += [op.socket.subscriber for op in self._signing_in.values()
+                    if op.socket.app.id == app_id and op.user.id == user_id]
         for subscriber in targets:
             subscriber.terminate(4009, "Connection terminated by the app (terminate_connections)")
         return len(targets)

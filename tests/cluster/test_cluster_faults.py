@@ -166,3 +166,26 @@ async def test_redis_killed_and_restarted_under_traffic_heals_the_cluster_view(
             lost = [line for line in node.output if "unreachable" in line]
             assert len(lost) == 1, lost
         del late, bob
+
+
+async def test_a_frozen_redis_is_an_outage_that_heals_when_it_resumes(
+        private_redis: PrivateRedis) -> None:
+    with run_cluster(2, private_redis.url, "faults", lease_ttl=LEASE_TTL,
+                     reap_interval=REAP_INTERVAL) as (one, two):
+        near = await join_private(one, "private-f")
+        far = await join_private(two, "private-f")
+        assert private_redis.process is not None
+        private_redis.process.send_signal(signal.SIGSTOP)
+        try:
+            # Nothing breaks the connections: the health checks and command timeouts
+            # must notice the silence.
+            await _wait_status(one, 503, bound=30)
+            await call(sdk(one.port).trigger, "private-f", "local", {})
+            await near.expect("local", "private-f")  # the node still serves its sockets
+        finally:
+            private_redis.process.send_signal(signal.SIGCONT)
+        await _wait_status(one, 200, bound=30)
+        await _wait_status(two, 200, bound=30)
+        await call(sdk(one.port).trigger, "private-f", "across", {})
+        while (await far.recv(timeout=10)).get("event") != "across":
+            pass
