@@ -14,9 +14,10 @@ It composes three parts (see docs/scaling.md):
   another node).
 
 The :class:`~pusherd.adapters.base.Adapter` methods stay synchronous. A subscription is
-answered when its script returns (one round trip; the writes are queued in order and sent
-several per round trip), with the roster of every node on a presence channel, so that
-whatever follows the success frame on any node sees the socket counted.
+answered once its script has returned (one round trip; the writes are queued in order and
+sent several per round trip) and its announcement is back on the bus, with the roster of
+every node on a presence channel: by then Redis has sent the change to every node, so
+what follows the success frame on another node normally finds the socket counted.
 
 Failures: when Redis is unreachable the node keeps serving its own sockets (local
 delivery, subscriptions answered from the mirror), reports not ready (``ready``), and
@@ -63,6 +64,7 @@ from pusherd.adapters.cluster.state import (
     NodeSnapshot,
     PresenceFull,
     StateChange,
+    SubscribeResult,
     decode_cached,
     encode_cached,
     encode_member,
@@ -151,7 +153,7 @@ class _Pending:
     is delivered, in order, after the success frame.
     """
 
-    __slots__ = ("socket_id", "subscriber", "frames", "answered", "echoed")
+    __slots__ = ("socket_id", "subscriber", "frames", "answered", "echoed", "reply")
 
     def __init__(self, subscriber: Subscriber) -> None:
         self.socket_id = subscriber.socket_id
@@ -159,6 +161,9 @@ class _Pending:
         self.frames: list[tuple[Outbound, bool]] = []  # (frame, arrived after the echo)
         self.answered = False
         self.echoed = False
+        # The script's answer, kept until its announcement is back on the bus too: the
+        # socket is answered only then, when every node has been sent the change.
+        self.reply: SubscribeResult | None = None
 
     def deliver(self, frame: Outbound) -> None:
         """Hold `frame` until the answer; after it, drop member frames until the echo."""
@@ -418,7 +423,12 @@ class RedisAdapter:
             key = (socket_id, channel)
             awaiting = self._awaiting.get(key)
             if awaiting is not None:
-                awaiting[1].echoed = True
+                op, pending = awaiting
+                pending.echoed = True
+                if pending.reply is not None:
+                    del self._awaiting[key]
+                    self._answer_subscribe(op, pending.reply.roster, pending,
+                                           pending.reply.cached)
             answered = self._echo_wait.pop(key, None)
             if answered is not None:
                 self._settle(answered[0])
@@ -439,11 +449,14 @@ class RedisAdapter:
                 continue
             member = op.grant.member
             roster = None
-            if member is not None:
+            if pending.reply is not None:
+                roster = pending.reply.roster
+            elif member is not None:
                 roster = dict(self._mirror(op.socket.app.id).members.get(op.grant.channel, {}))
                 roster.setdefault(member.key, (member.user_id, member.user_info))
             pending.echoed = True  # nothing more to drop: the roster is all it will get
-            self._answer_subscribe(op, roster, pending)
+            self._answer_subscribe(op, roster, pending,
+                                   pending.reply.cached if pending.reply else None)
         for op, _ in list(self._echo_wait.values()):
             self._settle(op)
         self._echo_wait.clear()
@@ -700,8 +713,12 @@ class RedisAdapter:
                 return
             awaiting = self._awaiting.get(key)
             if awaiting is not None and awaiting[0] is op:
-                del self._awaiting[key]
-                self._answer_subscribe(op, result.roster, awaiting[1], result.cached)
+                pending = awaiting[1]
+                if pending.echoed:
+                    del self._awaiting[key]
+                    self._answer_subscribe(op, result.roster, pending, result.cached)
+                else:  # answered when the announcement is back (see _note_echo)
+                    pending.reply = result
             self._emit_changes(result.changes, now)
         elif isinstance(op, _SignInOp):
             signed = parse_sign_in(reply, self.node_id, list(op.watchlist))
