@@ -147,6 +147,12 @@ class RedisLink:
         while not self._closed:
             pubsub: PubSub | None = None
             try:
+                if self._outage_started is not None:
+                    # Pooled connections from before the outage are dead: a command on
+                    # one would fail and start a second outage. (Commands are never
+                    # retried on a fresh connection instead: a script whose reply was
+                    # lost may have run, and must not run twice.)
+                    await self.client.connection_pool.disconnect()
                 pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.channel)
                 self._failed.clear()
