@@ -45,7 +45,8 @@ window.EchoClass = Echo.default;
 window.makeEcho = function (broadcaster, extra) {{
   var o = Object.assign({{
     broadcaster: broadcaster, key: PT.key, wsHost: PT.host, wsPort: PT.port, wssPort: PT.port,
-    forceTLS: PT.tls, enabledTransports: ['ws', 'wss'], disableStats: true
+    forceTLS: PT.tls, enabledTransports: PT.transports, disableStats: true,
+    httpHost: PT.host, httpPort: PT.port, httpsPort: PT.port, httpPath: PT.httpPath
   }}, extra || {{}});
   if (broadcaster === 'pusher' && !o.cluster) o.cluster = 'mt1';
   var e = new window.EchoClass(o);
@@ -69,6 +70,8 @@ class AuthServer:
     tls: bool
     master_key_b64: str
     run_id: str
+    transport: str = "ws"  # the run's transport: the pages' Echo uses it (§15)
+    http_path: str = "/pusher"
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     _server: asyncio.base_events.Server | None = None
@@ -117,7 +120,9 @@ class AuthServer:
                body: bytes) -> tuple[int, str, bytes]:
         if method == "GET" and path.startswith("/page.html"):
             settings = {"key": self.key, "host": self.ws_host, "port": self.ws_port,
-                        "tls": self.tls, "page": "page"}
+                        "tls": self.tls, "page": "page", "httpPath": self.http_path,
+                        "transports": ["ws", "wss"] if self.transport == "ws"
+                        else [self.transport]}
             return 200, "text/html; charset=utf-8", PAGE.format(
                 run=self.run_id, settings=json.dumps(settings)).encode()
         if method == "GET" and path in STATIC:

@@ -47,6 +47,8 @@ class Context:
                 self.ssl_context.verify_mode = ssl.CERT_NONE
         scheme = "wss" if self.tls else "ws"
         self.ws_base = f"{scheme}://{self.host}:{self.port}"
+        # The transport every client of the run uses: "ws", or a fallback transport (§15).
+        self.transport: str = getattr(args, "transport", "ws")
         self.activity_timeout: int | None = None
         self._counter = itertools.count(1)
         self._tracked: list[Any] = []  # objects opened outside any case
@@ -100,6 +102,9 @@ class Context:
         return await RawClient.open(self, **kw)
 
     async def silent(self) -> SilentSocket:
+        if self.transport != "ws":
+            raise NotApplicable("reads raw WebSocket control frames (ping/close opcodes); "
+                                f"{self.transport} has none")
         return await SilentSocket.open(self)
 
     async def api(self, method: str, path: str, **kw: Any) -> HttpResponse:
@@ -132,6 +137,7 @@ class Context:
             "apiHost": self.api_host, "apiPort": self.api_port,
             "masterKey": self.master_key_b64, "authBase": auth.base,
             "chromium": self.args.chromium,
+            "transport": self.transport, "httpPath": self.args.http_path,
             "tlsInsecure": bool(self.tls and (self.args.tls_no_verify or self.args.tls_ca)),
         }, tls_ca=self.args.tls_ca, tls_no_verify=bool(self.tls and self.args.tls_no_verify))
         await driver.start()
@@ -141,7 +147,8 @@ class Context:
         async with self._auth_lock:
             if self._auth is None:
                 server = AuthServer(self.app_id, self.app_key, self.app_secret, self.host,
-                                    self.port, self.tls, self.master_key_b64, self.run_id)
+                                    self.port, self.tls, self.master_key_b64, self.run_id,
+                                    self.transport, self.args.http_path)
                 await server.start()
                 self._auth = server
         return self._auth

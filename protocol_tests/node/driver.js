@@ -29,9 +29,12 @@ function sdk(overrides) {
 }
 
 function clientOptions(extra) {
+  // --transport: every client of the run uses that transport (HTTP fallback, spec §15).
+  const fallback = cfg.transport && cfg.transport !== 'ws';
   return Object.assign({
     cluster: '', wsHost: cfg.host, wsPort: cfg.port, wssPort: cfg.port, forceTLS: !!cfg.tls,
-    enabledTransports: ['ws', 'wss'], disableStats: true,
+    enabledTransports: fallback ? [cfg.transport] : ['ws', 'wss'], disableStats: true,
+    httpHost: cfg.host, httpPort: cfg.port, httpsPort: cfg.port, httpPath: cfg.httpPath || '/pusher',
   }, extra || {});
 }
 
