@@ -156,12 +156,14 @@ class Context:
     async def js(self, code: str, timeout: float = 20.0) -> Any:
         return await (await self.node()).run(code, timeout)
 
-    async def page(self, name: str, timeout: float = 30.0) -> None:
+    async def page(self, name: str, timeout: float = 30.0, query: str = "") -> None:
+        """Open the suite's page as `name`; `query` adds parameters (``&nows=1``: a page
+        without WebSocket)."""
         if self.args.no_browser:
             raise NotApplicable("browser cases disabled by --no-browser")
         auth = await self.auth_server()
         await self.js(f"return await openPage({json.dumps(name)}, "
-                      f"{json.dumps(auth.base + '/page.html?name=' + name)});", timeout)
+                      f"{json.dumps(auth.base + '/page.html?name=' + name + query)});", timeout)
 
     async def in_page(self, name: str, body: str, timeout: float = 20.0) -> Any:
         return await self.js(f"return await inPage({json.dumps(name)}, {json.dumps(body)});",

@@ -141,7 +141,11 @@ class RawClient:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                frame = await asyncio.wait_for(self.queue.get(), max(remaining, 0.001))
+                # asyncio.timeout, not wait_for: under Python 3.11 a wait_for cancelled just
+                # as its inner get() completes swallows the cancellation and the frame with
+                # it (a cancelled helper task would eat a frame the case waits for).
+                async with asyncio.timeout(max(remaining, 0.001)):
+                    frame = await self.queue.get()
             except TimeoutError:
                 raise CaseFailed(f"no frame within {timeout:g}s") from None
             if frame is None:

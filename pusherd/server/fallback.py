@@ -359,12 +359,13 @@ class FallbackConnection:
         request, self.request = self.request, None
         if request is not None:
             request.abort()
-        self.end()
+        self.end("cut off")
 
-    def end(self) -> None:
+    def end(self, why: str = "closed") -> None:
         """The session is over: release everything it held, as for a closed socket."""
         if self.ended:
             return
+        log.debug("fallback session %s ended: %s", self.socket_id, why)
         self.ended = True
         self.closing = True
         self.queue, self.queued = [], 0
@@ -385,7 +386,7 @@ class FallbackConnection:
         settings = self.settings
         if request is None:
             if now - self.detached_at >= settings.session_timeout:
-                self.end()
+                self.end("no receive request")
             return
         if now - self.last_write >= settings.heartbeat_interval:
             self.last_write = now
