@@ -116,7 +116,7 @@ class StreamClient(asyncio.Protocol):
             f"POST /pusher/app/{self.key}/{self.session}/xhr_send HTTP/1.1\r\n"
             f"Host: 127.0.0.1\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             .encode() + body)
-        await reader.read()
+        await reader.readuntil(b"\r\n\r\n")  # the 204: the subscription was handed over
         writer.close()
 
 
@@ -150,6 +150,10 @@ async def client_main(args: argparse.Namespace) -> None:
             print(json.dumps({"delays_ns": delays}), flush=True)
 
 
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def percentile(values: list[int], fraction: float) -> float | None:
     if not values:
         return None
@@ -167,16 +171,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 sys.executable, "-m", "bench.fallback", "client", "--transport", transport,
                 "--port", str(server.port), "--key", server.credentials.key,
                 "--conns", str(args.conns), "--channel", f"bench-{transport}",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                limit=64 * 1024 * 1024)  # a report is one JSON line of every delay
         for proc in procs.values():
             assert proc.stdout is not None
             line = await asyncio.wait_for(proc.stdout.readline(), 180)
             if line.strip() != b"ready":
                 raise RuntimeError(f"client did not get ready: {line!r}")
+        progress(f"{args.conns} WebSocket clients and {args.conns} streaming sessions ready")
         trigger = TriggerClient(Target(server.host, server.port, server.credentials))
         await trigger.connect()
         results: dict[str, Any] = {"conns_per_transport": args.conns, "events": args.events}
         for transport, proc in procs.items():
+            progress(f"{transport}: {args.events} triggers")
             cpu_before = cpu_seconds(server.pid)
             for seq in range(args.events):
                 await trigger.trigger([f"bench-{transport}"], seq)
@@ -185,6 +192,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             proc.stdin.write(f"report {args.events * args.conns}\n".encode())
             await proc.stdin.drain()
             report = json.loads(await asyncio.wait_for(proc.stdout.readline(), 90))
+            progress(f"{transport}: {len(report['delays_ns'])} deliveries reported")
             cpu = cpu_seconds(server.pid) - cpu_before
             delays = report["delays_ns"]
             results[transport] = {
