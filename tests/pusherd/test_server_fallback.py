@@ -282,3 +282,52 @@ async def test_requests_outside_the_http_path_or_with_other_methods_are_refused(
         port: int) -> None:
     assert (await request(port, "GET", url(new_session_path(), "xhr_streaming"))).status == 405
     assert (await request(port, "POST", "/pusher/app/app-key/xhr")).status == 404
+
+
+async def test_a_silent_fallback_session_is_pinged_then_closed_with_4201(
+        start_server: StartServer) -> None:
+    server = await start_server(DEFAULT_TOML.replace(
+        "activity_timeout = 120",
+        "activity_timeout = 1\nping_grace = 0.2\npong_timeout = 0.5\n"
+        "fallback_heartbeat_interval = 60"))
+    stream = await Stream.open(server.port, new_session_path())
+    await stream.handshake()
+    assert (await stream.frame())["event"] == "pusher:ping"
+    assert error_code(await stream.frame()) == 4201
+    assert (await stream.line()).startswith(b"c[4201,")
+
+
+async def test_an_origin_the_app_does_not_allow_is_refused_with_4009(
+        start_server: StartServer) -> None:
+    server = await start_server(DEFAULT_TOML.replace(
+        'secret = "app-secret"',
+        'secret = "app-secret"\nallowed_origins = ["https://good.example"]'))
+    refused = await Stream.open(server.port, new_session_path(), origin="https://evil.example")
+    assert await refused.line() == b"o"
+    assert error_code(await refused.frame()) == 4009
+    assert (await refused.line()).startswith(b"c[4009,")
+    allowed = await Stream.open(server.port, new_session_path(), origin="https://good.example")
+    await allowed.handshake()
+    allowed.abort()
+
+
+async def test_fallback_urls_live_under_path_prefix_and_http_path(
+        start_server: StartServer) -> None:
+    server = await start_server(DEFAULT_TOML.replace(
+        "shutdown_timeout = 1",
+        'shutdown_timeout = 1\npath_prefix = "/ws"\nhttp_path = "/fallback"\n'
+        'fallback_hostname = "node-a.example"'))
+    session = new_session_path()
+    assert (await request(server.port, "POST", url(session, "xhr", prefix="/pusher"))
+            ).status == 404
+    answer = await request(server.port, "POST", url(session, "xhr", prefix="/ws/fallback"))
+    assert answer.status == 200
+    # The "o" frame pins the session's later requests to this node's host name.
+    assert answer.body.split(b"\n")[0] == b'o{"hostname": "node-a.example"}'
+
+
+async def test_fallback_transports_can_be_turned_off(start_server: StartServer) -> None:
+    server = await start_server(DEFAULT_TOML.replace(
+        "shutdown_timeout = 1", "shutdown_timeout = 1\nhttp_fallback = false"))
+    reply = await request(server.port, "POST", url(new_session_path(), "xhr_streaming"))
+    assert reply.status == 404
