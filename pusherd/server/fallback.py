@@ -18,7 +18,8 @@ carrier:
   closed socket (its channels left, presence members removed, the user signed out).
 
 A session is found by the app key and the client's session path together, and only from
-the peer address that opened it: another app's URL or another address is answered 404.
+the peer address and page (``Origin``) that opened it: another app's URL, another address
+or another origin is answered 404.
 
 :class:`FallbackTransport` routes the requests (``{httpPath}/app/{key}/{server}/{session}/
 {xhr_streaming|xhr|xhr_send}`` and their CORS preflights) that
@@ -222,14 +223,15 @@ class FallbackConnection:
     """
 
     __slots__ = (
-        "socket_id", "session", "app", "adapter", "state", "settings", "key", "peer",
+        "socket_id", "session", "app", "adapter", "state", "settings", "key", "peer", "origin",
         "request", "queue", "queued", "detached_at", "last_write", "closing", "ended",
         "_flush_scheduled", "_forget",
     )
 
     def __init__(self, session: Session, adapter: Adapter, state: ServerState,
                  settings: FallbackSettings, key: tuple[str, str], peer: str | None,
-                 now: float, forget: Callable[[FallbackConnection], None]) -> None:
+                 origin: bytes | None, now: float,
+                 forget: Callable[[FallbackConnection], None]) -> None:
         self.session = session
         self.socket_id = session.socket_id
         self.app: App = session.app
@@ -238,6 +240,7 @@ class FallbackConnection:
         self.settings = settings
         self.key = key  # (app key, session path): the registry key
         self.peer = peer  # the address that opened the session; others are refused
+        self.origin = origin  # the page that opened it (Origin header); others are refused
         self.request: ReceiveRequest | None = None
         self.queue: list[bytes] = []
         self.queued = 0  # bytes in queue
@@ -442,8 +445,8 @@ class FallbackTransport:
             return
         key = (route.key, route.session)
         connection = self.sessions.get(key)
-        if connection is not None and connection.peer != peer:
-            connection = None  # never reachable from another address
+        if connection is not None and (connection.peer != peer or connection.origin != origin):
+            connection = None  # never reachable from another address or another page
         now = time.monotonic()
         if route.kind is RequestKind.SEND:
             if connection is None:
@@ -457,7 +460,7 @@ class FallbackTransport:
             exchange.hold(request)
             connection.attach(request, now)
             return
-        if key in self.sessions:  # the session of another address: not yours
+        if key in self.sessions:  # the session of another address or page: not yours
             exchange.finish(_plain(404, origin, "No such session", keep_alive), keep_alive)
             return
         if len(self.state.connections) >= self.state.max_open_connections:
@@ -474,7 +477,7 @@ class FallbackTransport:
         session = Session(state.new_socket_id(), self.apps.by_key(key[0]), now,
                           self.session_settings)
         connection = FallbackConnection(session, self.adapter, state, self.settings, key,
-                                        peer, now, self._forget)
+                                        peer, origin, now, self._forget)
         request = ReceiveRequest(exchange, connection, streaming, keep_alive, origin)
         self.sessions[key] = connection
         state.connections[connection.socket_id] = connection

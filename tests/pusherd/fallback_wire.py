@@ -74,12 +74,12 @@ def url(session: str, kind: str, key: str = APP.key, prefix: str = "/pusher",
 
 async def send(port: int, session: str, messages: list[Any] | None = None, *,
                body: bytes | None = None, key: str = APP.key,
-               local_host: str = "127.0.0.1") -> Response:
+               local_host: str = "127.0.0.1", origin: str = "http://page.test") -> Response:
     """``xhr_send``: `messages` (frames as dicts, JSON-encoded into strings) or a raw body."""
     if body is None:
         body = json.dumps([json.dumps(m) for m in messages or []]).encode()
     return await request(port, "POST", url(session, "xhr_send", key, query="t=1&n=1"), body,
-                         local_host=local_host)
+                         {"Origin": origin}, local_host=local_host)
 
 
 async def poll(port: int, session: str, key: str = APP.key) -> Response:

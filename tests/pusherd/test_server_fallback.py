@@ -206,7 +206,7 @@ async def test_malformed_sends_get_a_clear_400_and_the_session_goes_on(port: int
     other_stream.abort()
 
 
-async def test_a_session_is_not_reachable_through_another_app_or_another_address(
+async def test_a_session_is_not_reachable_through_another_app_address_or_origin(
         port: int, server: Server) -> None:
     session = new_session_path()
     stream = await Stream.open(port, session)
@@ -216,6 +216,8 @@ async def test_a_session_is_not_reachable_through_another_app_or_another_address
     subscribe = {"event": "pusher:subscribe", "data": {"channel": "hijacked", "auth": ""}}
     assert (await send(port, session, [subscribe], key=OTHER_APP.key)).status == 404
     assert (await send(port, session, [subscribe], local_host="127.0.0.2")).status == 404
+    assert (await send(port, session, [subscribe], origin="https://other.example")
+            ).status == 404
     # Another app's receive request with the same path is a session of its own.
     other = await Stream.open(port, session, key=OTHER_APP.key)
     other_id = await other.handshake()
