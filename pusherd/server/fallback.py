@@ -139,7 +139,7 @@ class ReceiveRequest:
     """One open receive request of a session: a stream, or a held poll."""
 
     __slots__ = ("exchange", "connection", "streaming", "keep_alive", "written", "full",
-                 "origin", "ended")
+                 "origin", "ended", "send", "open_stream")
 
     def __init__(self, exchange: HttpExchange, connection: FallbackConnection,
                  streaming: bool, keep_alive: bool, origin: bytes | None) -> None:
@@ -151,6 +151,9 @@ class ReceiveRequest:
         self.full = False  # a stream past pusher-js's reopen point: write nothing more
         self.origin = origin
         self.ended = False
+        self.send = exchange.send  # bound once: the fan-out's per-delivery call
+        # A stream that takes frames as they come (not full, not ended, no close queued).
+        self.open_stream = streaming
         transport = exchange.transport
         if transport is not None:
             # A poll answer may carry the whole queue; a stream is cut off past the cap.
@@ -163,6 +166,7 @@ class ReceiveRequest:
         """The client went away (pusher-js aborts a stream to reopen it)."""
         if not self.ended:
             self.ended = True
+            self.open_stream = False
             self.connection.request_ended(self)
 
     def pause_writing(self) -> None:
@@ -179,16 +183,18 @@ class ReceiveRequest:
 
     def write(self, data: bytes) -> None:
         """Write body lines on the stream; past the reopen point the stream is full."""
-        self.exchange.send(data)
+        self.send(data)
         self.written += len(data)
         if self.written > STREAM_REOPEN_CHARS:
             self.full = True
+            self.open_stream = False
 
     def end(self, body: bytes = b"") -> None:
         """End the response: a poll is answered with `body`, a stream closes after it."""
         if self.ended:
             return
         self.ended = True
+        self.open_stream = False
         exchange = self.exchange
         if self.streaming:
             if body:
@@ -203,6 +209,7 @@ class ReceiveRequest:
     def abort(self) -> None:
         """Drop the connection at once, unsent bytes included (linger 0)."""
         self.ended = True
+        self.open_stream = False
         transport = self.exchange.transport
         if transport is None:
             return
@@ -224,8 +231,8 @@ class FallbackConnection:
 
     __slots__ = (
         "socket_id", "session", "app", "adapter", "state", "settings", "key", "peer", "origin",
-        "request", "queue", "queued", "detached_at", "last_write", "closing", "ended",
-        "_flush_scheduled", "_forget",
+        "request", "queue", "queued", "detached_at", "last_write", "written_seen", "closing",
+        "ended", "_flush_scheduled", "_forget",
     )
 
     def __init__(self, session: Session, adapter: Adapter, state: ServerState,
@@ -245,7 +252,8 @@ class FallbackConnection:
         self.queue: list[bytes] = []
         self.queued = 0  # bytes in queue
         self.detached_at = now  # monotonic: since when no receive request is open
-        self.last_write = now
+        self.last_write = now  # monotonic: when the sweep last saw the client get something
+        self.written_seen = 0  # the open stream's `written` at that sweep
         self.closing = False  # the close line is queued: nothing more is delivered
         self.ended = False
         self._flush_scheduled = False
@@ -260,15 +268,19 @@ class FallbackConnection:
     def deliver(self, frame: Outbound) -> None:
         """Write the frame's ``a["…"]`` line (built once per event) to the open stream,
         or queue it for the next receive request; over the queue cap: cut off."""
-        if self.closing:
-            return
         request = self.request
-        line = frame.xhr
-        if request is not None and request.streaming and not request.full:
-            request.write(line)
-            self.last_write = time.monotonic()
+        if request is not None and request.open_stream:
+            # The fan-out's hot path: one bound call per recipient (ReceiveRequest.write
+            # inlined), nothing encoded, no clock read (the sweep notices writes).
+            line = frame.xhr
+            request.send(line)
+            request.written += len(line)
+            if request.written > STREAM_REOPEN_CHARS:
+                request.full = True
+                request.open_stream = False
             return
-        self._enqueue(line)
+        if not self.closing:
+            self._enqueue(frame.xhr)
 
     def close(self, code: int, reason: str = "") -> None:
         """Queue ``c[code,"reason"]`` after the frames already queued; the session ends
@@ -277,6 +289,8 @@ class FallbackConnection:
             return
         self._enqueue(encode_close_line(code, reason[:120]))
         self.closing = True
+        if self.request is not None:
+            self.request.open_stream = False  # frames after the close line are dropped
 
     def terminate(self, code: int, message: str) -> None:
         """``pusher:error`` with `code`, then close with the same code (spec §1.4)."""
@@ -336,7 +350,8 @@ class FallbackConnection:
             old.end(HEARTBEAT_LINE if not old.streaming else b"")
         self.request = request
         self.session.note_activity(now)  # a receive request proves the client is there
-        self.last_write = now
+        self.last_write, self.written_seen = now, 0
+        request.open_stream = request.streaming and not self.closing
         if request.streaming:
             request.start_stream()
         self.flush()
@@ -391,10 +406,13 @@ class FallbackConnection:
             if now - self.detached_at >= settings.session_timeout:
                 self.end("no receive request")
             return
-        if now - self.last_write >= settings.heartbeat_interval:
+        if request.written != self.written_seen:  # the stream got frames since last time
+            self.written_seen = request.written
+            self.last_write = now
+        elif now - self.last_write >= settings.heartbeat_interval:
             self.last_write = now
             if request.streaming:
-                if not request.full:
+                if request.open_stream:
                     request.write(HEARTBEAT_LINE)
             else:
                 self._detach(request)

@@ -182,7 +182,9 @@ class ServerProtocol(asyncio.Protocol):
         if outbox and self.transport is not None and not self.transport.is_closing():
             self.transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
 
-    def _send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
+        """Write response bytes, after the answers of the chunk being parsed (a fallback
+        stream's frames come through here: one call per delivery)."""
         # After a final response the write side is shut, but the parser may still be
         # reading the rest of the chunk: nothing more may be written (a write after
         # write_eof() raises).
@@ -192,6 +194,8 @@ class ServerProtocol(asyncio.Protocol):
             self._outbox.append(data)
         elif self.transport is not None:
             self.transport.write(data)
+
+    _send = send
 
     # --- httptools callbacks ------------------------------------------------------------
 
@@ -301,10 +305,6 @@ class ServerProtocol(asyncio.Protocol):
             self.finish(render_response(response, keep_alive, head), keep_alive)
 
     # --- the exchange the fallback transports use (fallback.HttpExchange) ---------------
-
-    def send(self, data: bytes) -> None:
-        """Write response bytes, after the answers of the chunk being parsed."""
-        self._send(data)
 
     def hold(self, request: ReceiveRequest) -> None:
         """Keep this connection's response open for a fallback receive request: it is
