@@ -333,3 +333,22 @@ async def test_fallback_transports_can_be_turned_off(start_server: StartServer) 
         "shutdown_timeout = 1", "shutdown_timeout = 1\nhttp_fallback = false"))
     reply = await request(server.port, "POST", url(new_session_path(), "xhr_streaming"))
     assert reply.status == 404
+
+
+async def test_sessions_without_an_open_request_still_count_toward_the_process_limit(
+        server: Server, port: int) -> None:
+    server.state.max_open_connections = 2
+    # One keep-alive TCP connection (one transport) opens sessions with polls: each session
+    # counts, although none holds a socket of its own.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    statuses = []
+    for _ in range(3):
+        writer.write(f"POST {url(new_session_path(), 'xhr')} HTTP/1.1\r\nHost: x\r\n"
+                     "Origin: http://page.test\r\nContent-Length: 0\r\n\r\n".encode())
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        body = await asyncio.wait_for(reader.readexactly(length), 5)
+        statuses.append((int(head.split(b" ")[1]), body[:1]))
+    assert statuses == [(200, b"o"), (200, b"o"), (503, b"S")]  # "Server is at its ..."
+    assert len(server.state.connections) == 2
+    writer.close()
