@@ -64,6 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "to http://<this host>:PORT/); without it the webhook cases are N/A")
     p.add_argument("--http-fallback", action="store_true",
                    help="the server implements the xhr_streaming/xhr_polling transports (§15)")
+    p.add_argument("--transport", choices=("ws", "xhr_streaming", "xhr_polling"), default="ws",
+                   help="run every case over this transport: raw clients, pusher-js, Echo and "
+                        "the browser pages all use it (the fallback ones imply "
+                        "--http-fallback); cases that cannot apply say why (default ws)")
     p.add_argument("--http-path", default="/pusher",
                    help="pusher-js httpPath for the fallback transports (default /pusher)")
     p.add_argument("--watchlist", action="store_true",
@@ -82,6 +86,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="largest event data in bytes the server accepts (default 10240)")
     args = p.parse_args(argv)
     args.ports, args.port = list(args.port), args.port[0]
+    if args.transport != "ws":
+        args.http_fallback = True
     return args
 
 

@@ -49,6 +49,13 @@ class ServerConfig:
     shutdown_batch_size: int = 500  # sockets closed per drain step (paced, no storm)
     workers: int = 1  # processes sharing the port (SO_REUSEPORT); more than 1 needs Redis
     strict_protocol_version: bool = False  # absent ?protocol= closes 4008 when true
+    http_fallback: bool = True  # serve pusher-js's xhr_streaming / xhr_polling (§15)
+    http_path: str = "/pusher"  # pusher-js httpPath: fallback URLs live under it
+    fallback_session_timeout: float = 5.0  # a fallback session with no receive request
+    # this long ends like a closed socket
+    fallback_heartbeat_interval: float = 25.0  # an idle fallback receive request gets "h"
+    fallback_hostname: str = ""  # announced to fallback clients: their later requests go
+    # to this host (pins a session to this node behind a load balancer)
     log_level: str = "info"
 
 
@@ -132,6 +139,18 @@ def _validate_server(server: ServerConfig) -> None:
                  "max_write_buffer_size", "shutdown_batch_size", "workers"):
         _positive(f"server.{name}", getattr(server, name))
     _positive("server.http_idle_timeout", server.http_idle_timeout)
+    for name in ("fallback_session_timeout", "fallback_heartbeat_interval"):
+        _positive(f"server.{name}", getattr(server, name))
+    if server.http_path and (
+        not server.http_path.startswith("/") or server.http_path.endswith("/")
+    ):
+        raise ConfigError("server.http_path",
+                          f"must start with / and not end with /, got {server.http_path!r}")
+    if server.fallback_hostname and not all(
+        c.isalnum() or c in ".-" for c in server.fallback_hostname
+    ):
+        raise ConfigError("server.fallback_hostname",
+                          f"must be a bare host name, got {server.fallback_hostname!r}")
     for name in ("ping_grace", "pong_timeout", "shutdown_timeout"):
         _positive(f"server.{name}", getattr(server, name), allow_zero=True)
     if server.path_prefix and (

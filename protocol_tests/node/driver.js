@@ -34,9 +34,12 @@ let nextPort = 0;
 
 function clientOptions(extra) {
   const port = ports[nextPort++ % ports.length];
+  // --transport: every client of the run uses that transport (HTTP fallback, spec §15).
+  const fallback = cfg.transport && cfg.transport !== 'ws';
   return Object.assign({
     cluster: '', wsHost: cfg.host, wsPort: port, wssPort: port, forceTLS: !!cfg.tls,
-    enabledTransports: ['ws', 'wss'], disableStats: true,
+    enabledTransports: fallback ? [cfg.transport] : ['ws', 'wss'], disableStats: true,
+    httpHost: cfg.host, httpPort: port, httpsPort: port, httpPath: cfg.httpPath || '/pusher',
   }, extra || {});
 }
 

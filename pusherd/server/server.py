@@ -22,6 +22,7 @@ from pusherd.config import Config
 from pusherd.core.ids import SocketId
 from pusherd.core.session import SessionSettings
 from pusherd.server.actions import wall_ms
+from pusherd.server.fallback import FallbackSettings, FallbackTransport
 from pusherd.server.http_api import HttpApi
 from pusherd.server.protocol import ProtocolContext, ServerProtocol
 from pusherd.server.state import Connection, ServerState
@@ -61,20 +62,31 @@ class Server:
         open_file_limit = raise_open_file_limit()
         self.state = ServerState(max(16, open_file_limit - FD_RESERVE), open_file_limit)
         self.http_api = HttpApi(self.apps, self.adapter, self.state)
+        session_settings = SessionSettings(
+            activity_timeout=cfg.activity_timeout,
+            ping_grace=cfg.ping_grace,
+            pong_timeout=cfg.pong_timeout,
+            strict_protocol_version=cfg.strict_protocol_version,
+        )
+        self.fallback = FallbackTransport(
+            self.state, self.apps, self.adapter, session_settings, FallbackSettings(
+                http_path=cfg.http_path,
+                session_timeout=cfg.fallback_session_timeout,
+                heartbeat_interval=cfg.fallback_heartbeat_interval,
+                max_queue_size=cfg.max_write_buffer_size,
+                max_message_size=cfg.max_message_size,
+                hostname=cfg.fallback_hostname,
+            )) if cfg.http_fallback else None
         self.context = ProtocolContext(
             state=self.state,
             apps=self.apps,
             adapter=self.adapter,
             http_api=self.http_api,
-            session_settings=SessionSettings(
-                activity_timeout=cfg.activity_timeout,
-                ping_grace=cfg.ping_grace,
-                pong_timeout=cfg.pong_timeout,
-                strict_protocol_version=cfg.strict_protocol_version,
-            ),
+            session_settings=session_settings,
             websocket_limits=WebSocketLimits(cfg.max_message_size, cfg.max_write_buffer_size),
             max_request_size=cfg.max_request_size,
             path_prefix=cfg.path_prefix,
+            fallback=self.fallback,
         )
         self.port = 0
         self._server: asyncio.Server | None = None
@@ -167,6 +179,7 @@ class Server:
         """Seconds between sweep passes: a quarter of the shortest keepalive deadline."""
         cfg = self.config.server
         return max(0.05, min(1.0, (cfg.activity_timeout + cfg.ping_grace) / 4,
+                             cfg.fallback_session_timeout / 4,
                              cfg.pong_timeout / 4 if cfg.pong_timeout else 1.0))
 
     async def _sweep_forever(self) -> None:
