@@ -176,9 +176,11 @@ def emit_session(
 
 
 def emit_employee(ctx: Ctx, user: User, action: str) -> None:
+    # also on the employee's own channel: a page signed in as them learns at once that the
+    # account was deactivated (its token is already revoked) and can say so
     ctx.emit(
         "employee.updated",
-        ["private-admin.employees"],
+        ["private-admin.employees", f"private-user.{user.id}"],
         {
             "id": user.id,
             "first_name": user.first_name,
@@ -1057,6 +1059,14 @@ def employee_dashboard(ctx: Ctx, user: User) -> dict[str, Any]:
         can = decision.allowed
         reason = decision.refusal.value if decision.refusal else None
         message = decision.message
+        if decision.allowed:
+            # the decision's message is phrased for the check-in's answer ("Checked in late.");
+            # before checking in, the page needs what checking in now would mean
+            message = (
+                f"Check-in is open: checking in now counts as late ({decision.minutes_late} min)."
+                if decision.status == "late"
+                else "Check-in is open: you are on time."
+            )
     local = ctx.now.astimezone(ctx.tz)
     month_start = local.date().replace(day=1)
     monthly = dict(
