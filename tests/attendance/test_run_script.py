@@ -139,6 +139,7 @@ def test_run_sh_restarts_a_dead_pusherd_keeps_serving_and_stops_gracefully_on_si
         # closing the terminal: SIGHUP to the whole group stops both in order, like Ctrl-C
         os.killpg(process.pid, signal.SIGHUP)
         code = process.wait(60)
+        log = (REPO / ".run" / f"pusherd-{pusherd_port}.log").read_text()
     text = "".join(lines)
     assert code == 0, text
     assert "shutdown complete: background tasks stopped, database closed" in text, text
@@ -146,5 +147,4 @@ def test_run_sh_restarts_a_dead_pusherd_keeps_serving_and_stops_gracefully_on_si
     for port in (pusherd_port, attendance_port):
         assert not listening(port)
     # the restarted pusherd drained and stopped (it logs to its file, not the terminal)
-    log = (REPO / ".run" / f"pusherd-{pusherd_port}.log").read_text()
     assert log.rstrip().endswith("pusherd stopped") and "shutting down: draining" in log, log
