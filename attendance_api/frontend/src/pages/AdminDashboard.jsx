@@ -99,15 +99,19 @@ function Sessions() {
       <div className="table-wrap">
         <table data-testid="sessions" className="compact">
           <caption className="visually-hidden">Attendance sessions, newest first; In is employees checked in of those expected</caption>
-          <thead><tr><th scope="col">Date</th><th scope="col">Shift</th><th scope="col">Status</th><th scope="col"><abbr title="Checked in of expected">In</abbr></th><th scope="col"><span className="visually-hidden">Action</span></th></tr></thead>
+          <thead><tr><th scope="col" className="wide-only">Date</th><th scope="col">Shift</th><th scope="col">Status</th><th scope="col"><abbr title="Checked in of expected">In</abbr></th><th scope="col"><span className="visually-hidden">Action</span></th></tr></thead>
           <tbody>
             {rows.map((s) => {
               const label = `${s.schedule?.name || 'session'} on ${s.date}`;
               const locked = s.status === 'locked';
               return (
                 <tr key={s.id}>
-                  <td className="nowrap">{s.date}</td>
-                  <th scope="row">{s.schedule?.name} <span className="muted nowrap">{wallTime(s.schedule?.time_in)}–{wallTime(s.schedule?.time_out)}</span></th>
+                  <td className="nowrap wide-only">{s.date}</td>
+                  <th scope="row">
+                    {s.schedule?.name} <span className="muted nowrap">{wallTime(s.schedule?.time_in)}–{wallTime(s.schedule?.time_out)}</span>
+                    {/* at phone width the Date column is hidden: the date goes under the shift */}
+                    <span className="narrow-only muted nowrap">{s.date}</span>
+                  </th>
                   <td>{sessionWord(s.status)}</td>
                   <td className="nowrap" data-testid="session-in">{s.confirmed_count ?? 0}/{s.expected_count ?? s.total_employees_count ?? 0}</td>
                   <td>

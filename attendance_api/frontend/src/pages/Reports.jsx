@@ -59,13 +59,15 @@ function DailyReport() {
         <div className="table-wrap">
           <table>
             <caption className="visually-hidden">Daily report for {date}</caption>
-            <thead><tr><th scope="col">Employee</th><th scope="col">Status</th><th scope="col">In</th><th scope="col">Out</th><th scope="col">Hours</th></tr></thead>
+            <thead><tr><th scope="col">Employee</th><th scope="col">Status</th><th scope="col">In – out</th><th scope="col">Hours</th></tr></thead>
             <tbody>
               {rows.map((r) => (
                 <tr key={r.id}>
                   <th scope="row">{r.name}</th>
                   <td>{statusWord(r.status)}{r.late_duration ? ` ${r.late_duration}` : ''}{r.left_early ? ', left early' : ''}</td>
-                  <td className="nowrap">{wallTime(r.time_in)}</td><td className="nowrap">{wallTime(r.time_out)}</td><td>{r.hours_worked}</td>
+                  {/* in and out share a column (each unbroken) so all columns fit a phone's width */}
+                  <td data-testid="in-out"><span className="nowrap">{wallTime(r.time_in)}</span> – <span className="nowrap">{wallTime(r.time_out)}</span></td>
+                  <td>{r.hours_worked}</td>
                 </tr>
               ))}
             </tbody>
