@@ -66,7 +66,9 @@ function DailyReport() {
                   <th scope="row">{r.name}</th>
                   <td>{statusWord(r.status)}{r.late_duration ? ` ${r.late_duration}` : ''}{r.left_early ? ', left early' : ''}</td>
                   {/* in and out share a column (each unbroken) so all columns fit a phone's width */}
-                  <td data-testid="in-out"><span className="nowrap">{wallTime(r.time_in)}</span> – <span className="nowrap">{wallTime(r.time_out)}</span></td>
+                  <td data-testid="in-out">{r.time_in
+                    ? <><span className="nowrap">{wallTime(r.time_in)}</span> – <span className="nowrap">{wallTime(r.time_out)}</span></>
+                    : '—'}</td>
                   <td>{r.hours_worked}</td>
                 </tr>
               ))}
