@@ -48,7 +48,7 @@ def run_script(
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line)
-            if "cora@demo.attendance.test" in line:
+            if "Database: " in line:  # printed after the demo logins
                 ready.set()
         ready.set()
 
