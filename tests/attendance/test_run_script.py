@@ -78,6 +78,15 @@ def test_run_sh_prints_one_url_and_stops_cleanly_on_ctrl_c() -> None:
         assert f"Database: sqlite:///attendance-{attendance_port}.db" in text
         page = httpx.get(f"http://127.0.0.1:{attendance_port}/")
         assert page.status_code == 200 and '<div id="root">' in page.text
+        # the run's files stay out of `git status`: the database with SQLite's side files
+        names = [f"attendance-{attendance_port}.db{s}" for s in ("", "-wal", "-shm")]
+        ignored = subprocess.run(
+            ["git", "check-ignore", *names, f".run/pusherd-{pusherd_port}.log"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert ignored.stdout.split() == [*names, f".run/pusherd-{pusherd_port}.log"], ignored
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
         code = process.wait(60)
     text = "".join(lines)
