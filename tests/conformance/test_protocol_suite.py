@@ -24,6 +24,7 @@ import pytest
 from tests.conformance.fault_proxy import FaultProxy
 from tests.conformance.tls_proxy import TlsTerminator, make_certificate
 from tests.support.pusherd_process import REPO_ROOT, PusherdProcess, run_pusherd
+from tests.support.redis_server import SHARED_REDIS_URL, delete_prefix
 
 APP_ID, APP_KEY, APP_SECRET = "1001", "app-key", "app-secret"
 CONFIG = f"""
@@ -301,12 +302,15 @@ CLUSTER_CASES = ["http.trigger.node-sdk", "http.channel.users", "presence.same-u
 async def test_a_two_node_cluster_conforms_with_the_api_on_the_other_node() -> None:
     import secrets
 
-    config = CONFIG + f'\n[redis]\nurl = "redis://127.0.0.1:6379/0"\n' \
-                      f'prefix = "pt-{secrets.token_hex(4)}"\n'
-    with run_pusherd(config) as node_a, run_pusherd(config) as node_b:
-        only = [arg for case in CLUSTER_CASES for arg in ("--only", case)]
-        code, output = await run_suite(node_a.port, "--api-port", str(node_b.port),
-                                       "--no-browser", *only, timeout=300)
+    prefix = f"pt-{secrets.token_hex(4)}"
+    config = CONFIG + f'\n[redis]\nurl = "{SHARED_REDIS_URL}"\nprefix = "{prefix}"\n'
+    try:
+        with run_pusherd(config) as node_a, run_pusherd(config) as node_b:
+            only = [arg for case in CLUSTER_CASES for arg in ("--only", case)]
+            code, output = await run_suite(node_a.port, "--api-port", str(node_b.port),
+                                           "--no-browser", *only, timeout=300)
+    finally:
+        delete_prefix(SHARED_REDIS_URL, prefix)  # the cache channels' last events
     print(output)
     results = results_of(output)
     assert set(results) == set(CLUSTER_CASES)
@@ -320,14 +324,17 @@ async def test_the_whole_suite_passes_against_a_two_node_cluster(tmp_path: Path)
     and start one server)."""
     import secrets
 
-    config = CONFIG + f'\n[redis]\nurl = "redis://127.0.0.1:6379/0"\n' \
-                      f'prefix = "pt-{secrets.token_hex(4)}"\n'
-    with run_pusherd(config) as node_a, run_pusherd(config) as node_b:
-        code, output = await run_suite(
-            node_a.port, "--port", str(node_b.port), "--report", str(tmp_path / "report"),
-            "--subscription-count", "--client-events-disabled-app",
-            "1002:app-key-2:app-secret-2", "--max-idle-wait", "90", "--watchlist",
-            "--disabled-app", "1004:app-key-4:app-secret-4")
+    prefix = f"pt-{secrets.token_hex(4)}"
+    config = CONFIG + f'\n[redis]\nurl = "{SHARED_REDIS_URL}"\nprefix = "{prefix}"\n'
+    try:
+        with run_pusherd(config) as node_a, run_pusherd(config) as node_b:
+            code, output = await run_suite(
+                node_a.port, "--port", str(node_b.port), "--report", str(tmp_path / "report"),
+                "--subscription-count", "--client-events-disabled-app",
+                "1002:app-key-2:app-secret-2", "--max-idle-wait", "90", "--watchlist",
+                "--disabled-app", "1004:app-key-4:app-secret-4")
+    finally:
+        delete_prefix(SHARED_REDIS_URL, prefix)  # the cache channels' last events
     print(output)
     lines = output.strip().splitlines()
     assert re.fullmatch(r"\d+ passed, \d+ failed", lines[-1]), lines[-1]
