@@ -27,6 +27,8 @@ from pusherd.server.http_api import HttpApi
 from pusherd.server.protocol import ProtocolContext, ServerProtocol
 from pusherd.server.state import Connection, ServerState
 from pusherd.server.websocket import WebSocketLimits
+from pusherd.webhooks.sender import WebhookSender
+from pusherd.webhooks.store import JournalStore, MemoryStore, WebhookStore
 
 log = logging.getLogger("pusherd.server")
 
@@ -61,7 +63,14 @@ class Server:
         self.adapter: Adapter = adapter
         open_file_limit = raise_open_file_limit()
         self.state = ServerState(max(16, open_file_limit - FD_RESERVE), open_file_limit)
-        self.http_api = HttpApi(self.apps, self.adapter, self.state)
+        self.webhooks: WebhookSender | None = None
+        if any(app.webhooks for app in config.apps):
+            hooks = config.webhooks
+            store: WebhookStore = (JournalStore(hooks.journal, hooks.fsync_interval)
+                                   if hooks.journal else MemoryStore())
+            self.webhooks = WebhookSender(config.apps, hooks, store)
+            self.adapter.add_listener(self.webhooks.on_transition)
+        self.http_api = HttpApi(self.apps, self.adapter, self.state, self.webhooks)
         session_settings = SessionSettings(
             activity_timeout=cfg.activity_timeout,
             ping_grace=cfg.ping_grace,
@@ -106,6 +115,8 @@ class Server:
         loop = asyncio.get_running_loop()
         cfg = self.config.server
         await self.adapter.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         context = self.context
         self._server = await loop.create_server(
             lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
@@ -149,6 +160,9 @@ class Server:
             self._sweeper.cancel()
         if self._server is not None:
             await self._server.wait_closed()
+        if self.webhooks is not None:
+            # After the drain: the removals it caused are in the store for the next start.
+            await self.webhooks.close()
         await self.adapter.close()
 
     # --- keepalive sweep (§5) -----------------------------------------------------------
