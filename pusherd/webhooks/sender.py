@@ -220,6 +220,7 @@ class Lane:
                 else:
                     delivery.not_before_ms = min(now_ms + delay, deadline)
                     kept.append(delivery)
+                    sender.notify("retry", delivery)
             queue.extendleft(reversed(kept))
             self.busy.discard(channel)
             if queue:
@@ -255,6 +256,7 @@ class WebhookSender:
         self._counter = 0
         self._last_drop_log = -DROP_LOG_INTERVAL_MS
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._observers: list[Callable[[str, Delivery], None]] = []
         for app in apps:
             if not app.webhooks:
                 continue
@@ -268,6 +270,20 @@ class WebhookSender:
                 self._lanes[(app.id, key)] = lane
                 lanes.append(lane)
             self._targets[app.id] = lanes
+
+    def add_observer(self, observer: Callable[[str, Delivery], None]) -> None:
+        """Call `observer(outcome, delivery)` after each outcome: ``"delivered"``,
+        ``"retry"`` (a request failed; it will be retried) or ``"dead"`` (for metrics, and
+        for tests that wait for an outcome). It must not block or raise."""
+        self._observers.append(observer)
+
+    def notify(self, outcome: str, delivery: Delivery) -> None:
+        """Tell the observers about one delivery's `outcome`."""
+        for observer in self._observers:
+            try:
+                observer(outcome, delivery)
+            except Exception:
+                log.exception("webhook observer failed")
 
     # --- gauges -------------------------------------------------------------------------
 
@@ -426,6 +442,7 @@ class WebhookSender:
         self._pending -= 1
         self.counters.delivered += 1
         self.store.delivered(delivery)
+        self.notify("delivered", delivery)
 
     def dead_letter(self, delivery: Delivery, webhook: Webhook, now_ms: int) -> None:
         """`delivery` failed for the whole retry window: keep it for the HTTP API."""
@@ -439,6 +456,7 @@ class WebhookSender:
                     delivery.app_id, delivery.event_id, delivery.event["name"],
                     delivery.channel, delivery.attempts, self.config.retry_window,
                     delivery.last_error)
+        self.notify("dead", delivery)
         while len(self._failed) > self.config.max_failed:
             _, oldest = self._failed.popitem(last=False)
             self.store.delivered(oldest)
