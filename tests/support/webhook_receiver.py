@@ -123,6 +123,20 @@ class WebhookReceiver:
                 raise AssertionError(f"webhook receiver: {what} not seen within {timeout} s; "
                                      f"events so far: {seen}") from None
 
+    def unique_events(self) -> list[dict[str, Any]]:
+        """Accepted events, the first of each id only (what a receiver that drops
+        duplicates by id keeps; delivery is at-least-once)."""
+        seen: dict[str, dict[str, Any]] = {}
+        for event in self.accepted_events():
+            seen.setdefault(event["id"], event)
+        return list(seen.values())
+
+    async def wait_unique(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until `count` distinct event ids were accepted; return them (first copies)."""
+        await self.wait_for(lambda r: len(r.unique_events()) >= count,
+                            f"{count} distinct accepted event(s)", timeout)
+        return self.unique_events()
+
     async def wait_events(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Wait until `count` events were accepted (2xx); return the accepted events."""
         await self.wait_for(lambda r: len(r.accepted_events()) >= count,
