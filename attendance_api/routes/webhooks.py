@@ -15,8 +15,8 @@ def pusher_webhook(ctx: Ctx, req: Req) -> Any:
     """Receive a webhook: 401 unless the SDK's `validate_webhook` accepts the key, the
     signature of the raw body and its `time_ms`; events already processed are ignored."""
     client = ctx.runtime.auth_client()
-    if client is None:
-        raise ApiError(503, "Realtime is not configured.")
+    if client is None:  # no app secret: no webhook can be verified
+        raise ApiError(401, "Invalid webhook signature: realtime is not configured.")
     try:
         payload = client.validate_webhook(
             key=req.headers.get("x-pusher-key", ""),
