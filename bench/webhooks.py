@@ -45,7 +45,7 @@ class SleepingReceiver:
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n"):
@@ -140,6 +140,42 @@ async def main_async(args: argparse.Namespace) -> int:
     return 0
 
 
+async def listener_cost(count: int) -> int:
+    """Microseconds per transition spent in the webhook listener (the only webhook work on
+    the delivery path), with the journal store and with the memory store."""
+    import tempfile
+
+    from pusherd.config import WebhooksConfig
+    from pusherd.core.app import App, Webhook
+    from pusherd.core.ids import AppId, AppKey
+    from pusherd.core.transitions import ChannelOccupied
+    from pusherd.webhooks.sender import WebhookSender
+    from pusherd.webhooks.store import JournalStore, MemoryStore, WebhookStore
+
+    app = App(AppId("1"), AppKey("k"), "s", webhooks=(Webhook("http://127.0.0.1:9/h"),))
+    with tempfile.TemporaryDirectory() as tmp:
+        stores: dict[str, WebhookStore] = {"journal": JournalStore(f"{tmp}/j"),
+                                           "memory": MemoryStore()}
+        for name, store in stores.items():
+            config = WebhooksConfig(journal="", grace=0, max_pending=count + 1)
+            sender = WebhookSender([app], config, store)
+            await sender.start()
+            for lane in sender._lanes.values():  # measure the listener alone: no sending
+                assert lane.task is not None
+                lane.task.cancel()
+            now = int(time.time() * 1000)
+            transitions = [ChannelOccupied(AppId("1"), f"c-{i}", now) for i in range(count)]
+            t0 = time.perf_counter()
+            for transition in transitions:
+                sender.on_transition(transition)
+            elapsed = time.perf_counter() - t0
+            await asyncio.sleep(0)  # let the journal write its buffer (not counted above)
+            print(f"listener with the {name} store: {elapsed / count * 1e6:.2f} us per "
+                  f"transition ({count} transitions)")
+            await sender.close()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__)
     parser.add_argument("--conns", type=int, default=2000, help="fan-out subscribers")
@@ -150,7 +186,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--receiver-delay", type=float, default=10.0)
     parser.add_argument("--max-pending", type=int, default=100_000)
-    return asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument("--listener-only", type=int, metavar="N", default=0,
+                        help="instead: time N calls of the webhook listener in-process")
+    args = parser.parse_args()
+    if args.listener_only:
+        return asyncio.run(listener_cost(args.listener_only))
+    return asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import orjson
 
+from pusherd.errors import ConfigError
 from pusherd.webhooks.events import Delivery
 
 log = logging.getLogger("pusherd.webhooks")
@@ -49,7 +50,8 @@ class WebhookStore(Protocol):
 
     async def open(self) -> Recovered:
         """Acquire the storage and return what an earlier process left pending or dead.
-        Raises :class:`OSError` when the storage cannot be opened or is in use."""
+        Raises :class:`~pusherd.errors.ConfigError` when the storage cannot be opened or
+        is in use."""
 
     def add(self, delivery: Delivery) -> None:
         """A delivery was accepted (or is held for the flap grace)."""
@@ -170,17 +172,24 @@ class JournalStore:
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def open(self) -> Recovered:
-        """Lock, replay and rewrite the journal; start the periodic fsync."""
+        """Lock, replay and rewrite the journal; start the periodic fsync. Raises
+        :class:`~pusherd.errors.ConfigError` (``webhooks.journal``) when the file cannot be
+        created or another process holds it."""
         self._loop = asyncio.get_running_loop()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock_fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ConfigError("webhooks.journal",
+                              f"cannot open {self.path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
             self._lock_fd = -1
-            raise OSError(f"webhook journal {self.path} is in use by another pusherd process "
-                          "(give each process its own [webhooks] journal)") from None
+            raise ConfigError("webhooks.journal",
+                              f"{self.path} is in use by another pusherd process (give each "
+                              "process its own journal)") from None
         recovered, damaged = await asyncio.to_thread(read_journal, self.path)
         if damaged:
             log.warning("webhook journal %s: %d damaged line(s) skipped", self.path, damaged)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.pusherd.test_webhooks import config, presence_join
 from tests.pusherd.wire import Client
-from tests.support.pusherd_process import run_pusherd
+from tests.support.pusherd_process import REPO_ROOT, run_pusherd
 from tests.support.webhook_receiver import WebhookReceiver
 
 
@@ -67,3 +69,20 @@ async def test_a_graceful_stop_keeps_the_removals_it_causes_for_the_next_start(
         assert json.dumps(events)  # plain JSON all the way
     finally:
         await receiver.stop()
+
+
+def test_a_second_process_on_the_same_journal_is_refused_with_the_key_named(
+        tmp_path: Path) -> None:
+    toml = config(tmp_path / "shared.journal", [{"url": "http://127.0.0.1:9/hook"}])
+    with run_pusherd(toml):
+        second = subprocess.run(
+            [sys.executable, "-m", "pusherd", "--config", str(_write(tmp_path, toml)),
+             "--port", "0"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2
+    assert "webhooks.journal" in second.stderr and "in use" in second.stderr
+
+
+def _write(tmp_path: Path, toml: str) -> Path:
+    path = tmp_path / "second.toml"
+    path.write_text(toml)
+    return path
