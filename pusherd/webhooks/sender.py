@@ -32,7 +32,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pusherd.config import WebhooksConfig
 from pusherd.core.app import App, Webhook
 from pusherd.core.auth import sign_webhook
-from pusherd.core.transitions import Transition
+from pusherd.core.ids import AppId
+from pusherd.core.transitions import ChannelVacated, MemberRemoved, Transition
 from pusherd.webhooks.client import WebhookRequestError, post_webhook
 from pusherd.webhooks.events import (
     HELD,
@@ -49,6 +50,14 @@ from pusherd.webhooks.store import WebhookStore
 log = logging.getLogger("pusherd.webhooks")
 
 DROP_LOG_INTERVAL_MS = 10_000
+OPENS = frozenset({"channel_occupied", "member_added"})
+
+
+def flap_key_of(event: dict[str, Any]) -> tuple[str, str | None]:
+    """:func:`~pusherd.webhooks.events.flap_key` of an occupied/vacated/added/removed event."""
+    key = flap_key(event)
+    assert key is not None
+    return key
 
 
 def wall_ms() -> int:
@@ -341,6 +350,25 @@ class WebhookSender:
                      len(recovered.pending), len(recovered.failed))
         for lane in self._lanes.values():
             lane.task = self._loop.create_task(lane.run(), name=f"pusherd-webhook-{lane.key}")
+        self._close_left_open(recovered.open, now_ms)
+
+    def _close_left_open(self, left_open: list[tuple[str, str, str | None]],
+                         now_ms: int) -> None:
+        """The previous process stopped without announcing these removals (it was killed):
+        this one holds no subscriber, so each channel is vacated and each member removed
+        now, members first, through flap suppression (a client that reconnects within the
+        grace sends nothing)."""
+        if not left_open:
+            return
+        log.info("webhooks: %d channel(s) and member(s) left open by the previous process "
+                 "are closed", len(left_open))
+        for app_id, channel, user_id in sorted(left_open, key=lambda k: k[2] is None):
+            if app_id not in self.apps:
+                continue
+            if user_id is None:
+                self.on_transition(ChannelVacated(AppId(app_id), channel, now_ms))
+            else:
+                self.on_transition(MemberRemoved(AppId(app_id), channel, user_id, now_ms))
 
     async def close(self) -> None:
         """Stop sending; deliveries not yet answered stay in the store (at-least-once)."""
@@ -364,6 +392,11 @@ class WebhookSender:
         if lanes is None or self._loop is None:
             return
         event = webhook_event(transition)
+        name = event["name"]
+        if name in OPENS:
+            self.store.opened((transition.app_id, *flap_key_of(event)))
+        elif name in HELD:
+            self.store.closed((transition.app_id, *flap_key_of(event)))
         self._counter += 1
         event_id = f"{self._node}-{self._counter}"
         decision, cancelled = self._guards[transition.app_id].offer(
@@ -377,7 +410,7 @@ class WebhookSender:
                 self._pending -= 1
                 self.store.delivered(delivery)
             return
-        name, channel = event["name"], event["channel"]
+        channel = event["channel"]
         targets = [lane for lane in lanes if lane.webhook.accepts(name, channel)]
         held = decision == "hold"
         if targets and self._pending + len(targets) > self.config.max_pending:

@@ -31,15 +31,18 @@ from pusherd.webhooks.events import Delivery
 log = logging.getLogger("pusherd.webhooks")
 
 RecordKey = tuple[str, str]  # (event id, webhook key)
+OpenKey = tuple[str, str, str | None]  # (app id, channel, user id or None)
 
 
 @dataclass(slots=True)
 class Recovered:
-    """What a store held at start: deliveries still pending (in acceptance order) and the
-    dead letters (in the order they failed)."""
+    """What a store held at start: deliveries still pending (in acceptance order), the
+    dead letters (in the order they failed), and what was occupied or present when the
+    previous process stopped (channels with user None, presence members with a user)."""
 
     pending: list[Delivery] = field(default_factory=list)
     failed: list[Delivery] = field(default_factory=list)
+    open: list[OpenKey] = field(default_factory=list)
 
 
 class WebhookStore(Protocol):
@@ -65,6 +68,12 @@ class WebhookStore(Protocol):
 
     def replayed(self, delivery: Delivery) -> None:
         """A dead letter is pending again (with a fresh ``created_ms``)."""
+
+    def opened(self, key: OpenKey) -> None:
+        """A channel was occupied, or a member added (whatever was sent about it)."""
+
+    def closed(self, key: OpenKey) -> None:
+        """A channel was vacated, or a member removed."""
 
     async def reclaim(self) -> list[Delivery]:
         """Deliveries another node accepted and can no longer deliver (a cluster store);
@@ -95,6 +104,12 @@ class MemoryStore:
     def replayed(self, delivery: Delivery) -> None:
         """Nothing to record."""
 
+    def opened(self, key: OpenKey) -> None:
+        """Nothing to record."""
+
+    def closed(self, key: OpenKey) -> None:
+        """Nothing to record."""
+
     async def reclaim(self) -> list[Delivery]:
         """No other node."""
         return []
@@ -108,6 +123,7 @@ def read_journal(path: Path) -> tuple[Recovered, int]:
     skipped (a process killed mid-write leaves at most one, the last)."""
     pending: dict[RecordKey, Delivery] = {}
     failed: dict[RecordKey, Delivery] = {}
+    open_keys: dict[OpenKey, None] = {}
     damaged = 0
     try:
         handle = path.open("rb")
@@ -122,6 +138,15 @@ def read_journal(path: Path) -> tuple[Recovered, int]:
                     key = (str(raw["id"]), str(raw["key"]))
                     pending.pop(key, None)
                     failed.pop(key, None)
+                    continue
+                if op in ("open", "close"):
+                    user = raw["user"]
+                    open_key = (str(raw["app"]), str(raw["channel"]),
+                                None if user is None else str(user))
+                    if op == "open":
+                        open_keys[open_key] = None
+                    else:
+                        open_keys.pop(open_key, None)
                     continue
                 delivery = Delivery.from_json(raw)
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
@@ -139,12 +164,13 @@ def read_journal(path: Path) -> tuple[Recovered, int]:
                 pending[key] = delivery
             else:
                 damaged += 1
-    return Recovered(list(pending.values()), list(failed.values())), damaged
+    return Recovered(list(pending.values()), list(failed.values()), list(open_keys)), damaged
 
 
 class JournalStore:
     """An append-only journal of JSON lines, one per change (``add``, ``done``, ``fail``,
-    ``replay``), rewritten to the live records when it has grown.
+    ``replay``, and ``open``/``close`` of channels and members), rewritten to the live
+    records when it has grown.
 
     Lines are written at the end of the event-loop turn that produced them, so a process
     killed with SIGKILL loses nothing it accepted before its last turn (the kernel keeps
@@ -168,6 +194,7 @@ class JournalStore:
         self._written = 0  # bytes appended since the last rewrite
         self._compacting = False
         self._live: dict[RecordKey, tuple[str, Delivery]] = {}
+        self._open: dict[OpenKey, None] = {}
         self._syncer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -197,6 +224,8 @@ class JournalStore:
             self._live[(delivery.event_id, delivery.key)] = ("add", delivery)
         for delivery in recovered.failed:
             self._live[(delivery.event_id, delivery.key)] = ("fail", delivery)
+        # The open keys are handed back, not kept: the sender closes each of them (the new
+        # process holds no subscriber), which records the close.
         await asyncio.to_thread(self._rewrite, self._snapshot())
         self._syncer = asyncio.create_task(self._sync_forever(), name="pusherd-webhook-fsync")
         return recovered
@@ -222,6 +251,16 @@ class JournalStore:
         """See :meth:`WebhookStore.replayed`."""
         self._live[(delivery.event_id, delivery.key)] = ("add", delivery)
         self._append({"op": "replay", **delivery.to_json()})
+
+    def opened(self, key: OpenKey) -> None:
+        """See :meth:`WebhookStore.opened`."""
+        self._open[key] = None
+        self._append({"op": "open", "app": key[0], "channel": key[1], "user": key[2]})
+
+    def closed(self, key: OpenKey) -> None:
+        """See :meth:`WebhookStore.closed`."""
+        self._open.pop(key, None)
+        self._append({"op": "close", "app": key[0], "channel": key[1], "user": key[2]})
 
     async def reclaim(self) -> list[Delivery]:
         """A journal belongs to one process: nothing to take over."""
@@ -263,12 +302,15 @@ class JournalStore:
             view = view[written:]
         self._written += len(data)
         self._dirty = True
-        if self._written > self.compact_bytes and len(self._live) < 50_000:
+        if self._written > self.compact_bytes and len(self._live) + len(self._open) < 50_000:
             self._start_compaction()
 
     def _snapshot(self) -> bytes:
-        return b"".join(orjson.dumps({"op": op, **delivery.to_json()}) + b"\n"
-                        for op, delivery in self._live.values())
+        lines = [orjson.dumps({"op": op, **delivery.to_json()}) + b"\n"
+                 for op, delivery in self._live.values()]
+        lines += [orjson.dumps({"op": "open", "app": app, "channel": channel, "user": user})
+                  + b"\n" for app, channel, user in self._open]
+        return b"".join(lines)
 
     def _rewrite(self, content: bytes) -> None:
         """Replace the journal by `content` (write, fsync, rename) and append to it."""

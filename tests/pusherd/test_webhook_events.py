@@ -141,3 +141,16 @@ def test_a_journal_replays_to_the_live_deliveries_and_skips_a_torn_last_line(
     assert [d.event_id for d in recovered.failed] == ["e3"]
     assert recovered.pending[0].event == two.event
     assert damaged == 1
+
+
+def test_a_journal_remembers_what_was_left_open(tmp_path: Path) -> None:
+    def line(op: str, channel: str, user: str | None) -> bytes:
+        return orjson.dumps({"op": op, "app": "1", "channel": channel, "user": user}) + b"\n"
+
+    path = tmp_path / "journal"
+    path.write_bytes(line("open", "presence-a", None) + line("open", "presence-a", "u1")
+                     + line("open", "presence-a", "u2") + line("close", "presence-a", "u1")
+                     + line("open", "b", None) + line("close", "b", None))
+    recovered, damaged = read_journal(path)
+    assert recovered.open == [("1", "presence-a", None), ("1", "presence-a", "u2")]
+    assert damaged == 0

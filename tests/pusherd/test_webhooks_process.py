@@ -86,3 +86,32 @@ def _write(tmp_path: Path, toml: str) -> Path:
     path = tmp_path / "second.toml"
     path.write_text(toml)
     return path
+
+
+async def test_after_kill_9_the_removals_the_dead_process_owed_are_sent_unless_clients_return(
+        tmp_path: Path) -> None:
+    receiver = await WebhookReceiver().start()
+    # One request at a time: the receiver sees the events in the order they were decided.
+    toml = config(tmp_path / "webhooks.journal", [{"url": receiver.url}], grace=1.0,
+                  concurrency=1)
+    try:
+        with run_pusherd(toml) as node:
+            await presence_join(node.port, "presence-team", "erin")
+            await presence_join(node.port, "presence-team", "finn")
+            plain = await Client.open(node.port)
+            await plain.subscribe_ok("board")
+            await receiver.wait_unique(4)
+            node.stop(signal.SIGKILL)
+        with run_pusherd(toml) as node:
+            # erin's page comes back within the grace; finn's and the board's do not.
+            await presence_join(node.port, "presence-team", "erin")
+            await receiver.wait_unique(6)
+            # A barrier: anything else owed would have been sent before this.
+            marker = await Client.open(node.port)
+            await marker.subscribe_ok("marker")
+            events = await receiver.wait_unique(7)
+        assert [(e["name"], e["channel"], e.get("user_id")) for e in events[4:]] == [
+            ("member_removed", "presence-team", "finn"), ("channel_vacated", "board", None),
+            ("channel_occupied", "marker", None)]
+    finally:
+        await receiver.stop()
