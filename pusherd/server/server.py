@@ -27,6 +27,7 @@ from pusherd.server.http_api import HttpApi
 from pusherd.server.protocol import ProtocolContext, ServerProtocol
 from pusherd.server.state import Connection, ServerState
 from pusherd.server.websocket import WebSocketLimits
+from pusherd.webhooks.redis_store import RedisStore
 from pusherd.webhooks.sender import WebhookSender
 from pusherd.webhooks.store import JournalStore, MemoryStore, WebhookStore
 
@@ -66,8 +67,13 @@ class Server:
         self.webhooks: WebhookSender | None = None
         if any(app.webhooks for app in config.apps):
             hooks = config.webhooks
-            store: WebhookStore = (JournalStore(hooks.journal, hooks.fsync_interval)
-                                   if hooks.journal else MemoryStore())
+            store: WebhookStore
+            if config.redis.url:  # a cluster: any node delivers what a dead node accepted
+                store = RedisStore(config.redis.url, config.redis.prefix)
+            elif hooks.journal:
+                store = JournalStore(hooks.journal, hooks.fsync_interval)
+            else:
+                store = MemoryStore()
             self.webhooks = WebhookSender(config.apps, hooks, store)
             self.adapter.add_listener(self.webhooks.on_transition)
         self.http_api = HttpApi(self.apps, self.adapter, self.state, self.webhooks)

@@ -141,8 +141,11 @@ class Lane:
             if wait_ms is None:
                 await self.wake.wait()
             else:
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                # that coincides with the wake-up, and the lane would then never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), wait_ms / 1000)
+                    async with asyncio.timeout(wait_ms / 1000):
+                        await self.wake.wait()
 
     def dispatch(self, now_ms: int) -> int | None:
         """Start the requests that are due at `now_ms`; return ms until the next is due, or
@@ -266,6 +269,8 @@ class WebhookSender:
         self._last_drop_log = -DROP_LOG_INTERVAL_MS
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observers: list[Callable[[str, Delivery], None]] = []
+        self._maintainer: asyncio.Task[None] | None = None
+        self._closing = False
         for app in apps:
             if not app.webhooks:
                 continue
@@ -318,8 +323,33 @@ class WebhookSender:
         self._loop = asyncio.get_running_loop()
         recovered = await self.store.open()
         now_ms = wall_ms()
+        unknown = self._adopt(recovered.pending, now_ms)
+        shared = self.store.reclaim_interval > 0  # other nodes' dead letters are theirs
+        for delivery in recovered.failed:
+            if (delivery.app_id, delivery.key) in self._lanes:
+                self._failed[(delivery.event_id, delivery.key)] = delivery
+            elif not shared:
+                unknown += 1
+                self.store.delivered(delivery)
+        if unknown:
+            log.warning("webhooks: %d stored event(s) of webhooks no longer configured "
+                        "were discarded", unknown)
+        if recovered.pending or recovered.failed:
+            log.info("webhooks: recovered %d pending event(s) and %d dead letter(s)",
+                     len(recovered.pending), len(recovered.failed))
+        for lane in self._lanes.values():
+            lane.task = self._loop.create_task(lane.run(), name=f"pusherd-webhook-{lane.key}")
+        self._close_left_open(recovered.open, now_ms)
+        if self.store.reclaim_interval > 0:
+            self._maintainer = self._loop.create_task(self._maintain_forever(),
+                                                      name="pusherd-webhook-reclaim")
+
+    def _adopt(self, deliveries: list[Delivery], now_ms: int) -> int:
+        """Queue deliveries accepted earlier (by a previous process, or a dead node);
+        removals still within their grace are held again. Returns how many belong to no
+        configured webhook (they are dropped)."""
         unknown = 0
-        for delivery in recovered.pending:
+        for delivery in deliveries:
             lane = self._lanes.get((delivery.app_id, delivery.key))
             if lane is None:
                 unknown += 1
@@ -336,21 +366,23 @@ class WebhookSender:
                 self._hold(delivery.event_id, [delivery], delivery.not_before_ms - now_ms)
             else:
                 lane.push(delivery)
-        for delivery in recovered.failed:
-            if (delivery.app_id, delivery.key) in self._lanes:
-                self._failed[(delivery.event_id, delivery.key)] = delivery
-            else:
-                unknown += 1
-                self.store.delivered(delivery)
-        if unknown:
-            log.warning("webhooks: %d stored event(s) of webhooks no longer configured "
-                        "were discarded", unknown)
-        if recovered.pending or recovered.failed:
-            log.info("webhooks: recovered %d pending event(s) and %d dead letter(s)",
-                     len(recovered.pending), len(recovered.failed))
-        for lane in self._lanes.values():
-            lane.task = self._loop.create_task(lane.run(), name=f"pusherd-webhook-{lane.key}")
-        self._close_left_open(recovered.open, now_ms)
+        return unknown
+
+    async def _maintain_forever(self) -> None:
+        """A cluster store: take over dead nodes' deliveries, refresh the dead letters."""
+        while not self._closing:
+            await asyncio.sleep(self.store.reclaim_interval)
+            try:
+                taken = await self.store.reclaim()
+                self._adopt(taken, wall_ms())
+                failed = await self.store.load_failed()
+            except Exception as exc:
+                log.warning("webhooks: store maintenance failed (%s)", type(exc).__name__)
+                continue
+            if failed is not None:
+                self._failed = OrderedDict(
+                    ((d.event_id, d.key), d) for d in failed
+                    if (d.app_id, d.key) in self._lanes)
 
     def _close_left_open(self, left_open: list[tuple[str, str, str | None]],
                          now_ms: int) -> None:
@@ -373,13 +405,18 @@ class WebhookSender:
     async def close(self) -> None:
         """Stop sending; deliveries not yet answered stay in the store (at-least-once)."""
         tasks: list[asyncio.Task[None]] = []
+        if self._maintainer is not None:
+            tasks.append(self._maintainer)
         for lane in self._lanes.values():
             if lane.task is not None:
                 tasks.append(lane.task)
             tasks.extend(lane.requests)
+        self._closing = True
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            # Bounded: a client library that swallows a cancellation must not hang the stop.
+            await asyncio.wait(tasks, timeout=5)
         for timer in self._held_timers.values():
             timer.cancel()
         await self.store.close()

@@ -50,6 +50,7 @@ class WebhookStore(Protocol):
     :meth:`close` is synchronous and must not block: it records the change and returns."""
 
     durable: bool  # whether accepted events survive a restart of this process
+    reclaim_interval: float  # seconds between two calls of reclaim/load_failed; 0: never
 
     async def open(self) -> Recovered:
         """Acquire the storage and return what an earlier process left pending or dead.
@@ -79,6 +80,10 @@ class WebhookStore(Protocol):
         """Deliveries another node accepted and can no longer deliver (a cluster store);
         the local stores have none."""
 
+    async def load_failed(self) -> list[Delivery] | None:
+        """Every dead letter, when other nodes may have changed them (a cluster store);
+        None when this process's own list is the whole truth."""
+
     async def close(self) -> None:
         """Make everything recorded durable and release the storage."""
 
@@ -87,6 +92,7 @@ class MemoryStore:
     """A store that keeps nothing: accepted events are lost when the process stops."""
 
     durable = False
+    reclaim_interval = 0.0
 
     async def open(self) -> Recovered:
         """Nothing to recover."""
@@ -113,6 +119,10 @@ class MemoryStore:
     async def reclaim(self) -> list[Delivery]:
         """No other node."""
         return []
+
+    async def load_failed(self) -> list[Delivery] | None:
+        """This process's list is the whole truth."""
+        return None
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -180,6 +190,7 @@ class JournalStore:
     """
 
     durable = True
+    reclaim_interval = 0.0
 
     def __init__(self, path: str | Path, fsync_interval: float = 1.0,
                  compact_bytes: int = 16 * 1024 * 1024) -> None:
@@ -265,6 +276,10 @@ class JournalStore:
     async def reclaim(self) -> list[Delivery]:
         """A journal belongs to one process: nothing to take over."""
         return []
+
+    async def load_failed(self) -> list[Delivery] | None:
+        """This process's list is the whole truth."""
+        return None
 
     async def close(self) -> None:
         """Write what is buffered, fsync, unlock."""
