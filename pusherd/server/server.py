@@ -68,8 +68,10 @@ class Server:
         if any(app.webhooks for app in config.apps):
             hooks = config.webhooks
             store: WebhookStore
-            if config.redis.url:  # a cluster: any node delivers what a dead node accepted
-                store = RedisStore(config.redis.url, config.redis.prefix)
+            if config.redis.enabled:  # a cluster: any node delivers what a dead node accepted
+                node_id = getattr(self.adapter, "node_id", None)
+                store = RedisStore(config.redis.url, config.redis.prefix, node_id,
+                                   config.redis.lease_ttl, config.redis.reap_interval)
             elif hooks.journal:
                 store = JournalStore(hooks.journal, hooks.fsync_interval)
             else:

@@ -92,10 +92,15 @@ class RedisStore:
         """Take a lease, take over what lapsed nodes left, and read the dead letters."""
         self._loop = asyncio.get_running_loop()
         self._reclaim_script = self.client.register_script(RECLAIM)
-        await self._renew()
         self._lease = asyncio.create_task(self._keep_lease(), name="pusherd-webhook-lease")
-        pending = await self.reclaim()
-        failed = await self.load_failed()
+        try:
+            await self._renew()
+            pending = await self.reclaim()
+            failed = await self.load_failed()
+        except Exception as exc:  # Redis down at start: serve; the lease task retries
+            log.warning("webhooks: Redis unreachable at start (%s); pending events of "
+                        "other nodes are taken over once it is back", type(exc).__name__)
+            return Recovered()
         return Recovered(pending, failed or [])
 
     async def close(self) -> None:
