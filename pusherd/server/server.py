@@ -13,6 +13,7 @@ import contextlib
 import logging
 import resource
 import time
+from collections.abc import Awaitable, Callable
 
 from pusherd.adapters.base import Adapter
 from pusherd.adapters.memory import MemoryAdapter
@@ -78,6 +79,8 @@ class Server:
                 store = MemoryStore()
             self.webhooks = WebhookSender(config.apps, hooks, store)
             self.adapter.add_listener(self.webhooks.on_transition)
+            if isinstance(self.adapter, RedisAdapter):
+                self.webhooks.still_open = self._cluster_still_open(self.adapter)
         self.http_api = HttpApi(self.apps, self.adapter, self.state, self.webhooks)
         session_settings = SessionSettings(
             activity_timeout=cfg.activity_timeout,
@@ -108,6 +111,21 @@ class Server:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _cluster_still_open(adapter: RedisAdapter
+                            ) -> Callable[[str, str, str | None], Awaitable[bool]]:
+        """Whether a channel is occupied (user None) or a member present, on any node:
+        what the webhook sender asks before sending a held removal (flap suppression
+        across nodes)."""
+        keys, client = adapter.keys, adapter.link.client
+
+        async def still_open(app_id: str, channel: str, user_id: str | None) -> bool:
+            if user_id is None:
+                return bool(await client.hexists(keys.channels(app_id), channel))
+            return bool(await client.hexists(keys.presence(app_id, channel), user_id))
+
+        return still_open
 
     @property
     def websockets(self) -> dict[SocketId, Connection]:

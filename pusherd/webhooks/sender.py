@@ -24,7 +24,7 @@ import random
 import secrets
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -271,6 +271,11 @@ class WebhookSender:
         self._observers: list[Callable[[str, Delivery], None]] = []
         self._maintainer: asyncio.Task[None] | None = None
         self._closing = False
+        # Set by the server on a cluster: whether (app, channel, user id or None) is
+        # occupied / present now on any node.
+        self.still_open: Callable[[str, str, str | None], Awaitable[bool]] | None = None
+        self._releases: asyncio.Queue[str] | None = None
+        self._releaser: asyncio.Task[None] | None = None
         for app in apps:
             if not app.webhooks:
                 continue
@@ -321,6 +326,10 @@ class WebhookSender:
     async def start(self) -> None:
         """Open the store, queue what it recovered, start one task per target."""
         self._loop = asyncio.get_running_loop()
+        if self.still_open is not None:
+            self._releases = asyncio.Queue()
+            self._releaser = self._loop.create_task(self._release_forever(),
+                                                    name="pusherd-webhook-release")
         recovered = await self.store.open()
         now_ms = wall_ms()
         unknown = self._adopt(recovered.pending, now_ms)
@@ -405,8 +414,9 @@ class WebhookSender:
     async def close(self) -> None:
         """Stop sending; deliveries not yet answered stay in the store (at-least-once)."""
         tasks: list[asyncio.Task[None]] = []
-        if self._maintainer is not None:
-            tasks.append(self._maintainer)
+        for extra in (self._maintainer, self._releaser):
+            if extra is not None:
+                tasks.append(extra)
         for lane in self._lanes.values():
             if lane.task is not None:
                 tasks.append(lane.task)
@@ -482,21 +492,51 @@ class WebhookSender:
             max(0, delay_ms) / 1000, self._release, event_id)
 
     def _release(self, event_id: str) -> None:
-        """The grace of a held removal ended: it goes out."""
+        """The grace of a held removal ended: it goes out (on a cluster, after asking
+        whether the channel or member is back on another node)."""
         self._held_timers.pop(event_id, None)
+        if self._releases is not None:
+            self._releases.put_nowait(event_id)
+            return
+        self._send_held(event_id, back=False)
+
+    def _send_held(self, event_id: str, back: bool) -> None:
+        """Queue a held removal, or drop it when the channel or member is `back`."""
         deliveries = self._held.pop(event_id, [])
+        for guard in self._guards.values():
+            for key, (_, held_id) in list(guard.held.items()):
+                if held_id == event_id:
+                    del guard.held[key]
+        if back and deliveries:
+            self.counters.suppressed += 1
         for delivery in deliveries:
-            guard = self._guards[delivery.app_id]
-            key = flap_key(delivery.event)
-            if key is not None and guard.held.get(key, (0, ""))[1] == event_id:
-                del guard.held[key]
-            self._lanes[(delivery.app_id, delivery.key)].push(delivery)
-        if not deliveries:
-            # A removal no target wanted: only its flap key is to forget.
-            for guard in self._guards.values():
-                for key, (_, held_id) in list(guard.held.items()):
-                    if held_id == event_id:
-                        del guard.held[key]
+            if back:
+                self._pending -= 1
+                self.store.delivered(delivery)
+            else:
+                self._lanes[(delivery.app_id, delivery.key)].push(delivery)
+
+    async def _release_forever(self) -> None:
+        """On a cluster, a reload may reconnect to another node: that node announces the
+        addition, so the held removal is sent only if the channel or member is still gone
+        cluster-wide when its grace ends. One at a time, so releases keep their order."""
+        assert self._releases is not None and self.still_open is not None
+        while not self._closing:
+            event_id = await self._releases.get()
+            deliveries = self._held.get(event_id)
+            if not deliveries:
+                self._send_held(event_id, back=False)
+                continue
+            first = deliveries[0]
+            key = flap_key(first.event)
+            back = False
+            if key is not None:
+                try:
+                    back = await self.still_open(first.app_id, key[0], key[1])
+                except Exception as exc:  # unknown: send (at worst a removal too many)
+                    log.warning("webhooks: cannot ask the cluster whether %s is back (%s)",
+                                first.channel, type(exc).__name__)
+            self._send_held(event_id, back)
 
     def _drop(self, count: int, now_ms: int) -> None:
         self.counters.dropped += count

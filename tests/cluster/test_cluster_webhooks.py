@@ -119,3 +119,30 @@ async def test_the_pending_webhooks_of_a_killed_node_are_delivered_by_the_surviv
             ("channel_vacated", "owed-a", None): 1, ("channel_vacated", "owed-b", None): 1})
     finally:
         await receiver.stop()
+
+
+async def test_a_reload_onto_the_other_node_within_the_grace_never_leaves_the_member_gone(
+        redis_prefix: str) -> None:
+    receiver = await WebhookReceiver().start()
+    # One request at a time per node: what a node sends arrives in its order.
+    toml = webhook_cluster_toml(redis_prefix, receiver.url, grace=1.0, concurrency=1)
+    try:
+        with run_pusherd(toml) as node_a, run_pusherd(toml) as node_b:
+            page, _ = await join_presence(node_a, "presence-desk", "gwen")
+            marker = await Client.open(node_a.port)
+            await marker.subscribe_ok("marker")
+            await receiver.wait_unique(3)
+            await page.close()  # the reload: gone from node A ...
+            await join_presence(node_b, "presence-desk", "gwen")  # ... back on node B
+            await marker.close()  # held after gwen's removals: released after them
+            events = await receiver.wait_unique(6)
+        names = [(e["name"], e["channel"], e.get("user_id")) for e in events]
+        # Node B announces the return at once; node A, asking the cluster when the grace
+        # ends, finds her back and sends neither removal. The marker's vacated, released
+        # after them on node A, proves they were decided.
+        assert ("member_removed", "presence-desk", "gwen") not in names
+        assert ("channel_vacated", "presence-desk", None) not in names
+        assert names[-1] == ("channel_vacated", "marker", None)
+        assert names.count(("member_added", "presence-desk", "gwen")) == 2
+    finally:
+        await receiver.stop()
