@@ -13,6 +13,7 @@ import contextlib
 import logging
 import resource
 import time
+from collections.abc import Awaitable, Callable
 
 from pusherd.adapters.base import Adapter
 from pusherd.adapters.memory import MemoryAdapter
@@ -27,6 +28,9 @@ from pusherd.server.http_api import HttpApi
 from pusherd.server.protocol import ProtocolContext, ServerProtocol
 from pusherd.server.state import Connection, ServerState
 from pusherd.server.websocket import WebSocketLimits
+from pusherd.webhooks.redis_store import RedisStore
+from pusherd.webhooks.sender import WebhookSender
+from pusherd.webhooks.store import JournalStore, MemoryStore, WebhookStore
 
 log = logging.getLogger("pusherd.server")
 
@@ -61,7 +65,23 @@ class Server:
         self.adapter: Adapter = adapter
         open_file_limit = raise_open_file_limit()
         self.state = ServerState(max(16, open_file_limit - FD_RESERVE), open_file_limit)
-        self.http_api = HttpApi(self.apps, self.adapter, self.state)
+        self.webhooks: WebhookSender | None = None
+        if any(app.webhooks for app in config.apps):
+            hooks = config.webhooks
+            store: WebhookStore
+            if config.redis.enabled:  # a cluster: any node delivers what a dead node accepted
+                node_id = getattr(self.adapter, "node_id", None)
+                store = RedisStore(config.redis.url, config.redis.prefix, node_id,
+                                   config.redis.lease_ttl, config.redis.reap_interval)
+            elif hooks.journal:
+                store = JournalStore(hooks.journal, hooks.fsync_interval)
+            else:
+                store = MemoryStore()
+            self.webhooks = WebhookSender(config.apps, hooks, store)
+            self.adapter.add_listener(self.webhooks.on_transition)
+            if isinstance(self.adapter, RedisAdapter):
+                self.webhooks.still_open = self._cluster_still_open(self.adapter)
+        self.http_api = HttpApi(self.apps, self.adapter, self.state, self.webhooks)
         session_settings = SessionSettings(
             activity_timeout=cfg.activity_timeout,
             ping_grace=cfg.ping_grace,
@@ -92,6 +112,21 @@ class Server:
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
+    @staticmethod
+    def _cluster_still_open(adapter: RedisAdapter
+                            ) -> Callable[[str, str, str | None], Awaitable[bool]]:
+        """Whether a channel is occupied (user None) or a member present, on any node:
+        what the webhook sender asks before sending a held removal (flap suppression
+        across nodes)."""
+        keys, client = adapter.keys, adapter.link.client
+
+        async def still_open(app_id: str, channel: str, user_id: str | None) -> bool:
+            if user_id is None:
+                return bool(await client.hexists(keys.channels(app_id), channel))
+            return bool(await client.hexists(keys.presence(app_id, channel), user_id))
+
+        return still_open
+
     @property
     def websockets(self) -> dict[SocketId, Connection]:
         """Open client connections by socket id (read-only view for tests and the CLI)."""
@@ -106,6 +141,8 @@ class Server:
         loop = asyncio.get_running_loop()
         cfg = self.config.server
         await self.adapter.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         context = self.context
         self._server = await loop.create_server(
             lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
@@ -149,6 +186,9 @@ class Server:
             self._sweeper.cancel()
         if self._server is not None:
             await self._server.wait_closed()
+        if self.webhooks is not None:
+            # After the drain: the removals it caused are in the store for the next start.
+            await self.webhooks.close()
         await self.adapter.close()
 
     # --- keepalive sweep (§5) -----------------------------------------------------------
