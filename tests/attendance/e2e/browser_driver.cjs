@@ -78,6 +78,8 @@ const ops = {
     await pages.get(page).page.screenshot({ path: file, fullPage: fullPage !== false });
     return file;
   },
+  // Reload the page (as F5 does) and wait for its load event.
+  async reload(_, { page }) { await pages.get(page).page.reload(); return Date.now(); },
   async close(_, { page }) {
     const entry = pages.get(page);
     if (entry) { pages.delete(page); await entry.context.close(); }
