@@ -606,6 +606,14 @@ def test_the_admin_dashboard_shows_who_is_online_live(
     browser.call("wait", page="admin", selector=online, text="2", timeout=5000)
     browser.call("wait", page="admin", selector=f"{ben_row}[data-online=true]", timeout=5000)
     browser.call("screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard-online.png"))
+    # at phone width (the same page: a second admin sign-in would end this one)
+    browser.call("resize", page="admin", viewport=[375, 812])
+    browser.call(
+        "screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard-online-phone.png")
+    )
+    for box in browser.call("boxes", page="admin", selector=".table-wrap"):
+        assert not box["overflows"], box
+    browser.call("resize", page="admin", viewport=[1280, 900])
 
     # a reload is not a sign-out: the page rejoins within the grace and nothing is sent
     reloaded = browser.call("now")
@@ -634,4 +642,7 @@ def test_the_admin_dashboard_shows_who_is_online_live(
     browser.call(
         "screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard-offline.png")
     )
+    # the longer "Last seen …" still fits the employees table: no clipped button
+    for box in browser.call("boxes", page="admin", selector=".table-wrap"):
+        assert not box["overflows"], box
     assert not [e for e in browser.snapshot() if e["type"] == "pageerror"]

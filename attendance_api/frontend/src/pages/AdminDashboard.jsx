@@ -10,16 +10,17 @@ import ActionButton from '../components/ActionButton.jsx';
 import Feedback from '../components/Feedback.jsx';
 import Notifications from '../components/Notifications.jsx';
 
+// three to a row on wide screens: who there is (and is online now), then today's arrivals
 const STATS = [
   ['total_employees', 'Employees'],
+  ['online_now', 'Online now'],
+  ['active_sessions_count', 'Active sessions'],
   ['present_today', 'On time'],
   ['late_today', 'Late'],
   ['left_early_today', 'Left early'],
   ['absent_today', 'Absent'],
   ['pending_today', 'Not in yet'],
   ['attendance_rate', 'Attendance rate', (v) => `${v}%`],
-  ['active_sessions_count', 'Active sessions'],
-  ['online_now', 'Online now'],
 ];
 
 export default function AdminDashboard() {
@@ -157,7 +158,7 @@ function Employees() {
               const active = u.status === 'active';
               return (
                 <tr key={u.id}>
-                  <th scope="row">{name}</th>
+                  <th scope="row" className="name">{name}</th>
                   <td className="wide-only">{u.position || '—'}</td>
                   <td><Presence user={u} /></td>
                   <td><span className={`badge badge-${u.status}`}>{statusWord(u.status)}</span></td>
@@ -188,12 +189,15 @@ function Presence({ user }) {
     <span className={`presence ${online ? 'presence-online' : 'presence-offline'}`}
           data-testid="presence" data-online={online ? 'true' : 'false'}>
       <span className="dot" aria-hidden="true" />
-      {online ? 'Online' : (
-        <>
-          <span className="visually-hidden">Offline, </span>
-          {seen ? <>Last seen <time dateTime={user.last_presence_at}>{seen}</time></> : 'Not seen yet'}
-        </>
-      )}
+      {/* one text box beside the dot, so that "Last seen 18:05" wraps as text does */}
+      <span>
+        {online ? 'Online' : (
+          <>
+            <span className="visually-hidden">Offline, </span>
+            {seen ? <>Last seen <time dateTime={user.last_presence_at}>{seen}</time></> : 'Not seen yet'}
+          </>
+        )}
+      </span>
     </span>
   );
 }
