@@ -577,9 +577,7 @@ def presence_frames(stack: Stack, user_id: int) -> list[dict[str, Any]]:
     return out
 
 
-def test_the_admin_dashboard_shows_who_is_online_live(
-    stack_factory: Any, browser: Browser
-) -> None:
+def test_the_admin_dashboard_shows_who_is_online_live(stack_factory: Any, browser: Browser) -> None:
     stack = stack_factory()
     stack.login("ana"), stack.login("ben")  # for their ids (the browser signs in anew)
     ana_id, ben_id = stack.ids["ana"], stack.ids["ben"]
@@ -591,16 +589,21 @@ def test_the_admin_dashboard_shows_who_is_online_live(
     ana_row = "[data-testid=employees] tr:has-text('Ana Reyes') [data-testid=presence]"
     ben_row = "[data-testid=employees] tr:has-text('Ben Santos') [data-testid=presence]"
     browser.call("wait", page="admin", selector=online, text="0")
-    browser.call("wait", page="admin", selector=f"{ana_row}[data-online=false]", text="Not seen yet")
+    browser.call(
+        "wait", page="admin", selector=f"{ana_row}[data-online=false]", text="Not seen yet"
+    )
 
     # an employee signs in elsewhere: online on the admin's page within a few seconds
     stack.sign_in("ana", "ana")
     joined = stack.subscribed("ana", "presence-online")
-    browser.call("wait", page="admin", selector=f"{ana_row}[data-online=true]", text="Online",
-                 timeout=5000)
+    browser.call(
+        "wait", page="admin", selector=f"{ana_row}[data-online=true]", text="Online", timeout=5000
+    )
     browser.call("wait", page="admin", selector=online, text="1", timeout=5000)
     first = presence_frames(stack, ana_id)
     assert [f["online_now"] for f in first] == [True] and first[0]["t"] >= joined["t"], first
+    # the number came in dashboard.updated itself: no request for the dashboard
+    assert browser.requests("admin", "/api/reports/dashboard", since=joined["t"]) == []
     # the admin counts no one (online_now is employees): Ben joins, it says 2
     stack.sign_in("ben", "ben")
     browser.call("wait", page="admin", selector=online, text="2", timeout=5000)
@@ -639,9 +642,7 @@ def test_the_admin_dashboard_shows_who_is_online_live(
     # the last-seen time reads like every other time on the page (organisation, 24 h)
     seen = browser.call("text", page="admin", selector=f"{ana_row} time")
     assert re.fullmatch(r"\d{2}:\d{2}", seen), seen
-    browser.call(
-        "screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard-offline.png")
-    )
+    browser.call("screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard-offline.png"))
     # the longer "Last seen …" still fits the employees table: no clipped button
     for box in browser.call("boxes", page="admin", selector=".table-wrap"):
         assert not box["overflows"], box

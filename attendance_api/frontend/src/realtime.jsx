@@ -62,9 +62,13 @@ function subscriptions(user) {
   if (user.role === 'admin') {
     // The event carries the whole dashboard object: it becomes the cached value, no fetch.
     list.push({ channel: 'private-admin.dashboard', event: 'dashboard.updated', stats: true });
+    // A presence change (who is online) comes with its own dashboard.updated: only the list.
+    const employees = startsWith('/api/employees?');
+    const employeesAndStats = startsWith('/api/employees?', KEYS.dashboard);
     list.push({
       channel: 'private-admin.employees', event: 'employee.updated',
-      keys: startsWith('/api/employees?', KEYS.dashboard),
+      keys: (payload) => (payload?.action === 'presence' ? employees : employeesAndStats),
+      byPayload: true,
     });
   }
   return list;
@@ -140,12 +144,12 @@ export function RealtimeProvider({ user, token, onAccountEnded, children }) {
             if (payload && payload.stats) mutate(KEYS.dashboard, payload.stats, { revalidate: false });
             return;
           }
-          mutate(sub.keys);
+          mutate(sub.byPayload ? sub.keys(payload) : sub.keys);
         });
         if (!sub.account) {
           channel.subscribed(() => {
             if (cancelled) return;
-            mutate(sub.stats ? KEYS.dashboard : sub.keys);
+            mutate(sub.stats ? KEYS.dashboard : sub.byPayload ? sub.keys({}) : sub.keys);
           });
         }
         if (isPrivate && !watched.has(sub.channel)) {
