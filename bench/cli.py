@@ -36,15 +36,27 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 # scenario -> (headline metric, higher is better?), then the other figures of its line
 HEADLINE: dict[str, tuple[str, bool, list[str]]] = {
-    "idle": ("rss_per_conn_kb", False, ["connect_rate", "subscribed"]),
-    "fanout": ("p99_ms", False, ["p50_ms", "p95_ms", "deliveries_per_s", "loss"]),
-    "throughput": ("deliveries_per_s", True, ["deliveries_per_server_cpu_s", "p99_ms", "loss"]),
-    "api": ("requests_per_s", True, ["p99_ms", "requests_bad"]),
+    "idle": ("rss_per_conn_kb", False, ["connect_rate", "subscribed",
+                                        "redis_cmds_per_subscribe"]),
+    "fanout": ("p99_ms", False, ["p50_ms", "p95_ms", "deliveries_per_s", "loss",
+                                 "server_cpu_us_per_delivery", "redis_cmds_per_trigger"]),
+    "throughput": ("deliveries_per_s", True, ["deliveries_per_server_cpu_s", "p99_ms", "loss",
+                                              "server_cpu_us_per_delivery",
+                                              "redis_cmds_per_trigger",
+                                              "redis_cpu_us_per_trigger"]),
+    "api": ("requests_per_s", True, ["p99_ms", "requests_bad", "server_cpu_us_per_request",
+                                     "redis_cmds_per_request"]),
     "channels": ("p99_ms", False, ["p50_ms", "loss"]),
     "slow": ("p99_ms", False, ["baseline_p99_ms", "slow_cut", "normal_cut", "loss",
                                "rss_growth_mb", "time_to_cut_s"]),
     "limit": ("subscribed", True, ["failed", "server_alive"]),
 }
+
+
+def is_scale_out(server: str) -> bool:
+    """The Redis variants, compared with the in-memory ``pusherd`` of the same run."""
+    return server in ("pusherd-redis", "pusherd-2node") or server.startswith(
+        "pusherd-workers:")
 
 
 def machine_info() -> dict[str, Any]:
@@ -65,7 +77,7 @@ def machine_info() -> dict[str, Any]:
             versions[package] = None
     return {
         "cpus": os.cpu_count(), "cpu_model": model, "kernel": platform.release(),
-        "python": platform.python_version(), "open_file_limit":
+        "python": platform.python_version(), "loadavg": os.getloadavg(), "open_file_limit":
         resource.getrlimit(resource.RLIMIT_NOFILE), "packages": versions,
     }
 
@@ -98,14 +110,16 @@ def fmt(value: Any) -> str:
 
 
 def summary_line(scenario: str, sizes_note: str, medians: dict[str, dict[str, Any]],
-                 ratios: dict[str, float | None]) -> str:
+                 ratios: dict[str, float | None],
+                 ratios_to_pusherd: dict[str, float | None] | None = None) -> str:
     metric, _, others = HEADLINE[scenario]
     parts = [f"{scenario} {sizes_note}"]
     for server, med in medians.items():
         if "error" in med and metric not in med:
             parts.append(f"{server}: ERROR {med['error'][:80]}")
             continue
-        figures = " ".join(f"{k}={fmt(med.get(k))}" for k in [metric, *others])
+        figures = " ".join(f"{k}={fmt(med.get(k))}" for k in [metric, *others]
+                           if k == metric or med.get(k) is not None)
         flags = []
         if med.get("load_bound"):
             flags.append("LOAD-BOUND(lower bound)")
@@ -120,6 +134,9 @@ def summary_line(scenario: str, sizes_note: str, medians: dict[str, dict[str, An
     for server, ratio in ratios.items():
         if ratio is not None:
             parts.append(f"{server}/floor {metric} x{ratio:.2f}")
+    for server, ratio in (ratios_to_pusherd or {}).items():
+        if ratio is not None:
+            parts.append(f"{server}/pusherd {metric} x{ratio:.2f}")
     return " | ".join(parts)
 
 
@@ -227,8 +244,15 @@ async def run(args: argparse.Namespace) -> int:
             value = medians[server_name].get(metric)
             if server_name != "floor" and floor_value and value is not None:
                 ratios[server_name] = round(value / floor_value, 3)
+        # the scale-out variants against the in-memory pusherd of the same run
+        to_pusherd: dict[str, float | None] = {}
+        base_value = medians.get("pusherd", {}).get(metric)
+        for server_name in servers:
+            value = medians[server_name].get(metric)
+            if is_scale_out(server_name) and base_value and value is not None:
+                to_pusherd[server_name] = round(value / base_value, 3)
         note = sizes_note(scenario, sizes)
-        line = summary_line(scenario, note, medians, ratios)
+        line = summary_line(scenario, note, medians, ratios, to_pusherd)
         print(line, flush=True)
         document = {
             "scenario": scenario, "smoke": args.smoke, "runs": args.runs, "sizes_note": note,
@@ -237,7 +261,8 @@ async def run(args: argparse.Namespace) -> int:
             "pinning": {"server_cpu": args.server_cpu, "load_cpu": args.load_cpu},
             "servers": {name: DESCRIPTIONS.get(name, name) for name in servers},
             "summary": line, "median": medians, "ratio_to_floor": ratios,
-            "ratio_metric": metric, "higher_is_better": higher, "all_runs": runs,
+            "ratio_to_pusherd": to_pusherd, "ratio_metric": metric,
+            "higher_is_better": higher, "all_runs": runs,
         }
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         path = (Path(args.results_dir) if args.results_dir else RESULTS_DIR) / \

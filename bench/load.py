@@ -237,9 +237,15 @@ class LoadGroup:
         load_cpu: int | None = None,
         mode: str = "ws",
         request_file: Path | None = None,
+        nodes: list[tuple[str, int]] | None = None,
     ) -> LoadGroup:
+        """Start the workers; with `nodes` (host, port) worker i connects to node i mod
+        len(nodes) (at least one worker per node), so the connections are split evenly."""
         binary = build_worker()
-        n_workers = max(1, math.ceil(conns / CONNS_PER_WORKER))
+        nodes = nodes or [(target.host, target.port)]
+        n_workers = max(len(nodes), math.ceil(conns / CONNS_PER_WORKER))
+        if n_workers % len(nodes):
+            n_workers += len(nodes) - n_workers % len(nodes)
         per_worker = [conns // n_workers + (1 if i < conns % n_workers else 0)
                       for i in range(n_workers)]
         slow_per = [slow // n_workers + (1 if i < slow % n_workers else 0)
@@ -247,13 +253,14 @@ class LoadGroup:
         workers: list[Worker] = []
         offset = 0
         for i, count in enumerate(per_worker):
+            host, port = nodes[i % len(nodes)]
             args = [
-                str(binary), "--mode", mode, "--host", target.host, "--port", str(target.port),
+                str(binary), "--mode", mode, "--host", host, "--port", str(port),
                 "--path", target.ws_path, "--conns", str(count),
                 "--concurrency", str(max(1, concurrency // n_workers)),
                 "--connect-timeout", str(connect_timeout), "--max-time", str(max_time),
             ]
-            if target.host.startswith("127."):
+            if host.startswith("127."):
                 # spread source addresses so that ephemeral ports never run short
                 args += ["--src", f"127.0.{(i // 250) + 1}.{(i % 250) + 2}"]
             if channel_fmt:

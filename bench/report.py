@@ -18,22 +18,31 @@ ROWS: dict[str, list[tuple[str, str]]] = {
     "idle": [("subscribed", "connections"), ("rss_per_conn_kb", "KB RSS / connection"),
              ("connect_rate", "connections/s"), ("rss_after_mb", "MB RSS total"),
              ("server_cpu", "server CPU while connecting"),
-             ("load_core_busy", "load core busy while connecting")],
+             ("load_core_busy", "load core busy while connecting"),
+             ("redis_cmds_per_subscribe", "Redis commands / subscribed connection"),
+             ("redis_cpu_us_per_subscribe", "Redis CPU µs / subscribed connection")],
     "fanout": [("p50_ms", "p50 ms"), ("p95_ms", "p95 ms"), ("p99_ms", "p99 ms"),
                ("max_ms", "max ms"), ("deliveries_per_s", "deliveries/s"), ("loss", "lost"),
                ("server_cpu", "server CPU (cores)"), ("load_cpu", "load CPU (cores)"),
                ("server_core_busy", "server core busy"), ("load_core_busy", "load core busy"),
-               ("other_cpu", "other CPU (softirq, other processes)")],
+               ("other_cpu", "other CPU (softirq, other processes)"),
+               ("server_cpu_us_per_delivery", "server CPU µs / delivery"),
+               ("redis_cmds_per_trigger", "Redis commands / trigger")],
     "throughput": [("deliveries_per_s", "deliveries/s"),
                    ("deliveries_per_server_cpu_s", "deliveries per server CPU-second"),
                    ("server_core_busy", "server core busy"), ("load_core_busy", "load core busy"),
                    ("other_cpu", "other CPU (softirq, other processes)"),
                    ("p99_ms", "p99 ms"),
-                   ("loss", "lost"), ("server_cpu", "server CPU"), ("load_cpu", "load CPU")],
+                   ("loss", "lost"), ("server_cpu", "server CPU"), ("load_cpu", "load CPU"),
+                   ("server_cpu_us_per_delivery", "server CPU µs / delivery"),
+                   ("redis_cmds_per_trigger", "Redis commands / trigger"),
+                   ("redis_cpu_us_per_trigger", "Redis CPU µs / trigger")],
     "api": [("requests_per_s", "signed triggers/s"), ("p99_ms", "p99 ms"),
             ("requests_bad", "non-200"), ("server_cpu", "server CPU"),
             ("load_cpu", "load CPU"), ("load_core_busy", "load core busy"),
-            ("other_cpu", "other CPU")],
+            ("other_cpu", "other CPU"),
+            ("server_cpu_us_per_request", "server CPU µs / request"),
+            ("redis_cmds_per_request", "Redis commands / request")],
     "channels": [("p50_ms", "p50 ms"), ("p99_ms", "p99 ms"), ("max_ms", "max ms"),
                  ("loss", "lost"), ("triggers_late", "triggers sent late"),
                  ("server_cpu", "server CPU"), ("load_cpu", "load CPU"),
@@ -83,6 +92,10 @@ def table(document: dict[str, Any]) -> str:
     head = ["figure", *[f"{s} (n={runs_per[s]})" for s in servers]]
     ratio_servers = [s for s in servers if s != "floor" and "floor" in servers]
     head += [f"{s}/floor" for s in ratio_servers]
+    # the Redis variants against the in-memory pusherd of the same run
+    scale_servers = [s for s in servers if "pusherd" in servers and (
+        s in ("pusherd-redis", "pusherd-2node") or s.startswith("pusherd-workers:"))]
+    head += [f"{s}/pusherd" for s in scale_servers]
     lines = [f"**{scenario}** — {document['sizes_note']}, median of {document['runs']} runs",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, label in ROWS.get(scenario, []):
@@ -91,6 +104,11 @@ def table(document: dict[str, Any]) -> str:
         row += [cell(values[s]) for s in servers]
         for s in ratio_servers:
             base, value = values.get("floor"), values.get(s)
+            ok = isinstance(base, int | float) and isinstance(value, int | float)
+            ok = ok and not isinstance(base, bool) and base != 0
+            row.append(f"×{value / base:.2f}" if ok else "")  # type: ignore[operator]
+        for s in scale_servers:
+            base, value = values.get("pusherd"), values.get(s)
             ok = isinstance(base, int | float) and isinstance(value, int | float)
             ok = ok and not isinstance(base, bool) and base != 0
             row.append(f"×{value / base:.2f}" if ok else "")  # type: ignore[operator]

@@ -82,14 +82,16 @@ class CpuWindow:
 
     def __init__(self, server: RunningServer, load: LoadGroup | None,
                  load_core: int | None = None) -> None:
-        self.server_pid = server.pid
+        self.server_pids = server.pids
+        self.redis = server.redis
         self.load_pids = [os.getpid(), *(load.pids if load else [])]
         self.server_core = server.cpu
         self.load_core = load.load_cpu if load else load_core
 
     def __enter__(self) -> CpuWindow:
         self.t0 = time.monotonic()
-        self.server0 = cpu_seconds(self.server_pid) if self.server_pid else 0.0
+        self.server0 = [cpu_seconds(pid) for pid in self.server_pids]
+        self.redis0 = self.redis.stats() if self.redis is not None else None
         self.load0 = sum(cpu_seconds(pid) for pid in self.load_pids)
         self.coordinator0 = cpu_seconds(os.getpid())
         self.cores0 = core_times()
@@ -100,7 +102,9 @@ class CpuWindow:
 
     def close(self) -> dict[str, Any]:
         wall = max(time.monotonic() - self.t0, 1e-9)
-        server = (cpu_seconds(self.server_pid) - self.server0) / wall if self.server_pid else None
+        node_cpu_s = [cpu_seconds(pid) - c0 for pid, c0 in zip(self.server_pids, self.server0,
+                                                               strict=True)]
+        server = sum(node_cpu_s) / wall if self.server_pids else None
         load = (sum(cpu_seconds(pid) for pid in self.load_pids) - self.load0) / wall
         cores1 = core_times()
 
@@ -120,7 +124,7 @@ class CpuWindow:
         if all_total > 0:
             ncores = len(cores1)
             other = all_busy / all_total * ncores - (server or 0.0) - load
-        self.result = {
+        self.result: dict[str, Any] = {
             "server_cpu": round(server, 3) if server is not None else None,
             "load_cpu": round(load, 3),
             "coordinator_cpu": round((cpu_seconds(os.getpid()) - self.coordinator0) / wall, 3),
@@ -128,14 +132,41 @@ class CpuWindow:
             "server_core_busy": busy(self.server_core),
             "load_core_busy": load_core_busy,
             "other_cpu": round(other, 3) if other is not None else None,
+            # CPU seconds over the window: the whole server, and each node (process)
+            "server_cpu_s": round(sum(node_cpu_s), 3),
+            "node_cpu_s": [round(c, 3) for c in node_cpu_s],
             "load_bound": load >= LOAD_BOUND_CPU
             or (load_core_busy is not None and load_core_busy >= LOAD_BOUND_CPU),
         }
+        if self.redis is not None and self.redis0 is not None:
+            delta = self.redis.stats().minus(self.redis0)
+            self.result.update({"redis_calls": delta.total, "redis_calls_by_command":
+                                delta.calls, "redis_cpu_s": round(delta.cpu_s, 3)})
         return self.result
 
 
 def target_of(server: RunningServer) -> Target:
     return Target(server.host, server.port, server.credentials)
+
+
+def server_rss(server: RunningServer) -> int:
+    """RSS of every serving process together (bytes), 0 if unknown."""
+    return sum(rss_bytes(pid) for pid in server.pids)
+
+
+def per_op(cpu_result: dict[str, Any], operations: int, deliveries: int | None = None,
+           ) -> dict[str, Any]:
+    """Costs per operation over a CPU window: server CPU µs per delivery (and per node), and
+    for the Redis variants Redis commands and Redis CPU µs per operation (trigger,
+    subscribed connection or request). Robust to the machine's load, unlike rates."""
+    out: dict[str, Any] = {}
+    if deliveries:
+        out["server_cpu_us_per_delivery"] = round(cpu_result["server_cpu_s"] * 1e6
+                                                  / deliveries, 2)
+    if operations and "redis_calls" in cpu_result:
+        out["redis_cmds_per_op"] = round(cpu_result["redis_calls"] / operations, 3)
+        out["redis_cpu_us_per_op"] = round(cpu_result["redis_cpu_s"] * 1e6 / operations, 2)
+    return out
 
 
 async def wait_delivered(load: LoadGroup, key: str, expected: int, timeout: float,
@@ -205,6 +236,8 @@ def _latency(hist_summary: dict[str, float | None]) -> dict[str, float | None]:
 
 async def _connect(server: RunningServer, conns: int, load_cpu: int | None,
                    **kwargs: Any) -> tuple[LoadGroup, dict[str, Any]]:
+    if kwargs.get("mode", "ws") == "ws":  # subscribers spread over every node
+        kwargs["nodes"] = server.nodes
     load = await LoadGroup.start(target_of(server), conns, load_cpu=load_cpu, **kwargs)
     try:
         ready = await load.wait_ready(timeout=kwargs.get("connect_timeout", 120.0) + 30)
@@ -220,7 +253,7 @@ async def scenario_idle(server: RunningServer, sizes: Sizes, load_cpu: int | Non
                         ) -> dict[str, Any]:
     """N connections, each subscribed to its own channel: RSS per connection, connect rate."""
     n = sizes.idle_conns
-    rss0 = rss_bytes(server.pid) if server.pid else 0
+    rss0 = server_rss(server)
     with CpuWindow(server, None, load_cpu) as cpu:
         load, ready = await _connect(server, n, load_cpu, channel_fmt="idle-%d",
                                      concurrency=256)
@@ -228,7 +261,7 @@ async def scenario_idle(server: RunningServer, sizes: Sizes, load_cpu: int | Non
     try:
         samples = []
         for _ in range(10):  # RSS settles within a few hundred ms; keep the maximum
-            samples.append(rss_bytes(server.pid) if server.pid else 0)
+            samples.append(server_rss(server))
             await asyncio.sleep(0.1)
         rss1 = max(samples)
         stats, _ = await load.stop()
@@ -244,7 +277,7 @@ async def scenario_idle(server: RunningServer, sizes: Sizes, load_cpu: int | Non
         "rss_before_mb": round(rss0 / 2**20, 2),
         "rss_after_mb": round(rss1 / 2**20, 2),
         "rss_per_conn_kb": round((rss1 - rss0) / subscribed / 1024, 2)
-        if subscribed and server.pid else None,
+        if subscribed and server.pids else None,
         "cut": stats["cut"],
         # during the connect phase (the load side's processes are not known before it)
         "server_cpu": connect_cpu["server_cpu"],
@@ -252,6 +285,11 @@ async def scenario_idle(server: RunningServer, sizes: Sizes, load_cpu: int | Non
         "load_core_busy": connect_cpu["load_core_busy"],
         "load_bound": bool(connect_cpu["load_core_busy"] and
                            connect_cpu["load_core_busy"] >= LOAD_BOUND_CPU),
+        # Redis commands per subscribed connection (connect + subscribe), when on Redis
+        **{k.replace("_per_op", "_per_subscribe"): v
+           for k, v in per_op(connect_cpu, subscribed).items()},
+        **{k: connect_cpu[k] for k in ("redis_calls_by_command", "redis_cpu_s")
+           if k in connect_cpu},
     }
 
 
@@ -285,6 +323,8 @@ async def scenario_fanout(server: RunningServer, sizes: Sizes, load_cpu: int | N
         "deliveries_per_s": round(stat["normal_received"] / elapsed, 1) if elapsed else None,
         "drain_s": round(drain_s, 3),
         "cut": stats["cut"], **_latency(hist.summary()), **cpu_result,
+        **{k.replace("_per_op", "_per_trigger"): v for k, v in per_op(
+            cpu_result, triggers["triggers_ok"], stats["normal_received"]).items()},
     }
 
 
@@ -324,8 +364,10 @@ async def scenario_throughput(server: RunningServer, sizes: Sizes, load_cpu: int
         await asyncio.gather(*(fire(c, warm) for c in clients))
         start_received = (await load.stat())["normal_received"]
         t0 = time.monotonic()
+        ok0 = sum(c.ok for c in clients)
         with CpuWindow(server, load) as cpu:
             await asyncio.gather(*(fire(c, t0 + sizes.throughput_duration) for c in clients))
+            ok_in_window = sum(c.ok for c in clients) - ok0
             end_received = (await load.stat())["normal_received"]
             elapsed = time.monotonic() - t0
             cpu_result = cpu.close()
@@ -355,6 +397,8 @@ async def scenario_throughput(server: RunningServer, sizes: Sizes, load_cpu: int
                                              / cpu_result["server_cpu"], 1)
         if cpu_result["server_cpu"] else None,
         "cut": stats["cut"], **_latency(hist.summary()), **cpu_result,
+        **{k.replace("_per_op", "_per_trigger"): v for k, v in per_op(
+            cpu_result, ok_in_window, end_received - start_received).items()},
     }
 
 
@@ -382,6 +426,10 @@ async def scenario_api(server: RunningServer, sizes: Sizes, load_cpu: int | None
         "duration_s": sizes.api_duration, "requests_ok": stats["api_ok"],
         "requests_bad": stats["api_bad"], "requests_per_s": round(stat["api_ok"] / elapsed, 1),
         **_latency(hist.summary()), **cpu_result,
+        **{k.replace("_per_op", "_per_request"): v
+           for k, v in per_op(cpu_result, stat["api_ok"]).items()},
+        "server_cpu_us_per_request": round(cpu_result["server_cpu_s"] * 1e6 / stat["api_ok"], 2)
+        if stat["api_ok"] else None,
     }
 
 
