@@ -50,6 +50,9 @@ HEADLINE: dict[str, tuple[str, bool, list[str]]] = {
     "slow": ("p99_ms", False, ["baseline_p99_ms", "slow_cut", "normal_cut", "loss",
                                "rss_growth_mb", "time_to_cut_s"]),
     "limit": ("subscribed", True, ["failed", "server_alive"]),
+    "scale": ("subscribed", True, ["failed", "connect_rate", "rss_per_conn_kb", "p50_ms",
+                                   "p99_ms", "loss", "server_cpu_us_per_delivery",
+                                   "redis_cmds_per_trigger"]),
 }
 
 
@@ -151,6 +154,8 @@ def sizes_note(scenario: str, sizes: Sizes) -> str:
                     f"{sizes.channels_duration}s",
         "slow": f"N={sizes.slow_conns} slow={sizes.slow_slow}",
         "limit": f"N=open-file limit+{sizes.limit_extra}",
+        "scale": f"N={sizes.scale_conns} on one channel, {sizes.scale_triggers} triggers "
+                 f"every {sizes.scale_interval}s",
     }[scenario]
 
 

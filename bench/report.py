@@ -55,6 +55,15 @@ ROWS: dict[str, list[tuple[str, str]]] = {
              ("trigger_timeouts", "triggers unanswered (5 s)")],
     "limit": [("subscribed", "connections held"), ("failed", "refused"),
               ("server_alive", "server alive")],
+    "scale": [("subscribed", "connections held"), ("failed", "refused / failed"),
+              ("server_processes", "server processes"), ("connect_rate", "connections/s"),
+              ("rss_after_mb", "MB RSS, all workers"), ("rss_per_conn_kb", "KB RSS / connection"),
+              ("redis_rss_growth_mb", "Redis RSS growth MB"),
+              ("redis_cmds_per_subscribe", "Redis commands / subscribed connection"),
+              ("p50_ms", "delivery p50 ms"), ("p99_ms", "delivery p99 ms"),
+              ("max_ms", "delivery max ms"), ("loss", "lost"),
+              ("server_cpu_us_per_delivery", "server CPU µs / delivery"),
+              ("redis_cmds_per_trigger", "Redis commands / trigger")],
 }
 LOWER_IS_BETTER = {"p50_ms", "p95_ms", "p99_ms", "max_ms", "rss_per_conn_kb", "loss",
                    "baseline_p99_ms", "rss_growth_mb", "time_to_cut_s"}

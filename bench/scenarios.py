@@ -55,6 +55,9 @@ class Sizes:
     slow_heavy_rate: float
     slow_heavy_bytes: int
     limit_extra: int
+    scale_conns: int = 100_000
+    scale_triggers: int = 5
+    scale_interval: float = 3.0
 
     @classmethod
     def full(cls) -> Sizes:
@@ -74,6 +77,7 @@ class Sizes:
             channels_conns=300, channels_rate=200.0, channels_duration=2.0,
             slow_conns=200, slow_slow=10, slow_baseline=1.0, slow_max_duration=10.0,
             slow_heavy_rate=250.0, slow_heavy_bytes=8_000, limit_extra=0,
+            scale_conns=300, scale_triggers=2, scale_interval=0.5,
         )
 
 
@@ -595,6 +599,58 @@ async def scenario_limit(server: RunningServer, sizes: Sizes, load_cpu: int | No
     }
 
 
+async def scenario_scale(server: RunningServer, sizes: Sizes, load_cpu: int | None,
+                         ) -> dict[str, Any]:
+    """As many subscribed connections as the server holds (meant for ``pusherd-workers:N``),
+    all on one channel, then a few triggers fanned out to all of them: memory, connect
+    rate, delivery latency, and how far it got (what failed) if not all connected."""
+    n = sizes.scale_conns
+    rss0 = server_rss(server)
+    redis_rss0 = rss_bytes(server.redis.process.pid) if server.redis is not None else 0
+    with CpuWindow(server, None, load_cpu) as cpu:
+        load, ready = await _connect(server, n, load_cpu, channel="scale", concurrency=1024,
+                                     connect_timeout=240.0)
+        connect_cpu = cpu.close()
+    try:
+        samples = []
+        for _ in range(10):
+            samples.append(server_rss(server))
+            await asyncio.sleep(0.1)
+        rss1 = max(samples)
+        redis_rss1 = rss_bytes(server.redis.process.pid) if server.redis is not None else 0
+        per_node = [(pid, rss_bytes(pid)) for pid in server.pids]
+        with CpuWindow(server, load) as cpu:
+            triggers = await paced_triggers(
+                target_of(server), rate=1 / sizes.scale_interval,
+                duration=sizes.scale_triggers * sizes.scale_interval,
+                pick=lambda _: ["scale"], pool=1, timeout=30.0)
+            expected = triggers["triggers_ok"] * ready["subscribed"]
+            stat = await wait_delivered(load, "normal_received", expected, timeout=60.0)
+            fan_cpu = cpu.close()
+        stats, hist = await load.stop()
+    finally:
+        load.kill()
+    subscribed = ready["subscribed"]
+    return {
+        "conns": n, "subscribed": subscribed, "failed": ready["failed"],
+        "server_processes": len(server.pids), "connect_s": ready["elapsed_s"],
+        "connect_rate": round(subscribed / ready["elapsed_s"], 1) if ready["elapsed_s"] else None,
+        "connect_server_cpu_s": connect_cpu["server_cpu_s"],
+        "redis_cmds_per_subscribe": round(connect_cpu.get("redis_calls", 0) / subscribed, 3)
+        if subscribed and "redis_calls" in connect_cpu else None,
+        "rss_after_mb": round(rss1 / 2**20, 1),
+        "rss_per_conn_kb": round((rss1 - rss0) / subscribed / 1024, 2) if subscribed else None,
+        "rss_per_node_mb": [round(r / 2**20, 1) for _, r in per_node],
+        "redis_rss_growth_mb": round((redis_rss1 - redis_rss0) / 2**20, 1),
+        **triggers, "expected": expected, "received": stat["normal_received"],
+        "loss": expected - stats["normal_received"], "cut": stats["cut"],
+        **_latency(hist.summary()), **fan_cpu,
+        **{k.replace("_per_op", "_per_trigger"): v for k, v in per_op(
+            fan_cpu, triggers["triggers_ok"], stats["normal_received"]).items()},
+        "server_alive": server.alive(),
+    }
+
+
 SCENARIOS: dict[str, Callable[[RunningServer, Sizes, int | None], Awaitable[dict[str, Any]]]] = {
     "idle": scenario_idle,
     "fanout": scenario_fanout,
@@ -603,5 +659,6 @@ SCENARIOS: dict[str, Callable[[RunningServer, Sizes, int | None], Awaitable[dict
     "channels": scenario_channels,
     "slow": scenario_slow,
     "limit": scenario_limit,
+    "scale": scenario_scale,
 }
 ALL = ["idle", "fanout", "throughput", "api", "channels", "slow"]
