@@ -11,7 +11,11 @@ one operation, free of start-up and import costs:
 * ``connect``: one WebSocket upgrade answered with ``connection_established``;
 * ``fanout``: one trigger delivered to each of 200 subscribed sockets, per delivery;
 * ``fanout-xhr``: the same to 200 ``xhr_streaming`` sessions (HTTP fallback, §15);
-* ``subscribe``: one ``pusher:subscribe`` + ``pusher:unsubscribe`` pair on a socket.
+* ``subscribe``: one ``pusher:subscribe`` + ``pusher:unsubscribe`` pair on a socket;
+* ``api-redis``: ``api`` with the Redis adapter (docs/scaling.md), on the publishing node:
+  the request answered and the bus message encoded and queued. The adapter is not started
+  (no Redis is needed), so redis-py's write of the queued ``PUBLISH`` (one per trigger, in
+  the writer task) is not counted.
 
 ``--checkout PATH,...`` compares the pusherd packages of several checkouts (e.g. a git
 worktree of an earlier commit) in one run, printing the ratio of each to the first.
@@ -37,7 +41,7 @@ from typing import Any
 import orjson
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("api", "connect", "fanout", "fanout-xhr", "subscribe")
+WORKLOADS = ("api", "connect", "fanout", "fanout-xhr", "subscribe", "api-redis")
 FANOUT_SUBSCRIBERS = 200
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
@@ -100,9 +104,12 @@ def _run_workload(workload: str, size: int) -> None:
 
     print(f"pusherd from {Path(pusherd.__file__).parents[1]}", file=sys.stderr)
     credentials = AppCredentials("1001", "bench-key", "bench-secret")
-    server = Server(load_config(env={"PUSHERD_APP_ID": credentials.app_id,
-                                     "PUSHERD_APP_KEY": credentials.key,
-                                     "PUSHERD_APP_SECRET": credentials.secret}))
+    env = {"PUSHERD_APP_ID": credentials.app_id, "PUSHERD_APP_KEY": credentials.key,
+           "PUSHERD_APP_SECRET": credentials.secret}
+    if workload.endswith("-redis"):  # the Redis adapter, never started: nothing connects
+        env["PUSHERD_REDIS_URL"] = "redis://127.0.0.1:1/0"
+        workload = workload.removesuffix("-redis")
+    server = Server(load_config(env=env))
     # A checkout from before the seams refactor builds its protocol from the server.
     context = getattr(server, "context", server)
 
@@ -170,7 +177,7 @@ def _instructions(checkout: Path, workload: str, size: int) -> int:
     # A fixed hash seed: the same dict and set layouts, so the same instructions, each run.
     env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONHASHSEED": "0"}
     for var in ("PUSHERD_HOST", "PUSHERD_PORT", "PUSHERD_APP_ID", "PUSHERD_APP_KEY",
-                "PUSHERD_APP_SECRET"):
+                "PUSHERD_APP_SECRET", "PUSHERD_REDIS_URL", "REVERB_SCALING_ENABLED"):
         env.pop(var, None)
     # The checkout comes first on sys.path (and is the working directory) so that its
     # pusherd is the one measured; this file is run by path, as the checkout may not have it.
