@@ -39,7 +39,8 @@ HEADLINE: dict[str, tuple[str, bool, list[str]]] = {
     "idle": ("rss_per_conn_kb", False, ["connect_rate", "subscribed",
                                         "redis_cmds_per_subscribe"]),
     "fanout": ("p99_ms", False, ["p50_ms", "p95_ms", "deliveries_per_s", "loss",
-                                 "server_cpu_us_per_delivery", "redis_cmds_per_trigger"]),
+                                 "server_cpu_us_per_delivery", "redis_cmds_per_trigger",
+                                 "redis_publish_per_trigger"]),
     "throughput": ("deliveries_per_s", True, ["deliveries_per_server_cpu_s", "p99_ms", "loss",
                                               "server_cpu_us_per_delivery",
                                               "redis_cmds_per_trigger",
@@ -52,7 +53,7 @@ HEADLINE: dict[str, tuple[str, bool, list[str]]] = {
     "limit": ("subscribed", True, ["failed", "server_alive"]),
     "scale": ("subscribed", True, ["failed", "connect_rate", "rss_per_conn_kb", "p50_ms",
                                    "p99_ms", "loss", "server_cpu_us_per_delivery",
-                                   "redis_cmds_per_trigger"]),
+                                   "redis_cmds_per_trigger", "redis_publish_per_trigger"]),
 }
 
 

@@ -169,6 +169,11 @@ def per_op(cpu_result: dict[str, Any], operations: int, deliveries: int | None =
                                                   / deliveries, 2)
     if operations and "redis_calls" in cpu_result:
         out["redis_cmds_per_op"] = round(cpu_result["redis_calls"] / operations, 3)
+        # the bus messages alone (the other commands are the leases' and the reapers'
+        # background, and the scripts' own commands, which Redis counts too)
+        by_command = cpu_result["redis_calls_by_command"]
+        out["redis_publish_per_op"] = round(by_command.get("publish", 0) / operations, 3)
+        out["redis_evalsha_per_op"] = round(by_command.get("evalsha", 0) / operations, 3)
         out["redis_cpu_us_per_op"] = round(cpu_result["redis_cpu_s"] * 1e6 / operations, 2)
     return out
 
