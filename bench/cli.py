@@ -73,7 +73,7 @@ def machine_info() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("uvloop", "websockets", "httptools", "orjson", "uvicorn", "starlette"):
         try:
             versions[package] = metadata.version(package)

@@ -412,7 +412,7 @@ class TriggerClient:
         self.protocol.waiter = waiter
         self.protocol.transport.write(request)
         self.sent += 1
-        status = await asyncio.wait_for(waiter, timeout)
+        status: int = await asyncio.wait_for(waiter, timeout)
         if status == 200:
             self.ok += 1
         else:
