@@ -160,9 +160,10 @@ def server_rss(server: RunningServer) -> int:
 
 def per_op(cpu_result: dict[str, Any], operations: int, deliveries: int | None = None,
            ) -> dict[str, Any]:
-    """Costs per operation over a CPU window: server CPU µs per delivery (and per node), and
-    for the Redis variants Redis commands and Redis CPU µs per operation (trigger,
-    subscribed connection or request). Robust to the machine's load, unlike rates."""
+    """Costs per operation over a CPU window: server CPU µs per delivery (all nodes
+    together), and for the Redis variants Redis commands and Redis CPU µs per operation
+    (trigger, subscribed connection or request). Less moved by the machine's load than
+    rates are."""
     out: dict[str, Any] = {}
     if deliveries:
         out["server_cpu_us_per_delivery"] = round(cpu_result["server_cpu_s"] * 1e6
