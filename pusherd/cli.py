@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
@@ -11,7 +12,12 @@ import sys
 
 from pusherd import __version__
 from pusherd.config import Config, load_config
+from pusherd.environment import format_environment_help
 from pusherd.errors import ConfigError
+
+log = logging.getLogger("pusherd.server")
+DOCS_URL = "docs/operations.md (in the pusherd source tree)"
+RULE = "-" * 72
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,22 +26,54 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pusherd",
         description="A self-hosted Pusher Channels (protocol 7) server: WebSocket and HTTP API "
                     "on one port.",
+        epilog=format_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", metavar="FILE", help="TOML config file "
                         "(see config.example.toml)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (default 8080; 0 picks one)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        help="log level (default: [server] log_level, info)")
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="log lines as text or one JSON object per line "
+                             "(default: [server] log_format, text)")
+    parser.add_argument("--debug", action="store_true",
+                        help="log every WebSocket frame in and out with its socket id "
+                             "(auth signatures redacted); implies --log-level debug")
     parser.add_argument("--version", action="version", version=f"pusherd {__version__}")
     return parser
 
 
-def _banner(config: Config, port: int) -> str:
+def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit: int,
+            max_connections: int, log_format: str, debug: bool) -> str:
     host = config.server.host
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    lines = [f"pusherd {__version__} listening on http://{host}:{port}"]
+    scheme = "https" if config.tls.enabled else "http"
+    prefix = config.server.path_prefix
+    # The first line is the machine-readable one tests and scripts wait for.
+    lines = [f"pusherd listening on http://{host}:{port}", RULE,
+             f"pusherd {__version__}: {scheme}://{host}:{port}{prefix}  "
+             f"(WebSocket {'wss' if config.tls.enabled else 'ws'}://.../app/{{key}}, "
+             "HTTP API /apps/{id}/...)"]
+    if config.public_url:
+        lines.append(f"  clients reach it at {config.public_url} (REVERB_HOST/PORT/SCHEME)")
     for app in config.apps:
         lines.append(f"  app id={app.id} key={app.key}" + (
-            " client-events=on" if app.enable_client_events else ""))
+            " client-events=on" if app.enable_client_events else "") + (
+            f" max-connections={app.max_connections}" if app.max_connections else ""))
+    health = f"  health: {scheme}://{shown}:{port}/up (liveness), /ready (readiness)"
+    if config.metrics.enabled:
+        health += (f"; metrics: http://{shown}:{metrics_port}/metrics" if metrics_port
+                   else "; metrics: /metrics")
+    lines.append(health)
+    if config.console.enabled:
+        lines.append(f"  debug console: {scheme}://{shown}:{port}/console?token=<[console] token>")
+    lines.append(f"  at most {max_connections} connections (open-file limit {open_file_limit})")
+    lines.append(f"  logs: {log_format} on stderr{', every frame (--debug)' if debug else ''}")
+    lines.append("  stop: SIGTERM or Ctrl-C drains (clients told to reconnect, paced); "
+                 "a second one stops at once")
+    lines.append(f"  docs: {DOCS_URL}")
     if config.dev_app:
         app = config.apps[0]
         lines += [
@@ -50,30 +88,53 @@ def _banner(config: Config, port: int) -> str:
             f"  REVERB_APP_ID={app.id}  REVERB_APP_KEY={app.key}  REVERB_APP_SECRET={app.secret}",
             f"  REVERB_HOST={shown}  REVERB_PORT={port}  REVERB_SCHEME=http",
         ]
+    lines.append(RULE)
     return "\n".join(lines)
 
 
-async def _serve(config: Config) -> int:
+def _warn_unavailable(config: Config) -> None:
+    """A configured feature this build cannot deliver is said at start, never ignored."""
+    if any(app.webhooks for app in config.apps) and (
+            importlib.util.find_spec("pusherd.webhooks") is None):
+        hooks = sum(len(app.webhooks) for app in config.apps)
+        log.warning("%d webhook(s) configured ([[apps.webhooks]]) but not delivered by this "
+                    "build of pusherd (no webhook sender)", hooks,
+                    extra={"event": "feature_unavailable", "feature": "webhooks"})
+
+
+async def _serve(config: Config, log_format: str, debug: bool) -> int:
     from pusherd.server.server import Server
 
-    server = Server(config)
+    server = Server(config, debug=debug)
     try:
         await server.start()
     except OSError as exc:
         print(f"pusherd: cannot listen on {config.server.host}:{config.server.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return 1
-    # The first line is the machine-readable one tests and scripts wait for.
-    print(f"pusherd listening on http://{config.server.host}:{server.port}", flush=True)
-    print(_banner(config, server.port), flush=True)
+    # The banner goes to stdout between two rules, log lines to stderr: never mixed up.
+    print(_banner(config, server.port, server.metrics_port, server.state.open_file_limit,
+                  server.state.max_open_connections, log_format, debug), flush=True)
+    _warn_unavailable(config)
     stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            stop.set()
+        else:
+            log.warning("second stop signal: closing at once", extra={"event": "drain_forced"})
+            server.force_stop()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     await stop.wait()
-    logging.getLogger("pusherd.server").info("shutting down: draining %d connection(s)",
-                                             len(server.state.connections))
-    await server.shutdown()
+    log.info("shutting down: draining %d connection(s)", len(server.state.connections),
+             extra={"event": "shutdown"})
+    await server.drain()
     print("pusherd stopped", flush=True)
     return 0
 
@@ -88,18 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pusherd: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from pusherd.server.logs import configure_logging
+
+    log_format = args.log_format or config.server.log_format
+    level = args.log_level or config.server.log_level
+    # Level debug is the frame log too, as --debug is level debug.
+    debug = args.debug or level.lower() == "debug"
+    configure_logging(level, log_format, debug)
     for warning in config.warnings:
         logging.getLogger("pusherd.config").warning("%s", warning)
-    # The WebSocket layer logs each frame at DEBUG and each close at INFO: only a debug
-    # run wants either (see pusherd.server.websocket).
-    debug = config.server.log_level.lower() == "debug"
-    logging.getLogger("pusherd.ws.frames").setLevel(logging.DEBUG if debug else logging.WARNING)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return asyncio.run(_serve(config))
-    return uvloop.run(_serve(config))
+        return asyncio.run(_serve(config, log_format, debug))
+    return uvloop.run(_serve(config, log_format, debug))

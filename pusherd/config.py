@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import tomllib
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
 from pusherd.core.origins import origin_entry_problem
+from pusherd.environment import read_environment
 from pusherd.errors import ConfigError
 
 WEBHOOK_EVENT_TYPES = frozenset(
@@ -44,10 +45,43 @@ class ServerConfig:
     max_write_buffer_size: int = 1_048_576  # outbound bytes queued per socket before cut-off
     http_idle_timeout: float = 75.0  # an HTTP connection idle this long (or sending a
     # request this slowly) is closed
-    shutdown_timeout: float = 10.0  # seconds to drain sockets on SIGTERM
-    shutdown_batch_size: int = 500  # sockets closed per drain step (paced, no storm)
+    shutdown_timeout: float = 10.0  # seconds clients get to close after the last 4200
+    shutdown_batch_size: int = 500  # a drain of at most this many sockets closes at once
+    drain_grace: float = 3.0  # seconds not-ready before the first 4200 (load balancers)
+    drain_seconds: float = 10.0  # the 4200 closes are spread over this many seconds
     strict_protocol_version: bool = False  # absent ?protocol= closes 4008 when true
     log_level: str = "info"
+    log_format: str = "text"  # text or json
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """``[server.tls]``: serve ``wss://`` and ``https://`` on the port directly (PEM files)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a certificate is configured."""
+        return bool(self.cert_file)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``[metrics]``: Prometheus ``/metrics``; on its own listener when `port` is >= 0."""
+
+    enabled: bool = True
+    port: int = -1  # -1: served on the main port; 0 picks a free port
+    host: str = ""  # its own listener's address; empty: [server] host
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """``[console]``: the live debug console at ``/console`` (off unless enabled)."""
+
+    enabled: bool = False
+    token: str = field(default="", repr=False)  # required when enabled; a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +102,10 @@ class Config:
     dev_app: bool = False  # True when the built-in development app is in use
     # Things that work but may surprise (printed at start), e.g. a non-numeric app id.
     warnings: tuple[str, ...] = ()
+    tls: TlsConfig = TlsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    console: ConsoleConfig = ConsoleConfig()
+    public_url: str = ""  # where clients reach this server (REVERB_HOST...), for the banner
 
 
 def _check_type(key: str, value: Any, expected: type | tuple[type, ...]) -> Any:
@@ -123,6 +161,26 @@ def _validate_server(server: ServerConfig) -> None:
                           f"must start with / and not end with /, got {server.path_prefix!r}")
     if server.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("server.log_level", f"unknown level {server.log_level!r}")
+    if server.log_format not in ("text", "json"):
+        raise ConfigError("server.log_format", f"must be text or json, got {server.log_format!r}")
+    for name in ("drain_grace", "drain_seconds"):
+        _positive(f"server.{name}", getattr(server, name), allow_zero=True)
+
+
+def _validate_tls(tls: TlsConfig) -> None:
+    if bool(tls.cert_file) != bool(tls.key_file):
+        missing = "key_file" if tls.cert_file else "cert_file"
+        raise ConfigError(f"server.tls.{missing}", "set cert_file and key_file together")
+    for name in ("cert_file", "key_file"):
+        value = getattr(tls, name)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"server.tls.{name}", f"file not found: {value}")
+
+
+def _replace(server: ServerConfig, **changes: Any) -> ServerConfig:
+    values = {f.name: getattr(server, f.name) for f in fields(ServerConfig)}
+    values.update(changes)
+    return ServerConfig(**values)
 
 
 def _build_app(raw: Any, index: int) -> App:
@@ -205,33 +263,44 @@ def load_config(
             raise ConfigError("--config", f"file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
-    unknown = set(raw) - {"server", "apps", "redis"}
+    sections = ("server", "apps", "redis", "metrics", "console")
+    unknown = set(raw) - set(sections)
     if unknown:
-        raise ConfigError(sorted(unknown)[0], "unknown section (known: server, apps, redis)")
+        raise ConfigError(sorted(unknown)[0], f"unknown section (known: {', '.join(sections)})")
     env = env or {}
+    overrides = read_environment(env)
 
-    file_server = raw.get("server", {})
+    file_server = dict(raw.get("server", {}))
+    tls_raw = file_server.pop("tls", {})
+    if not isinstance(tls_raw, dict):
+        raise ConfigError("server.tls", "use a [server.tls] table")
     # The file is validated on its own first: an override (--port 0) must not hide a bad
     # value in it (port = "8082") that would stop the next start without the override.
     _validate_server(_build(ServerConfig, file_server, "server"))
-    server_raw = dict(file_server)
-    for names, key, convert in (
-        (("PUSHERD_HOST", "REVERB_SERVER_HOST"), "host", str),
-        (("PUSHERD_PORT", "REVERB_SERVER_PORT"), "port", int),
-    ):
-        for name in names:
-            if env.get(name):
-                try:
-                    server_raw[key] = convert(env[name])
-                except ValueError:
-                    raise ConfigError(name, f"expected an integer, got {env[name]!r}") from None
-                break
+    server_raw = {**file_server, **overrides.server}
     if host is not None:
         server_raw["host"] = host
     if port is not None:
         server_raw["port"] = port
     server: ServerConfig = _build(ServerConfig, server_raw, "server")
+    if overrides.ping_interval is not None:
+        # Reverb pings a socket silent for ping_interval seconds; pusherd's ping comes
+        # activity_timeout + ping_grace after the last frame, and never before the
+        # activity_timeout the clients were told.
+        server = _replace(server, ping_grace=float(
+            max(0, overrides.ping_interval - server.activity_timeout)))
     _validate_server(server)
+    tls: TlsConfig = _build(TlsConfig, {**tls_raw, **overrides.tls}, "server.tls")
+    _validate_tls(tls)
+    metrics: MetricsConfig = _build(MetricsConfig, {**raw.get("metrics", {}),
+                                                    **overrides.metrics}, "metrics")
+    if not -1 <= metrics.port <= 65535:
+        raise ConfigError("metrics.port", f"must be 0..65535 (or -1), got {metrics.port!r}")
+    console: ConsoleConfig = _build(ConsoleConfig, {**raw.get("console", {}),
+                                                    **overrides.console}, "console")
+    if console.enabled and len(console.token) < 16:
+        raise ConfigError("console.token", "the console shows every app's traffic: set a "
+                          "token of at least 16 characters (value hidden)")
 
     apps_raw = raw.get("apps", [])
     if not isinstance(apps_raw, list):
@@ -240,22 +309,17 @@ def load_config(
     warnings = [_non_numeric_id_warning(f"apps[{i}].id", app.id)
                 for i, app in enumerate(apps) if not _is_numeric_id(app.id)]
 
-    env_app = {}
-    for key, names in (("id", ("PUSHERD_APP_ID", "REVERB_APP_ID")),
-                       ("key", ("PUSHERD_APP_KEY", "REVERB_APP_KEY")),
-                       ("secret", ("PUSHERD_APP_SECRET", "REVERB_APP_SECRET"))):
-        for name in names:
-            if env.get(name):
-                env_app[key] = env[name]
-                if key == "id" and not _is_numeric_id(env[name]):
-                    warnings.append(_non_numeric_id_warning(name, env[name]))
-                break
+    env_app = {k: v for k, v in overrides.app.items() if k in ("id", "key", "secret")}
+    if "id" in env_app and not _is_numeric_id(env_app["id"]):
+        name = "PUSHERD_APP_ID" if env.get("PUSHERD_APP_ID") else "REVERB_APP_ID"
+        warnings.append(_non_numeric_id_warning(name, env_app["id"]))
     if env_app:
         if set(env_app) != {"id", "key", "secret"}:
             missing = sorted({"id", "key", "secret"} - set(env_app))
             raise ConfigError(f"PUSHERD_APP_{missing[0].upper()}",
                               "set id, key and secret together (PUSHERD_APP_* or REVERB_APP_*)")
-        from_env = _build_app(env_app, len(apps))
+        options = {k: v for k, v in overrides.app.items() if k not in env_app}
+        from_env = _build_app({**env_app, **options}, len(apps))
         apps = [a for a in apps if a.id != from_env.id and a.key != from_env.key] + [from_env]
 
     dev_app = False
@@ -273,14 +337,17 @@ def load_config(
         seen_ids.add(app.id)
         seen_keys.add(app.key)
 
-    redis_raw = raw.get("redis", {})
+    redis_raw = {**raw.get("redis", {}), **overrides.redis}
     redis: RedisConfig = _build(RedisConfig, redis_raw, "redis")
     if redis.url and not redis.url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("redis.url", f"must be a redis:// URL, got {redis.url!r}")
     if redis.url:
         # Refuse rather than run nodes that each believe they share state.
         raise ConfigError(
-            "redis.url", "scaling out over Redis is not available in this version of pusherd; "
-            "remove [redis] url to run one process on the in-memory adapter")
+            "REVERB_SCALING_ENABLED" if overrides.redis else "redis.url",
+            "scaling out over Redis is not available in this version of pusherd; "
+            "remove [redis] url (or REVERB_SCALING_ENABLED) to run one process on the "
+            "in-memory adapter")
     return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app,
-                  warnings=tuple(warnings))
+                  warnings=tuple(warnings), tls=tls, metrics=metrics, console=console,
+                  public_url=overrides.public_url)

@@ -70,6 +70,11 @@ class Adapter(Protocol):
     async def close(self) -> None:
         """Release what :meth:`start` acquired; the adapter is not used afterwards."""
 
+    @property
+    def ready(self) -> bool:
+        """Whether the adapter can serve now (its shared state reachable); ``/ready``
+        answers 503 while it is not. Cheap: read on every readiness probe."""
+
     def add_listener(self, listener: TransitionListener) -> None:
         """Receive every transition this node decides, in order (webhooks, metrics)."""
 

@@ -28,6 +28,7 @@ from pusherd.core.app import App
 from pusherd.core.outbound import Outbound
 from pusherd.core.session import Action, Session
 from pusherd.server.actions import carry_out
+from pusherd.server.logs import redact_frame
 from pusherd.server.state import ServerState
 
 log = logging.getLogger("pusherd.ws")
@@ -36,6 +37,8 @@ log = logging.getLogger("pusherd.ws")
 # per disconnect is noise (and a measurable cost) at scale, so the CLI lets this logger
 # pass warnings only, unless the server runs at log level debug.
 _FRAMES_LOG = logging.getLogger("pusherd.ws.frames")
+# --debug: every frame in and out, with its socket id (auth signatures redacted).
+_DEBUG_LOG = logging.getLogger("pusherd.ws.debug")
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 CLOSE_HANDSHAKE_TIMEOUT = 2.0  # seconds a client gets to answer our close frame
 
@@ -60,7 +63,7 @@ class WebSocketConnection:
     __slots__ = (
         "transport", "write", "app", "socket_id", "session", "protocol", "writable",
         "adapter", "state", "limits", "_corked", "close_deadline", "_fragments",
-        "_fragments_binary",
+        "_fragments_binary", "opened_at", "cut_off",
     )
 
     def __init__(
@@ -86,6 +89,8 @@ class WebSocketConnection:
         self.close_deadline: float | None = None
         self._fragments: list[bytes] | None = None
         self._fragments_binary = False
+        self.opened_at = time.monotonic()
+        self.cut_off = False  # True once aborted as a slow consumer
         transport.set_write_buffer_limits(high=limits.max_write_buffer_size)
 
     # --- actions ------------------------------------------------------------------------
@@ -98,7 +103,27 @@ class WebSocketConnection:
         """The TCP connection is gone: release everything the session held."""
         self.writable = False
         self.state.connections.pop(self.socket_id, None)
-        self.run(self.session.close())
+        session = self.session
+        was_open = session.registered
+        self.run(session.close())
+        if was_open:
+            code, reason = self.close_status()
+            self.state.telemetry.connection_closed(
+                self.app.id, self.socket_id, code, reason,
+                time.monotonic() - self.opened_at, session.messages_received)
+
+    def close_status(self) -> tuple[int, str]:
+        """The close code and reason of an ended connection: the one who closed first
+        (the server's code, or the client's), 1006 when no close frame was exchanged."""
+        if self.cut_off:
+            return 1006, "slow consumer cut off"
+        protocol = self.protocol
+        sent, received = protocol.close_sent, protocol.close_rcvd
+        if sent is not None and (received is None or not protocol.close_rcvd_then_sent):
+            return int(sent.code), sent.reason
+        if received is not None:
+            return int(received.code), received.reason
+        return 1006, "connection lost"
 
     # --- outbound -----------------------------------------------------------------------
 
@@ -128,9 +153,10 @@ class WebSocketConnection:
         if not self.writable:
             return
         self.writable = False
+        self.cut_off = True
         self.state.slow_consumers += 1
-        log.warning("socket %s cut off: outbound buffer over %d bytes (slow consumer)",
-                    self.socket_id, self.limits.max_write_buffer_size)
+        self.state.telemetry.slow_consumer(self.app.id, self.socket_id,
+                                           self.limits.max_write_buffer_size)
         # Linger 0: the kernel drops the unsent backlog and resets the connection at once,
         # instead of holding it (up to the buffer size per socket) in FIN-WAIT.
         sock = self.transport.get_extra_info("socket")
@@ -210,16 +236,36 @@ class WebSocketConnection:
     def _message(self, payload: bytes, binary: bool) -> None:
         if self.protocol.state is not State.OPEN:
             return  # closing: ignore what the client still sends
+        session = self.session
         if binary:
-            self.run(self.session.receive_binary())
-            return
-        try:
-            payload.decode()
-        except UnicodeDecodeError:
-            # RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection with 1007.
-            self.protocol.fail(1007, "invalid UTF-8 in a text frame")
-            return
-        self.run(self.session.receive(payload, time.monotonic()))
+            self.run(session.receive_binary())
+        else:
+            try:
+                payload.decode()
+            except UnicodeDecodeError:
+                # RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection (1007).
+                self.protocol.fail(1007, "invalid UTF-8 in a text frame")
+                return
+            telemetry = self.state.telemetry
+            if telemetry.sinks:  # the debug console is open: tell it about subscriptions
+                before = set(session.subscriptions)
+                self.run(session.receive(payload, time.monotonic()))
+                self._tell_subscriptions(before)
+            else:
+                self.run(session.receive(payload, time.monotonic()))
+        if session.error is not None:
+            error, session.error = session.error, None
+            self.state.telemetry.client_error(self.app.id, self.socket_id, error)
+
+    def _tell_subscriptions(self, before: set[str]) -> None:
+        after = self.session.subscriptions
+        telemetry = self.state.telemetry
+        for channel in after.keys() - before:
+            telemetry.tell("subscribed", app_id=self.app.id, socket_id=self.socket_id,
+                           channel=channel)
+        for channel in before - after.keys():
+            telemetry.tell("unsubscribed", app_id=self.app.id, socket_id=self.socket_id,
+                           channel=channel)
 
     # --- keepalive (§5) -----------------------------------------------------------------
 
@@ -232,3 +278,27 @@ class WebSocketConnection:
                 self.transport.abort()
             return
         self.run(self.session.keepalive(now))
+
+
+class DebugWebSocketConnection(WebSocketConnection):
+    """A :class:`WebSocketConnection` that logs every frame in and out with its socket id
+    (``--debug``). A separate class, so that a normal run pays nothing for it."""
+
+    __slots__ = ()
+
+    def deliver(self, frame: Outbound) -> None:
+        """Log the frame, then deliver it."""
+        if self.writable:
+            _DEBUG_LOG.debug("out %s %s", self.socket_id, redact_frame(frame.payload))
+        super().deliver(frame)
+
+    def _message(self, payload: bytes, binary: bool) -> None:
+        _DEBUG_LOG.debug("in %s %s", self.socket_id,
+                         f"<binary {len(payload)} bytes>" if binary else redact_frame(payload))
+        super()._message(payload, binary)
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Log the close frame, then send it."""
+        if self.writable:
+            _DEBUG_LOG.debug("out %s close %d %s", self.socket_id, code, reason)
+        super().close(code, reason)

@@ -1,0 +1,232 @@
+"""Prometheus metrics: ``GET /metrics`` in the text exposition format (prometheus_client).
+
+Nothing here runs on the hot path. The shells count in plain integers where something
+happens once (:class:`~pusherd.server.telemetry.Telemetry`, the fan-out's
+:class:`~pusherd.adapters.fanout.DeliveryCount`, the sessions' message counts); channel
+and member gauges follow the adapter's transitions (a listener, one call per transition);
+:class:`PusherdCollector` reads all of it when Prometheus scrapes. Every metric is listed,
+with a sample query, in ``docs/operations.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from pusherd.adapters.base import Adapter
+from pusherd.adapters.fanout import LocalFanout
+from pusherd.apps import AppRegistry
+from pusherd.core.transitions import (
+    ChannelOccupied,
+    ChannelVacated,
+    MemberAdded,
+    MemberRemoved,
+    Transition,
+)
+from pusherd.server.state import ServerState
+from pusherd.server.telemetry import LATENCY_BUCKETS, channel_type
+
+log = logging.getLogger("pusherd.metrics")
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class ChannelGauges:
+    """Occupied channels by app and channel type, and presence members by app: a
+    transition listener (one call per transition, never per recipient)."""
+
+    def __init__(self) -> None:
+        self.channels: dict[tuple[str, str], int] = {}  # (app id, channel type) -> count
+        self.members: dict[str, int] = {}  # app id -> distinct members, summed over channels
+
+    def __call__(self, transition: Transition) -> None:
+        """Follow one transition (see :data:`pusherd.core.transitions.TransitionListener`)."""
+        if isinstance(transition, ChannelOccupied | ChannelVacated):
+            key = (transition.app_id, channel_type(transition.channel))
+            step = 1 if isinstance(transition, ChannelOccupied) else -1
+            self.channels[key] = max(0, self.channels.get(key, 0) + step)
+        elif isinstance(transition, MemberAdded | MemberRemoved):
+            step = 1 if isinstance(transition, MemberAdded) else -1
+            self.members[transition.app_id] = max(0, self.members.get(transition.app_id, 0)
+                                                  + step)
+
+
+class PusherdCollector(Collector):
+    """Every pusherd metric, read from the counters when scraped."""
+
+    def __init__(self, state: ServerState, apps: AppRegistry, adapter: Adapter,
+                 gauges: ChannelGauges, ready: Callable[[], bool]) -> None:
+        self.state = state
+        self.apps = apps
+        self.adapter = adapter
+        self.gauges = gauges
+        self.ready = ready
+
+    def collect(self) -> Iterator[Metric]:
+        """Build the metric families from the current counts."""
+        state, telemetry = self.state, self.state.telemetry
+        app_ids = [app.id for app in self.apps]
+
+        ready = GaugeMetricFamily("pusherd_ready", "1 while /ready answers 200")
+        ready.add_metric([], 1.0 if self.ready() else 0.0)
+        yield ready
+        draining = GaugeMetricFamily("pusherd_draining", "1 while the server drains")
+        draining.add_metric([], 1.0 if state.draining else 0.0)
+        yield draining
+
+        open_connections = GaugeMetricFamily(
+            "pusherd_connections", "Open WebSocket connections on this node", labels=["app"])
+        subscriptions: dict[tuple[str, str], int] = {}
+        received: dict[str, int] = dict(telemetry.messages_received_closed)
+        per_app: dict[str, int] = {}
+        for connection in list(state.connections.values()):
+            session = connection.session
+            if not session.registered:
+                continue
+            app_id = session.app.id
+            per_app[app_id] = per_app.get(app_id, 0) + 1
+            received[app_id] = received.get(app_id, 0) + session.messages_received
+            for channel in session.subscriptions:
+                key = (app_id, channel_type(channel))
+                subscriptions[key] = subscriptions.get(key, 0) + 1
+        for app_id in app_ids:
+            open_connections.add_metric([app_id], per_app.get(app_id, 0))
+        yield open_connections
+        yield _counter("pusherd_connections_opened", "Connections admitted",
+                       ["app"], {(k,): v for k, v in telemetry.connections_opened.items()})
+        yield _counter("pusherd_connections_closed", "Admitted connections that ended, by "
+                       "close code (1006: no close frame)", ["app", "code"],
+                       {(a, str(c)): v for (a, c), v in telemetry.connections_closed.items()})
+        yield _counter("pusherd_connections_refused", "Connections refused at the open, by "
+                       "close code (4001 unknown key, 4003 disabled, 4004 over quota, 4009 "
+                       "origin...)", ["app", "code"],
+                       {(a, str(c)): v for (a, c), v in telemetry.connections_refused.items()})
+        yield _counter("pusherd_connection_limit_refusals", "Connections refused at a "
+                       "limit (app_max_connections: 4004; open_files: HTTP 503)",
+                       ["app", "limit"], dict(telemetry.connection_limit_refusals))
+        yield _gauge("pusherd_subscriptions", "Channel subscriptions of this node's sockets",
+                     ["app", "channel_type"], dict(subscriptions))
+        yield _gauge("pusherd_channels", "Occupied channels", ["app", "channel_type"],
+                     dict(self.gauges.channels))
+        yield _gauge("pusherd_presence_members", "Distinct presence members, summed over "
+                     "presence channels", ["app"], {(k,): v for k, v in
+                                                     self.gauges.members.items()})
+        yield _counter("pusherd_messages_received", "Client messages received",
+                       ["app"], {(k,): v for k, v in received.items()})
+        fanout = getattr(self.adapter, "fanout", None)
+        delivered = fanout.delivered if isinstance(fanout, LocalFanout) else {}
+        yield _counter("pusherd_messages_delivered", "Channel event frames written to "
+                       "sockets (API and client events)", ["app"],
+                       {(k,): v.messages for k, v in delivered.items()})
+        yield _counter("pusherd_bytes_sent", "WebSocket bytes of the delivered channel "
+                       "events", ["app"], {(k,): v.bytes for k, v in delivered.items()})
+        yield _counter("pusherd_api_events", "Events accepted over the HTTP API", [],
+                       {(): state.api_events})
+        yield _counter("pusherd_api_requests", "HTTP API requests by endpoint and status",
+                       ["endpoint", "status"],
+                       {(e, str(s)): v for (e, s), v in telemetry.api_requests.items()})
+        latency = HistogramMetricFamily("pusherd_api_request_duration_seconds",
+                                        "Time to answer an HTTP API request",
+                                        labels=["endpoint"])
+        for endpoint, histogram in list(telemetry.api_latency.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), histogram.counts,
+                                    strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+            latency.add_metric([endpoint], buckets, histogram.total)
+        yield latency
+        yield _counter("pusherd_auth_failures", "Failed channel auth, sign-in and HTTP API "
+                       "signatures, by reason", ["reason"],
+                       {(k,): v for k, v in telemetry.auth_failures.items()})
+        yield _counter("pusherd_client_events_rate_limited", "Client events dropped over "
+                       "max_client_events_per_second", ["app"],
+                       {(k,): v for k, v in telemetry.client_events_rate_limited.items()})
+        yield _counter("pusherd_slow_consumers", "Sockets cut off for a full outbound buffer",
+                       ["app"], {(k,): v for k, v in telemetry.slow_consumers.items()})
+
+
+def _counter(name: str, documentation: str, labels: list[str],
+             values: Mapping[Any, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, value in values.items():
+        family.add_metric(list(key), value)
+    return family
+
+
+def _gauge(name: str, documentation: str, labels: list[str],
+           values: Mapping[Any, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for key, value in values.items():
+        family.add_metric(list(key), value)
+    return family
+
+
+class Metrics:
+    """The metrics of one server: a registry of its own (several servers can share a
+    process, as tests do), the collector, and the channel gauges' listener. Other
+    subsystems (webhooks, Redis) register their own collectors in :attr:`registry`."""
+
+    def __init__(self, state: ServerState, apps: AppRegistry, adapter: Adapter,
+                 ready: Callable[[], bool]) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.gauges = ChannelGauges()
+        adapter.add_listener(self.gauges)
+        self.registry.register(PusherdCollector(state, apps, adapter, self.gauges, ready))
+        ProcessCollector(registry=self.registry)
+
+    def render(self) -> bytes:
+        """The current metrics in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class MetricsListener:
+    """``[metrics] port``: a small listener of its own that answers ``GET /metrics``
+    (and nothing else), as scrapers expect on a private port."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        """Bind `host`:`port` (0 picks a free port: see :attr:`port`)."""
+        self._server = await asyncio.start_server(self._serve, host, port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            method, _, rest = head.partition(b" ")
+            path = rest.partition(b" ")[0].partition(b"?")[0]
+            if method in (b"GET", b"HEAD") and path == b"/metrics":
+                body, status, kind = self.metrics.render(), "200 OK", CONTENT_TYPE
+            else:
+                body, status, kind = b"Not found: use /metrics\n", "404 Not Found", "text/plain"
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: "
+                         f"{len(body)}\r\nConnection: close\r\n\r\n".encode()
+                         + (b"" if method == b"HEAD" else body))
+            await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+                ConnectionError):
+            pass
+        finally:
+            writer.close()
