@@ -53,10 +53,11 @@ async def test_while_draining_health_answers_upgrades_get_503_and_clients_stay(
 
 
 def test_the_drain_schedule_spreads_closes_over_drain_seconds() -> None:
-    from pusherd.config import load_config
     import random
     import tempfile
     from pathlib import Path
+
+    from pusherd.config import load_config
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "p.toml"
@@ -64,7 +65,7 @@ def test_the_drain_schedule_spreads_closes_over_drain_seconds() -> None:
         server = Server(load_config(path, {}))
     schedule = server.drain_schedule(10_000, random.Random(7))
     assert schedule == sorted(schedule)
-    assert 0 <= schedule[0] and schedule[-1] < 10
+    assert schedule[0] >= 0 and schedule[-1] < 10
     per_second = [0] * 10
     for moment in schedule:
         per_second[int(moment)] += 1
