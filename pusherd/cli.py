@@ -112,10 +112,6 @@ async def _serve(config: Config, log_format: str, debug: bool) -> int:
         print(f"pusherd: cannot listen on {config.server.host}:{config.server.port}: "
               f"{exc.strerror or exc}", file=sys.stderr)
         return 1
-    # The banner goes to stdout between two rules, log lines to stderr: never mixed up.
-    print(_banner(config, server.port, server.metrics_port, server.state.open_file_limit,
-                  server.state.max_open_connections, log_format, debug), flush=True)
-    _warn_unavailable(config)
     stop = asyncio.Event()
     signals = 0
 
@@ -131,6 +127,10 @@ async def _serve(config: Config, log_format: str, debug: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    # The banner goes to stdout between two rules, log lines to stderr: never mixed up.
+    print(_banner(config, server.port, server.metrics_port, server.state.open_file_limit,
+                  server.state.max_open_connections, log_format, debug), flush=True)
+    _warn_unavailable(config)
     await stop.wait()
     log.info("shutting down: draining %d connection(s)", len(server.state.connections),
              extra={"event": "shutdown"})

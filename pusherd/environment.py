@@ -9,6 +9,7 @@ the process environment itself: the caller passes it in.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,8 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("REVERB_MAX_REQUEST_SIZE", "[server] max_request_size, bytes"),
     EnvVar("REVERB_APP_RATE_LIMITING_ENABLED",
            "true is refused (per-frame rate limiting is not available; apps have "
-           "max_client_events_per_second); REVERB_APP_RATE_LIMIT_* are read only with it"),
+           "max_client_events_per_second); REVERB_APP_RATE_LIMIT_* apply only with it, "
+           "as in Reverb"),
     EnvVar("REVERB_SCALING_ENABLED",
            "true: scale out over Redis ([redis] url from REDIS_URL, or REDIS_HOST, "
            "REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD, REDIS_DB)"),
@@ -193,9 +195,10 @@ def format_environment_help() -> str:
     width = max(len(v.name) for v in ENVIRONMENT if len(v.name) <= 40)
     lines = ["environment variables (override the config file; --host/--port win):"]
     for var in ENVIRONMENT:
+        meaning = textwrap.wrap(var.meaning, 96 - width)
         if len(var.name) > width:
             lines.append(f"  {var.name}")
-            lines.append(f"  {'':{width}}  {var.meaning}")
         else:
-            lines.append(f"  {var.name:{width}}  {var.meaning}")
+            lines.append(f"  {var.name:{width}}  {meaning.pop(0)}")
+        lines.extend(f"  {'':{width}}  {rest}" for rest in meaning)
     return "\n".join(lines)
