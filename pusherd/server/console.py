@@ -119,6 +119,7 @@ class DebugConsole:
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pusherd debug console</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 <style>
  body { font: 14px/1.4 system-ui, sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }
  header { background: #1d2330; color: #fff; padding: 10px 18px; display: flex; gap: 18px;

@@ -213,6 +213,10 @@ class Telemetry:
             reason = api_failure_reason(message)
             self.auth_failures[reason] = self.auth_failures.get(reason, 0) + 1
         level = logging.ERROR if status >= 500 else logging.WARNING
+        if endpoint == "other" and status in (404, 405):
+            # A path that is no API endpoint (a scanner, a favicon): no story to tell.
+            http_log.debug("HTTP %s to an unknown path: %d", method, status)
+            return
         http_log.log(level, "HTTP API %s %s app=%s status=%d: %s", method, endpoint,
                      app_id or "-", status, message[:200],
                      extra={"event": "api_error", "method": method, "endpoint": endpoint,
