@@ -21,7 +21,13 @@ from pusherd.adapters.base import Adapter
 from pusherd.apps import AppRegistry
 from pusherd.core.api import parse_query
 from pusherd.core.session import Session, SessionSettings
-from pusherd.server.http_api import EMPTY_OK, HttpApi, HttpResponse, error_response
+from pusherd.server.http_api import (
+    EMPTY_OK,
+    HttpApi,
+    HttpResponse,
+    api_endpoint,
+    error_response,
+)
 from pusherd.server.state import ServerState
 from pusherd.server.websocket import (
     DebugWebSocketConnection,
@@ -236,9 +242,14 @@ class ServerProtocol(asyncio.Protocol):
 
     def _refuse_large(self, limit: int) -> None:
         message = f"Request body is larger than {limit} bytes"
-        path = self._url.partition(b"?")[0].decode("latin-1")[:200]
+        path = self._url.partition(b"?")[0].decode("latin-1")
+        prefix = self.context.path_prefix
+        if prefix and path.startswith(prefix + "/"):
+            path = path[len(prefix):]
+        app_id = path[6:].partition("/")[0][:64] if path.startswith("/apps/") else ""
         self.context.state.telemetry.api_error(
-            self.parser.get_method().decode("latin-1"), path, "", 413, message)
+            self.parser.get_method().decode("latin-1"), api_endpoint(path), app_id, 413,
+            message)
         self._respond(error_response(413, message), False)
 
     def on_message_complete(self) -> None:
