@@ -23,6 +23,8 @@ DESCRIPTIONS = {
     "floor": "bench/floor_frameonce.py: bare frame-once server, websockets Sans-I/O, uvloop (B)",
     "floor-a": "bench/floor_starlette.py: Starlette WebSocket routes on uvicorn, uvloop (A)",
     "pusherd": "python -m pusherd, full-featured, one process",
+    "pusherd-nometrics": "python -m pusherd with [metrics] enabled = false (the cost of "
+                         "metrics is the difference to pusherd)",
     # "pusherd:PATH": the pusherd package found under PATH (another checkout, e.g. a git
     # worktree of an earlier commit), to compare two versions in one run.
     "external": "an already running server given by --target",
@@ -97,7 +99,7 @@ def server_command(name: str, host: str, credentials: AppCredentials,
                 "--app-secret", credentials.secret, "--verify"]
     if name == "floor-a":
         return [python, "-m", "bench.floor_starlette", *common]
-    if name == "pusherd" or name.startswith("pusherd:"):
+    if name in ("pusherd", "pusherd-nometrics") or name.startswith("pusherd:"):
         assert config_path is not None
         return [python, "-m", "pusherd", "--config", str(config_path), "--host", host,
                 "--port", "0"]
@@ -111,11 +113,12 @@ def start_server(name: str, *, host: str = "127.0.0.1", cpu: int | None = None,
     """Start `name` on port 0, pinned to `cpu`, and return once it printed its port."""
     tmpdir = tempfile.TemporaryDirectory(prefix="bench-")
     config_path = None
-    if name == "pusherd" or name.startswith("pusherd:"):
+    if name in ("pusherd", "pusherd-nometrics") or name.startswith("pusherd:"):
         config_path = Path(tmpdir.name) / "pusherd.toml"
         config_path.write_text(PUSHERD_CONFIG.format(
             host=host, app_id=credentials.app_id, key=credentials.key,
-            secret=credentials.secret))
+            secret=credentials.secret)
+            + ("\n[metrics]\nenabled = false\n" if name == "pusherd-nometrics" else ""))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     for var in ("PUSHERD_HOST", "PUSHERD_PORT", "PUSHERD_APP_ID", "PUSHERD_APP_KEY",
                 "PUSHERD_APP_SECRET"):
