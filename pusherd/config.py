@@ -271,9 +271,10 @@ def load_config(
     overrides = read_environment(env)
 
     file_server = dict(raw.get("server", {}))
-    tls_raw = file_server.pop("tls", {})
-    if not isinstance(tls_raw, dict):
+    tls_table = file_server.pop("tls", {})
+    if not isinstance(tls_table, dict):
         raise ConfigError("server.tls", "use a [server.tls] table")
+    tls_raw = dict(tls_table)
     # The file is validated on its own first: an override (--port 0) must not hide a bad
     # value in it (port = "8082") that would stop the next start without the override.
     _validate_server(_build(ServerConfig, file_server, "server"))
@@ -290,6 +291,14 @@ def load_config(
         server = _replace(server, ping_grace=float(
             max(0, overrides.ping_interval - server.activity_timeout)))
     _validate_server(server)
+    # Reverb's names for the same two files (its servers.reverb.options.tls stream context
+    # keys), accepted so that its TLS settings carry over as they are.
+    for reverb_name, name in (("local_cert", "cert_file"), ("local_pk", "key_file")):
+        if reverb_name in tls_raw:
+            if name in tls_raw:
+                raise ConfigError(f"server.tls.{reverb_name}", f"set {name} or {reverb_name}, "
+                                  "not both")
+            tls_raw[name] = tls_raw.pop(reverb_name)
     tls: TlsConfig = _build(TlsConfig, {**tls_raw, **overrides.tls}, "server.tls")
     _validate_tls(tls)
     metrics: MetricsConfig = _build(MetricsConfig, {**raw.get("metrics", {}),

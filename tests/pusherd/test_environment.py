@@ -166,3 +166,13 @@ def test_the_console_needs_a_real_token(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(path, {})
     assert caught.value.key == "console.token" and "short" not in str(caught.value)
+
+
+def test_reverbs_tls_names_local_cert_and_local_pk_are_accepted(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("x")
+    key.write_text("y")
+    path = tmp_path / "p.toml"
+    path.write_text(f'[server.tls]\nlocal_cert = "{cert}"\nlocal_pk = "{key}"\n')
+    tls = load_config(path, {}).tls
+    assert (tls.cert_file, tls.key_file, tls.enabled) == (str(cert), str(key), True)
