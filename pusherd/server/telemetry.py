@@ -31,6 +31,8 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )
 
+RATE_LIMIT_LOG_INTERVAL = 10  # seconds between two "rate-limited" lines of one app
+CLIENT_ERROR_LOG_BURST = 50  # client-error lines of one app per interval, then silence
 ConsoleSink = Callable[[dict[str, Any]], None]
 
 
@@ -107,6 +109,8 @@ class Telemetry:
         self.api_requests: dict[tuple[str, int], int] = {}  # (endpoint, status) -> count
         self.api_latency: dict[str, LatencyHistogram] = {}  # endpoint -> histogram
         self.sinks: list[ConsoleSink] = []  # the debug console's feed, when enabled
+        self._rate_limit_logged_at: dict[str, float] = {}  # app id -> monotonic seconds
+        self._client_error_window: dict[str, list[float]] = {}  # app id -> [start, count]
 
     # --- the console feed ---------------------------------------------------------------
 
@@ -183,10 +187,24 @@ class Telemetry:
         reason = auth_failure_reason(exc)
         if reason is not None:
             self.auth_failures[reason] = self.auth_failures.get(reason, 0) + 1
-        if isinstance(exc, ClientEventRejected) and "rate limit" in exc.message:
-            self.client_events_rate_limited[app_id] = (
-                self.client_events_rate_limited.get(app_id, 0) + 1)
         channel = exc.channel or "-"
+        if isinstance(exc, ClientEventRejected) and "rate limit" in exc.message:
+            count = self.client_events_rate_limited[app_id] = (
+                self.client_events_rate_limited.get(app_id, 0) + 1)
+            # A flooding client must not flood the log: one line per app per interval.
+            now = time.monotonic()
+            if now - self._rate_limit_logged_at.get(app_id, -RATE_LIMIT_LOG_INTERVAL) < \
+                    RATE_LIMIT_LOG_INTERVAL:
+                return
+            self._rate_limit_logged_at[app_id] = now
+            ws_log.info("client events rate-limited app=%s socket_id=%s channel=%s (%d so "
+                        "far; logged at most every %d s)", app_id, socket_id, channel, count,
+                        RATE_LIMIT_LOG_INTERVAL,
+                        extra={"event": "client_events_rate_limited", "app_id": app_id,
+                               "socket_id": socket_id, "channel": channel, "total": count})
+            return
+        if not self._may_log_client_error(app_id):
+            return
         # The messages name what was signed, never a signature or a secret.
         ws_log.info("client error app=%s socket_id=%s code=%s channel=%s: %s", app_id,
                     socket_id, exc.code, channel, exc.message[:200],
@@ -194,6 +212,22 @@ class Telemetry:
                            "code": exc.code, "channel": channel, "reason": reason})
         self.tell("client_error", app_id=app_id, socket_id=socket_id, code=exc.code,
                   channel=channel, message=exc.message[:200])
+
+    def _may_log_client_error(self, app_id: str) -> bool:
+        """At most CLIENT_ERROR_LOG_BURST client-error lines per app per interval, so that
+        a client sending garbage in a loop cannot flood the log (the metrics count all)."""
+        now = time.monotonic()
+        window = self._client_error_window.get(app_id)
+        if window is None or now - window[0] >= RATE_LIMIT_LOG_INTERVAL:
+            if window is not None and window[1] > CLIENT_ERROR_LOG_BURST:
+                ws_log.warning("client errors app=%s: %d more not logged in the last %d s",
+                               app_id, window[1] - CLIENT_ERROR_LOG_BURST,
+                               RATE_LIMIT_LOG_INTERVAL,
+                               extra={"event": "client_errors_suppressed", "app_id": app_id})
+            self._client_error_window[app_id] = [now, 1]
+            return True
+        window[1] += 1
+        return window[1] <= CLIENT_ERROR_LOG_BURST
 
     # --- the HTTP API -------------------------------------------------------------------
 

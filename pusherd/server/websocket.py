@@ -33,9 +33,9 @@ from pusherd.server.state import ServerState
 
 log = logging.getLogger("pusherd.ws")
 
-# websockets' Sans-I/O core logs every frame at DEBUG and every close at INFO: one line
-# per disconnect is noise (and a measurable cost) at scale, so the CLI lets this logger
-# pass warnings only, unless the server runs at log level debug.
+# websockets' Sans-I/O core logs every frame at DEBUG and every close at INFO, without the
+# socket id and with the frames' signatures: the logging setup lets it pass warnings only
+# (pusherd.server.logs); the connection lines come from pusherd.server.telemetry.
 _FRAMES_LOG = logging.getLogger("pusherd.ws.frames")
 # --debug: every frame in and out, with its socket id (auth signatures redacted).
 _DEBUG_LOG = logging.getLogger("pusherd.ws.debug")
