@@ -349,7 +349,12 @@ def load_config(
     redis_raw = {**raw.get("redis", {}), **overrides.redis}
     redis: RedisConfig = _build(RedisConfig, redis_raw, "redis")
     if redis.url and not redis.url.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError("redis.url", f"must be a redis:// URL, got {redis.url!r}")
+        # A URL may carry a password (REDIS_URL): never echo the user info.
+        scheme, sep, rest = redis.url.partition("://")
+        shown = scheme + sep + ("<credentials hidden>@" + rest.rsplit("@", 1)[1]
+                                if "@" in rest else rest)
+        raise ConfigError("REVERB_SCALING_ENABLED" if overrides.redis else "redis.url",
+                          f"must be a redis:// URL, got {shown!r}")
     if redis.url:
         # Refuse rather than run nodes that each believe they share state.
         raise ConfigError(

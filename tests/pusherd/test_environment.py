@@ -176,3 +176,10 @@ def test_reverbs_tls_names_local_cert_and_local_pk_are_accepted(tmp_path: Path) 
     path.write_text(f'[server.tls]\nlocal_cert = "{cert}"\nlocal_pk = "{key}"\n')
     tls = load_config(path, {}).tls
     assert (tls.cert_file, tls.key_file, tls.enabled) == (str(cert), str(key), True)
+
+
+def test_a_bad_redis_url_is_refused_without_its_password() -> None:
+    error = _refused({"REVERB_SCALING_ENABLED": "true",
+                      "REDIS_URL": "http://admin:Hunter2-secret@cache:6379/0"})
+    assert error.key == "REVERB_SCALING_ENABLED"
+    assert "Hunter2-secret" not in str(error) and "cache:6379" in str(error)
