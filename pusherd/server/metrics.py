@@ -2,9 +2,11 @@
 
 Nothing here runs on the hot path. The shells count in plain integers where something
 happens once (:class:`~pusherd.server.telemetry.Telemetry`, the fan-out's
-:class:`~pusherd.adapters.fanout.DeliveryCount`, the sessions' message counts); channel
-and member gauges follow the adapter's transitions (a listener, one call per transition);
-:class:`PusherdCollector` reads all of it when Prometheus scrapes. Every metric is listed,
+:class:`~pusherd.adapters.fanout.DeliveryCount`, the sessions' message counts), and
+:class:`PusherdCollector` reads them, the sessions' subscriptions and the adapter's
+occupied channels when Prometheus scrapes. No transition listener is registered: with
+none, the adapter does not even build the transitions that carry no frame, so metrics on
+cost a subscription nothing. Every metric is listed,
 with a sample query, in ``docs/operations.md``.
 """
 
@@ -28,13 +30,6 @@ from prometheus_client.registry import Collector
 from pusherd.adapters.base import Adapter
 from pusherd.adapters.fanout import LocalFanout
 from pusherd.apps import AppRegistry
-from pusherd.core.transitions import (
-    ChannelOccupied,
-    ChannelVacated,
-    MemberAdded,
-    MemberRemoved,
-    Transition,
-)
 from pusherd.server.state import ServerState
 from pusherd.server.telemetry import LATENCY_BUCKETS, channel_type
 
@@ -42,35 +37,14 @@ log = logging.getLogger("pusherd.metrics")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-class ChannelGauges:
-    """Occupied channels by app and channel type, and presence members by app: a
-    transition listener (one call per transition, never per recipient)."""
-
-    def __init__(self) -> None:
-        self.channels: dict[tuple[str, str], int] = {}  # (app id, channel type) -> count
-        self.members: dict[str, int] = {}  # app id -> distinct members, summed over channels
-
-    def __call__(self, transition: Transition) -> None:
-        """Follow one transition (see :data:`pusherd.core.transitions.TransitionListener`)."""
-        if isinstance(transition, ChannelOccupied | ChannelVacated):
-            key = (transition.app_id, channel_type(transition.channel))
-            step = 1 if isinstance(transition, ChannelOccupied) else -1
-            self.channels[key] = max(0, self.channels.get(key, 0) + step)
-        elif isinstance(transition, MemberAdded | MemberRemoved):
-            step = 1 if isinstance(transition, MemberAdded) else -1
-            self.members[transition.app_id] = max(0, self.members.get(transition.app_id, 0)
-                                                  + step)
-
-
 class PusherdCollector(Collector):
     """Every pusherd metric, read from the counters when scraped."""
 
     def __init__(self, state: ServerState, apps: AppRegistry, adapter: Adapter,
-                 gauges: ChannelGauges, ready: Callable[[], bool]) -> None:
+                 ready: Callable[[], bool]) -> None:
         self.state = state
         self.apps = apps
         self.adapter = adapter
-        self.gauges = gauges
         self.ready = ready
 
     def collect(self) -> Iterator[Metric]:
@@ -117,11 +91,19 @@ class PusherdCollector(Collector):
                        ["app", "limit"], dict(telemetry.connection_limit_refusals))
         yield _gauge("pusherd_subscriptions", "Channel subscriptions of this node's sockets",
                      ["app", "channel_type"], dict(subscriptions))
+        channels: dict[tuple[str, str], int] = {}
+        members: dict[tuple[str], int] = {}
+        for app in self.apps:
+            members[(app.id,)] = 0
+            for name, snapshot in self.adapter.occupied_channels(app, ""):
+                key = (app.id, channel_type(name))
+                channels[key] = channels.get(key, 0) + 1
+                if snapshot.user_count:
+                    members[(app.id,)] += snapshot.user_count
         yield _gauge("pusherd_channels", "Occupied channels", ["app", "channel_type"],
-                     dict(self.gauges.channels))
+                     channels)
         yield _gauge("pusherd_presence_members", "Distinct presence members, summed over "
-                     "presence channels", ["app"], {(k,): v for k, v in
-                                                     self.gauges.members.items()})
+                     "presence channels", ["app"], members)
         yield _counter("pusherd_messages_received", "Client messages received",
                        ["app"], {(k,): v for k, v in received.items()})
         fanout = getattr(self.adapter, "fanout", None)
@@ -175,15 +157,13 @@ def _gauge(name: str, documentation: str, labels: list[str],
 
 class Metrics:
     """The metrics of one server: a registry of its own (several servers can share a
-    process, as tests do), the collector, and the channel gauges' listener. Other
+    process, as tests do) and the collector. Other
     subsystems (webhooks, Redis) register their own collectors in :attr:`registry`."""
 
     def __init__(self, state: ServerState, apps: AppRegistry, adapter: Adapter,
                  ready: Callable[[], bool]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.gauges = ChannelGauges()
-        adapter.add_listener(self.gauges)
-        self.registry.register(PusherdCollector(state, apps, adapter, self.gauges, ready))
+        self.registry.register(PusherdCollector(state, apps, adapter, ready))
         ProcessCollector(registry=self.registry)
 
     def render(self) -> bytes:
