@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, Side, State
 
 from pusherd.adapters.base import Adapter
@@ -285,6 +286,31 @@ class DebugWebSocketConnection(WebSocketConnection):
     (``--debug``). A separate class, so that a normal run pays nothing for it."""
 
     __slots__ = ()
+
+    def __init__(self, transport: asyncio.Transport, session: Session, adapter: Adapter,
+                 state: ServerState, limits: WebSocketLimits) -> None:
+        super().__init__(transport, session, adapter, state, limits)
+        # Control frames in (ping, pong, close) never reach _message: log them as the
+        # parser hands them over.
+        events_received = self.protocol.events_received
+        socket_id = self.socket_id
+
+        def logged_events() -> list[Request | Response | Frame]:
+            events = events_received()
+            for frame in events:
+                if not isinstance(frame, Frame):
+                    continue
+                if frame.opcode is Opcode.CLOSE:
+                    data = bytes(frame.data)
+                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                    _DEBUG_LOG.debug("in %s close %d %s", socket_id, code,
+                                     data[2:125].decode(errors="replace"))
+                elif frame.opcode in (Opcode.PING, Opcode.PONG):
+                    _DEBUG_LOG.debug("in %s %s %s", socket_id, frame.opcode.name.lower(),
+                                     bytes(frame.data[:125]).hex() or "-")
+            return events
+
+        self.protocol.events_received = logged_events  # type: ignore[method-assign]
 
     def deliver(self, frame: Outbound) -> None:
         """Log the frame, then deliver it."""
