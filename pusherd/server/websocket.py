@@ -41,6 +41,8 @@ _FRAMES_LOG = logging.getLogger("pusherd.ws.frames")
 # --debug: every frame in and out, with its socket id (auth signatures redacted).
 _DEBUG_LOG = logging.getLogger("pusherd.ws.debug")
 _LINGER_ZERO = struct.pack("ii", 1, 0)
+_CONTROL_NAMES = {Opcode.CLOSE.value: "close", Opcode.PING.value: "ping",
+                  Opcode.PONG.value: "pong"}
 CLOSE_HANDSHAKE_TIMEOUT = 2.0  # seconds a client gets to answer our close frame
 
 
@@ -311,6 +313,26 @@ class DebugWebSocketConnection(WebSocketConnection):
             return events
 
         self.protocol.events_received = logged_events  # type: ignore[method-assign]
+        # Control frames out (pong, close, our own or the echo of the client's) leave
+        # through the parser's output, not deliver(): log them there.
+        data_to_send = self.protocol.data_to_send
+
+        def logged_output() -> list[bytes]:
+            chunks = data_to_send()
+            for chunk in chunks:
+                if len(chunk) >= 2 and chunk[0] & 0x0F in _CONTROL_NAMES:
+                    payload = chunk[2:2 + (chunk[1] & 0x7F)]
+                    if chunk[0] & 0x0F == Opcode.CLOSE:
+                        detail = (f"{int.from_bytes(payload[:2], 'big')} "
+                                  f"{payload[2:].decode(errors='replace')}"
+                                  if len(payload) >= 2 else "")
+                    else:
+                        detail = payload.hex() or "-"
+                    _DEBUG_LOG.debug("out %s %s %s", socket_id,
+                                     _CONTROL_NAMES[chunk[0] & 0x0F], detail)
+            return chunks
+
+        self.protocol.data_to_send = logged_output  # type: ignore[method-assign]
 
     def deliver(self, frame: Outbound) -> None:
         """Log the frame, then deliver it."""
@@ -322,9 +344,3 @@ class DebugWebSocketConnection(WebSocketConnection):
         _DEBUG_LOG.debug("in %s %s", self.socket_id,
                          f"<binary {len(payload)} bytes>" if binary else redact_frame(payload))
         super()._message(payload, binary)
-
-    def close(self, code: int, reason: str = "") -> None:
-        """Log the close frame, then send it."""
-        if self.writable:
-            _DEBUG_LOG.debug("out %s close %d %s", self.socket_id, code, reason)
-        super().close(code, reason)

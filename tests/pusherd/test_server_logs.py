@@ -205,7 +205,9 @@ async def test_a_full_run_logs_each_event_once_and_never_a_secret_or_signature(
                for m in frames)
     assert any(m.startswith("out ") and "pusher:signin_success" in m for m in frames)
     assert any(m.startswith("out ") and "close 4009" in m for m in frames)
-    assert any(m.startswith("in ") and " close 1000" in m for m in frames)  # control frames
+    # Control frames too: the client's close and the server's echo of it.
+    assert any(m.startswith("in ") and " close 1000" in m for m in frames)
+    assert any(m.startswith("out ") and " close 1000" in m for m in frames)
     # The banner is on stdout between two rules; no log line is there.
     banner = stdout.split("-" * 72)
     assert len(banner) == 3 and "stop: SIGTERM" in banner[1] and "/ready" in banner[1]
