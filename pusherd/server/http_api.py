@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 from urllib.parse import unquote
 
@@ -71,6 +72,9 @@ def api_endpoint(path: str) -> str:
     return "other"
 
 
+_CACHED_ENDPOINTS = frozenset({"events", "batch_events", "channels"})
+
+
 def _app_id_of(path: str) -> str:
     return path[6:].partition("/")[0][:64] if path.startswith("/apps/") else ""
 
@@ -96,6 +100,9 @@ class HttpApi:
         self.routes: dict[str, Route] = {"/up": self._up}
         # Set while metrics are on: each request's endpoint, status and seconds.
         self.observe: Callable[[str, int, float], None] | None = None
+        # raw path -> endpoint label, for the few paths without a channel or user in
+        # them (a trigger's path is the same for every request of an app); bounded.
+        self._endpoints: dict[str, str] = {}
 
     def handle(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
         """Answer one request. `raw_path` is as sent (percent-escapes kept: it may be what
@@ -106,9 +113,15 @@ class HttpApi:
         observe = self.observe
         if observe is None:
             return self._answer(method, raw_path, query, body)
-        started = time.perf_counter()
+        started = perf_counter()
         response = self._answer(method, raw_path, query, body)
-        observe(api_endpoint(raw_path), response.status, time.perf_counter() - started)
+        elapsed = perf_counter() - started
+        endpoint = self._endpoints.get(raw_path)
+        if endpoint is None:
+            endpoint = api_endpoint(raw_path)
+            if endpoint in _CACHED_ENDPOINTS and len(self._endpoints) < 1024:
+                self._endpoints[raw_path] = endpoint
+        observe(endpoint, response.status, elapsed)
         return response
 
     def _answer(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:

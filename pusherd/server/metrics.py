@@ -115,19 +115,21 @@ class PusherdCollector(Collector):
                        "events", ["app"], {(k,): v.bytes for k, v in delivered.items()})
         yield _counter("pusherd_api_events", "Events accepted over the HTTP API", [],
                        {(): state.api_events})
+        endpoints = list(telemetry.api.items())
         yield _counter("pusherd_api_requests", "HTTP API requests by endpoint and status",
                        ["endpoint", "status"],
-                       {(e, str(s)): v for (e, s), v in telemetry.api_requests.items()})
+                       {(e, str(status)): n for e, stats in endpoints
+                        for status, n in list(stats.statuses.items())})
         latency = HistogramMetricFamily("pusherd_api_request_duration_seconds",
                                         "Time to answer an HTTP API request",
                                         labels=["endpoint"])
-        for endpoint, histogram in list(telemetry.api_latency.items()):
+        for endpoint, stats in endpoints:
             cumulative, buckets = 0, []
-            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), histogram.counts,
+            for bound, count in zip((*LATENCY_BUCKETS, float("inf")), list(stats.buckets),
                                     strict=True):
                 cumulative += count
                 buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
-            latency.add_metric([endpoint], buckets, histogram.total)
+            latency.add_metric([endpoint], buckets, stats.total)
         yield latency
         yield _counter("pusherd_auth_failures", "Failed channel auth, sign-in and HTTP API "
                        "signatures, by reason", ["reason"],

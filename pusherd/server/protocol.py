@@ -374,13 +374,12 @@ class ServerProtocol(asyncio.Protocol):
         connection.run(session.open(query, origin, state.draining))
         connection.uncork()
         peer = transport.get_extra_info("peername")
-        remote = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else "-"
         if session.registered:
-            state.telemetry.connection_opened(session.app.id, session.socket_id, remote,
+            state.telemetry.connection_opened(session.app.id, session.socket_id, peer,
                                               origin, query.get("protocol"))
         elif session.refusal is not None:
             code, reason = session.refusal
             state.telemetry.connection_refused(session.app.id, app_key, code, reason,
-                                               remote, origin)
+                                               peer, origin)
         if rest:
             connection.receive_data(rest)

@@ -36,6 +36,13 @@ CLIENT_ERROR_LOG_BURST = 50  # client-error lines of one app per interval, then 
 ConsoleSink = Callable[[dict[str, Any]], None]
 
 
+def remote_address(peer: Any) -> str:
+    """``host:port`` of a transport's ``peername`` (``-`` when unknown)."""
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return "-"
+
+
 def channel_type(channel: str) -> str:
     """The Pusher channel type of `channel`, for metric labels: public, private,
     private-encrypted, presence, cache (any ``cache-`` kind) or server-to-user."""
@@ -77,21 +84,21 @@ def api_failure_reason(message: str) -> str:
     return "api_missing_parameter"
 
 
-class LatencyHistogram:
-    """Cumulative-at-export bucket counts of one label set (seconds)."""
+class EndpointStats:
+    """One HTTP API endpoint's requests by status and its latency histogram (bucket
+    counts per :data:`LATENCY_BUCKETS`, made cumulative at export; seconds)."""
 
-    __slots__ = ("counts", "total", "count")
+    __slots__ = ("statuses", "buckets", "total")
 
     def __init__(self) -> None:
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
-        self.total = 0.0
-        self.count = 0
+        self.statuses: dict[int, int] = {}
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0  # seconds, summed
 
-    def observe(self, seconds: float) -> None:
-        """Count one observation of `seconds`."""
-        self.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        self.total += seconds
-        self.count += 1
+    @property
+    def count(self) -> int:
+        """Requests observed."""
+        return sum(self.buckets)
 
 
 class Telemetry:
@@ -106,8 +113,7 @@ class Telemetry:
         self.auth_failures: dict[str, int] = {}  # reason -> count
         self.client_events_rate_limited: dict[str, int] = {}  # app id -> count
         self.slow_consumers: dict[str, int] = {}  # app id -> count
-        self.api_requests: dict[tuple[str, int], int] = {}  # (endpoint, status) -> count
-        self.api_latency: dict[str, LatencyHistogram] = {}  # endpoint -> histogram
+        self.api: dict[str, EndpointStats] = {}  # endpoint -> requests and latency
         self.sinks: list[ConsoleSink] = []  # the debug console's feed, when enabled
         self._rate_limit_logged_at: dict[str, float] = {}  # app id -> monotonic seconds
         self._client_error_window: dict[str, list[float]] = {}  # app id -> [start, count]
@@ -123,20 +129,25 @@ class Telemetry:
 
     # --- connections --------------------------------------------------------------------
 
-    def connection_opened(self, app_id: str, socket_id: str, remote: str, origin: str | None,
+    def connection_opened(self, app_id: str, socket_id: str, peer: Any, origin: str | None,
                           protocol: str | None) -> None:
-        """A connection was admitted (``pusher:connection_established`` sent)."""
+        """A connection was admitted (``pusher:connection_established`` sent); `peer` is
+        the transport's ``peername``."""
         self.connections_opened[app_id] = self.connections_opened.get(app_id, 0) + 1
+        if not (self.sinks or ws_log.isEnabledFor(logging.INFO)):
+            return
+        remote = remote_address(peer)
         ws_log.info("connection opened app=%s socket_id=%s remote=%s origin=%s protocol=%s",
                     app_id, socket_id, remote, origin or "-", protocol or "-",
                     extra={"event": "connection_opened", "app_id": app_id,
                            "socket_id": socket_id, "remote": remote, "origin": origin,
                            "protocol": protocol})
-        self.tell("connection_opened", app_id=app_id, socket_id=socket_id, remote=remote,
-                  origin=origin)
+        if self.sinks:
+            self.tell("connection_opened", app_id=app_id, socket_id=socket_id, remote=remote,
+                      origin=origin)
 
     def connection_refused(self, app_id: str, app_key: str, code: int, reason: str,
-                           remote: str, origin: str | None) -> None:
+                           peer: Any, origin: str | None) -> None:
         """A new connection was refused with `code` (4001, 4003, 4004, 4006-4009...)."""
         key = (app_id, code)
         self.connections_refused[key] = self.connections_refused.get(key, 0) + 1
@@ -146,11 +157,13 @@ class Telemetry:
                 limit, 0) + 1
         # The key is public (pusher-js sends it in the URL); naming it is what makes a
         # 4001 debuggable.
+        remote = remote_address(peer)
         ws_log.warning("connection refused code=%d app=%s key=%s remote=%s origin=%s: %s",
                        code, app_id or "-", app_key[:64], remote, origin or "-", reason,
                        extra={"event": "connection_refused", "code": code, "app_id": app_id,
                               "app_key": app_key[:64], "remote": remote, "origin": origin})
-        self.tell("connection_refused", app_id=app_id, code=code, reason=reason)
+        if self.sinks:
+            self.tell("connection_refused", app_id=app_id, code=code, reason=reason)
 
     def connection_closed(self, app_id: str, socket_id: str, code: int, reason: str,
                           seconds: float, messages: int) -> None:
@@ -159,13 +172,16 @@ class Telemetry:
         self.connections_closed[key] = self.connections_closed.get(key, 0) + 1
         self.messages_received_closed[app_id] = (
             self.messages_received_closed.get(app_id, 0) + messages)
+        if not (self.sinks or ws_log.isEnabledFor(logging.INFO)):
+            return
         ws_log.info("connection closed app=%s socket_id=%s code=%d reason=%s duration=%.1fs "
                     "messages=%d", app_id, socket_id, code, reason or "-", seconds, messages,
                     extra={"event": "connection_closed", "app_id": app_id,
                            "socket_id": socket_id, "code": code, "reason": reason,
                            "duration_s": round(seconds, 3), "messages": messages})
-        self.tell("connection_closed", app_id=app_id, socket_id=socket_id, code=code,
-                  reason=reason)
+        if self.sinks:
+            self.tell("connection_closed", app_id=app_id, socket_id=socket_id, code=code,
+                      reason=reason)
 
     def open_file_limit_hit(self) -> None:
         """A TCP connection was refused (503) at the process's open-file limit."""
@@ -210,8 +226,9 @@ class Telemetry:
                     socket_id, exc.code, channel, exc.message[:200],
                     extra={"event": "client_error", "app_id": app_id, "socket_id": socket_id,
                            "code": exc.code, "channel": channel, "reason": reason})
-        self.tell("client_error", app_id=app_id, socket_id=socket_id, code=exc.code,
-                  channel=channel, message=exc.message[:200])
+        if self.sinks:
+            self.tell("client_error", app_id=app_id, socket_id=socket_id, code=exc.code,
+                      channel=channel, message=exc.message[:200])
 
     def _may_log_client_error(self, app_id: str) -> bool:
         """At most CLIENT_ERROR_LOG_BURST client-error lines per app per interval, so that
@@ -232,13 +249,15 @@ class Telemetry:
     # --- the HTTP API -------------------------------------------------------------------
 
     def api_request(self, endpoint: str, status: int, seconds: float) -> None:
-        """One HTTP request answered (metrics; called only while metrics are on)."""
-        key = (endpoint, status)
-        self.api_requests[key] = self.api_requests.get(key, 0) + 1
-        histogram = self.api_latency.get(endpoint)
-        if histogram is None:
-            histogram = self.api_latency[endpoint] = LatencyHistogram()
-        histogram.observe(seconds)
+        """One HTTP request answered (metrics; called only while metrics are on). Kept to
+        a few dict and list operations: it runs once per API request."""
+        stats = self.api.get(endpoint)
+        if stats is None:
+            stats = self.api[endpoint] = EndpointStats()
+        statuses = stats.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        stats.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        stats.total += seconds
 
     def api_error(self, method: str, endpoint: str, app_id: str, status: int,
                   message: str) -> None:
@@ -255,5 +274,6 @@ class Telemetry:
                      app_id or "-", status, message[:200],
                      extra={"event": "api_error", "method": method, "endpoint": endpoint,
                             "app_id": app_id, "status": status})
-        self.tell("api_error", app_id=app_id, endpoint=endpoint, status=status,
-                  message=message[:200])
+        if self.sinks:
+            self.tell("api_error", app_id=app_id, endpoint=endpoint, status=status,
+                      message=message[:200])
