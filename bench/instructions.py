@@ -10,6 +10,7 @@ one operation, free of start-up and import costs:
 * ``api``: one signed ``POST /apps/{id}/events`` on a keep-alive connection, answered;
 * ``connect``: one WebSocket upgrade answered with ``connection_established``;
 * ``fanout``: one trigger delivered to each of 200 subscribed sockets, per delivery;
+* ``fanout-xhr``: the same to 200 ``xhr_streaming`` sessions (HTTP fallback, §15);
 * ``subscribe``: one ``pusher:subscribe`` + ``pusher:unsubscribe`` pair on a socket.
 
 ``--checkout PATH,...`` compares the pusherd packages of several checkouts (e.g. a git
@@ -36,7 +37,7 @@ from typing import Any
 import orjson
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("api", "connect", "fanout", "subscribe")
+WORKLOADS = ("api", "connect", "fanout", "fanout-xhr", "subscribe")
 FANOUT_SUBSCRIBERS = 200
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
@@ -140,6 +141,23 @@ def _run_workload(workload: str, size: int) -> None:
         request = trigger("fanout")
         for _ in range(size // FANOUT_SUBSCRIBERS or 1):
             http.data_received(request)
+    elif workload == "fanout-xhr":
+        streams = [connection() for _ in range(FANOUT_SUBSCRIBERS)]
+        for number, stream in enumerate(streams):
+            stream.data_received(
+                b"POST /pusher/app/bench-key/1/s%07d/xhr_streaming?protocol=7 HTTP/1.1\r\n"
+                b"Host: 127.0.0.1\r\nContent-Length: 0\r\n\r\n" % number)
+        sender = connection()  # one keep-alive connection for every session's xhr_send
+        body = orjson.dumps([orjson.dumps(
+            {"event": "pusher:subscribe", "data": {"channel": "fanout"}}).decode()])
+        for number in range(FANOUT_SUBSCRIBERS):
+            sender.data_received(
+                b"POST /pusher/app/bench-key/1/s%07d/xhr_send HTTP/1.1\r\nHost: 127.0.0.1"
+                b"\r\nContent-Length: %d\r\n\r\n%s" % (number, len(body), body))
+        http = connection()
+        request = trigger("fanout")
+        for _ in range(size // FANOUT_SUBSCRIBERS or 1):
+            http.data_received(request)
     elif workload == "subscribe":
         socket = connection()
         socket.data_received(_upgrade_request())
@@ -180,7 +198,7 @@ def _instructions(checkout: Path, workload: str, size: int, metrics: str = "on")
 
 def per_operation(checkout: Path, workload: str, size: int, metrics: str = "on") -> float:
     """Instructions per operation: the slope between `size` and 2 × `size` operations."""
-    if workload == "fanout":  # whole triggers: a multiple of the subscribers
+    if workload.startswith("fanout"):  # whole triggers: a multiple of the subscribers
         size = FANOUT_SUBSCRIBERS * max(1, round(size / FANOUT_SUBSCRIBERS))
     small = _instructions(checkout, workload, size, metrics)
     large = _instructions(checkout, workload, 2 * size, metrics)

@@ -35,7 +35,7 @@ USERS: dict[str, tuple[str, dict[str, Any]]] = {
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><meta name="csrf-token" content="csrf-{run}">
 <title>protocol_tests</title>
-<script src="/static/pusher-with-encryption.js"></script>
+{no_websocket}<script src="/static/pusher-with-encryption.js"></script>
 <script src="/static/echo.iife.js"></script>
 </head><body>
 <script>
@@ -45,7 +45,8 @@ window.EchoClass = Echo.default;
 window.makeEcho = function (broadcaster, extra) {{
   var o = Object.assign({{
     broadcaster: broadcaster, key: PT.key, wsHost: PT.host, wsPort: PT.port, wssPort: PT.port,
-    forceTLS: PT.tls, enabledTransports: ['ws', 'wss'], disableStats: true
+    forceTLS: PT.tls, enabledTransports: PT.transports, disableStats: true,
+    httpHost: PT.host, httpPort: PT.port, httpsPort: PT.port, httpPath: PT.httpPath
   }}, extra || {{}});
   if (broadcaster === 'pusher' && !o.cluster) o.cluster = 'mt1';
   var e = new window.EchoClass(o);
@@ -69,6 +70,8 @@ class AuthServer:
     tls: bool
     master_key_b64: str
     run_id: str
+    transport: str = "ws"  # the run's transport: the pages' Echo uses it (§15)
+    http_path: str = "/pusher"
     port: int = 0
     requests: list[dict[str, Any]] = field(default_factory=list)
     _server: asyncio.base_events.Server | None = None
@@ -103,7 +106,8 @@ class AuthServer:
             body = b""
             if int(headers.get("content-length", "0")):
                 body = await reader.readexactly(int(headers["content-length"]))
-            status, ctype, payload = self._route(method, target.split("?", 1)[0], headers, body)
+            path, _, query = target.partition("?")
+            status, ctype, payload = self._route(method, path, query, headers, body)
             writer.write(
                 f"HTTP/1.1 {status} X\r\nContent-Type: {ctype}\r\nContent-Length: {len(payload)}"
                 "\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n".encode() + payload)
@@ -113,13 +117,21 @@ class AuthServer:
         finally:
             writer.close()
 
-    def _route(self, method: str, path: str, headers: dict[str, str],
+    def _route(self, method: str, path: str, query: str, headers: dict[str, str],
                body: bytes) -> tuple[int, str, bytes]:
         if method == "GET" and path.startswith("/page.html"):
             settings = {"key": self.key, "host": self.ws_host, "port": self.ws_port,
-                        "tls": self.tls, "page": "page"}
+                        "tls": self.tls, "page": "page", "httpPath": self.http_path,
+                        "transports": ["ws", "wss"] if self.transport == "ws"
+                        else [self.transport]}
+            # ?nows=1: WebSocket is removed before pusher-js loads (a network or browser
+            # without it), so pusher-js must fall back to its HTTP transports (§15).
+            no_websocket = ("<script>delete window.WebSocket; window.WebSocket = undefined;"
+                            "window.MozWebSocket = undefined;</script>\n"
+                            if "nows=1" in query else "")
             return 200, "text/html; charset=utf-8", PAGE.format(
-                run=self.run_id, settings=json.dumps(settings)).encode()
+                run=self.run_id, settings=json.dumps(settings),
+                no_websocket=no_websocket).encode()
         if method == "GET" and path in STATIC:
             return 200, "application/javascript", STATIC[path].read_bytes()
         if method == "POST" and path in ("/broadcasting/auth", "/broadcasting/user-auth"):

@@ -24,7 +24,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Black-box Pusher protocol 7 conformance suite (real pusher-js, Laravel Echo, "
                     "official SDKs, headless Chromium).")
     p.add_argument("--host", required=True)
-    p.add_argument("--port", required=True, type=int)
+    p.add_argument("--port", required=True, type=int, action="append",
+                   help="WebSocket port; repeat it for a cluster (several nodes on --host): "
+                        "each new client connects to the next port, round robin")
     p.add_argument("--app-id", required=True)
     p.add_argument("--app-key", required=True)
     p.add_argument("--app-secret", required=True)
@@ -62,6 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "to http://<this host>:PORT/); without it the webhook cases are N/A")
     p.add_argument("--http-fallback", action="store_true",
                    help="the server implements the xhr_streaming/xhr_polling transports (§15)")
+    p.add_argument("--transport", choices=("ws", "xhr_streaming", "xhr_polling"), default="ws",
+                   help="run every case over this transport: raw clients, pusher-js, Echo and "
+                        "the browser pages all use it (the fallback ones imply "
+                        "--http-fallback); cases that cannot apply say why (default ws)")
     p.add_argument("--http-path", default="/pusher",
                    help="pusher-js httpPath for the fallback transports (default /pusher)")
     p.add_argument("--watchlist", action="store_true",
@@ -78,7 +84,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="distinct members the server allows per presence channel (default 100)")
     p.add_argument("--max-event-data", type=int, default=10240,
                    help="largest event data in bytes the server accepts (default 10240)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.ports, args.port = list(args.port), args.port[0]
+    if args.transport != "ws":
+        args.http_fallback = True
+    return args
 
 
 def line_for(r: Result) -> str:
@@ -137,7 +147,8 @@ async def run(args: argparse.Namespace) -> int:
         await ctx.webhook_receiver.start()
     down = await probe(ctx)
     if down is not None:
-        print(f"cannot connect to {ctx.ws_base}/app/{args.app_key}: {down}", file=sys.stderr)
+        print(f"cannot connect to {ctx.ws_servers} (/app/{args.app_key}): {down}",
+              file=sys.stderr)
     results: list[Result] = []
     background = [asyncio.create_task(run_case(ctx, c)) for c in chosen if c.background]
     regular = [c for c in chosen if not c.background and not c.last]
@@ -172,12 +183,12 @@ def write_report(directory: Path, ctx: Context, results: list[Result]) -> None:
              "result": r.result, "reason": r.reason, "seconds": round(r.seconds, 2)}
             for r in results]
     (directory / "report.json").write_text(json.dumps({
-        "generated_at": now, "server": f"{ctx.ws_base} (app {ctx.app_id})",
+        "generated_at": now, "server": f"{ctx.ws_servers} (app {ctx.app_id})",
         "activity_timeout": ctx.activity_timeout,
         "passed": counts[PASS], "failed": counts[FAIL], "not_applicable": counts[NA],
         "cases": rows}, indent=2) + "\n")
     md = [f"# Pusher protocol conformance report ({now})", "",
-          f"Server: `{ctx.ws_base}`, app `{ctx.app_id}`. Clients: pusher-js 8.6.0, "
+          f"Server: `{ctx.ws_servers}`, app `{ctx.app_id}`. Clients: pusher-js 8.6.0, "
           "laravel-echo 2.5.0, node pusher 5.3.4, Python pusher 3.3.4, headless Chromium.", "",
           f"**{counts[PASS]} passed, {counts[FAIL]} failed, {counts[NA]} not applicable.**", "",
           "| case | § | result | reason |", "|---|---|---|---|"]

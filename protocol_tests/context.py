@@ -30,7 +30,10 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.host: str = args.host
-        self.port: int = args.port
+        self.port: int = args.port  # the first node (HTTP API, browser pages)
+        # Cluster mode: every new client takes the next node's port, round robin.
+        self.ports: list[int] = list(getattr(args, "ports", None) or [args.port])
+        self._next_port = itertools.cycle(self.ports)
         self.api_host: str = args.api_host or args.host
         self.api_port: int = args.api_port or args.port
         self.tls: bool = args.tls
@@ -45,8 +48,9 @@ class Context:
             if args.tls_no_verify:
                 self.ssl_context.check_hostname = False
                 self.ssl_context.verify_mode = ssl.CERT_NONE
-        scheme = "wss" if self.tls else "ws"
-        self.ws_base = f"{scheme}://{self.host}:{self.port}"
+        self.ws_scheme = "wss" if self.tls else "ws"
+        # The transport every client of the run uses: "ws", or a fallback transport (§15).
+        self.transport: str = getattr(args, "transport", "ws")
         self.activity_timeout: int | None = None
         self._counter = itertools.count(1)
         self._tracked: list[Any] = []  # objects opened outside any case
@@ -65,6 +69,20 @@ class Context:
             if http is not None and hasattr(http, "options"):
                 http.options["verify"] = False if args.tls_no_verify else (
                     args.tls_ca or http.options.get("verify", True))
+
+    def client_port(self) -> int:
+        """The port the next client connects to (the next node, in cluster mode)."""
+        return next(self._next_port)
+
+    @property
+    def ws_base(self) -> str:
+        """``ws(s)://host:port`` of the node the next client connects to."""
+        return f"{self.ws_scheme}://{self.host}:{self.client_port()}"
+
+    @property
+    def ws_servers(self) -> str:
+        """Every node's ``ws(s)://host:port``, for messages and reports."""
+        return ", ".join(f"{self.ws_scheme}://{self.host}:{port}" for port in self.ports)
 
     # -- naming ------------------------------------------------------------------------------
     def chan(self, prefix: str, label: str) -> str:
@@ -100,6 +118,9 @@ class Context:
         return await RawClient.open(self, **kw)
 
     async def silent(self) -> SilentSocket:
+        if self.transport != "ws":
+            raise NotApplicable("reads raw WebSocket control frames (ping/close opcodes); "
+                                f"{self.transport} has none")
         return await SilentSocket.open(self)
 
     async def api(self, method: str, path: str, **kw: Any) -> HttpResponse:
@@ -128,10 +149,11 @@ class Context:
         auth = await self.auth_server()
         driver = NodeDriver({
             "appId": self.app_id, "appKey": self.app_key, "appSecret": self.app_secret,
-            "host": self.host, "port": self.port, "tls": self.tls,
+            "host": self.host, "port": self.port, "ports": self.ports, "tls": self.tls,
             "apiHost": self.api_host, "apiPort": self.api_port,
             "masterKey": self.master_key_b64, "authBase": auth.base,
             "chromium": self.args.chromium,
+            "transport": self.transport, "httpPath": self.args.http_path,
             "tlsInsecure": bool(self.tls and (self.args.tls_no_verify or self.args.tls_ca)),
         }, tls_ca=self.args.tls_ca, tls_no_verify=bool(self.tls and self.args.tls_no_verify))
         await driver.start()
@@ -141,7 +163,8 @@ class Context:
         async with self._auth_lock:
             if self._auth is None:
                 server = AuthServer(self.app_id, self.app_key, self.app_secret, self.host,
-                                    self.port, self.tls, self.master_key_b64, self.run_id)
+                                    self.port, self.tls, self.master_key_b64, self.run_id,
+                                    self.transport, self.args.http_path)
                 await server.start()
                 self._auth = server
         return self._auth
@@ -149,12 +172,14 @@ class Context:
     async def js(self, code: str, timeout: float = 20.0) -> Any:
         return await (await self.node()).run(code, timeout)
 
-    async def page(self, name: str, timeout: float = 30.0) -> None:
+    async def page(self, name: str, timeout: float = 30.0, query: str = "") -> None:
+        """Open the suite's page as `name`; `query` adds parameters (``&nows=1``: a page
+        without WebSocket)."""
         if self.args.no_browser:
             raise NotApplicable("browser cases disabled by --no-browser")
         auth = await self.auth_server()
         await self.js(f"return await openPage({json.dumps(name)}, "
-                      f"{json.dumps(auth.base + '/page.html?name=' + name)});", timeout)
+                      f"{json.dumps(auth.base + '/page.html?name=' + name + query)});", timeout)
 
     async def in_page(self, name: str, body: str, timeout: float = 20.0) -> Any:
         return await self.js(f"return await inPage({json.dumps(name)}, {json.dumps(body)});",

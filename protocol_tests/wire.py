@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import re
+import secrets
 import ssl
 import struct
 import time
@@ -26,7 +27,7 @@ from urllib.parse import quote, urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .framework import CaseFailed, short
+from .framework import CaseFailed, NotApplicable, short
 
 SOCKET_ID_RE = re.compile(r"^\d+\.\d+$")
 IGNORABLE = {"pusher_internal:subscription_count"}
@@ -82,6 +83,9 @@ class RawClient:
         cls, ctx: Any, *, key: str | None = None, query: str | None = None,
         path: str | None = None, handshake: bool = True,
     ) -> RawClient:
+        if getattr(ctx, "transport", "ws") != "ws":
+            return await HttpFallbackClient.open(ctx, key=key, query=query, path=path,
+                                                 handshake=handshake)
         key = key if key is not None else ctx.app_key
         q = "protocol=7&client=js&version=8.6.0&flash=false" if query is None else query
         url = f"{ctx.ws_base}{path if path is not None else '/app/' + key}"
@@ -137,7 +141,11 @@ class RawClient:
         while True:
             remaining = deadline - time.monotonic()
             try:
-                frame = await asyncio.wait_for(self.queue.get(), max(remaining, 0.001))
+                # asyncio.timeout, not wait_for: under Python 3.11 a wait_for cancelled just
+                # as its inner get() completes swallows the cancellation and the frame with
+                # it (a cancelled helper task would eat a frame the case waits for).
+                async with asyncio.timeout(max(remaining, 0.001)):
+                    frame = await self.queue.get()
             except TimeoutError:
                 raise CaseFailed(f"no frame within {timeout:g}s") from None
             if frame is None:
@@ -250,6 +258,168 @@ class RawClient:
 
 
 # ---------------------------------------------------------------------------------------------
+# The same client over pusher-js's HTTP fallback transports (§15.2).
+# ---------------------------------------------------------------------------------------------
+class HttpFallbackClient(RawClient):
+    """:class:`RawClient`'s interface over ``xhr_streaming`` or ``xhr_polling``: frames are
+    read from ``a[…]`` lines of the receive requests, sent as ``xhr_send`` bodies, and the
+    close code comes from the ``c[code,"reason"]`` line (1006 when a response ends without
+    one, as pusher-js reports it). A stream is reopened past 256 KB, as pusher-js does."""
+
+    STREAM_LIMIT = 256 * 1024
+
+    def __init__(self, ctx: Any, key: str, query: str, streaming: bool) -> None:
+        self.ctx = ctx
+        self.queue = asyncio.Queue()
+        self.raw_texts = []
+        self.handshake = None
+        self.socket_id = ""
+        self.close_code = None
+        self.close_reason = ""
+        self.closed_event = asyncio.Event()
+        alphabet = "0123456789abcdefghijklmnopqrstuv"
+        session = f"{secrets.randbelow(1000)}/" + "".join(
+            secrets.choice(alphabet) for _ in range(8))
+        self.base = f"{ctx.args.http_path}/app/{quote(key, safe='')}/{session}"
+        self.query = query
+        self.streaming = streaming
+        self.opened = False
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader = asyncio.create_task(self._receive_loop())
+
+    @classmethod
+    async def open(  # type: ignore[override]
+        cls, ctx: Any, *, key: str | None = None, query: str | None = None,
+        path: str | None = None, handshake: bool = True,
+    ) -> HttpFallbackClient:
+        if path is not None:
+            raise NotApplicable("checks a WebSocket upgrade path; HTTP fallback sessions "
+                                "live under httpPath (the fallback.* cases)")
+        q = "protocol=7&client=js&version=8.6.0" if query is None else query
+        client = cls(ctx, key if key is not None else ctx.app_key, q,
+                     ctx.transport == "xhr_streaming")
+        ctx.track(client)
+        if handshake:
+            first = await client.next(10)
+            if first.get("event") != "pusher:connection_established":
+                raise CaseFailed(f"first frame is not connection_established: {short(first)}")
+            client.handshake = first
+            data = data_of(first)
+            client.socket_id = str(data.get("socket_id")) if isinstance(data, dict) else ""
+        return client
+
+    async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(
+            self.ctx.host, self.ctx.port, ssl=self.ctx.ssl_context, limit=1 << 22,
+            server_hostname=self.ctx.host if self.ctx.ssl_context else None)
+
+    def _head(self, target: str, length: int) -> bytes:
+        return (f"POST {target} HTTP/1.1\r\nHost: {self.ctx.host}:{self.ctx.port}\r\n"
+                "Content-Type: application/json\r\nOrigin: http://protocol-tests.invalid\r\n"
+                f"Content-Length: {length}\r\nConnection: close\r\n\r\n").encode()
+
+    def _line(self, line: bytes) -> bool:
+        """Handle one received line; False once the session is closed."""
+        kind = line[:1]
+        if kind == b"o":
+            if self.opened:  # pusher-js: "Server lost session"
+                self._closed(1006, "Server lost session")
+                return False
+            self.opened = True
+        elif kind == b"a":
+            for message in json.loads(line[1:]):
+                self.raw_texts.append(message)
+                try:
+                    frame = json.loads(message)
+                except ValueError:
+                    frame = {"event": "<unparsable>", "data": message}
+                if not isinstance(frame, dict):
+                    frame = {"event": "<not-an-object>", "data": frame}
+                self.queue.put_nowait(frame)
+        elif kind == b"c":
+            code, reason = json.loads(line[1:])
+            self._closed(code, reason)
+            return False
+        return True
+
+    def _closed(self, code: int, reason: str) -> None:
+        if not self.closed_event.is_set():
+            self.close_code, self.close_reason = code, reason
+            self.closed_event.set()
+            self.queue.put_nowait(None)
+
+    async def _receive_loop(self) -> None:
+        kind = "xhr_streaming" if self.streaming else "xhr"
+        try:
+            while True:
+                reader, writer = await self._connect()
+                self._writer = writer
+                writer.write(self._head(f"{self.base}/{kind}?{self.query}", 0))
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                if status != 200:
+                    self._closed(1006, f"Connection interrupted ({status})")
+                    return
+                length = None
+                for header in head.split(b"\r\n"):
+                    if header.lower().startswith(b"content-length:"):
+                        length = int(header.split(b":", 1)[1])
+                body = b""
+                if length is not None:  # a poll answer
+                    body = await reader.readexactly(length)
+                    for line in body.split(b"\n")[:-1]:
+                        if not self._line(line):
+                            return
+                    writer.close()
+                    continue  # the next poll
+                read = 0
+                while True:  # a stream
+                    data = await reader.readline()
+                    if not data.endswith(b"\n"):
+                        self._closed(1006, "Connection interrupted (200)")
+                        return
+                    read += len(data)
+                    if not self._line(data[:-1]):
+                        return
+                    if data[:1] == b"h":
+                        asyncio.create_task(self._post([]))  # as pusher-js answers it
+                    if read > self.STREAM_LIMIT:
+                        writer.transport.abort()
+                        break  # reopen the stream: same session
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            self._closed(1006, f"receive request failed: {exc}")
+        finally:
+            self._closed(1006, "client closed")
+
+    async def _post(self, messages: list[str]) -> int:
+        body = json.dumps(messages).encode()
+        reader, writer = await self._connect()
+        try:
+            writer.write(self._head(f"{self.base}/xhr_send?t={time.time_ns()}", len(body))
+                         + body)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            return int(head.split(b" ", 2)[1])
+        finally:
+            writer.close()
+
+    async def send(self, frame: Frame | str) -> None:
+        if self.closed_event.is_set():
+            raise CaseFailed("send on a closed fallback session")
+        status = await self._post([frame if isinstance(frame, str) else json.dumps(frame)])
+        if status // 100 != 2:
+            raise CaseFailed(f"xhr_send answered HTTP {status}")
+
+    async def send_bytes(self, payload: bytes) -> None:
+        raise NotApplicable("binary frames do not exist on the HTTP fallback transports "
+                            "(xhr_send carries JSON strings)")
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        if self._writer is not None:
+            self._writer.transport.abort()
+
+
+# ---------------------------------------------------------------------------------------------
 # A socket that never answers: no pong to WebSocket pings, no pusher:pong.
 # ---------------------------------------------------------------------------------------------
 class SilentSocket:
@@ -261,13 +431,14 @@ class SilentSocket:
 
     @classmethod
     async def open(cls, ctx: Any) -> SilentSocket:
+        port = ctx.client_port()
         reader, writer = await asyncio.open_connection(
-            ctx.host, ctx.port, ssl=ctx.ssl_context,
+            ctx.host, port, ssl=ctx.ssl_context,
             server_hostname=ctx.host if ctx.ssl_context else None)
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
             f"GET /app/{ctx.app_key}?protocol=7&client=js&version=8.6.0&flash=false HTTP/1.1\r\n"
-            f"Host: {ctx.host}:{ctx.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Host: {ctx.host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
         writer.write(request.encode())
         await writer.drain()

@@ -9,6 +9,8 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
+from multiprocessing.connection import Connection
 
 from pusherd import __version__
 from pusherd.config import Config, load_config
@@ -41,12 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true",
                         help="log every WebSocket frame in and out with its socket id "
                              "(auth signatures redacted); implies --log-level debug")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="processes sharing the port, as nodes of one cluster over the "
+                             "configured Redis (default [server] workers, 1)")
     parser.add_argument("--version", action="version", version=f"pusherd {__version__}")
     return parser
 
 
 def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit: int,
-            max_connections: int, log_format: str, debug: bool) -> str:
+            max_connections: int, log_format: str, debug: bool, workers: int = 1) -> str:
     host = config.server.host
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     scheme = "https" if config.tls.enabled else "http"
@@ -69,7 +74,12 @@ def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit
     lines.append(health)
     if config.console.enabled:
         lines.append(f"  debug console: {scheme}://{shown}:{port}/console?token=<[console] token>")
-    lines.append(f"  at most {max_connections} connections (open-file limit {open_file_limit})")
+    if workers > 1:
+        lines.append(f"  {workers} worker processes sharing the port (metrics, logs and the "
+                     "console are per worker)")
+    else:
+        lines.append(f"  at most {max_connections} connections (open-file limit "
+                     f"{open_file_limit})")
     lines.append(f"  logs: {log_format} on stderr{', every frame (--debug)' if debug else ''}")
     lines.append("  stop: SIGTERM or Ctrl-C drains (clients told to reconnect, paced); "
                  "a second one stops at once")
@@ -102,15 +112,25 @@ def _warn_unavailable(config: Config) -> None:
                     extra={"event": "feature_unavailable", "feature": "webhooks"})
 
 
-async def _serve(config: Config, log_format: str, debug: bool) -> int:
+# How this run logs (set by main() before any worker is forked, so workers inherit it).
+_LOG_FORMAT = "text"
+_DEBUG = False
+
+
+async def _serve(config: Config, ready: Connection | None = None) -> int:
+    """Run one pusherd until SIGTERM/SIGINT. A worker (`ready` given) reports on that
+    pipe instead of printing the banner, which its parent prints once."""
     from pusherd.server.server import Server
 
-    server = Server(config, debug=debug)
+    server = Server(config, debug=_DEBUG)
     try:
         await server.start()
     except OSError as exc:
-        print(f"pusherd: cannot listen on {config.server.host}:{config.server.port}: "
-              f"{exc.strerror or exc}", file=sys.stderr)
+        message = (f"cannot listen on {config.server.host}:{config.server.port}: "
+                   f"{exc.strerror or exc}")
+        print(f"pusherd: {message}", file=sys.stderr)
+        if ready is not None:
+            ready.send(message)
         return 1
     stop = asyncio.Event()
     signals = 0
@@ -127,21 +147,53 @@ async def _serve(config: Config, log_format: str, debug: bool) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
-    # The banner goes to stdout between two rules, log lines to stderr: never mixed up.
-    print(_banner(config, server.port, server.metrics_port, server.state.open_file_limit,
-                  server.state.max_open_connections, log_format, debug), flush=True)
-    _warn_unavailable(config)
+    if ready is not None:
+        ready.send("ready")
+        ready.close()
+    else:
+        # The banner goes to stdout between two rules, log lines to stderr: never mixed.
+        print(_banner(config, server.port, server.metrics_port, server.state.open_file_limit,
+                      server.state.max_open_connections, _LOG_FORMAT, _DEBUG), flush=True)
+        _warn_unavailable(config)
     await stop.wait()
     log.info("shutting down: draining %d connection(s)", len(server.state.connections),
              extra={"event": "shutdown"})
     await server.drain()
-    print("pusherd stopped", flush=True)
+    if ready is None:
+        print("pusherd stopped", flush=True)
     return 0
+
+
+def _run(config: Config, ready: Connection | None = None) -> int:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
+        return asyncio.run(_serve(config, ready))
+    return uvloop.run(_serve(config, ready))
+
+
+def _run_worker(config: Config, index: int, ready: Connection) -> int:
+    logging.getLogger("pusherd.workers").debug("worker %d starting", index)
+    return _run(config, ready)
+
+
+def _serve_workers(config: Config, workers: int) -> int:
+    from pusherd.server.workers import run_workers
+
+    def listening(port: int) -> None:
+        # One banner for the workers (each is a whole pusherd with its own counters).
+        print(_banner(config, port, None, 0, 0, _LOG_FORMAT, _DEBUG, workers), flush=True)
+        _warn_unavailable(config)
+
+    status = run_workers(config, workers, _run_worker, listening)
+    print("pusherd stopped", flush=True)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``pusherd`` command with `argv` (default: ``sys.argv``); return the exit
-    status: 0 after a clean stop, 1 when the port cannot be bound, 2 for a bad config.
+    status: 0 after a clean stop, 1 when the port cannot be bound, 2 for a bad config
+    (``--workers`` above 1 without Redis included).
     """
     args = build_parser().parse_args(argv)
     try:
@@ -158,8 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level, log_format, debug)
     for warning in config.warnings:
         logging.getLogger("pusherd.config").warning("%s", warning)
+    global _LOG_FORMAT, _DEBUG
+    _LOG_FORMAT, _DEBUG = log_format, debug
+    workers = args.workers if args.workers is not None else config.server.workers
+    if workers != config.server.workers:
+        config = replace(config, server=replace(config.server, workers=workers))
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return asyncio.run(_serve(config, log_format, debug))
-    return uvloop.run(_serve(config, log_format, debug))
+        from pusherd.server.workers import check_workers
+        check_workers(config, workers)
+    except ConfigError as exc:
+        print(f"pusherd: {exc}", file=sys.stderr)
+        return 2
+    if workers > 1:
+        return _serve_workers(config, workers)
+    return _run(config)

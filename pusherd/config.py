@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
@@ -49,7 +50,15 @@ class ServerConfig:
     shutdown_batch_size: int = 500  # a drain of at most this many sockets closes at once
     drain_grace: float = 3.0  # seconds not-ready before the first 4200 (load balancers)
     drain_seconds: float = 10.0  # the 4200 closes are spread over this many seconds
+    workers: int = 1  # processes sharing the port (SO_REUSEPORT); more than 1 needs Redis
     strict_protocol_version: bool = False  # absent ?protocol= closes 4008 when true
+    http_fallback: bool = True  # serve pusher-js's xhr_streaming / xhr_polling (§15)
+    http_path: str = "/pusher"  # pusher-js httpPath: fallback URLs live under it
+    fallback_session_timeout: float = 5.0  # a fallback session with no receive request
+    # this long ends like a closed socket
+    fallback_heartbeat_interval: float = 25.0  # an idle fallback receive request gets "h"
+    fallback_hostname: str = ""  # announced to fallback clients: their later requests go
+    # to this host (pins a session to this node behind a load balancer)
     log_level: str = "info"
     log_format: str = "text"  # text or json
 
@@ -86,10 +95,26 @@ class ConsoleConfig:
 
 @dataclass(frozen=True, slots=True)
 class RedisConfig:
-    """``[redis]``: the shared state of a cluster of pusherd processes."""
+    """Scaling out over Redis (docs/scaling.md). ``url`` empty: the in-memory adapter.
 
-    url: str = ""
-    prefix: str = "pusherd"
+    ``url`` may carry a password, so it is kept out of ``repr``; log :meth:`redacted_url`.
+    """
+
+    url: str = field(default="", repr=False)
+    prefix: str = "pusherd"  # every key and the bus channel start with "<prefix>:"
+    channel: str = "bus"  # the pub/sub channel is "<prefix>:<channel>"
+    lease_ttl: float = 10.0  # seconds a node's entries outlive its last lease renewal
+    reap_interval: float = 2.0  # seconds between two looks for lapsed nodes
+    max_buffered_bytes: int = 4_194_304  # bus messages kept while Redis is unreachable
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a Redis URL is set (this process is one node of a cluster)."""
+        return bool(self.url)
+
+    def redacted_url(self) -> str:
+        """The URL with any password replaced by ``***`` (safe to log)."""
+        return redact_redis_url(self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +174,21 @@ def _validate_server(server: ServerConfig) -> None:
     if not 0 <= server.port <= 65535:
         raise ConfigError("server.port", f"must be 0..65535, got {server.port!r}")
     for name in ("activity_timeout", "max_message_size", "max_request_size",
-                 "max_write_buffer_size", "shutdown_batch_size"):
+                 "max_write_buffer_size", "shutdown_batch_size", "workers"):
         _positive(f"server.{name}", getattr(server, name))
     _positive("server.http_idle_timeout", server.http_idle_timeout)
+    for name in ("fallback_session_timeout", "fallback_heartbeat_interval"):
+        _positive(f"server.{name}", getattr(server, name))
+    if server.http_path and (
+        not server.http_path.startswith("/") or server.http_path.endswith("/")
+    ):
+        raise ConfigError("server.http_path",
+                          f"must start with / and not end with /, got {server.http_path!r}")
+    if server.fallback_hostname and not all(
+        c.isalnum() or c in ".-" for c in server.fallback_hostname
+    ):
+        raise ConfigError("server.fallback_hostname",
+                          f"must be a bare host name, got {server.fallback_hostname!r}")
     for name in ("ping_grace", "pong_timeout", "shutdown_timeout"):
         _positive(f"server.{name}", getattr(server, name), allow_zero=True)
     if server.path_prefix and (
@@ -346,22 +383,155 @@ def load_config(
         seen_ids.add(app.id)
         seen_keys.add(app.key)
 
-    redis_raw = {**raw.get("redis", {}), **overrides.redis}
-    redis: RedisConfig = _build(RedisConfig, redis_raw, "redis")
-    if redis.url and not redis.url.startswith(("redis://", "rediss://", "unix://")):
-        # A URL may carry a password (REDIS_URL): never echo the user info.
-        scheme, sep, rest = redis.url.partition("://")
-        shown = scheme + sep + ("<credentials hidden>@" + rest.rsplit("@", 1)[1]
-                                if "@" in rest else rest)
-        raise ConfigError("REVERB_SCALING_ENABLED" if overrides.redis else "redis.url",
-                          f"must be a redis:// URL, got {shown!r}")
-    if redis.url:
-        # Refuse rather than run nodes that each believe they share state.
-        raise ConfigError(
-            "REVERB_SCALING_ENABLED" if overrides.redis else "redis.url",
-            "scaling out over Redis is not available in this version of pusherd; "
-            "remove [redis] url (or REVERB_SCALING_ENABLED) to run one process on the "
-            "in-memory adapter")
+    redis = load_redis_config(raw.get("redis", {}), env)
     return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app,
                   warnings=tuple(warnings), tls=tls, metrics=metrics, console=console,
                   public_url=overrides.public_url)
+
+
+# --- [redis] -------------------------------------------------------------------------------
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off", "null"})
+
+
+def redact_redis_url(url: str) -> str:
+    """`url` with its password (if any) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if _port_or_none(parts) else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _port_or_none(parts: SplitResult) -> int | None:
+    try:
+        port: int | None = parts.port
+    except ValueError:
+        return None
+    return port
+
+
+def _env_flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(name, f"expected true or false, got {env[name]!r}")
+
+
+def _laravel_redis_url(env: Mapping[str, str]) -> str:
+    """The URL Laravel's ``REDIS_*`` variables describe: ``REDIS_URL`` when set, its
+    missing parts (user, password, database) filled from the separate variables, as
+    Laravel merges them; otherwise built from ``REDIS_HOST`` / ``REDIS_PORT`` / ... ."""
+    username = env.get("REDIS_USERNAME") or ""
+    password = env.get("REDIS_PASSWORD") or ""
+    if password.lower() == "null":  # Laravel's .env spells "no password" this way
+        password = ""
+    database = env.get("REDIS_DB") or ""
+    url = env.get("REDIS_URL") or ""
+    if url:
+        parts = _split_redis_url("REDIS_URL", url)
+        if parts.scheme == "unix":
+            return url
+        # The URL's own user and password (already percent-encoded) win over the
+        # separate variables, which only fill what the URL leaves out.
+        userinfo, _, netloc = parts.netloc.rpartition("@")
+        user, has_secret, secret = userinfo.partition(":")
+        if not user and username:
+            user = quote(username, safe="")
+        if not has_secret and password:
+            secret, has_secret = quote(password, safe=""), ":"
+        if user or has_secret:
+            netloc = f"{user}{has_secret}{secret}@{netloc}"
+        path = parts.path if parts.path.strip("/") else (f"/{database}" if database else "")
+        return urlunsplit((parts.scheme, netloc, path, parts.query, ""))
+    host = env.get("REDIS_HOST") or "127.0.0.1"
+    port = env.get("REDIS_PORT") or "6379"
+    if not port.isdigit():
+        raise ConfigError("REDIS_PORT", f"expected an integer, got {port!r}")
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    auth = ""
+    if password:
+        auth = f"{quote(username, safe='')}:{quote(password, safe='')}@"
+    elif username:
+        auth = f"{quote(username, safe='')}@"
+    return f"redis://{auth}{host}:{port}/{database or 0}"
+
+
+def _split_redis_url(key: str, url: str) -> SplitResult:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ConfigError(key, f"not a valid URL: {redact_redis_url(url)!r}") from None
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError(key, "must be a redis://, rediss:// (TLS) or unix:// URL, got "
+                          f"{redact_redis_url(url)!r}")
+    return parts
+
+
+def _validate_redis_url(key: str, url: str) -> None:
+    parts = _split_redis_url(key, url)
+    shown = redact_redis_url(url)
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(key, f"a unix:// URL needs a socket path, got {shown!r}")
+        return
+    if not parts.hostname:
+        raise ConfigError(key, f"has no host, got {shown!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(key, f"port must be 0..65535, got {shown!r}") from None
+    if port == 0:
+        raise ConfigError(key, f"port must be 1..65535, got {shown!r}")
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise ConfigError(key, f"the database (the path) must be a number, got {shown!r}")
+
+
+def load_redis_config(section: Any, env: Mapping[str, str]) -> RedisConfig:
+    """The ``[redis]`` table plus the environment, validated.
+
+    The URL comes from, first to last: ``PUSHERD_REDIS_URL``; Laravel Reverb's
+    ``REVERB_SCALING_ENABLED=true`` with Laravel's ``REDIS_URL`` or ``REDIS_HOST`` /
+    ``REDIS_PORT`` / ``REDIS_USERNAME`` / ``REDIS_PASSWORD`` / ``REDIS_DB``; the file's
+    ``url``. ``REVERB_SCALING_CHANNEL`` names the bus channel. Raises
+    :class:`ConfigError` naming the key; a password is never part of a message.
+    """
+    if not isinstance(section, dict):
+        raise ConfigError("redis", "must be a table")
+    redis_raw = dict(section)
+    url_key = "redis.url"
+    if env.get("PUSHERD_REDIS_URL"):
+        redis_raw["url"], url_key = env["PUSHERD_REDIS_URL"], "PUSHERD_REDIS_URL"
+    elif _env_flag(env, "REVERB_SCALING_ENABLED"):
+        redis_raw["url"] = _laravel_redis_url(env)
+        url_key = "REDIS_URL" if env.get("REDIS_URL") else "REDIS_HOST"
+    if env.get("REVERB_SCALING_CHANNEL"):
+        redis_raw["channel"] = env["REVERB_SCALING_CHANNEL"]
+    if "url" in redis_raw and not isinstance(redis_raw["url"], str):
+        raise ConfigError("redis.url", "expected a string")
+    redis: RedisConfig = _build(RedisConfig, redis_raw, "redis")
+    if redis.url:
+        _validate_redis_url(url_key, redis.url)
+    for name, value in (("prefix", redis.prefix), ("channel", redis.channel)):
+        if not value or any(c.isspace() or c in "*?[]" for c in value):
+            raise ConfigError(f"redis.{name}", "must be non-empty, without spaces or "
+                              f"* ? [ ], got {value!r}")
+    _positive("redis.lease_ttl", redis.lease_ttl)
+    _positive("redis.reap_interval", redis.reap_interval)
+    _positive("redis.max_buffered_bytes", redis.max_buffered_bytes, allow_zero=True)
+    if redis.lease_ttl < 1.0:
+        raise ConfigError("redis.lease_ttl", f"must be at least 1 second, got {redis.lease_ttl!r}")
+    return redis

@@ -13,7 +13,6 @@ import textwrap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
 
 from pusherd.errors import ConfigError
 
@@ -45,10 +44,11 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
            "true is refused (per-frame rate limiting is not available; apps have "
            "max_client_events_per_second); REVERB_APP_RATE_LIMIT_* apply only with it, "
            "as in Reverb"),
+    EnvVar("PUSHERD_REDIS_URL", "[redis] url: scale out over Redis"),
     EnvVar("REVERB_SCALING_ENABLED",
            "true: scale out over Redis ([redis] url from REDIS_URL, or REDIS_HOST, "
            "REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD, REDIS_DB)"),
-    EnvVar("REVERB_SCALING_CHANNEL", "with scaling: the Redis key prefix ([redis] prefix)"),
+    EnvVar("REVERB_SCALING_CHANNEL", "[redis] channel: the Redis pub/sub channel"),
     EnvVar("REVERB_HOST, REVERB_PORT, REVERB_SCHEME",
            "the public address clients use; shown in the start-up banner"),
     EnvVar("REVERB_SERVER", "must be 'reverb' (the only server kind)"),
@@ -71,7 +71,6 @@ class EnvOverrides:
 
     server: dict[str, Any] = field(default_factory=dict)
     tls: dict[str, Any] = field(default_factory=dict)
-    redis: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     console: dict[str, Any] = field(default_factory=dict)
     app: dict[str, Any] = field(default_factory=dict)  # id, key, secret and options
@@ -161,17 +160,8 @@ def read_environment(env: Mapping[str, str]) -> EnvOverrides:
                           "limits client events per socket per second (apps "
                           "max_client_events_per_second): unset it or set it to false")
 
-    if _flag(env, "REVERB_SCALING_ENABLED"):
-        if env.get("REDIS_URL"):
-            out.redis["url"] = env["REDIS_URL"]
-        else:
-            user = quote(env.get("REDIS_USERNAME", ""), safe="")
-            password = quote(env.get("REDIS_PASSWORD", ""), safe="")
-            credentials = f"{user}:{password}@" if (user or password) else ""
-            out.redis["url"] = (f"redis://{credentials}{env.get('REDIS_HOST') or '127.0.0.1'}:"
-                                f"{env.get('REDIS_PORT') or '6379'}/{env.get('REDIS_DB') or '0'}")
-        if env.get("REVERB_SCALING_CHANNEL"):
-            out.redis["prefix"] = env["REVERB_SCALING_CHANNEL"]
+    # REVERB_SCALING_ENABLED, REVERB_SCALING_CHANNEL and Laravel's REDIS_* are read with
+    # the [redis] table (pusherd.config.load_redis_config).
 
     host = env.get("REVERB_HOST", "")
     if host:

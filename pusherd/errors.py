@@ -22,6 +22,11 @@ class ConfigError(PusherdError):
         self.key = key
 
 
+class SendBodyError(PusherdError):
+    """An HTTP fallback ``xhr_send`` body that is not a JSON array of strings (spec §15.2);
+    answered with HTTP 400, the session unharmed."""
+
+
 class PusherError(PusherdError):
     """An error answered on a WebSocket with a ``pusher:error`` frame (spec §3.2).
 

@@ -3,7 +3,7 @@
 import importlib
 
 MODULES = ("handshake", "channels", "presence", "client_events", "users", "http_api",
-           "activity", "clients", "browser", "optional")
+           "activity", "clients", "browser", "optional", "fallback")
 
 for _name in MODULES:
     importlib.import_module(f"{__name__}.{_name}")

@@ -28,10 +28,18 @@ function sdk(overrides) {
   }, overrides || {}));
 }
 
+// Cluster mode (several --port): each new client connects to the next node, round robin.
+const ports = cfg.ports && cfg.ports.length ? cfg.ports : [cfg.port];
+let nextPort = 0;
+
 function clientOptions(extra) {
+  const port = ports[nextPort++ % ports.length];
+  // --transport: every client of the run uses that transport (HTTP fallback, spec §15).
+  const fallback = cfg.transport && cfg.transport !== 'ws';
   return Object.assign({
-    cluster: '', wsHost: cfg.host, wsPort: cfg.port, wssPort: cfg.port, forceTLS: !!cfg.tls,
-    enabledTransports: ['ws', 'wss'], disableStats: true,
+    cluster: '', wsHost: cfg.host, wsPort: port, wssPort: port, forceTLS: !!cfg.tls,
+    enabledTransports: fallback ? [cfg.transport] : ['ws', 'wss'], disableStats: true,
+    httpHost: cfg.host, httpPort: port, httpsPort: port, httpPath: cfg.httpPath || '/pusher',
   }, extra || {});
 }
 

@@ -36,13 +36,13 @@ class MemoryAdapter:
     async def start(self) -> None:
         """Nothing to connect: the state lives in this process."""
 
-    @property
-    def ready(self) -> bool:
-        """Always: the in-memory state cannot become unreachable."""
-        return True
-
     async def close(self) -> None:
         """Nothing to release."""
+
+    @property
+    def ready(self) -> bool:
+        """Always: nothing outside this process is needed."""
+        return True
 
     # --- bookkeeping --------------------------------------------------------------------
 

@@ -50,6 +50,8 @@ def _normalize_host(host: str) -> str | None:
             return str(ipaddress.IPv6Address(host.split("%", 1)[0]))
         except ValueError:
             return None
+    if "" in host.split("."):  # ".example.com", "a..b": an empty label is no host name
+        return None
     return host
 
 

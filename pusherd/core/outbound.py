@@ -2,13 +2,15 @@
 
 :class:`Outbound` holds the JSON payload and builds each transport's wire form
 once (RFC 6455 §5.2 framing for WebSocket: FIN + text opcode, unmasked as a server
-sends, no extensions), so fan-out to N sockets costs N ``transport.write`` calls and one
-encode. A future HTTP-fallback transport adds its own cached form here.
+sends, no extensions; an ``a["…"]`` line for the HTTP fallback transports, §15.2), so
+fan-out to N connections costs N writes and one encode per transport in use.
 """
 
 from __future__ import annotations
 
 import struct
+
+from pusherd.core.xhr import encode_messages_line
 
 
 def websocket_text_frame(payload: bytes) -> bytes:
@@ -24,13 +26,23 @@ def websocket_text_frame(payload: bytes) -> bytes:
 class Outbound:
     """A server frame's JSON `payload` and its wire encodings, each built once.
 
-    The WebSocket frame is built at construction: every socket is a WebSocket today, and
-    a plain attribute keeps the per-recipient cost of the fan-out loop to one load. The
-    forms of other transports (HTTP fallback) belong here too, built lazily.
+    The WebSocket frame is built at construction: most sockets are WebSockets, and a
+    plain attribute keeps the per-recipient cost of the fan-out loop to one load. The
+    HTTP fallback line (:attr:`xhr`) is built on first use, so events that reach no
+    fallback session never pay for it.
     """
 
-    __slots__ = ("payload", "websocket")
+    __slots__ = ("payload", "websocket", "_xhr")
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
         self.websocket = websocket_text_frame(payload)
+        self._xhr: bytes | None = None
+
+    @property
+    def xhr(self) -> bytes:
+        """The frame as an HTTP fallback ``a["…"]`` line (§15.2), built once."""
+        line = self._xhr
+        if line is None:
+            line = self._xhr = encode_messages_line(self.payload)
+        return line

@@ -133,12 +133,15 @@ class HttpApi:
             return error_response(exc.status, exc.message)
 
     def _up(self, method: str, query: str) -> HttpResponse:
-        """Liveness: 200 while the process serves, 503 while it drains (it still
-        answers: the listener stays open during a drain)."""
+        """200 while the process serves; 503 while it drains (it still answers: the
+        listener stays open during a drain) or while the adapter's shared state is
+        unreachable (a node that cannot see the cluster must not take clients)."""
         if method not in ("GET", "HEAD"):
             return error_response(405, "Use GET")
         if self.state.draining:
             return _json(503, {"status": "draining"})
+        if not self.adapter.ready:
+            return _json(503, {"status": "cluster state unavailable (Redis)"})
         return _json(200, {"status": "ok"})
 
     def _route(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:

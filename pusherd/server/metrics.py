@@ -182,9 +182,11 @@ class MetricsListener:
         self.port = 0
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> None:
-        """Bind `host`:`port` (0 picks a free port: see :attr:`port`)."""
-        self._server = await asyncio.start_server(self._serve, host, port)
+    async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
+        """Bind `host`:`port` (0 picks a free port: see :attr:`port`); with `reuse_port`,
+        several worker processes share it (each scrape then reads one worker)."""
+        self._server = await asyncio.start_server(self._serve, host, port,
+                                                  reuse_port=reuse_port or None)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:

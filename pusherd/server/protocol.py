@@ -1,10 +1,12 @@
 """One asyncio protocol per TCP connection: HTTP/1.1 until a WebSocket upgrade.
 
 httptools parses requests (keep-alive and pipelining included). ``GET {prefix}/app/{key}``
-with ``Upgrade: websocket`` becomes a :class:`WebSocketConnection` (spec §1); everything
-else goes to the HTTP API. Request bodies over ``max_request_size`` are refused with 413
-from their ``Content-Length`` (or as soon as a chunked body crosses the limit), before
-they are read whole.
+with ``Upgrade: websocket`` becomes a :class:`WebSocketConnection` (spec §1); requests
+under ``{httpPath}/app/`` go to the HTTP fallback transports (§15), which may hold the
+response open (:meth:`ServerProtocol.hold`); everything else goes to the HTTP API.
+Request bodies over ``max_request_size`` are refused with 413 from their
+``Content-Length`` (or as soon as a chunked body crosses the limit), before they are
+read whole.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pusherd.adapters.base import Adapter
 from pusherd.apps import AppRegistry
 from pusherd.core.api import parse_query
 from pusherd.core.session import Session, SessionSettings
+from pusherd.server.fallback import FallbackTransport, ReceiveRequest
 from pusherd.server.http_api import (
     EMPTY_OK,
     HttpApi,
@@ -60,6 +63,7 @@ class ProtocolContext:
     websocket_limits: WebSocketLimits
     max_request_size: int  # bytes
     path_prefix: str  # mount prefix in front of /app/{key} and /apps/{id}, or ""
+    fallback: FallbackTransport | None = None  # the HTTP fallback transports, if enabled
     debug_frames: bool = False  # --debug: log every frame in and out (a slower class)
 
 
@@ -97,6 +101,8 @@ class ServerProtocol(asyncio.Protocol):
         self._head_size = 0  # bytes received since the last request's headers ended
         self._header_bytes = 0  # header names and values of the current request
         self._outbox: list[bytes] | None = None  # responses held while a chunk is parsed
+        self.held: ReceiveRequest | None = None  # a fallback response kept open
+        self._held_input: list[bytes] = []  # input received meanwhile, parsed on release
         self.last_activity = time.monotonic()  # for the idle keep-alive sweep
 
     # --- asyncio.Protocol ---------------------------------------------------------------
@@ -118,6 +124,8 @@ class ServerProtocol(asyncio.Protocol):
             state.transport_closed(self.transport)
         if self.ws is not None:
             self.ws.closed()
+        if self.held is not None:
+            self.held.connection_lost()
 
     def close_idle(self) -> None:
         """Close a keep-alive connection that sent nothing for ``http_idle_timeout``."""
@@ -130,6 +138,8 @@ class ServerProtocol(asyncio.Protocol):
         """
         if self.ws is not None:
             self.ws.pause_writing()
+        elif self.held is not None:
+            self.held.pause_writing()
 
     def resume_writing(self) -> None:
         """Nothing to resume: a slow consumer is cut off, never waited for."""
@@ -148,6 +158,15 @@ class ServerProtocol(asyncio.Protocol):
             self.ws.receive_data(data)
             return
         if self._refused:
+            return
+        if self.held is not None:
+            # A client does not send a new request before the held response ends; keep
+            # what it sends for then, within the request size limit.
+            self._held_input.append(data)
+            if sum(map(len, self._held_input)) > self.context.max_request_size:
+                self._held_input = []
+                if self.transport is not None:
+                    self.transport.close()
             return
         self.last_activity = time.monotonic()
         # Responses to every request in this chunk (pipelining, or a client that sends
@@ -174,7 +193,9 @@ class ServerProtocol(asyncio.Protocol):
         if outbox and self.transport is not None and not self.transport.is_closing():
             self.transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
 
-    def _send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:
+        """Write response bytes, after the answers of the chunk being parsed (a fallback
+        stream's frames come through here: one call per delivery)."""
         # After a final response the write side is shut, but the parser may still be
         # reading the rest of the chunk: nothing more may be written (a write after
         # write_eof() raises).
@@ -184,6 +205,8 @@ class ServerProtocol(asyncio.Protocol):
             self._outbox.append(data)
         elif self.transport is not None:
             self.transport.write(data)
+
+    _send = send
 
     # --- httptools callbacks ------------------------------------------------------------
 
@@ -276,6 +299,16 @@ class ServerProtocol(asyncio.Protocol):
             path = path[len(prefix):]
         method = self.parser.get_method().decode("latin-1")
         body = self._body
+        fallback = context.fallback
+        if fallback is not None and fallback.owns(path):
+            if self.held is not None:  # pipelined behind a held response: not served
+                return
+            peer = self.transport.get_extra_info("peername") if self.transport else None
+            fallback.handle(
+                self, method, path, raw_query.decode("latin-1"),
+                body[0] if len(body) == 1 else b"".join(body), self._headers,
+                peer[0] if isinstance(peer, tuple) else None, self.parser.should_keep_alive())
+            return
         response = context.http_api.handle(
             method, path, raw_query.decode("latin-1"),
             body[0] if len(body) == 1 else b"".join(body),
@@ -289,13 +322,36 @@ class ServerProtocol(asyncio.Protocol):
     # --- responses and upgrades ---------------------------------------------------------
 
     def _respond(self, response: HttpResponse, keep_alive: bool, head: bool = False) -> None:
+        if response is EMPTY_OK and keep_alive and not head:
+            self.finish(_EMPTY_OK_KEEP_ALIVE, keep_alive)
+        else:
+            self.finish(render_response(response, keep_alive, head), keep_alive)
+
+    # --- the exchange the fallback transports use (fallback.HttpExchange) ---------------
+
+    def hold(self, request: ReceiveRequest) -> None:
+        """Keep this connection's response open for a fallback receive request: it is
+        not idle (no keep-alive timeout) and further input waits for :meth:`release`."""
+        self.held = request
+        self.context.state.http_connections.discard(self)
+
+    def release(self) -> None:
+        """The held response ended: the connection serves requests again."""
+        self.held = None
+        if self._refused or self.transport is None or self.transport.is_closing():
+            return
+        self.last_activity = time.monotonic()
+        self.context.state.http_connections.add(self)
+        if self._held_input:
+            pending, self._held_input = b"".join(self._held_input), []
+            asyncio.get_running_loop().call_soon(self.data_received, pending)
+
+    def finish(self, data: bytes, keep_alive: bool) -> None:
+        """Write a response's last bytes; without keep-alive, half-close after them."""
         transport = self.transport
         if transport is None or transport.is_closing() or self._refused:
             return
-        if response is EMPTY_OK and keep_alive and not head:
-            self._send(_EMPTY_OK_KEEP_ALIVE)
-        else:
-            self._send(render_response(response, keep_alive, head))
+        self._send(data)
         if not keep_alive:
             self._flush_outbox()
             # Half-close: the client gets the response and a FIN, and whatever it is still

@@ -19,12 +19,14 @@ import time
 
 from pusherd.adapters.base import Adapter
 from pusherd.adapters.memory import MemoryAdapter
+from pusherd.adapters.redis import RedisAdapter
 from pusherd.apps import AppRegistry
 from pusherd.config import Config
 from pusherd.core.ids import SocketId
 from pusherd.core.session import SessionSettings
 from pusherd.server.actions import wall_ms
 from pusherd.server.console import DebugConsole
+from pusherd.server.fallback import FallbackSettings, FallbackTransport
 from pusherd.server.http_api import HttpApi, HttpResponse, error_response
 from pusherd.server.metrics import CONTENT_TYPE, Metrics, MetricsListener
 from pusherd.server.protocol import ProtocolContext, ServerProtocol
@@ -58,24 +60,39 @@ class Server:
         self.config = config
         cfg = config.server
         self.apps = AppRegistry(config.apps)
-        self.adapter: Adapter = adapter if adapter is not None else MemoryAdapter()
+        if adapter is None:
+            # Redis configured: this process is one node of a cluster (docs/scaling.md).
+            adapter = (RedisAdapter(config.redis, config.apps) if config.redis.enabled
+                       else MemoryAdapter())
+        self.adapter: Adapter = adapter
         open_file_limit = raise_open_file_limit()
         self.state = ServerState(max(16, open_file_limit - FD_RESERVE), open_file_limit)
         self.http_api = HttpApi(self.apps, self.adapter, self.state)
+        session_settings = SessionSettings(
+            activity_timeout=cfg.activity_timeout,
+            ping_grace=cfg.ping_grace,
+            pong_timeout=cfg.pong_timeout,
+            strict_protocol_version=cfg.strict_protocol_version,
+        )
+        self.fallback = FallbackTransport(
+            self.state, self.apps, self.adapter, session_settings, FallbackSettings(
+                http_path=cfg.http_path,
+                session_timeout=cfg.fallback_session_timeout,
+                heartbeat_interval=cfg.fallback_heartbeat_interval,
+                max_queue_size=cfg.max_write_buffer_size,
+                max_message_size=cfg.max_message_size,
+                hostname=cfg.fallback_hostname,
+            )) if cfg.http_fallback else None
         self.context = ProtocolContext(
             state=self.state,
             apps=self.apps,
             adapter=self.adapter,
             http_api=self.http_api,
-            session_settings=SessionSettings(
-                activity_timeout=cfg.activity_timeout,
-                ping_grace=cfg.ping_grace,
-                pong_timeout=cfg.pong_timeout,
-                strict_protocol_version=cfg.strict_protocol_version,
-            ),
+            session_settings=session_settings,
             websocket_limits=WebSocketLimits(cfg.max_message_size, cfg.max_write_buffer_size),
             max_request_size=cfg.max_request_size,
             path_prefix=cfg.path_prefix,
+            fallback=self.fallback,
             debug_frames=debug,
         )
         self.port = 0
@@ -159,12 +176,14 @@ class Server:
         context = self.context
         self._server = await loop.create_server(
             lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
-            reuse_address=True, ssl=self.tls_context(),
+            reuse_address=True, reuse_port=cfg.workers > 1,  # workers share the port
+            ssl=self.tls_context(),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         if self._metrics_listener is not None:
             metrics_cfg = self.config.metrics
-            await self._metrics_listener.start(metrics_cfg.host or cfg.host, metrics_cfg.port)
+            await self._metrics_listener.start(metrics_cfg.host or cfg.host, metrics_cfg.port,
+                                               reuse_port=cfg.workers > 1)
             self.metrics_port = self._metrics_listener.port
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="pusherd-sweeper")
         self.state.started = True
@@ -306,6 +325,7 @@ class Server:
         """Seconds between sweep passes: a quarter of the shortest keepalive deadline."""
         cfg = self.config.server
         return max(0.05, min(1.0, (cfg.activity_timeout + cfg.ping_grace) / 4,
+                             cfg.fallback_session_timeout / 4,
                              cfg.pong_timeout / 4 if cfg.pong_timeout else 1.0))
 
     async def _sweep_forever(self) -> None:

@@ -1,8 +1,8 @@
 """What the server's shells share at run time: open connections, limits, the drain flag.
 
 Transport-neutral: the keepalive sweeper and the drain see every client connection as a
-:class:`Connection`, whatever carries it (a WebSocket today; HTTP fallback sessions can
-join the same registry). Handlers receive this object and what else they use explicitly;
+:class:`Connection`, whatever carries it (a WebSocket, or an HTTP fallback session).
+Handlers receive this object and what else they use explicitly;
 nothing receives the whole server.
 """
 

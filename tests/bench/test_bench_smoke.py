@@ -206,3 +206,15 @@ def test_instruction_counts_are_measured_for_each_workload() -> None:
     for line in lines.values():
         count = int(line.split(": ")[1].replace(",", "").split()[0])
         assert count > 1000  # a request costs thousands of instructions, never nothing
+
+
+def test_the_fallback_bench_delivers_every_event_to_both_groups() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.fallback", "--conns", "20", "--events", "3",
+         "--interval", "0.01"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
+        check=True)
+    results = json.loads(completed.stdout)
+    for transport in ("ws", "xhr_streaming"):
+        group = results[transport]
+        assert group["deliveries"] == group["expected"] == 60, group
+        assert group["p50_ms"] is not None and group["p50_ms"] <= group["p99_ms"]

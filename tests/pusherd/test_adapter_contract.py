@@ -16,18 +16,29 @@ import pytest
 
 from pusherd.adapters.base import Adapter
 from pusherd.adapters.memory import MemoryAdapter
+from pusherd.adapters.redis import RedisAdapter
+from pusherd.config import RedisConfig
 from pusherd.core.api import Trigger
 from pusherd.core.app import App
 from pusherd.core.ids import AppId, AppKey
 from pusherd.core.transitions import Transition
 from pusherd.server.actions import wall_ms
 from tests.pusherd.adapter_harness import Peer, until
+from tests.support.redis_server import SHARED_REDIS_URL, delete_prefix, unique_prefix
 
 APP = App(id=AppId("1001"), key=AppKey("app-key"), secret="app-secret",
           enable_client_events=True, enable_subscription_count=True)
 OTHER = App(id=AppId("1002"), key=AppKey("other-key"), secret="other-secret")
 
-ADAPTERS: dict[str, Callable[[], Adapter]] = {"memory": MemoryAdapter}
+
+
+def _redis_adapter() -> Adapter:
+    """A one-node cluster on the shared Redis, under a key prefix of its own."""
+    config = RedisConfig(url=SHARED_REDIS_URL, prefix=unique_prefix())
+    return RedisAdapter(config, [APP, OTHER])
+
+
+ADAPTERS: dict[str, Callable[[], Adapter]] = {"memory": MemoryAdapter, "redis": _redis_adapter}
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
@@ -36,6 +47,8 @@ async def adapter(request: pytest.FixtureRequest) -> AsyncIterator[Adapter]:
     await instance.start()
     yield instance
     await instance.close()
+    if isinstance(instance, RedisAdapter):  # what outlives the node: cached events
+        delete_prefix(SHARED_REDIS_URL, instance.config.prefix)
 
 
 @pytest.fixture

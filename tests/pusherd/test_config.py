@@ -88,11 +88,9 @@ def test_a_full_config_file_is_read_into_frozen_settings(tmp_path: Path) -> None
         server.port = 1  # type: ignore[misc]
 
 
-def test_a_redis_url_is_refused_until_the_redis_adapter_exists(tmp_path: Path) -> None:
-    # Two processes must never run believing they share state when they do not.
-    error = _error(tmp_path, '[redis]\nurl = "redis://127.0.0.1:6379/0"\n')
-    assert error.key == "redis.url"
-    assert "not available" in str(error)
+def test_a_redis_url_in_the_file_turns_scaling_on(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, '[redis]\nurl = "redis://127.0.0.1:6379/0"\n'), {})
+    assert config.redis.enabled and config.redis.url == "redis://127.0.0.1:6379/0"
 
 
 def test_encryption_master_key_base64_is_accepted_in_an_app_as_the_team_config_shows(
@@ -200,6 +198,9 @@ def test_a_non_numeric_port_in_the_environment_names_the_variable() -> None:
         ("[server]\nmax_message_size = -1\n", "server.max_message_size", "-1"),
         ('[server]\nlog_level = "loud"\n', "server.log_level", "loud"),
         ('[server]\npath_prefix = "ws/"\n', "server.path_prefix", "ws/"),
+        ('[server]\nhttp_path = "pusher"\n', "server.http_path", "pusher"),
+        ("[server]\nfallback_session_timeout = 0\n", "server.fallback_session_timeout", "0"),
+        ('[server]\nfallback_hostname = "a/b"\n', "server.fallback_hostname", "a/b"),
         ("[server]\nbogus = 1\n", "server.bogus", "unknown key"),
         ('[[apps]]\nid = "1"\nkey = "k"\nsecret = "s"\nmax_connections = -5\n',
          "apps[0].max_connections", "-5"),

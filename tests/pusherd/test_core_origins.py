@@ -17,6 +17,8 @@ CASES = [
     (WILDCARD, "https://app.example.com.", True),
     (WILDCARD, "https://example.com", False),  # the apex is not below itself
     (WILDCARD, "https://evil-example.com", False),
+    (WILDCARD, "http://.example.com", False),  # an empty label is no host below the domain
+    (WILDCARD, "http://a..example.com", False),
     (WILDCARD, "https://app.example.com.evil.net", False),
     (WILDCARD, "https://appexample.com", False),
     # Host entries without a wildcard: that host, any scheme and port.

@@ -70,6 +70,12 @@ HONOURED = {
                      "REVERB_SCHEME": "https"},
                     lambda c: c.public_url == "https://ws.example.com:443"),
     "REVERB_SERVER": ({"REVERB_SERVER": "reverb"}, lambda c: True),
+    "REVERB_SCALING_ENABLED": ({"REVERB_SCALING_ENABLED": "true", "REDIS_HOST": "10.0.0.5",
+                                "REDIS_PORT": "6380", "REDIS_DB": "2"},
+                               lambda c: c.redis.url == "redis://10.0.0.5:6380/2"),
+    "REVERB_SCALING_CHANNEL": ({"REVERB_SCALING_ENABLED": "true",
+                                "REVERB_SCALING_CHANNEL": "chan"},
+                               lambda c: c.redis.channel == "chan"),
     "REVERB_APP_ID": (APP_ENV, lambda c: _env_app(c).key == "reverb-key"),  # type: ignore[attr-defined]
     "REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS": (
         # Like Reverb: without REVERB_APP_RATE_LIMITING_ENABLED the limits do nothing.
@@ -84,9 +90,6 @@ REFUSED = {
     "REVERB_APP_RATE_LIMITING_ENABLED": {"REVERB_APP_RATE_LIMITING_ENABLED": "true"},
     "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM": {**APP_ENV,
                                              "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM": "all"},
-    # Scaling needs the Redis adapter; until this build has it, it refuses to start
-    # rather than run nodes that share nothing.
-    "REVERB_SCALING_ENABLED": {"REVERB_SCALING_ENABLED": "true", "REDIS_HOST": "10.0.0.5"},
     "REVERB_APP_MAX_CONNECTIONS": {**APP_ENV, "REVERB_APP_MAX_CONNECTIONS": "lots"},
 }
 
@@ -104,17 +107,9 @@ def test_a_reverb_setting_pusherd_cannot_honour_is_refused_naming_it(name: str) 
     assert len(str(error)) > len(name) + 30  # says why, not just the name
 
 
-def test_scaling_builds_the_redis_url_from_laravels_redis_names() -> None:
-    from pusherd.environment import read_environment
-
-    overrides = read_environment({"REVERB_SCALING_ENABLED": "true", "REDIS_HOST": "10.0.0.5",
-                                  "REDIS_PORT": "6380", "REDIS_PASSWORD": "p@ss",
-                                  "REDIS_DB": "2", "REVERB_SCALING_CHANNEL": "chan"})
-    assert overrides.redis == {"url": "redis://:p%40ss@10.0.0.5:6380/2", "prefix": "chan"}
-    assert read_environment({"REVERB_SCALING_ENABLED": "true", "REDIS_URL": "redis://r:1/0",
-                             "REDIS_HOST": "ignored"}).redis == {"url": "redis://r:1/0"}
-    # Without scaling, Laravel's own REDIS_* (its cache, its queue) are none of ours.
-    assert read_environment({"REDIS_HOST": "10.0.0.5", "REDIS_TIMEOUT": "5"}).redis == {}
+def test_without_scaling_laravels_own_redis_names_are_none_of_ours() -> None:
+    # Laravel's cache and queue read REDIS_*; Reverb reads them only with scaling on.
+    assert _load({"REDIS_HOST": "10.0.0.5", "REDIS_TIMEOUT": "5"}).redis.url == ""
 
 
 def test_every_reverb_name_is_listed_by_help_or_covered_by_a_listed_group() -> None:
@@ -128,10 +123,10 @@ def test_every_reverb_name_is_listed_by_help_or_covered_by_a_listed_group() -> N
 
 
 def test_each_reverb_name_is_either_honoured_or_refused_by_a_test() -> None:
-    # REVERB_PORT/SCHEME go with REVERB_HOST, KEY/SECRET with ID, the scaling channel and
-    # REDIS_* with REVERB_SCALING_ENABLED (test_scaling_builds_the_redis_url...).
+    # REVERB_PORT/SCHEME go with REVERB_HOST, KEY/SECRET with ID, REDIS_* with
+    # REVERB_SCALING_ENABLED (and the config tests of [redis]).
     tested = set(HONOURED) | set(REFUSED) | {"REVERB_PORT", "REVERB_SCHEME", "REVERB_APP_KEY",
-                                             "REVERB_APP_SECRET", "REVERB_SCALING_CHANNEL"}
+                                             "REVERB_APP_SECRET"}
     redis_names = {n for n in REVERB_NAMES if n.startswith("REDIS_")}
     rate_limits = {n for n in REVERB_NAMES if n.startswith("REVERB_APP_RATE_LIMIT_")}
     assert set(REVERB_NAMES) - tested - redis_names - rate_limits == set()
@@ -181,5 +176,5 @@ def test_reverbs_tls_names_local_cert_and_local_pk_are_accepted(tmp_path: Path) 
 def test_a_bad_redis_url_is_refused_without_its_password() -> None:
     error = _refused({"REVERB_SCALING_ENABLED": "true",
                       "REDIS_URL": "http://admin:Hunter2-secret@cache:6379/0"})
-    assert error.key == "REVERB_SCALING_ENABLED"
+    assert error.key == "REDIS_URL"
     assert "Hunter2-secret" not in str(error) and "cache:6379" in str(error)

@@ -87,7 +87,8 @@ def _vite_environment(port: int) -> dict[str, str]:
 
 
 def test_the_readme_has_the_snippets_this_test_runs() -> None:
-    assert len(_blocks("js")) == 3  # pusher-js, Echo with reverb, Echo with pusher
+    # pusher-js, Echo with reverb, Echo with pusher, Echo with the HTTP fallback allowed
+    assert len(_blocks("js")) == 4
     assert len(_blocks("python")) == 1
     assert _server_environment()["PUSHERD_APP_KEY"] == "my-key"
 

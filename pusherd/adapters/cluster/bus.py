@@ -1,0 +1,257 @@
+"""The bus: what one node tells every other node, over one Redis pub/sub channel.
+
+One message per cause, never one per node or per channel: an HTTP trigger (all of its
+channels in one :class:`TriggerMessage`), a client event, a batch of state transitions
+decided by a script (published by the script itself, see :mod:`.scripts`), a
+terminate-user request. Each carries the id of the node that sent it. A node has already
+delivered its own triggers, client events and terminate requests to its sockets, so it
+drops their echo; transitions it applies from the bus only, its own included, so that
+every node applies them in the one order Redis decided them.
+
+Publishing never waits: :meth:`Bus.publish` encodes the message once and queues it; a
+writer task sends the queue in order, several messages per round trip. While Redis is
+unreachable the queue is the buffer: at most ``max_buffered_bytes`` of encoded messages
+(the oldest are dropped beyond it, and counted); it is flushed in order once the link is
+ready again. A batch in flight when the connection breaks is not sent again (a message
+must never arrive twice); it is counted in ``maybe_lost``.
+
+Pub/sub keeps nothing for a subscriber that is not connected, so after an outage the
+buffer is flushed only once ``peers_ready()`` says the other live nodes have subscribed
+again (the adapter compares ``PUBSUB NUMSUB`` with the live leases), or after
+``flush_wait`` seconds, whichever comes first. A node that is still disconnected then
+misses what was published meanwhile: docs/scaling.md states this limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pusherd.adapters.cluster.link import LINK_ERRORS, RedisLink
+from pusherd.adapters.cluster.state import StateChange, decode_changes
+from pusherd.core.ids import AppId
+
+log = logging.getLogger("pusherd.redis")
+
+BUS_VERSION = 1
+WRITE_BATCH = 256  # messages per pipeline round trip
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerMessage:
+    """An HTTP API event for every node's subscribers of `channels` (minus `socket_id`)."""
+
+    origin: str
+    app_id: AppId
+    event: str
+    channels: tuple[str, ...]
+    data: str
+    socket_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientEventMessage:
+    """A ``client-*`` event for the other subscribers of `channel` (§9); never echoed to
+    `socket_id`, the sender."""
+
+    origin: str
+    app_id: AppId
+    channel: str
+    event: str
+    data: Any
+    socket_id: str
+    user_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangesMessage:
+    """Transitions a script decided on `origin`; every node applies them to its sockets.
+
+    `socket_id` is the socket that caused them (a joining member is not told about
+    itself), empty when a reaper or a re-registration caused them.
+    """
+
+    origin: str
+    changes: tuple[StateChange, ...]
+    socket_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TerminateMessage:
+    """Close every socket signed in as `user_id` (``terminate_connections``, §12)."""
+
+    origin: str
+    app_id: AppId
+    user_id: str
+
+
+BusMessage = TriggerMessage | ClientEventMessage | ChangesMessage | TerminateMessage
+
+
+def _encode_change(change: StateChange) -> list[Any]:
+    # The six fields the scripts publish, "" where a field does not apply.
+    return [change.kind.value, change.app_id, change.channel, change.user_key or "",
+            change.member.decode() if change.member is not None else "", change.count]
+
+
+def encode_bus_message(message: BusMessage) -> bytes:
+    """One message as JSON bytes (``v`` is the format version, ``t`` the type)."""
+    body: dict[str, Any]
+    if isinstance(message, TriggerMessage):
+        body = {"t": "trigger", "a": message.app_id, "e": message.event,
+                "c": message.channels, "d": message.data, "x": message.socket_id}
+    elif isinstance(message, ClientEventMessage):
+        body = {"t": "client_event", "a": message.app_id, "c": message.channel,
+                "e": message.event, "d": message.data, "x": message.socket_id,
+                "u": message.user_id}
+    elif isinstance(message, ChangesMessage):
+        body = {"t": "changes", "x": message.socket_id,
+                "s": [_encode_change(c) for c in message.changes]}
+    else:
+        body = {"t": "terminate", "a": message.app_id, "u": message.user_id}
+    body["v"] = BUS_VERSION
+    body["o"] = message.origin
+    return orjson.dumps(body)
+
+
+def decode_bus_message(payload: bytes) -> BusMessage:
+    """Parse a bus message; raises ValueError (or a subclass) on anything malformed."""
+    body = orjson.loads(payload)
+    if not isinstance(body, dict) or body.get("v") != BUS_VERSION:
+        raise ValueError("not a bus message of this version")
+    kind, origin = body["t"], str(body["o"])
+    try:
+        if kind == "trigger":
+            return TriggerMessage(origin, AppId(str(body["a"])), str(body["e"]),
+                                  tuple(str(c) for c in body["c"]), str(body["d"]),
+                                  body["x"])
+        if kind == "client_event":
+            return ClientEventMessage(origin, AppId(str(body["a"])), str(body["c"]),
+                                      str(body["e"]), body["d"], str(body["x"]), body["u"])
+        if kind == "changes":
+            return ChangesMessage(origin, tuple(decode_changes(body["s"])), str(body["x"]))
+        if kind == "terminate":
+            return TerminateMessage(origin, AppId(str(body["a"])), str(body["u"]))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed {kind} message: {exc}") from None
+    raise ValueError(f"unknown bus message type {kind!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CachePut:
+    """A cache channel's last event, written in the same round trip as its trigger."""
+
+    key: str
+    value: bytes
+    ttl_ms: int
+
+
+class Bus:
+    """Publishes this node's messages and hands every other node's to `handler`.
+
+    Wire it to a :class:`RedisLink` as its ``on_message`` (:meth:`receive`), and run
+    :meth:`run` as a task.
+    """
+
+    def __init__(self, link: RedisLink, node_id: str, handler: Callable[[BusMessage], None],
+                 max_buffered_bytes: int = 4_194_304,
+                 peers_ready: Callable[[], Awaitable[bool]] | None = None,
+                 flush_wait: float = 2.0) -> None:
+        self.link = link
+        self.peers_ready = peers_ready
+        self.flush_wait = flush_wait
+        self.node_id = node_id
+        self.handler = handler
+        self.max_buffered_bytes = max_buffered_bytes
+        self._queue: deque[tuple[bytes, tuple[CachePut, ...]]] = deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self.published = 0  # messages sent to Redis
+        self.received = 0  # other nodes' messages applied
+        self.dropped = 0  # dropped from a full buffer while Redis was unreachable
+        self.maybe_lost = 0  # in flight when the connection broke
+        self._bad_logged = False
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Bytes of encoded messages waiting to be sent (at most ``max_buffered_bytes``)."""
+        return self._queued_bytes
+
+    def publish(self, message: BusMessage, cache: tuple[CachePut, ...] = ()) -> None:
+        """Queue `message` (encoded once, here) for every other node; never blocks."""
+        payload = encode_bus_message(message)
+        self._queue.append((payload, cache))
+        self._queued_bytes += len(payload)
+        # The cap is for an outage: while Redis is reachable the writer drains the queue
+        # every round trip, and a burst must not be cut.
+        while not self.link.ready and self._queued_bytes > self.max_buffered_bytes \
+                and self._queue:
+            dropped, _ = self._queue.popleft()
+            self._queued_bytes -= len(dropped)
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                log.warning("bus buffer full (%d bytes) while Redis is unreachable: "
+                            "%d oldest message(s) dropped so far",
+                            self.max_buffered_bytes, self.dropped)
+        self._wake.set()
+
+    def receive(self, payload: bytes) -> None:
+        """One message from the pub/sub channel: decode, drop our own echo (but not of
+        transitions), apply."""
+        try:
+            message = decode_bus_message(payload)
+        except ValueError as exc:
+            if not self._bad_logged:  # a foreign publisher or a newer version: say it once
+                self._bad_logged = True
+                log.warning("ignoring a message on the bus that is not ours (%s)", exc)
+            return
+        if message.origin == self.node_id and not isinstance(message, ChangesMessage):
+            return
+        self.received += 1
+        self.handler(message)
+
+    async def run(self) -> None:
+        """The writer: send the queue in order, a batch per round trip, when ready."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                if not self.link.ready:
+                    await self.link.wait_ready(3600.0)
+                    await self._wait_for_peers()
+                    continue
+                batch = [self._queue.popleft() for _ in range(min(WRITE_BATCH,
+                                                                  len(self._queue)))]
+                self._queued_bytes -= sum(len(p) for p, _ in batch)
+                try:
+                    async with self.link.client.pipeline(transaction=False) as pipe:
+                        for payload, cache in batch:
+                            for put in cache:
+                                pipe.set(put.key, put.value, px=put.ttl_ms)
+                            pipe.publish(self.link.channel, payload)
+                        await pipe.execute()
+                    self.published += len(batch)
+                except LINK_ERRORS as exc:
+                    self.maybe_lost += len(batch)
+                    self.link.report_failure(exc)
+
+    async def _wait_for_peers(self) -> None:
+        """After an outage, give the other nodes up to `flush_wait` s to resubscribe."""
+        if self.peers_ready is None:
+            return
+        deadline = time.monotonic() + self.flush_wait
+        while time.monotonic() < deadline and self.link.ready:
+            try:
+                if await self.peers_ready():
+                    return
+            except LINK_ERRORS as exc:
+                self.link.report_failure(exc)
+                return
+            await asyncio.sleep(0.02)

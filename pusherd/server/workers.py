@@ -1,0 +1,170 @@
+"""``pusherd --workers N``: N processes sharing one port, as N nodes of one cluster.
+
+The parent binds nothing that serves: it resolves the port (port 0 picks a free one, then
+every worker binds that one), forks the workers, waits until each reports it is
+listening, and prints the one machine-readable line. Each worker is a whole pusherd
+with the Redis adapter, listening with ``SO_REUSEPORT`` so the kernel spreads new
+connections over them. SIGTERM or SIGINT to the parent is passed to every worker, which
+drains as a single pusherd does; the parent waits for them (then kills what is left
+after ``shutdown_timeout`` plus a margin). A worker that dies on its own is started
+again (after a pause that grows while it keeps dying early); the cluster removes the
+dead worker's members like any dead node's, within the lease bound.
+
+N > 1 needs Redis: the config check (:func:`check_workers`) refuses the start otherwise,
+since N processes with their own in-memory state would be N unrelated servers.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from types import FrameType
+
+from pusherd.config import Config
+from pusherd.errors import ConfigError
+
+log = logging.getLogger("pusherd.workers")
+
+# A worker reports "ready" on its pipe once listening; it has this long to do so.
+START_TIMEOUT = 60.0
+RESTART_PAUSE_MAX = 10.0
+
+WorkerMain = Callable[[Config, int, Connection], int]
+"""``(config with the resolved port, worker index, ready pipe) -> exit status``."""
+
+
+def check_workers(config: Config, workers: int) -> None:
+    """Raise :class:`ConfigError` unless `workers` processes can form one cluster."""
+    if workers < 1:
+        raise ConfigError("--workers", f"must be at least 1, got {workers}")
+    if workers > 1 and not config.redis.enabled:
+        raise ConfigError(
+            "--workers", f"{workers} workers need Redis to share their state ([redis] url, "
+            "PUSHERD_REDIS_URL or REVERB_SCALING_ENABLED): without it each worker would "
+            "be a separate server with its own channels and members")
+
+
+def resolve_port(host: str, port: int) -> int:
+    """The port the workers will share: `port`, or a free one when it is 0."""
+    if port:
+        return port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        probe.bind((host or "0.0.0.0", 0))
+        return int(probe.getsockname()[1])
+
+
+class _Worker:
+    __slots__ = ("index", "process", "pipe", "started_at", "early_deaths")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.process: BaseProcess | None = None
+        self.pipe: Connection | None = None
+        self.started_at = 0.0
+        self.early_deaths = 0
+
+
+def run_workers(config: Config, workers: int, worker_main: WorkerMain,
+                on_ready: Callable[[int], None]) -> int:
+    """Run `workers` processes of `worker_main` until SIGTERM/SIGINT; return 0 after a
+    clean stop, 1 if the workers could not start. `on_ready(port)` runs once, when every
+    worker listens (the CLI prints its listening line there)."""
+    port = resolve_port(config.server.host, config.server.port)
+    shared = replace(config, server=replace(config.server, port=port))
+    context = multiprocessing.get_context("fork")
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.append(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    pool = [_Worker(i) for i in range(workers)]
+
+    def start(worker: _Worker) -> None:
+        receive, send = context.Pipe(duplex=False)
+        process = context.Process(target=_worker_entry, name=f"pusherd-worker-{worker.index}",
+                                  args=(worker_main, shared, worker.index, send, previous))
+        process.start()
+        send.close()
+        worker.process, worker.pipe, worker.started_at = process, receive, time.monotonic()
+
+    try:
+        for worker in pool:
+            start(worker)
+        if not _wait_ready(pool, stopping):
+            _stop_all(pool, shared.server.shutdown_timeout)
+            return 1
+        on_ready(port)
+        log.info("%d workers listening on port %d", workers, port)
+        while not stopping:
+            sentinels = [w.process.sentinel for w in pool if w.process is not None]
+            wait(sentinels, timeout=0.5)
+            for worker in pool:
+                process = worker.process
+                if stopping or process is None or process.is_alive():
+                    continue
+                lived = time.monotonic() - worker.started_at
+                worker.early_deaths = worker.early_deaths + 1 if lived < 5 else 0
+                pause = min(RESTART_PAUSE_MAX, 0.25 * (2 ** worker.early_deaths) - 0.25)
+                log.warning("worker %d (pid %s) exited with status %s after %.1f s; "
+                            "starting it again%s", worker.index, process.pid,
+                            process.exitcode, lived,
+                            f" in {pause:.1f} s" if pause else "")
+                if pause:
+                    time.sleep(pause)
+                start(worker)
+        log.info("stopping %d workers", workers)
+        _stop_all(pool, shared.server.shutdown_timeout)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _wait_ready(pool: list[_Worker], stopping: list[int]) -> bool:
+    deadline = time.monotonic() + START_TIMEOUT
+    waiting = {w.pipe: w for w in pool if w.pipe is not None}
+    while waiting and not stopping and time.monotonic() < deadline:
+        for pipe in wait(list(waiting), timeout=0.5):
+            assert isinstance(pipe, Connection)
+            worker = waiting.pop(pipe)
+            try:
+                message = pipe.recv()
+            except EOFError:
+                message = "exited before listening"
+            if message != "ready":
+                log.error("worker %d failed to start: %s", worker.index, message)
+                return False
+    return not waiting
+
+
+def _stop_all(pool: list[_Worker], shutdown_timeout: float) -> None:
+    for worker in pool:
+        if worker.process is not None and worker.process.is_alive():
+            worker.process.terminate()  # SIGTERM: the worker drains
+    deadline = time.monotonic() + shutdown_timeout + 5.0
+    for worker in pool:
+        if worker.process is None:
+            continue
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.is_alive():
+            log.warning("worker %d did not stop in time: killing it", worker.index)
+            worker.process.kill()
+            worker.process.join()
+
+
+def _worker_entry(worker_main: WorkerMain, config: Config, index: int, ready: Connection,
+                  handlers: dict[int, object]) -> None:
+    # The parent's signal handlers are not the worker's: it installs its own in its loop.
+    for sig in handlers:
+        signal.signal(sig, signal.SIG_DFL)
+    raise SystemExit(worker_main(config, index, ready))

@@ -1,0 +1,215 @@
+"""The bus between nodes, and the link's behaviour when Redis goes away and comes back.
+
+Real Redis: the shared server under a private prefix for delivery, and a private
+redis-server (killed and restarted by the test) for outages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+
+from pusherd.adapters.cluster.bus import (
+    Bus,
+    BusMessage,
+    CachePut,
+    ChangesMessage,
+    ClientEventMessage,
+    TerminateMessage,
+    TriggerMessage,
+    decode_bus_message,
+    encode_bus_message,
+)
+from pusherd.adapters.cluster.keys import KeyLayout
+from pusherd.adapters.cluster.link import RedisLink
+from pusherd.adapters.cluster.state import ChangeKind, StateChange, encode_member
+from tests.cluster.waiting import wait_until
+from tests.support.redis_server import SHARED_REDIS_URL, PrivateRedis
+
+
+def test_every_message_type_survives_encoding() -> None:
+    messages: list[BusMessage] = [
+        TriggerMessage("n1", "1001", "ev", ("a", "b"), '{"x":1}', "1.2"),
+        TriggerMessage("n1", "1001", "ev", ("a",), "plain", None),
+        ClientEventMessage("n2", "1001", "private-c", "client-typing", {"k": [1, "é"]},
+                           "3.4", "ann"),
+        ChangesMessage("n3", (
+            StateChange(ChangeKind.MEMBER_ADDED, "1001", "presence-r", "7",
+                        encode_member(7, {"n": "Ann"})),
+            StateChange(ChangeKind.COUNT, "1001", "chat", count=3),
+            StateChange(ChangeKind.OFFLINE, "1001", "", "ann"),
+        ), "5.6"),
+        TerminateMessage("n4", "1001", "ann"),
+    ]
+    for message in messages:
+        assert decode_bus_message(encode_bus_message(message)) == message
+
+
+@pytest.mark.parametrize("payload", [
+    b"not json", b"[]", b'{"v": 2, "t": "trigger", "o": "x"}',
+    b'{"v": 1, "t": "trigger", "o": "x"}', b'{"v": 1, "t": "nope", "o": "x"}',
+])
+def test_a_malformed_bus_message_is_refused(payload: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_bus_message(payload)
+
+
+async def _raw_messages(raw: PubSub, quiet: float) -> list[bytes]:
+    """Every message the raw subscriber got until none came for `quiet` seconds."""
+    seen: list[bytes] = []
+    while True:
+        try:
+            message = await asyncio.wait_for(_next(raw), quiet)
+        except TimeoutError:
+            return seen
+        seen.append(message)
+
+
+async def _next(raw: PubSub) -> bytes:
+    while True:
+        message = await raw.get_message(timeout=1.0)
+        if message is not None and message["type"] == "message":
+            return bytes(message["data"])
+
+
+@asynccontextmanager
+async def _node(url: str, channel: str, node_id: str, handler: Callable[[BusMessage], None],
+                on_up: Callable[[], None] | None = None, max_buffered_bytes: int = 1 << 20,
+                peers: int = 0) -> AsyncIterator[tuple[RedisLink, Bus]]:
+    holder: list[Bus] = []
+
+    async def up() -> None:
+        if on_up is not None:
+            on_up()
+
+    link = RedisLink(url, channel, on_message=lambda p: holder[0].receive(p), on_up=up,
+                     backoff_min=0.02, backoff_max=0.2, node_id=node_id)
+    async def peers_ready() -> bool:
+        return int((await link.client.pubsub_numsub(channel))[0][1]) >= peers
+
+    bus = Bus(link, node_id, handler, max_buffered_bytes,
+              peers_ready=peers_ready if peers else None, flush_wait=10.0)
+    holder.append(bus)
+    link.start()
+    writer = asyncio.create_task(bus.run())
+    try:
+        assert await link.wait_ready(10)
+        yield link, bus
+    finally:
+        writer.cancel()
+        await link.close()
+
+
+async def test_a_trigger_is_one_publish_that_every_other_node_applies_once_in_order(
+        redis_prefix: str) -> None:
+    channel = KeyLayout(redis_prefix).bus
+    got_a: list[BusMessage] = []
+    got_b: list[BusMessage] = []
+    got_c: list[BusMessage] = []
+    watcher = Redis.from_url(SHARED_REDIS_URL)
+    raw = watcher.pubsub(ignore_subscribe_messages=True)
+    await raw.subscribe(channel)
+    try:
+        async with _node(SHARED_REDIS_URL, channel, "a", got_a.append) as (_, bus_a), \
+                _node(SHARED_REDIS_URL, channel, "b", got_b.append), \
+                _node(SHARED_REDIS_URL, channel, "c", got_c.append):
+            first = TriggerMessage("a", "1001", "ev", ("one", "two", "three"), "d", "9.9")
+            bus_a.publish(first)
+            await wait_until(lambda: len(got_b) == 1 and len(got_c) == 1, what="delivery")
+            assert got_b == [first] and got_c == [first]
+            # One PUBLISH for the trigger, whatever the number of channels and nodes.
+            seen = await _raw_messages(raw, quiet=0.3)
+            assert [decode_bus_message(p) for p in seen] == [first]
+            # Many messages arrive all, once, in the order sent; never echoed to "a".
+            sent = [TriggerMessage("a", "1001", f"e{i}", ("c",), str(i)) for i in range(500)]
+            for message in sent:
+                bus_a.publish(message)
+            await wait_until(lambda: len(got_b) == 501 and len(got_c) == 501, what="500 more")
+            assert got_b[1:] == sent and got_c[1:] == sent
+            assert got_a == []
+            await wait_until(lambda: bus_a.published == 501, what="the writer's count")
+    finally:
+        await raw.aclose()
+        await watcher.aclose()
+
+
+async def test_a_cache_channel_event_is_stored_before_other_nodes_see_the_trigger(
+        redis_prefix: str, redis_client: Redis) -> None:
+    keys = KeyLayout(redis_prefix)
+    got: list[BusMessage] = []
+    stored: list[bytes | None] = []
+
+    def on_message(message: BusMessage) -> None:
+        got.append(message)
+
+    async with _node(SHARED_REDIS_URL, keys.bus, "a", lambda m: None) as (_, bus_a), \
+            _node(SHARED_REDIS_URL, keys.bus, "b", on_message):
+        key = keys.cache("1001", "cache-x")
+        bus_a.publish(TriggerMessage("a", "1001", "ev", ("cache-x",), "d"),
+                      (CachePut(key, b'["ev","d"]', 60_000),))
+        await wait_until(lambda: len(got) == 1, what="the trigger")
+        stored.append(await redis_client.get(key))
+        assert stored == [b'["ev","d"]']
+        assert 0 < await redis_client.pttl(key) <= 60_000
+
+
+async def test_an_outage_is_logged_once_buffered_within_its_cap_and_healed_on_return(
+        private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pusherd.redis")
+    channel = "t:bus"
+    ups_a: list[int] = []
+    got_b: list[BusMessage] = []
+    async with _node(private_redis.url, channel, "a", lambda m: None,
+                     on_up=lambda: ups_a.append(1), max_buffered_bytes=2_000,
+                     peers=2) as (link_a, bus_a), \
+            _node(private_redis.url, channel, "b", got_b.append):
+        assert ups_a == [1]
+        private_redis.kill()
+        # The writer finds out on its next send, the subscriber on its next read.
+        bus_a.publish(TriggerMessage("a", "1001", "lost?", ("c",), "x"))
+        await wait_until(lambda: not link_a.ready, what="not ready")
+        # While Redis is down: publishing queues, within the cap (oldest dropped).
+        for i in range(100):
+            bus_a.publish(TriggerMessage("a", "1001", f"e{i}", ("c",), "x" * 40))
+        assert 0 < bus_a.buffered_bytes <= 2_000
+        assert bus_a.dropped > 0
+        kept = 100 - bus_a.dropped
+        # Let the node retry several times while Redis stays down.
+        await wait_until(lambda: link_a._attempts >= 3, what="retries")
+        warnings = [r for r in caplog.records
+                    if r.getMessage().startswith("node a: Redis at")]
+        assert len(warnings) == 1  # one line for the whole outage, not one per retry
+        assert "not ready" in warnings[0].getMessage()
+
+        private_redis.start()
+        await wait_until(lambda: link_a.ready, what="ready again")
+        assert ups_a == [1, 1]  # on_up ran again: the node re-registers its state there
+        # What was buffered is flushed once the other node has subscribed again, and
+        # reaches it.
+        await wait_until(lambda: len(got_b) >= kept, what="the buffered messages")
+        events = [m.event for m in got_b if isinstance(m, TriggerMessage)]
+        assert events[-kept:] == [f"e{i}" for i in range(100 - kept, 100)]
+        assert len(events) == len(set(events))  # nothing twice
+        back = [r for r in caplog.records if r.getMessage().startswith("node a:")
+                and "reachable again" in r.getMessage()]
+        assert len(back) == 1
+        assert link_a.outages == 1
+
+
+async def test_the_buffer_cap_applies_only_while_redis_is_unreachable(redis_prefix: str) -> None:
+    channel = KeyLayout(redis_prefix).bus
+    got: list[BusMessage] = []
+    async with _node(SHARED_REDIS_URL, channel, "a", lambda m: None,
+                     max_buffered_bytes=0) as (_, bus_a), \
+            _node(SHARED_REDIS_URL, channel, "b", got.append):
+        burst = [TriggerMessage("a", "1001", f"e{i}", ("c",), "x" * 100) for i in range(50)]
+        for message in burst:
+            bus_a.publish(message)
+        await wait_until(lambda: len(got) == 50, what="the burst")
+        assert got == burst and bus_a.dropped == 0

@@ -1,0 +1,101 @@
+"""The [redis] table and the environment that turns scaling on (Reverb's and Laravel's
+names included), validated with the key named and the password never shown."""
+
+from __future__ import annotations
+
+import pytest
+
+from pusherd.config import RedisConfig, load_redis_config, redact_redis_url
+from pusherd.errors import ConfigError
+
+
+def _error(section: dict[str, object], env: dict[str, str]) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load_redis_config(section, env)
+    return caught.value
+
+
+def test_no_redis_anywhere_means_the_in_memory_adapter() -> None:
+    config = load_redis_config({}, {"REDIS_HOST": "10.0.0.1", "REDIS_PASSWORD": "pw"})
+    # Laravel apps set REDIS_* for their cache and queues: that alone must not scale.
+    assert not config.enabled
+    assert (config.prefix, config.channel, config.lease_ttl) == ("pusherd", "bus", 10.0)
+
+
+def test_the_file_sets_url_prefix_lease_and_buffer() -> None:
+    config = load_redis_config({"url": "redis://127.0.0.1:6379/2", "prefix": "prod",
+                                "lease_ttl": 5, "max_buffered_bytes": 1024}, {})
+    assert config.enabled and config.url == "redis://127.0.0.1:6379/2"
+    assert (config.prefix, config.lease_ttl, config.max_buffered_bytes) == ("prod", 5.0, 1024)
+
+
+def test_pusherd_redis_url_overrides_the_file() -> None:
+    config = load_redis_config({"url": "redis://file:6379"},
+                               {"PUSHERD_REDIS_URL": "rediss://env.example:6380/1"})
+    assert config.url == "rediss://env.example:6380/1"
+
+
+def test_reverb_scaling_builds_the_url_from_laravel_redis_variables() -> None:
+    env = {"REVERB_SCALING_ENABLED": "true", "REDIS_HOST": "10.1.2.3", "REDIS_PORT": "6380",
+           "REDIS_USERNAME": "app", "REDIS_PASSWORD": "p@ss:w/rd", "REDIS_DB": "4",
+           "REVERB_SCALING_CHANNEL": "reverb"}
+    config = load_redis_config({}, env)
+    assert config.url == "redis://app:p%40ss%3Aw%2Frd@10.1.2.3:6380/4"
+    assert config.channel == "reverb"
+    assert load_redis_config({}, {"REVERB_SCALING_ENABLED": "true"}).url == \
+        "redis://127.0.0.1:6379/0"
+    # Laravel's .env writes an absent password as the word null.
+    assert load_redis_config({}, {"REVERB_SCALING_ENABLED": "true",
+                                  "REDIS_PASSWORD": "null"}).url == "redis://127.0.0.1:6379/0"
+
+
+def test_redis_url_keeps_its_own_parts_and_takes_the_missing_ones_from_the_variables() -> None:
+    base = {"REVERB_SCALING_ENABLED": "1", "REDIS_PASSWORD": "secret", "REDIS_DB": "3"}
+    assert load_redis_config({}, {**base, "REDIS_URL": "rediss://cache.example:6380"}).url \
+        == "rediss://:secret@cache.example:6380/3"
+    assert load_redis_config({}, {**base, "REDIS_URL": "redis://u:own@h:1/2"}).url \
+        == "redis://u:own@h:1/2"
+
+
+def test_reverb_scaling_disabled_leaves_redis_off() -> None:
+    assert not load_redis_config({}, {"REVERB_SCALING_ENABLED": "false",
+                                      "REDIS_URL": "redis://h"}).enabled
+
+
+@pytest.mark.parametrize(("section", "env", "key", "shown"), [
+    ({"url": "http://h"}, {}, "redis.url", "http://h"),
+    ({"url": "redis://"}, {}, "redis.url", "no host"),
+    ({"url": "redis://h:99999"}, {}, "redis.url", "0..65535"),
+    ({"url": "redis://h/db2"}, {}, "redis.url", "must be a number"),
+    ({}, {"PUSHERD_REDIS_URL": "memcached://h"}, "PUSHERD_REDIS_URL", "memcached://h"),
+    ({}, {"REVERB_SCALING_ENABLED": "maybe"}, "REVERB_SCALING_ENABLED", "maybe"),
+    ({}, {"REVERB_SCALING_ENABLED": "true", "REDIS_PORT": "x"}, "REDIS_PORT", "'x'"),
+    ({"prefix": ""}, {}, "redis.prefix", "non-empty"),
+    ({"prefix": "a b"}, {}, "redis.prefix", "'a b'"),
+    ({"lease_ttl": 0.5}, {}, "redis.lease_ttl", "at least 1 second"),
+    ({"reap_interval": 0}, {}, "redis.reap_interval", "> 0"),
+    ({"surprise": 1}, {}, "redis.surprise", "unknown key"),
+    ({"url": 5}, {}, "redis.url", "expected a string"),
+])
+def test_a_bad_redis_setting_is_refused_naming_its_key(
+        section: dict[str, object], env: dict[str, str], key: str, shown: str) -> None:
+    error = _error(section, env)
+    assert error.key == key
+    assert shown in str(error)
+
+
+def test_a_password_never_appears_in_an_error_or_a_repr() -> None:
+    error = _error({"url": "redis://user:hunter2@h:99999"}, {})
+    assert "hunter2" not in str(error) and "***" in str(error)
+    config = load_redis_config({"url": "redis://user:hunter2@h:6379"}, {})
+    assert "hunter2" not in repr(config)
+    assert config.redacted_url() == "redis://user:***@h:6379"
+    assert redact_redis_url("rediss://:pw@[::1]:6380/1") == "rediss://:***@[::1]:6380/1"
+    assert redact_redis_url("redis://h:6379") == "redis://h:6379"
+
+
+def test_the_config_is_frozen() -> None:
+    config = load_redis_config({}, {})
+    assert isinstance(config, RedisConfig)
+    with pytest.raises(AttributeError):
+        config.prefix = "x"  # type: ignore[misc]
