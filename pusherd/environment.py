@@ -47,7 +47,8 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("PUSHERD_REDIS_URL", "[redis] url: scale out over Redis"),
     EnvVar("REVERB_SCALING_ENABLED",
            "true: scale out over Redis ([redis] url from REDIS_URL, or REDIS_HOST, "
-           "REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD, REDIS_DB)"),
+           "REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD, REDIS_DB; REDIS_TIMEOUT is not "
+           "read)"),
     EnvVar("REVERB_SCALING_CHANNEL", "[redis] channel: the Redis pub/sub channel"),
     EnvVar("REVERB_HOST, REVERB_PORT, REVERB_SCHEME",
            "the public address clients use; shown in the start-up banner"),
