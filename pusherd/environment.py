@@ -47,8 +47,8 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("PUSHERD_REDIS_URL", "[redis] url: scale out over Redis"),
     EnvVar("REVERB_SCALING_ENABLED",
            "true: scale out over Redis ([redis] url from REDIS_URL, or REDIS_HOST, "
-           "REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD, REDIS_DB; REDIS_TIMEOUT is not "
-           "read)"),
+           "REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD, REDIS_DB; REDIS_TIMEOUT is "
+           "refused)"),
     EnvVar("REVERB_SCALING_CHANNEL", "[redis] channel: the Redis pub/sub channel"),
     EnvVar("REVERB_HOST, REVERB_PORT, REVERB_SCHEME",
            "the public address clients use; shown in the start-up banner"),
@@ -162,7 +162,11 @@ def read_environment(env: Mapping[str, str]) -> EnvOverrides:
                           "max_client_events_per_second): unset it or set it to false")
 
     # REVERB_SCALING_ENABLED, REVERB_SCALING_CHANNEL and Laravel's REDIS_* are read with
-    # the [redis] table (pusherd.config.load_redis_config).
+    # the [redis] table (pusherd.config.load_redis_config), but for REDIS_TIMEOUT.
+    if env.get("REDIS_TIMEOUT") and _flag(env, "REVERB_SCALING_ENABLED"):
+        raise ConfigError("REDIS_TIMEOUT", "pusherd's Redis link has no connection timeout "
+                          "setting (it reconnects on its own, and /ready reports an outage): "
+                          "unset REDIS_TIMEOUT")
 
     host = env.get("REVERB_HOST", "")
     if host:
