@@ -28,8 +28,9 @@ from .runtime import Config, Runtime
 log = logging.getLogger("attendance_api")
 
 
-def start_pusherd(host: str) -> tuple[subprocess.Popen[str], dict[str, str], str]:
-    """Run `python -m pusherd` (a separate process, never imported) with fresh credentials."""
+def start_pusherd(host: str, api_port: int) -> tuple[subprocess.Popen[str], dict[str, str], str]:
+    """Run `python -m pusherd` (a separate process, never imported) with fresh credentials,
+    posting its presence webhooks to this service on `api_port` (who is online)."""
     app_id, key, secret = (
         str(secrets.randbelow(900000) + 100000),
         secrets.token_hex(10),
@@ -37,10 +38,14 @@ def start_pusherd(host: str) -> tuple[subprocess.Popen[str], dict[str, str], str
     )
     folder = Path(tempfile.mkdtemp(prefix="attendance-pusherd-"))
     config = folder / "pusherd.toml"
+    api_host = f"[{host}]" if ":" in host else host
     config.write_text(
         f'[server]\nhost = "{host}"\nport = 0\nactivity_timeout = 30\n\n[[apps]]\n'
         f'id = "{app_id}"\nkey = "{key}"\nsecret = "{secret}"\nenable_client_events = false\n'
-        f'allowed_origins = ["*"]\n'
+        f'allowed_origins = ["*"]\n\n[[apps.webhooks]]\n'
+        f'url = "http://{api_host}:{api_port}/webhooks/pusher"\n'
+        f'event_types = ["member_added", "member_removed"]\n\n'
+        f'[webhooks]\njournal = "{folder / "webhooks.journal"}"\n'
     )
     config.chmod(0o600)
     process = subprocess.Popen(
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     pusherd_dir: str | None = None
     env = dict(os.environ)
     if args.with_pusherd:
-        pusherd, pusher_env, pusherd_dir = start_pusherd(args.host)
+        pusherd, pusher_env, pusherd_dir = start_pusherd(args.host, args.port)
         env.update(pusher_env)
     try:
         serve(args, env)

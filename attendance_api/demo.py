@@ -5,13 +5,13 @@ demo accounts' passwords; it never touches other accounts."""
 from __future__ import annotations
 
 import secrets
-from datetime import time
+from datetime import date, time
 
 from sqlalchemy import select
 
 from . import domain
 from .context import Ctx
-from .models import AttendanceSession, Schedule, User
+from .models import AttendanceRecord, AttendanceSession, Schedule, User
 from .security import hash_password
 
 DEMO_ADMIN = "admin@demo.attendance.test"
@@ -24,6 +24,19 @@ DEMO_EMPLOYEES = [
 
 def new_password() -> str:
     return secrets.token_urlsafe(9) + "!"
+
+
+def worked_today(ctx: Ctx, schedule: Schedule, day: date) -> bool:
+    """Whether anyone has a record in `schedule`'s session of `day`."""
+    return (
+        ctx.db.scalar(
+            select(AttendanceRecord.id)
+            .join(AttendanceSession, AttendanceRecord.session_id == AttendanceSession.id)
+            .where(AttendanceSession.schedule_id == schedule.id, AttendanceSession.work_date == day)
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def seed_demo(ctx: Ctx) -> dict[str, str]:
@@ -81,7 +94,9 @@ def seed_demo(ctx: Ctx) -> dict[str, str]:
             )
             ctx.db.add(schedule)
             ctx.db.flush()
-        elif name != "Night Shift":  # keep the demo shift running "now" on every --demo start
+        elif name != "Night Shift" and not worked_today(ctx, schedule, local.date()):
+            # keep the demo shift running "now" on every --demo start, but never move it under
+            # records already made against it today: their lateness was judged on its hours
             schedule.time_in, schedule.time_out = t_in, t_out
             schedule.status, schedule.updated_at = "active", ctx.now
             ctx.db.flush()

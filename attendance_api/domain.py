@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from . import rules
 from .context import ApiError, Ctx
 from .models import AttendanceRecord, AttendanceSession, Break, Schedule, User
+from .presence import online_now_count, presence_of
 from .serialize import break_json, iso, iso_date, record_json, schedule_brief, session_json
 
 # ---------------------------------------------------------------- windows and status
@@ -176,9 +177,12 @@ def emit_session(
 
 
 def emit_employee(ctx: Ctx, user: User, action: str) -> None:
+    presence = presence_of(ctx, [user.id]).get(user.id)
+    # also on the employee's own channel: a page signed in as them learns at once that the
+    # account was deactivated (its token is already revoked) and can say so
     ctx.emit(
         "employee.updated",
-        ["private-admin.employees"],
+        ["private-admin.employees", f"private-user.{user.id}"],
         {
             "id": user.id,
             "first_name": user.first_name,
@@ -188,6 +192,8 @@ def emit_employee(ctx: Ctx, user: User, action: str) -> None:
             "role": user.role,
             "status": user.status,
             "is_active": user.status == "active" and user.deleted_at is None,
+            "online_now": bool(presence and presence.online),
+            "last_presence_at": iso(presence.last_presence_at) if presence else None,
             "action": action,
         },
     )
@@ -1003,6 +1009,7 @@ def dashboard_stats(ctx: Ctx) -> dict[str, Any]:
         "is_weekend": rules.is_weekend(op),
         "day_name": op.strftime("%A"),
         "attendance_date": iso_date(op),
+        "online_now": online_now_count(ctx),
     }
 
 
@@ -1057,6 +1064,14 @@ def employee_dashboard(ctx: Ctx, user: User) -> dict[str, Any]:
         can = decision.allowed
         reason = decision.refusal.value if decision.refusal else None
         message = decision.message
+        if decision.allowed:
+            # the decision's message is phrased for the check-in's answer ("Checked in late.");
+            # before checking in, the page needs what checking in now would mean
+            message = (
+                f"Check-in is open: checking in now counts as late ({decision.minutes_late} min)."
+                if decision.status == "late"
+                else "Check-in is open: you are on time."
+            )
     local = ctx.now.astimezone(ctx.tz)
     month_start = local.date().replace(day=1)
     monthly = dict(

@@ -283,3 +283,26 @@ class OutboxEvent(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(String(500))
+
+
+class UserPresence(Base):
+    """Whether a user is in the presence channel now (`presence-online`), from pusherd's
+    `member_added` / `member_removed` webhooks, and when they were last seen there."""
+
+    __tablename__ = "user_presence"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_presence_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookEvent(Base):
+    """The id of a webhook event already processed: a retried or replayed delivery of the
+    same event is ignored. Rows older than a week are pruned."""
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

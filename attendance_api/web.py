@@ -3,6 +3,7 @@ the route declaration that both Starlette and the OpenAPI document are built fro
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import re
@@ -184,18 +185,34 @@ def authenticate(ctx: Ctx, header: str | None) -> User:
         raise UNAUTHENTICATED
     token_id, secret = parsed
     token = ctx.db.get(ApiToken, token_id)
-    if (
-        token is None
-        or token.revoked_at is not None
-        or token.expires_at <= ctx.now
-        or token.secret_hash != hash_token_secret(secret)
-    ):
+    if token is None or not hmac.compare_digest(token.secret_hash, hash_token_secret(secret)):
         raise UNAUTHENTICATED
     user = ctx.db.get(User, token.user_id)
     if user is None or user.deleted_at is not None or user.status != "active":
-        raise UNAUTHENTICATED
+        raise ApiError(401, "Your account has been deactivated.", "ACCOUNT_DEACTIVATED")
+    if token.revoked_at is not None or token.expires_at <= ctx.now:
+        raise ended_session(ctx, token)
     ctx.token = token
     return user
+
+
+def ended_session(ctx: Ctx, token: ApiToken) -> ApiError:
+    """The 401 for a genuine token that no longer works, saying why, so a page can tell its
+    user: a newer token of the same user (a sign-in elsewhere revokes the others), or the
+    session ended (expired, inactivity, signed out). Only the token's holder learns this."""
+    if token.revoked_at is not None:
+        newer = ctx.db.scalar(
+            select(ApiToken.id).where(
+                ApiToken.user_id == token.user_id,
+                ApiToken.id != token.id,
+                ApiToken.created_at >= token.revoked_at,
+            )
+        )
+        if newer is not None:
+            return ApiError(
+                401, "You signed in somewhere else, so this session ended.", "SIGNED_IN_ELSEWHERE"
+            )
+    return ApiError(401, "Your session has expired. Please sign in again.", "SESSION_EXPIRED")
 
 
 def strip_nul(value: Any) -> Any:

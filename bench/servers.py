@@ -109,15 +109,16 @@ def server_command(name: str, host: str, credentials: AppCredentials,
 def start_server(name: str, *, host: str = "127.0.0.1", cpu: int | None = None,
                  credentials: AppCredentials = DEFAULT_CREDENTIALS,
                  startup_timeout: float = 30.0, extra_env: dict[str, str] | None = None,
-                 ) -> RunningServer:
-    """Start `name` on port 0, pinned to `cpu`, and return once it printed its port."""
+                 config_extra: str = "") -> RunningServer:
+    """Start `name` on port 0, pinned to `cpu`, and return once it printed its port.
+    `config_extra` is appended to pusherd's config (e.g. ``[[apps.webhooks]]``)."""
     tmpdir = tempfile.TemporaryDirectory(prefix="bench-")
     config_path = None
     if name in ("pusherd", "pusherd-nometrics") or name.startswith("pusherd:"):
         config_path = Path(tmpdir.name) / "pusherd.toml"
         config_path.write_text(PUSHERD_CONFIG.format(
             host=host, app_id=credentials.app_id, key=credentials.key,
-            secret=credentials.secret)
+            secret=credentials.secret) + config_extra
             + ("\n[metrics]\nenabled = false\n" if name == "pusherd-nometrics" else ""))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     for var in ("PUSHERD_HOST", "PUSHERD_PORT", "PUSHERD_APP_ID", "PUSHERD_APP_KEY",

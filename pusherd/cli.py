@@ -125,6 +125,9 @@ async def _serve(config: Config, ready: Connection | None = None) -> int:
     server = Server(config, debug=_DEBUG)
     try:
         await server.start()
+    except ConfigError as exc:  # found at start: e.g. a webhook journal in use
+        print(f"pusherd: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         message = (f"cannot listen on {config.server.host}:{config.server.port}: "
                    f"{exc.strerror or exc}")

@@ -117,6 +117,32 @@ class RedisConfig:
         return redact_redis_url(self.url)
 
 
+DEFAULT_JOURNAL = "<state dir>/pusherd/webhooks.journal"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    """``[webhooks]``: how webhooks are delivered (seconds, counts); see docs/webhooks.md.
+
+    `journal` is the file that keeps accepted events until they are delivered (without
+    Redis); its default is ``$XDG_STATE_HOME/pusherd/webhooks.journal`` (or
+    ``~/.local/state/...``), and ``""`` keeps them in memory only (lost on a restart).
+    """
+
+    journal: str = DEFAULT_JOURNAL
+    grace: float = 3.0  # channel_vacated / member_removed held this long (flap suppression)
+    batch_window: float = 0.0  # 0: one event per request; else events of this window batch
+    batch_max: int = 50  # events per request when batching
+    retry_window: float = 300.0  # an event is retried this long, then dead-lettered
+    retry_base: float = 1.0  # first backoff; doubles per attempt, with jitter
+    retry_max: float = 60.0  # longest backoff between two attempts
+    timeout: float = 10.0  # one request's deadline (connect, send, answer)
+    concurrency: int = 4  # requests in flight per webhook target
+    max_pending: int = 100_000  # events awaiting delivery; more are dropped and counted
+    max_failed: int = 10_000  # dead letters kept; the oldest are forgotten beyond
+    fsync_interval: float = 1.0  # the journal is fsync'ed this often while it changes
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated configuration, frozen; built by :func:`load_config`."""
@@ -127,6 +153,7 @@ class Config:
     dev_app: bool = False  # True when the built-in development app is in use
     # Things that work but may surprise (printed at start), e.g. a non-numeric app id.
     warnings: tuple[str, ...] = ()
+    webhooks: WebhooksConfig = WebhooksConfig()
     tls: TlsConfig = TlsConfig()
     metrics: MetricsConfig = MetricsConfig()
     console: ConsoleConfig = ConsoleConfig()
@@ -300,7 +327,7 @@ def load_config(
             raise ConfigError("--config", f"file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
-    sections = ("server", "apps", "redis", "metrics", "console")
+    sections = ("server", "apps", "redis", "webhooks", "metrics", "console")
     unknown = set(raw) - set(sections)
     if unknown:
         raise ConfigError(sorted(unknown)[0], f"unknown section (known: {', '.join(sections)})")
@@ -384,9 +411,10 @@ def load_config(
         seen_keys.add(app.key)
 
     redis = load_redis_config(raw.get("redis", {}), env)
+    webhooks = _build_webhooks(raw.get("webhooks", {}), env)
     return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app,
-                  warnings=tuple(warnings), tls=tls, metrics=metrics, console=console,
-                  public_url=overrides.public_url)
+                  warnings=tuple(warnings), webhooks=webhooks, tls=tls, metrics=metrics,
+                  console=console, public_url=overrides.public_url)
 
 
 # --- [redis] -------------------------------------------------------------------------------
@@ -535,3 +563,22 @@ def load_redis_config(section: Any, env: Mapping[str, str]) -> RedisConfig:
     if redis.lease_ttl < 1.0:
         raise ConfigError("redis.lease_ttl", f"must be at least 1 second, got {redis.lease_ttl!r}")
     return redis
+
+
+# --- [webhooks] ----------------------------------------------------------------------------
+
+def _build_webhooks(raw: Any, env: Mapping[str, str]) -> WebhooksConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError("webhooks", "use a [webhooks] table")
+    built: WebhooksConfig = _build(WebhooksConfig, raw, "webhooks")
+    for name in ("grace", "batch_window"):
+        _positive(f"webhooks.{name}", getattr(built, name), allow_zero=True)
+    for name in ("batch_max", "retry_window", "retry_base", "retry_max", "timeout",
+                 "concurrency", "max_pending", "max_failed", "fsync_interval"):
+        _positive(f"webhooks.{name}", getattr(built, name))
+    if built.journal == DEFAULT_JOURNAL:
+        state = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+        built = WebhooksConfig(**{f.name: getattr(built, f.name) for f in fields(built)
+                                  if f.name != "journal"},
+                               journal=str(Path(state) / "pusherd" / "webhooks.journal"))
+    return built

@@ -2,7 +2,8 @@
 # Install (only what changed) and run the whole system on its embedded defaults: pusherd
 # (in-memory, the development app) on 127.0.0.1:8080 and attendance_api (SQLite, demo data,
 # the web frontend) on 127.0.0.1:8000, publishing to pusherd over the Pusher HTTP API.
-# Prints one URL to open (the sign-in page) and the demo logins. Ctrl-C stops both.
+# Prints one URL to open (the sign-in page) and the demo logins. Ctrl-C stops both (so do
+# SIGTERM and SIGHUP); pusherd is restarted if it dies, attendance_api keeps serving.
 #
 # Ports: PUSHERD_PORT / ATTENDANCE_PORT (e.g. PUSHERD_PORT=8081 ATTENDANCE_PORT=8001).
 # Each ATTENDANCE_PORT gets its own database, ./attendance-<port>.db, so two runs on
@@ -45,35 +46,65 @@ for entry in "pusherd:$PUSHERD_PORT:PUSHERD_PORT" "attendance_api:$ATTENDANCE_PO
 done
 
 mkdir -p .run
-pids=()
+# Supervision: attendance_api is the one the user talks to; it never stops because pusherd
+# died (the page falls back to polling and refetches once the WebSocket is back). pusherd is
+# restarted with a back-off (1, 2, 4 ... 30 s; back to 1 s after a minute of uptime), each
+# restart said on the terminal. Ctrl-C, SIGTERM and SIGHUP (the terminal closing) stop both
+# gracefully; if attendance_api exits, pusherd is stopped and its status is ours.
+api_pid=""
+pusherd_pid=""
 stopping=0
 cleanup() {
   [ "$stopping" = 1 ] && return
   stopping=1
   # Ctrl-C already reached the children (same process group); SIGTERM covers `kill` of this
   # script. Both servers treat repeated stop signals as one and shut down gracefully.
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  for pid in $api_pid $pusherd_pid; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in $api_pid $pusherd_pid; do wait "$pid" 2>/dev/null || true; done
+  rm -f ".run/pusherd-$PUSHERD_PORT.pid"
 }
 trap cleanup EXIT
-trap 'cleanup; exit 0' INT TERM
+trap 'cleanup; exit 0' INT TERM HUP
 
-# pusherd's own output goes to a log: the terminal shows attendance_api's one URL.
-.venv/bin/python -m pusherd --host 127.0.0.1 --port "$PUSHERD_PORT" > ".run/pusherd-$PUSHERD_PORT.log" 2>&1 &
-pids+=($!)
+# The servers ignore SIGHUP (set before exec, so it survives it): when the terminal closes,
+# the HUP sent to the whole group reaches this script, which stops them in order, instead of
+# killing them outright.
+start_pusherd() {
+  # pusherd's own output goes to a log: the terminal shows attendance_api's one URL.
+  ( trap '' HUP; exec .venv/bin/python -m pusherd --host 127.0.0.1 --port "$PUSHERD_PORT" ) \
+    >> ".run/pusherd-$PUSHERD_PORT.log" 2>&1 &
+  pusherd_pid=$!
+  pusherd_started=$SECONDS
+  echo "$pusherd_pid" > ".run/pusherd-$PUSHERD_PORT.pid"
+}
+start_pusherd
 
 export PUSHER_HOST=127.0.0.1 PUSHER_PORT="$PUSHERD_PORT" PUSHER_SCHEME=http
 export PUSHER_APP_ID=1001 PUSHER_APP_KEY=app-key PUSHER_APP_SECRET=app-secret
-.venv/bin/python -m attendance_api --demo --host 127.0.0.1 --port "$ATTENDANCE_PORT" \
-  --database-url "$DATABASE_URL" &
-pids+=($!)
+( trap '' HUP; exec .venv/bin/python -m attendance_api --demo --host 127.0.0.1 \
+    --port "$ATTENDANCE_PORT" --database-url "$DATABASE_URL" ) &
+api_pid=$!
 
 echo "(pusherd on 127.0.0.1:$PUSHERD_PORT, log .run/pusherd-$PUSHERD_PORT.log; Ctrl-C stops both)"
-set +e
-wait -n "${pids[@]}"
-status=$?
-set -e
-if [ "$status" != 0 ] && [ "$stopping" = 0 ]; then
-  echo "A server exited with status $status; stopping the other." >&2
-fi
-exit "$status"
+backoff=1
+while :; do
+  set +e
+  wait -n -p exited "$api_pid" "$pusherd_pid"
+  status=$?
+  set -e
+  [ "$stopping" = 1 ] && exit 0
+  if [ "${exited:-}" = "$api_pid" ]; then
+    if [ "$status" != 0 ]; then
+      echo "attendance_api exited with status $status; stopping pusherd." >&2
+    fi
+    exit "$status"
+  fi
+  # pusherd exited: the web app keeps serving; bring pusherd back
+  if [ $((SECONDS - pusherd_started)) -ge 60 ]; then backoff=1; fi
+  echo "pusherd exited with status $status; restarting it in ${backoff} s (the page polls meanwhile; log .run/pusherd-$PUSHERD_PORT.log)." >&2
+  sleep "$backoff" & wait $! || true  # `wait` lets a stop signal through at once
+  [ "$stopping" = 1 ] && exit 0
+  backoff=$((backoff * 2 > 30 ? 30 : backoff * 2))
+  start_pusherd
+  echo "pusherd restarted (pid $pusherd_pid)." >&2
+done

@@ -96,6 +96,7 @@ from .sessions import (
     sessions_unlock,
 )
 from .settings import health, public_settings, settings_backup, settings_logo, settings_update
+from .webhooks import pusher_webhook
 
 OBJ = "object"
 ID = "{id}"
@@ -553,6 +554,14 @@ ROUTES: list[RouteSpec] = [
     ),
     R("GET", "/api/broadcasting/auth", broadcasting_auth, tag="broadcasting", write=False),
     R("GET", "/api/realtime/config", realtime_config, None, "broadcasting", write=False),
+    R(
+        "POST",
+        "/webhooks/pusher",
+        pusher_webhook,
+        None,
+        "broadcasting",
+        body={"type": "object", "properties": {"time_ms": INT, "events": {"type": "array"}}},
+    ),
 ]
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..context import ApiError, Ctx
+from ..presence import PRESENCE_CHANNEL, presence_channel_data
 from ..web import Req
 
 
 def broadcasting_auth(ctx: Ctx, req: Req) -> Any:
     """Laravel's channel authorisation for pusher-js / Echo, signed with the pusher SDK:
-    `private-user.{id}` only for that user, `private-admin.*` only for active admins."""
+    `private-user.{id}` only for that user, `private-admin.*` only for active admins,
+    `presence-online` for every signed-in user (as themself: id and name)."""
     socket_id = req.body.get("socket_id", req.query.get("socket_id"))
     channel = req.body.get("channel_name", req.query.get("channel_name"))
     if not isinstance(socket_id, str) or not isinstance(channel, str):
@@ -19,7 +21,11 @@ def broadcasting_auth(ctx: Ctx, req: Req) -> Any:
     user = ctx.user
     assert user is not None
     allowed = False
-    if channel.startswith("private-user."):
+    custom_data = None
+    if channel == PRESENCE_CHANNEL:
+        allowed = True
+        custom_data = presence_channel_data(user)
+    elif channel.startswith("private-user."):
         allowed = channel == f"private-user.{user.id}"
     elif channel.startswith("private-admin."):
         allowed = (
@@ -33,6 +39,6 @@ def broadcasting_auth(ctx: Ctx, req: Req) -> Any:
     if client is None:
         raise ApiError(503, "Realtime is not configured.")
     try:
-        return client.authenticate(channel=channel, socket_id=socket_id)
+        return client.authenticate(channel=channel, socket_id=socket_id, custom_data=custom_data)
     except ValueError:
         raise ApiError(403, "Forbidden.") from None

@@ -11,8 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from .. import domain, rules
 from ..context import ApiError, Ctx, validation_error
 from ..models import AttendanceRecord, User
+from ..presence import presence_of
 from ..security import hash_password, password_policy_errors
-from ..serialize import iso_date, paginate, user_resource
+from ..serialize import iso, iso_date, paginate, user_resource
 from ..web import Req, find_one, online_ids
 from .accounts import ensure_email_free, revoke_tokens
 from .common import page_of, raw_user
@@ -49,6 +50,7 @@ def employee_list(ctx: Ctx, req: Req, status: str | None) -> dict[str, Any]:
         stmt.order_by(User.employee_code).offset((page - 1) * per_page).limit(per_page)
     ).all()
     online = online_ids(ctx, [u.id for u in users])
+    presence = presence_of(ctx, [u.id for u in users])
     items = []
     for user in users:
         last = (
@@ -64,6 +66,9 @@ def employee_list(ctx: Ctx, req: Req, status: str | None) -> dict[str, Any]:
         data = user_resource(user, online=user.id in online)
         data["last_attendance_date"] = iso_date(last.work_date) if last else None
         data["last_attendance_status"] = last.status if last else None
+        seen = presence.get(user.id)
+        data["online_now"] = bool(seen and seen.online)
+        data["last_presence_at"] = iso(seen.last_presence_at) if seen else None
         items.append(data)
     out = paginate(items, total, page, per_page, req.path)
     counts = dict(

@@ -277,6 +277,8 @@ def export_excel(ctx: Ctx, req: Req) -> Any:
     op = domain.today(ctx)
     start = req.q_date("start_date") or op.replace(day=1)
     end = req.q_date("end_date") or op
+    if end < start:
+        raise validation_error("end_date", "The end date must be on or after the start date.")
     records = (
         ctx.db.scalars(
             select(AttendanceRecord)

@@ -33,11 +33,29 @@ def session_counts(ctx: Ctx, session_id: int) -> tuple[int, int]:
     return confirmed, total
 
 
+def expected_count(ctx: Ctx, session: AttendanceSession, records: int) -> int:
+    """Employees expected in `session`: every active employee when attendance is required
+    (never fewer than the records it has), else those with a record
+    (an optional session's assigned employees)."""
+    if not session.attendance_required:
+        return records
+    active = (
+        ctx.db.scalar(
+            select(func.count(User.id)).where(
+                User.role == "employee", User.status == "active", User.deleted_at.is_(None)
+            )
+        )
+        or 0
+    )
+    return max(active, records)
+
+
 def session_list_item(ctx: Ctx, session: AttendanceSession) -> dict[str, Any]:
     data = domain.session_out(ctx, session)
     confirmed, total = session_counts(ctx, session.id)
     data["confirmed_count"] = confirmed
     data["total_employees_count"] = total
+    data["expected_count"] = expected_count(ctx, session, total)
     creator = ctx.db.get(User, session.created_by) if session.created_by else None
     data["creator"] = (
         {

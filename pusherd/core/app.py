@@ -15,11 +15,23 @@ from pusherd.core.origins import origin_allowed
 
 @dataclass(frozen=True, slots=True)
 class Webhook:
-    """One webhook target (spec §14); delivered by the webhook sender."""
+    """One webhook target (spec §14); delivered by :mod:`pusherd.webhooks`.
+
+    An event goes to this target when its name is in `event_types` (empty: every name)
+    and its channel starts with `filter_channel_prefix` and ends with
+    `filter_channel_suffix` (empty: any channel).
+    """
 
     url: str
     event_types: tuple[str, ...] = ()
     filter_channel_prefix: str = ""
+    filter_channel_suffix: str = ""
+
+    def accepts(self, name: str, channel: str) -> bool:
+        """Whether an event `name` of `channel` passes this target's filters."""
+        return ((not self.event_types or name in self.event_types)
+                and channel.startswith(self.filter_channel_prefix)
+                and channel.endswith(self.filter_channel_suffix))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from pusherd.core.auth import verify_api_request
 from pusherd.core.channels import channel_name_problem, classify_channel
 from pusherd.errors import HttpApiError
 from pusherd.server.state import ServerState
+from pusherd.webhooks.sender import WebhookSender
 
 log = logging.getLogger("pusherd.http")
 
@@ -92,10 +93,12 @@ class HttpApi:
     no per-request objects beyond the parsed query and the :class:`~pusherd.core.api.Trigger`.
     """
 
-    def __init__(self, apps: AppRegistry, adapter: Adapter, state: ServerState) -> None:
+    def __init__(self, apps: AppRegistry, adapter: Adapter, state: ServerState,
+                 webhooks: WebhookSender | None = None) -> None:
         self.apps = apps
         self.adapter = adapter
         self.state = state
+        self.webhooks = webhooks
         # Exact paths answered before the API (they also answer outside the mount prefix).
         self.routes: dict[str, Route] = {"/up": self._up}
         # Set while metrics are on: each request's endpoint, status and seconds.
@@ -186,6 +189,8 @@ class HttpApi:
                 return self._batch(app, body)
             if found_term := _TERMINATE.match(rest):
                 return self._terminate(app, unquote(found_term.group(1)))
+            if rest == "/webhooks/replay":
+                return self._replay_webhooks(app, body)
         elif method == "GET":
             options = dict(params)
             if rest == "/channels":
@@ -194,6 +199,8 @@ class HttpApi:
                 return self._channel(app, unquote(found_ch.group(1)), options)
             if found_users := _CHANNEL_USERS.match(rest):
                 return self._users(app, unquote(found_users.group(1)))
+            if rest == "/webhooks/failed":
+                return self._failed_webhooks(app)
         raise HttpApiError(404 if method in ("GET", "POST") else 405, "Not found")
 
     # --- handlers -----------------------------------------------------------------------
@@ -282,6 +289,31 @@ class HttpApi:
         count = self.adapter.terminate_user(app, user_id)
         log.info("terminated %d connection(s) of one user of app %s", count, app.id)
         return EMPTY_OK
+
+    def _failed_webhooks(self, app: App) -> HttpResponse:
+        """``{"events": [...]}``: the app's dead letters, oldest first (docs/webhooks.md)."""
+        events = self.webhooks.failed_events(app.id) if self.webhooks is not None else []
+        return _json(200, {"events": events})
+
+    def _replay_webhooks(self, app: App, body: bytes) -> HttpResponse:
+        """Body ``{"ids": [...]}`` (or ``{}``/empty: every dead letter of the app); answers
+        ``{"replayed": n}``."""
+        ids: list[str] | None = None
+        if body.strip():
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise HttpApiError(400, "The body must be a JSON object") from None
+            if not isinstance(parsed, dict):
+                raise HttpApiError(400, "The body must be a JSON object")
+            raw_ids = parsed.get("ids")
+            if raw_ids is not None:
+                if not isinstance(raw_ids, list) or not all(isinstance(i, str) for i in raw_ids):
+                    raise HttpApiError(400, "ids must be a list of event id strings")
+                ids = raw_ids
+        if self.webhooks is None:
+            return _json(200, {"replayed": 0})
+        return _json(200, {"replayed": self.webhooks.replay(app.id, ids)})
 
     @staticmethod
     def _check_channel(app: App, channel: str) -> None:

@@ -32,6 +32,7 @@ from pusherd.adapters.fanout import LocalFanout
 from pusherd.apps import AppRegistry
 from pusherd.server.state import ServerState
 from pusherd.server.telemetry import LATENCY_BUCKETS, channel_type
+from pusherd.webhooks.sender import WebhookSender
 
 log = logging.getLogger("pusherd.metrics")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -141,6 +142,38 @@ class PusherdCollector(Collector):
                        ["app"], {(k,): v for k, v in telemetry.slow_consumers.items()})
 
 
+class WebhookCollector(Collector):
+    """The webhook sender's queue and outcomes (its own counters, read when scraped)."""
+
+    def __init__(self, sender: WebhookSender) -> None:
+        self.sender = sender
+
+    def collect(self) -> Iterator[Metric]:
+        """Gauges of the queue, counters of the outcomes since start."""
+        sender, counters = self.sender, self.sender.counters
+        yield _gauge("pusherd_webhook_pending", "Webhook deliveries accepted and not yet "
+                     "delivered or dead (the queue)", [], {(): sender.pending})
+        yield _gauge("pusherd_webhook_in_flight", "Webhook requests in flight", [],
+                     {(): sender.in_flight})
+        yield _gauge("pusherd_webhook_dead_letters", "Dead-lettered webhook deliveries kept "
+                     "(GET /apps/{id}/webhooks/failed)", [], {(): sender.failed_count})
+        for name, documentation, value in (
+            ("accepted", "Webhook deliveries accepted (per event and target)",
+             counters.accepted),
+            ("delivered", "Webhook deliveries acknowledged by their target",
+             counters.delivered),
+            ("failed_requests", "Webhook requests that failed (each retry counts)",
+             counters.failed_requests),
+            ("dead_lettered", "Webhook deliveries given up after their retries",
+             counters.dead_lettered),
+            ("dropped", "Webhook deliveries dropped over max_pending", counters.dropped),
+            ("suppressed", "Webhook flap pairs suppressed", counters.suppressed),
+            ("replayed", "Webhook deliveries replayed from the dead letters",
+             counters.replayed),
+        ):
+            yield _counter(f"pusherd_webhook_{name}", documentation, [], {(): value})
+
+
 def _counter(name: str, documentation: str, labels: list[str],
              values: Mapping[Any, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, documentation, labels=labels)
@@ -163,9 +196,11 @@ class Metrics:
     subsystems (webhooks, Redis) register their own collectors in :attr:`registry`."""
 
     def __init__(self, state: ServerState, apps: AppRegistry, adapter: Adapter,
-                 ready: Callable[[], bool]) -> None:
+                 ready: Callable[[], bool], webhooks: WebhookSender | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(PusherdCollector(state, apps, adapter, ready))
+        if webhooks is not None:
+            self.registry.register(WebhookCollector(webhooks))
         ProcessCollector(registry=self.registry)
 
     def render(self) -> bytes:

@@ -16,6 +16,7 @@ import random
 import resource
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 
 from pusherd.adapters.base import Adapter
 from pusherd.adapters.memory import MemoryAdapter
@@ -32,6 +33,9 @@ from pusherd.server.metrics import CONTENT_TYPE, Metrics, MetricsListener
 from pusherd.server.protocol import ProtocolContext, ServerProtocol
 from pusherd.server.state import Connection, ServerState
 from pusherd.server.websocket import WebSocketLimits
+from pusherd.webhooks.redis_store import RedisStore
+from pusherd.webhooks.sender import WebhookSender
+from pusherd.webhooks.store import JournalStore, MemoryStore, WebhookStore
 
 log = logging.getLogger("pusherd.server")
 
@@ -67,7 +71,23 @@ class Server:
         self.adapter: Adapter = adapter
         open_file_limit = raise_open_file_limit()
         self.state = ServerState(max(16, open_file_limit - FD_RESERVE), open_file_limit)
-        self.http_api = HttpApi(self.apps, self.adapter, self.state)
+        self.webhooks: WebhookSender | None = None
+        if any(app.webhooks for app in config.apps):
+            hooks = config.webhooks
+            store: WebhookStore
+            if config.redis.enabled:  # a cluster: any node delivers what a dead node accepted
+                node_id = getattr(self.adapter, "node_id", None)
+                store = RedisStore(config.redis.url, config.redis.prefix, node_id,
+                                   config.redis.lease_ttl, config.redis.reap_interval)
+            elif hooks.journal:
+                store = JournalStore(hooks.journal, hooks.fsync_interval)
+            else:
+                store = MemoryStore()
+            self.webhooks = WebhookSender(config.apps, hooks, store)
+            self.adapter.add_listener(self.webhooks.on_transition)
+            if isinstance(self.adapter, RedisAdapter):
+                self.webhooks.still_open = self._cluster_still_open(self.adapter)
+        self.http_api = HttpApi(self.apps, self.adapter, self.state, self.webhooks)
         session_settings = SessionSettings(
             activity_timeout=cfg.activity_timeout,
             ping_grace=cfg.ping_grace,
@@ -104,7 +124,8 @@ class Server:
         self.metrics: Metrics | None = None
         self._metrics_listener: MetricsListener | None = None
         if config.metrics.enabled:
-            self.metrics = Metrics(self.state, self.apps, self.adapter, self.ready)
+            self.metrics = Metrics(self.state, self.apps, self.adapter, self.ready,
+                                   self.webhooks)
             self.http_api.observe = self.state.telemetry.api_request
             if config.metrics.port < 0:
                 self.http_api.routes["/metrics"] = self._metrics_route
@@ -115,6 +136,21 @@ class Server:
             self.console = DebugConsole(config.console.token, self.apps, self.adapter,
                                         self.state)
             self.http_api.routes.update(self.console.routes())
+
+    @staticmethod
+    def _cluster_still_open(adapter: RedisAdapter
+                            ) -> Callable[[str, str, str | None], Awaitable[bool]]:
+        """Whether a channel is occupied (user None) or a member present, on any node:
+        what the webhook sender asks before sending a held removal (flap suppression
+        across nodes)."""
+        keys, client = adapter.keys, adapter.link.client
+
+        async def still_open(app_id: str, channel: str, user_id: str | None) -> bool:
+            if user_id is None:
+                return bool(await client.hexists(keys.channels(app_id), channel))
+            return bool(await client.hexists(keys.presence(app_id, channel), user_id))
+
+        return still_open
 
     @property
     def websockets(self) -> dict[SocketId, Connection]:
@@ -173,6 +209,8 @@ class Server:
         loop = asyncio.get_running_loop()
         cfg = self.config.server
         await self.adapter.start()
+        if self.webhooks is not None:
+            await self.webhooks.start()
         context = self.context
         self._server = await loop.create_server(
             lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
@@ -295,6 +333,9 @@ class Server:
             await self._metrics_listener.close()
         if self._server is not None:
             await self._server.wait_closed()
+        if self.webhooks is not None:
+            # After the drain: the removals it caused are in the store for the next start.
+            await self.webhooks.close()
         await self.adapter.close()
 
     # --- keepalive sweep (§5) -----------------------------------------------------------

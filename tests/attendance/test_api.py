@@ -14,7 +14,8 @@ from sqlalchemy import select, text
 
 from attendance_api import domain
 from attendance_api.context import ApiError
-from attendance_api.models import Base, Break, OutboxEvent, User
+from attendance_api.demo import seed_demo
+from attendance_api.models import Base, Break, OutboxEvent, Schedule, User
 from attendance_api.runtime import Config, Runtime
 
 from .conftest import PASSWORD, World, manila
@@ -76,14 +77,23 @@ def test_a_second_login_revokes_the_first_token(world: World) -> None:
     world.user("john")
     first = world.login("john")
     world.login("john")
-    assert world.client.get("/api/auth/me", headers=first).status_code == 401
+    refused = world.client.get("/api/auth/me", headers=first)
+    # the page holding the old token can tell its user why
+    assert refused.status_code == 401
+    assert refused.json()["error_code"] == "SIGNED_IN_ELSEWHERE", refused.text
+    assert "signed in somewhere else" in refused.json()["message"]
 
 
 def test_logout_revokes_the_token(world: World) -> None:
     world.user("john")
     headers = world.login("john")
     assert world.client.post("/api/auth/logout", headers=headers).status_code == 200
-    assert world.client.get("/api/auth/me", headers=headers).status_code == 401
+    refused = world.client.get("/api/auth/me", headers=headers)
+    assert refused.status_code == 401 and refused.json()["error_code"] == "SESSION_EXPIRED"
+    # a token that was never issued learns nothing more
+    forged = world.client.get("/api/auth/me", headers={"Authorization": "Bearer 1|nope"})
+    assert forged.status_code == 401 and forged.json()["message"] == "Unauthenticated."
+    assert "error_code" not in forged.json() or forged.json()["error_code"] is None
 
 
 def test_a_deactivated_users_token_is_refused_at_once(world: World) -> None:
@@ -93,7 +103,9 @@ def test_a_deactivated_users_token_is_refused_at_once(world: World) -> None:
     john = world.login("john")
     toggled = world.call("PATCH", f"/api/employees/{world.ids['john']}/toggle-status", "boss")
     assert toggled.json()["status"] == "inactive"
-    assert world.client.get("/api/auth/me", headers=john).status_code == 401
+    refused = world.client.get("/api/auth/me", headers=john)
+    assert refused.status_code == 401 and refused.json()["error_code"] == "ACCOUNT_DEACTIVATED"
+    assert refused.json()["message"] == "Your account has been deactivated."
 
 
 def test_changing_the_password_revokes_the_other_tokens(world: World) -> None:
@@ -287,6 +299,15 @@ def test_the_dashboard_flag_agrees_with_check_in_for_a_day_shift(world: World) -
     world.clock.set(manila(2026, 3, 3, 7, 55))
     dash = world.call("GET", "/api/reports/employee-dashboard", "ana").json()
     assert dash["can_confirm"] is True and dash["active_session"]["date"] == "2026-03-03"
+    # before checking in, the hint says what checking in now means, not "Checked in ..."
+    assert dash["check_in_message"] == "Check-in is open: you are on time."
+    world.clock.set(manila(2026, 3, 3, 8, 20))
+    dash = world.call("GET", "/api/reports/employee-dashboard", "ana").json()
+    assert dash["check_in_message"] == (
+        "Check-in is open: checking in now counts as late (20 min)."
+    )
+    world.clock.set(manila(2026, 3, 3, 7, 55))
+    dash = world.call("GET", "/api/reports/employee-dashboard", "ana").json()
     session = dash["active_session"]["id"]
     confirm = world.call("POST", f"/api/attendance-records/confirm/{session}", "ana")
     assert confirm.status_code == 200 and confirm.json()["record"]["status"] == "present"
@@ -304,13 +325,19 @@ def test_locking_marks_absentees_and_refuses_check_in_and_unlock_keeps_them(worl
     )
     locked = world.call("PATCH", f"/api/attendance-sessions/{session}/lock", "boss", json={})
     assert locked.status_code == 200 and locked.json()["absent_marked"] == 1
-    absent = [json.loads(e.payload) for e in outbox(world)
-              if e.channels == [f"private-user.{world.ids['ben']}"]
-              and json.loads(e.payload).get("action") == "absent_marked"]
+    absent = [
+        json.loads(e.payload)
+        for e in outbox(world)
+        if e.channels == [f"private-user.{world.ids['ben']}"]
+        and json.loads(e.payload).get("action") == "absent_marked"
+    ]
     assert len(absent) == 1
     assert absent[0]["status"] == "absent" and absent[0]["user_id"] == world.ids["ben"]
     assert (absent[0]["time_in"], absent[0]["time_out"], absent[0]["minutes_late"]) == (
-        None, None, 0)
+        None,
+        None,
+        0,
+    )
     assert (absent[0]["break_start"], absent[0]["break_end"]) == (None, None)
     refused = world.call("POST", f"/api/attendance-records/confirm/{session}", "ben")
     assert refused.status_code == 409 and refused.json()["error_code"] == "SESSION_LOCKED"
@@ -646,6 +673,25 @@ def test_reports_and_csv_export(world: World) -> None:
     assert "attachment" in export.headers["content-disposition"]
     lines = export.text.strip().splitlines()
     assert lines[0].startswith("employee_id,name,work_date") and "2026-03-02" in lines[1]
+    inverted = world.call(
+        "GET", "/api/reports/export/excel?start_date=2026-12-31&end_date=2026-01-01", "boss"
+    )
+    assert inverted.status_code == 422, inverted.text
+    assert inverted.json()["errors"]["end_date"] == [
+        "The end date must be on or after the start date."
+    ]
+    # the sessions list counts check-ins over everyone expected (ana and boss's employees)
+    listed = world.call("GET", "/api/attendance-sessions", "boss").json()["data"]
+    row = next(r for r in listed if r["id"] == session)
+    assert (row["confirmed_count"], row["expected_count"]) == (1, 1)
+    world.user("ben")
+    listed = world.call("GET", "/api/attendance-sessions", "boss").json()["data"]
+    row = next(r for r in listed if r["id"] == session)
+    assert (row["confirmed_count"], row["total_employees_count"], row["expected_count"]) == (
+        1,
+        1,
+        2,
+    )
     mine = world.call("GET", "/api/reports/personal/export", "ana")
     assert mine.headers["content-type"].startswith("text/csv") and len(mine.text.splitlines()) == 2
     found = world.call("GET", "/api/attendance-records?search=ANA&status=present", "boss").json()
@@ -760,12 +806,16 @@ def test_employee_changes_are_announced_to_admins(world: World) -> None:
         },
     )
     assert created.status_code == 201 and created.json()["employee_id"] == "QCV-001"
-    world.call("PATCH", f"/api/employees/{created.json()['id']}/toggle-status", "boss")
-    events = [json.loads(e.payload) for e in outbox(world) if e.event == "employee.updated"]
+    dan = created.json()["id"]
+    world.call("PATCH", f"/api/employees/{dan}/toggle-status", "boss")
+    rows = [e for e in outbox(world) if e.event == "employee.updated"]
+    events = [json.loads(e.payload) for e in rows]
     assert [(e["action"], e["is_active"]) for e in events] == [
         ("created", True),
         ("deactivated", False),
     ]
+    # ... and to the employee's own channel, so a page signed in as them can end at once
+    assert all(e.channels == ["private-admin.employees", f"private-user.{dan}"] for e in rows)
 
 
 def test_late_check_in_notifies_admins(world: World) -> None:
@@ -1253,9 +1303,45 @@ def test_non_ascii_digits_in_numbers_are_treated_as_absent_not_a_server_error(
     # a 500 here once.
     world.user("ana")
     ana = world.login("ana")
-    response = world.client.get("/api/attendance-records/my-records",
-                                params={"month": "¹", "year": "²"}, headers=ana)
+    response = world.client.get(
+        "/api/attendance-records/my-records", params={"month": "¹", "year": "²"}, headers=ana
+    )
     assert response.status_code == 200
     # A header arrives as latin-1: the byte 0xB9 is read as "¹".
     forged = {"Authorization": "Bearer ¹|not-a-token".encode("latin-1")}
     assert world.client.get("/api/auth/me", headers=forged).status_code == 401
+
+
+def test_a_demo_restart_keeps_the_running_shift_under_todays_records(world: World) -> None:
+    def demo_shift() -> tuple[str, str]:
+        with world.runtime.unit(write=False) as ctx:
+            row = ctx.db.scalars(select(Schedule).where(Schedule.name == "Demo Shift (now)")).one()
+            return row.time_in.strftime("%H:%M"), row.time_out.strftime("%H:%M")
+
+    world.clock.set(manila(2026, 3, 2, 17, 10))
+    with world.runtime.unit(write=True) as ctx:
+        seed_demo(ctx)
+    assert demo_shift() == ("17:00", "01:00")
+    # a restart an hour later with nobody checked in yet: the shift follows "now"
+    world.clock.set(manila(2026, 3, 2, 18, 51))
+    with world.runtime.unit(write=True) as ctx:
+        passwords = seed_demo(ctx)
+    assert demo_shift() == ("18:00", "02:00")
+    login = world.client.post(
+        "/api/auth/login",
+        json={
+            "email": "ana@demo.attendance.test",
+            "password": passwords["ana@demo.attendance.test"],
+        },
+    )
+    headers = {"Authorization": f"Bearer {login.json()['token']}"}
+    session = world.client.get("/api/reports/employee-dashboard", headers=headers).json()
+    confirmed = world.client.post(
+        f"/api/attendance-records/confirm/{session['active_session']['id']}", headers=headers
+    )
+    assert confirmed.json()["record"]["minutes_late"] == 51, confirmed.text
+    # a restart after that check-in: the shift stays where Ana's lateness was judged
+    world.clock.set(manila(2026, 3, 2, 19, 5))
+    with world.runtime.unit(write=True) as ctx:
+        seed_demo(ctx)
+    assert demo_shift() == ("18:00", "02:00")

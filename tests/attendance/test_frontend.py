@@ -1,11 +1,16 @@
 """The web frontend in a real Chromium, against attendance_api and pusherd run as real
 processes: live updates over the WebSocket, the connection indicator and polling through a
-pusherd outage, revalidation on reconnect, role-scoped subscriptions, and sign-out.
+pusherd outage (killed, then silently stopped), revalidation on subscribe and on reconnect,
+role-scoped subscriptions, sign-out and forced sign-outs that say why, keyboard focus through
+actions, the organisation's date and time format whatever the browser's, and the layout at
+phone width.
 
 Screenshots land in artifacts/frontend/ (git-ignored) for a human to look at."""
 
 from __future__ import annotations
 
+import re
+import signal
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime, timedelta
@@ -71,9 +76,13 @@ class Stack:
         headers = {"Authorization": f"Bearer {self.login(who)}", "Accept": "application/json"}
         return httpx.request(method, f"{self.api.base}{path}", headers=headers, timeout=30, **kw)
 
-    def sign_in(self, page: str, who: str, query: str = "", viewport: Any = None) -> None:
+    def sign_in(
+        self, page: str, who: str, query: str = "", viewport: Any = None, zone: str | None = None
+    ) -> None:
         """Open the sign-in page at `/`, sign in through the form, wait for the live socket."""
-        self.browser.call("open", page=page, url=f"{self.api.base}/{query}", viewport=viewport)
+        self.browser.call(
+            "open", page=page, url=f"{self.api.base}/{query}", viewport=viewport, timezoneId=zone
+        )
         self.pages.append(page)
         self.browser.call("wait", page=page, selector="h1", text="Sign in")
         self.browser.call("fill", page=page, selector="#email", value=self.email(who))
@@ -163,13 +172,30 @@ def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
     stack.sign_in("admin", "admin")
     stack.subscribed("admin", "private-admin.dashboard")
     stack.subscribed("admin", "attendance")
+    sessions_subscribed = stack.subscribed("admin", "sessions")
     browser.call("wait", page="admin", selector="[data-testid=today-attendance] td", text="Nobody")
     browser.call("wait", page="admin", selector='[data-stat="pending_today"] dd', text="3")
+    # what changed before a channel's subscription succeeded is fetched after it succeeded
+    browser.wait_for_event(
+        lambda e: bool(
+            browser.requests("admin", "/api/attendance-sessions?", since=sessions_subscribed["t"])
+        ),
+        5,
+    )
+    # an admin's sign-in goes straight to the dashboard: no employee page on the way
+    for employee_only in ("/api/reports/employee-dashboard", "/api/break/status"):
+        assert browser.requests("admin", employee_only) == []
 
     stack.sign_in("ana", "ana")
-    browser.call("wait", page="ana", selector="button:not([disabled])", text="Check in")
+    ready = "[data-testid=attendance-action]:not([aria-disabled])"
+    browser.call("wait", page="ana", selector=ready, text="Check in")
+    assert browser.call("text", page="ana", selector="#checkin-hint").startswith(
+        "Check-in is open: checking in now counts as late"
+    )
     before = browser.call("now")
-    browser.call("click", page="ana", selector="button:has-text('Check in')")
+    # from the keyboard: the button keeps focus as "Check in" becomes "Check out"
+    browser.call("focus", page="ana", selector=ready)
+    browser.call("press", page="ana", key="Enter")
 
     # within 2 s, without a reload: the list and the stats of the admin's page
     browser.call("wait", page="admin", selector=TODAY, text="Ana Reyes", timeout=2000)
@@ -192,12 +218,45 @@ def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
 
     browser.call("wait", page="ana", selector=".badges .badge", text="Late")
     browser.call("wait", page="admin", selector='[data-stat="late_today"] dd', text="1")
+    browser.call("wait", page="ana", selector="[data-testid=attendance-action]", text="Check out")
+    assert browser.call("focused", page="ana") == "button:Check out"
+    # the late check-in notified the admins: the dashboard's panel shows it, pushed to them
+    browser.call("wait", page="admin", selector="[data-testid=notifications] li", timeout=5000)
+    own = next(
+        f["data"]["channel"]
+        for f in browser.frames("admin", "sent")
+        if f.get("event") == "pusher:subscribe" and f["data"]["channel"].startswith("private-user.")
+    )
+    assert browser.wait_for_event(event_frame("admin", own, "notification.created", before), 1)
+    # the session's In column: checked in of the three employees expected
+    sessions_row = "[data-testid=sessions] tr:has-text('Demo Shift (now)')"
+    browser.call(
+        "wait", page="admin", selector=f"{sessions_row} [data-testid=session-in]", text="1/3"
+    )
+    # times in the organisation's default format (24 h), alike on both pages
+    shown_in = browser.call(
+        "text",
+        page="ana",
+        selector="xpath=//dt[normalize-space()='Checked in']/following-sibling::dd[1]",
+    )
+    assert re.fullmatch(r"\d{2}:\d{2}", shown_in), shown_in
+    browser.call("wait", page="admin", selector=f"{TODAY} + td + td", text=shown_in)
+
+    # a break from the keyboard: Enter starts it, focus stays, Enter again ends it
+    browser.call("focus", page="ana", selector="[data-testid=break-action]")
+    browser.call("press", page="ana", key="Enter")
+    browser.call("wait", page="ana", selector="[data-testid=break-action]", text="End break")
+    assert browser.call("focused", page="ana") == "button:End break"
+    browser.call("press", page="ana", key="Enter")
+    browser.call("wait", page="ana", selector="[data-testid=break-action]", text="Start break")
+    assert browser.call("focused", page="ana") == "button:Start break"
     browser.call("screenshot", page="ana", path=str(ARTIFACTS / "employee-day.png"))
 
     # checking out 7 h 30 before the end (from the keyboard): late AND left early, on both pages
     browser.call("focus", page="ana", selector="button:has-text('Check out')")
     browser.call("press", page="ana", key="Enter")
     browser.call("wait", page="ana", selector=".badges .badge", text="Left early")
+    assert browser.call("focused", page="ana") == "button:Checked out for today"
     assert "Late" in browser.call("text", page="ana", selector=".badges")
     browser.call(
         "wait", page="admin", selector='[data-stat="left_early_today"] dd', text="1", timeout=5000
@@ -220,10 +279,31 @@ def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
     browser.wait_for_event(
         lambda e: all(browser.requests("admin", key, since=clicked) for key in keys), 5
     )
+    # session dates stay on one line at desktop width
+    dates = browser.call(
+        "boxes", page="admin", selector="[data-testid=sessions] tbody td.wide-only"
+    )
+    assert dates and not [d for d in dates if d["wraps"]], dates
 
-    stack.sign_in("phone", "admin", viewport=[390, 844])
+    # Lock from the keyboard: focus stays on the row's button, now "Unlock"; Enter unlocks
+    lock = "button[aria-label^='Lock Demo Shift (now)']"
+    browser.call("focus", page="admin", selector=lock)
+    browser.call("press", page="admin", key="Enter")
+    browser.call("wait", page="admin", selector="button[aria-label^='Unlock Demo Shift (now)']")
+    assert browser.call("focused", page="admin").startswith("button:Unlock Demo Shift (now)")
+    browser.call("press", page="admin", key="Enter")
+    browser.call("wait", page="admin", selector=lock)
+    assert browser.call("focused", page="admin").startswith("button:Lock Demo Shift (now)")
+
+    stack.sign_in("phone", "admin", viewport=[375, 812])
     browser.call("wait", page="phone", selector=TODAY, text="Ana Reyes")
+    browser.call("wait", page="phone", selector="[data-testid=sessions] button")
     browser.call("screenshot", page="phone", path=str(ARTIFACTS / "admin-dashboard-phone.png"))
+    # at phone width every table fits: no clipped Lock button, no hidden column
+    for box in browser.call("boxes", page="phone", selector=".table-wrap"):
+        assert not box["overflows"], box
+    for box in browser.call("boxes", page="phone", selector="[data-testid=sessions] button"):
+        assert box["right"] <= box["viewport"], box
     assert not [e for e in browser.snapshot() if e["type"] == "pageerror"]
 
 
@@ -233,11 +313,16 @@ def test_through_a_pusherd_outage_the_page_polls_then_revalidates_on_reconnect(
     stack = stack_factory(port=free_port())
     session = stack.call("GET", "/api/reports/employee-dashboard", "ben").json()["active_session"]
     # fast attendance/dashboard polls for the outage; lists (sessions) never within the test
-    stack.sign_in("admin", "admin", query="?poll_attendance=2&poll_dashboard=2&poll_lists=600")
+    # (and a 3 s activity + 2 s pong timeout, for the silent outage at the end)
+    stack.sign_in(
+        "admin",
+        "admin",
+        query="?poll_attendance=2&poll_dashboard=2&poll_lists=600&activity_timeout=3&pong_timeout=2",
+    )
     stack.subscribed("admin", "attendance")
     sessions_row = "[data-testid=sessions] tr"
     browser.call("wait", page="admin", selector=sessions_row, text="Demo Shift (now)")
-    assert "0/0" in browser.call("text", page="admin", selector=f"{sessions_row}:has-text('now')")
+    assert "0/3" in browser.call("text", page="admin", selector=f"{sessions_row}:has-text('now')")
 
     stopped = browser.call("now")
     stack.pusherd.stop()
@@ -254,7 +339,7 @@ def test_through_a_pusherd_outage_the_page_polls_then_revalidates_on_reconnect(
     browser.call("wait", page="admin", selector=TODAY, text="Ben Santos", timeout=10000)
     assert not [f for f in browser.frames("admin", "received") if f["t"] > closed["t"]]
     # the sessions list polls every 600 s here, so it still shows the count from before
-    assert "0/0" in browser.call("text", page="admin", selector=f"{sessions_row}:has-text('now')")
+    assert "0/3" in browser.call("text", page="admin", selector=f"{sessions_row}:has-text('now')")
 
     restarted = browser.call("now")
     stack.pusherd = stack.start_pusherd()
@@ -270,12 +355,34 @@ def test_through_a_pusherd_outage_the_page_polls_then_revalidates_on_reconnect(
     )
     browser.call("wait", page="admin", selector=CONNECTED, timeout=5000)
     browser.call(
-        "wait", page="admin", selector=f"{sessions_row}:has-text('now')", text="1/1", timeout=3000
+        "wait", page="admin", selector=f"{sessions_row}:has-text('now')", text="1/3", timeout=3000
     )
     # only the revalidation on reconnect fetched the sessions list
     fetched = browser.requests("admin", "/api/attendance-sessions?", since=stopped)
     assert fetched and all(r["t"] >= established["t"] for r in fetched), (fetched, established)
     assert browser.call("count", page="admin", selector="[role=alert]") == 0
+
+    # a silent outage: the process stops (no close, no RST); the client's ping goes unanswered
+    # and the page says so within activity + pong timeout, then recovers when it resumes
+    paused = browser.call("now")
+    stack.pusherd.process.send_signal(signal.SIGSTOP)
+    try:
+        browser.call(
+            "wait",
+            page="admin",
+            selector='.connection:not([data-status="connected"])',
+            timeout=15000,
+        )
+        noticed = browser.call("now")
+    finally:
+        stack.pusherd.process.send_signal(signal.SIGCONT)
+    pings = [
+        f
+        for f in browser.frames("admin", "sent")
+        if f.get("event") == "pusher:ping" and f["t"] >= paused
+    ]
+    assert pings and pings[0]["t"] < noticed, pings
+    browser.call("wait", page="admin", selector=CONNECTED, timeout=60000)
 
 
 def test_an_employee_page_never_subscribes_to_admin_channels_and_sign_out_stops_it(
@@ -341,3 +448,85 @@ def test_an_employee_page_never_subscribes_to_admin_channels_and_sign_out_stops_
     requests = [e for e in browser.snapshot() if e["type"] == "request" and e["page"] == "ben"]
     logout = next(i for i, r in enumerate(requests) if "/api/auth/logout" in r["url"])
     assert [r["url"] for r in requests[logout + 1 :]] == []
+    # a sign-out by the user says nothing; forced ones say why
+    assert browser.call("count", page="ben", selector="[data-testid=signed-out-notice]") == 0
+
+    # Ana signs in elsewhere: the witness page's next poll is refused and it says why
+    stack.login("ana")
+    browser.call("wait", page="witness", selector="h1", text="Sign in", timeout=10000)
+    notice = "[data-testid=signed-out-notice]"
+    browser.call("wait", page="witness", selector=notice, text="signed in somewhere else")
+
+    # Cora's account is deactivated: her page ends at once, on the event (it polls every 30 s)
+    stack.sign_in("cora", "cora")
+    employees = stack.call("GET", "/api/employees?per_page=200", "admin").json()["data"]
+    cora = next(u["id"] for u in employees if u["first_name"] == "Cora")
+    stack.subscribed("cora", f"private-user.{cora}")
+    deactivated = browser.call("now")
+    toggled = stack.call("PATCH", f"/api/employees/{cora}/toggle-status", "admin")
+    assert toggled.json()["status"] == "inactive", toggled.text
+    browser.call(
+        "wait",
+        page="cora",
+        selector=notice,
+        text="Your account has been deactivated.",
+        timeout=5000,
+    )
+    assert browser.wait_for_event(
+        event_frame("cora", f"private-user.{cora}", "employee.updated", deactivated), 1
+    )
+
+
+def test_reports_follow_the_organisations_date_and_time_format_and_refuse_an_inverted_range(
+    stack_factory: Any, browser: Browser
+) -> None:
+    stack = stack_factory()
+    # the organisation writes times as 12 h; Ben checks in (all through the API, before the
+    # admin signs in in the browser, which revokes the admin's API token)
+    saved = stack.call("PUT", "/api/settings", "admin", json={"time_format": "12h"})
+    assert saved.status_code == 200, saved.text
+    session = stack.call("GET", "/api/reports/employee-dashboard", "ben").json()["active_session"]
+    checked_in = stack.call("POST", f"/api/attendance-records/confirm/{session['id']}", "ben")
+    assert checked_in.status_code == 200, checked_in.text
+    org_date = stack.call("GET", "/api/reports/dashboard", "admin").json()["attendance_date"]
+    # a browser whose calendar date is not the organisation's (one of these two always is not:
+    # they are 25 hours apart)
+    zone = next(
+        z
+        for z in ("Pacific/Kiritimati", "Pacific/Pago_Pago")
+        if datetime.now(ZoneInfo(z)).date().isoformat() != org_date
+    )
+    stack.sign_in("admin", "admin", zone=zone)
+    browser.call("wait", page="admin", selector=TODAY, text="Ben Santos")
+    dashboard_in = browser.call("text", page="admin", selector=f"{TODAY} + td + td")
+    assert re.fullmatch(r"\d{1,2}:\d{2} [AP]M", dashboard_in), dashboard_in
+
+    browser.call("click", page="admin", selector="nav a:has-text('Reports')")
+    browser.call("wait", page="admin", selector="h1", text="Reports")
+    row = "table:has(caption:text('Daily report')) tbody tr:has-text('Ben Santos')"
+    browser.call("wait", page="admin", selector=row)
+    assert browser.call("value", page="admin", selector="#report-date") == org_date
+    assert browser.call("value", page="admin", selector="#export-to") == org_date
+    assert browser.call("value", page="admin", selector="#export-from") == org_date[:8] + "01"
+    # the same time as on the dashboard, in the same format
+    in_out = browser.call("text", page="admin", selector=f"{row} [data-testid=in-out]")
+    assert in_out.startswith(dashboard_in + " – "), (in_out, dashboard_in)
+    summary = browser.call("text", page="admin", selector="[aria-label=Summary]")
+    assert "Total:" in summary and "total:" not in summary, summary
+    cards = browser.call("boxes", page="admin", selector=".page > .card")
+    assert len(cards) == 2 and cards[1]["top"] - cards[0]["bottom"] >= 8, cards
+    browser.call("screenshot", page="admin", path=str(ARTIFACTS / "reports.png"))
+
+    # an inverted range: the API refuses it and the page says why
+    browser.call("fill", page="admin", selector="#export-from", value="2026-12-31")
+    browser.call("fill", page="admin", selector="#export-to", value="2026-01-01")
+    browser.call("click", page="admin", selector="button:has-text('Download CSV')")
+    browser.call("wait", page="admin", selector="[role=alert]", text="end date must be on or after")
+
+    stack.sign_in("phone", "admin", viewport=[375, 812], zone=zone)
+    browser.call("click", page="phone", selector="nav a:has-text('Reports')")
+    browser.call("wait", page="phone", selector=row)
+    browser.call("screenshot", page="phone", path=str(ARTIFACTS / "reports-phone.png"))
+    for box in browser.call("boxes", page="phone", selector=".table-wrap"):
+        assert not box["overflows"], box
+    assert not [e for e in browser.snapshot() if e["type"] == "pageerror"]

@@ -1,6 +1,7 @@
 """`bash scripts/run.sh` as a user runs it: one URL (the sign-in page) and the demo logins,
-a database per port, a clear refusal when a port is taken, and a clean stop on Ctrl-C (SIGINT
-to the whole process group, as a terminal sends it)."""
+a database per port, a clear refusal when a port is taken, a clean stop on Ctrl-C (SIGINT
+to the whole process group, as a terminal sends it) and on SIGHUP (the terminal closing), and
+a pusherd that dies restarted while attendance_api keeps serving."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,7 +48,7 @@ def run_script(
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line)
-            if "cora@demo.attendance.test" in line:
+            if "Database: " in line:  # printed after the demo logins
                 ready.set()
         ready.set()
 
@@ -59,7 +61,10 @@ def run_script(
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         reader.join(10)
-        (REPO / f"attendance-{attendance_port}.db").unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            (REPO / f"attendance-{attendance_port}.db{suffix}").unlink(missing_ok=True)
+        for name in (f"pusherd-{pusherd_port}.log", f"pusherd-{pusherd_port}.pid"):
+            (REPO / ".run" / name).unlink(missing_ok=True)
 
 
 def test_run_sh_prints_one_url_and_stops_cleanly_on_ctrl_c() -> None:
@@ -73,6 +78,15 @@ def test_run_sh_prints_one_url_and_stops_cleanly_on_ctrl_c() -> None:
         assert f"Database: sqlite:///attendance-{attendance_port}.db" in text
         page = httpx.get(f"http://127.0.0.1:{attendance_port}/")
         assert page.status_code == 200 and '<div id="root">' in page.text
+        # the run's files stay out of `git status`: the database with SQLite's side files
+        names = [f"attendance-{attendance_port}.db{s}" for s in ("", "-wal", "-shm")]
+        ignored = subprocess.run(
+            ["git", "check-ignore", *names, f".run/pusherd-{pusherd_port}.log"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
+        assert ignored.stdout.split() == [*names, f".run/pusherd-{pusherd_port}.log"], ignored
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
         code = process.wait(60)
     text = "".join(lines)
@@ -97,3 +111,49 @@ def test_run_sh_refuses_a_busy_port_and_names_the_overrides() -> None:
     assert code == 1, text
     assert f"Port {busy} (attendance_api) is already in use" in text, text
     assert "PUSHERD_PORT=" in text and "ATTENDANCE_PORT=" in text
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    """Poll `predicate` (a cheap probe of another process) every 0.1 s up to `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_run_sh_restarts_a_dead_pusherd_keeps_serving_and_stops_gracefully_on_sighup() -> None:
+    pusherd_port, attendance_port = free_port(), free_port()
+    with run_script(pusherd_port, attendance_port) as (process, lines, ready):
+        assert ready.wait(600) and process.poll() is None, "".join(lines)
+        pid_file = REPO / ".run" / f"pusherd-{pusherd_port}.pid"
+        first = int(pid_file.read_text())
+        wait_until(lambda: listening(pusherd_port), 30, "pusherd to listen")
+        os.kill(first, signal.SIGKILL)  # pusherd dies hard
+
+        # the web app keeps serving meanwhile, and pusherd comes back on its port
+        wait_until(lambda: "pusherd restarted" in "".join(lines), 30, "the restart")
+        text = "".join(lines)
+        assert "pusherd exited with status 137; restarting it in 1 s" in text, text
+        assert process.poll() is None, text
+        assert httpx.get(f"http://127.0.0.1:{attendance_port}/api/settings").status_code == 200
+        second = int(pid_file.read_text())
+        assert second != first
+        wait_until(lambda: listening(pusherd_port), 30, "the new pusherd to listen")
+
+        # closing the terminal: SIGHUP to the whole group stops both in order, like Ctrl-C
+        os.killpg(process.pid, signal.SIGHUP)
+        code = process.wait(60)
+        log = (REPO / ".run" / f"pusherd-{pusherd_port}.log").read_text()
+    text = "".join(lines)
+    assert code == 0, text
+    assert "shutdown complete: background tasks stopped, database closed" in text, text
+    assert "attendance_api stopped" in text, text
+    for port in (pusherd_port, attendance_port):
+        assert not listening(port)
+    # the restarted pusherd drained and stopped (it logs to its file, not the terminal)
+    assert log.rstrip().endswith("pusherd stopped") and "shutting down: draining" in log, log

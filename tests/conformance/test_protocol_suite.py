@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import re
+import socket
 import socketserver
 import sys
 import tempfile
@@ -24,6 +25,7 @@ import pytest
 from tests.conformance.fault_proxy import FaultProxy
 from tests.conformance.tls_proxy import TlsTerminator, make_certificate
 from tests.support.pusherd_process import REPO_ROOT, PusherdProcess, run_pusherd
+from tests.support.redis_server import SHARED_REDIS_URL, delete_prefix
 
 APP_ID, APP_KEY, APP_SECRET = "1001", "app-key", "app-secret"
 CONFIG = f"""
@@ -142,17 +144,34 @@ async def run_suite(port: int, *extra: str, timeout: float = 900) -> tuple[int, 
     return proc.returncode or 0, out.decode(errors="replace")
 
 
+def free_port() -> int:
+    """A port nothing listens on now (the suite's webhook receiver binds it next)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def with_webhooks(config: str, port: int, journal: Path) -> str:
+    """`config` with [webhooks] journal and app 1001 posting every event to the suite's
+    receiver on `port` (the first [[apps]] table is app 1001)."""
+    hook = f'\n[[apps.webhooks]]\nurl = "http://127.0.0.1:{port}/"\n'
+    head, sep, rest = config.partition('[[apps]]\nid = "1002"')
+    return f'[webhooks]\njournal = "{journal}"\n' + head + hook + "\n" + sep + rest
+
+
 def results_of(output: str) -> dict[str, str]:
     return {m.group(2): m.group(1) for m in map(LINE.match, output.splitlines()) if m}
 
 
 async def test_the_whole_suite_passes_against_pusherd_with_the_browser(tmp_path: Path) -> None:
-    server = RestartableServer(CONFIG)
+    webhook_port = free_port()
+    server = RestartableServer(with_webhooks(CONFIG, webhook_port, tmp_path / "journal"))
     try:
         await asyncio.to_thread(server.start)
         with control_socket(server) as ctl:
             code, output = await run_suite(
                 server.port, "--report", str(tmp_path / "report"),
+                "--webhook-port", str(webhook_port),
                 "--subscription-count", "--client-events-disabled-app",
                 "1002:app-key-2:app-secret-2", "--max-idle-wait", "90", "--watchlist",
                 "--quota-app", "1003:app-key-3:app-secret-3:2",
@@ -169,6 +188,7 @@ async def test_the_whole_suite_passes_against_pusherd_with_the_browser(tmp_path:
                  "restart.graceful-close-4200"):
         assert results[case] == "PASS", case
     assert not [c for c, r in results.items() if r == "N/A" and c.startswith("browser.")]
+    assert not [c for c, r in results.items() if r == "N/A" and c.startswith("webhooks.")]
     assert (tmp_path / "report" / "report.md").is_file()
     assert (tmp_path / "report" / "report.json").is_file()
     assert code == 0, "conformance failures:\n" + "\n".join(
@@ -210,6 +230,19 @@ async def test_the_whole_suite_passes_over_each_fallback_transport(
         assert results[case] == "PASS", case
     assert code == 0, "conformance failures:\n" + "\n".join(
         line for line in lines if line.startswith("FAIL"))
+
+
+async def test_the_webhook_cases_apply_and_pass(tmp_path: Path) -> None:
+    webhook_port = free_port()
+    with run_pusherd(with_webhooks(CONFIG, webhook_port, tmp_path / "journal")) as server:
+        code, output = await run_suite(server.port, "--no-browser", "--only", "webhooks.*",
+                                       "--webhook-port", str(webhook_port), timeout=300)
+    print(output)
+    results = results_of(output)
+    assert set(results) == {"webhooks.request-format", "webhooks.occupied-vacated",
+                            "webhooks.members", "webhooks.client-event", "webhooks.cache-miss"}
+    assert set(results.values()) == {"PASS"}
+    assert code == 0
 
 
 async def test_a_single_restart_command_drives_the_reconnect_cases() -> None:
@@ -301,12 +334,15 @@ CLUSTER_CASES = ["http.trigger.node-sdk", "http.channel.users", "presence.same-u
 async def test_a_two_node_cluster_conforms_with_the_api_on_the_other_node() -> None:
     import secrets
 
-    config = CONFIG + f'\n[redis]\nurl = "redis://127.0.0.1:6379/0"\n' \
-                      f'prefix = "pt-{secrets.token_hex(4)}"\n'
-    with run_pusherd(config) as node_a, run_pusherd(config) as node_b:
-        only = [arg for case in CLUSTER_CASES for arg in ("--only", case)]
-        code, output = await run_suite(node_a.port, "--api-port", str(node_b.port),
-                                       "--no-browser", *only, timeout=300)
+    prefix = f"pt-{secrets.token_hex(4)}"
+    config = CONFIG + f'\n[redis]\nurl = "{SHARED_REDIS_URL}"\nprefix = "{prefix}"\n'
+    try:
+        with run_pusherd(config) as node_a, run_pusherd(config) as node_b:
+            only = [arg for case in CLUSTER_CASES for arg in ("--only", case)]
+            code, output = await run_suite(node_a.port, "--api-port", str(node_b.port),
+                                           "--no-browser", *only, timeout=300)
+    finally:
+        delete_prefix(SHARED_REDIS_URL, prefix)  # the cache channels' last events
     print(output)
     results = results_of(output)
     assert set(results) == set(CLUSTER_CASES)
@@ -320,14 +356,17 @@ async def test_the_whole_suite_passes_against_a_two_node_cluster(tmp_path: Path)
     and start one server)."""
     import secrets
 
-    config = CONFIG + f'\n[redis]\nurl = "redis://127.0.0.1:6379/0"\n' \
-                      f'prefix = "pt-{secrets.token_hex(4)}"\n'
-    with run_pusherd(config) as node_a, run_pusherd(config) as node_b:
-        code, output = await run_suite(
-            node_a.port, "--port", str(node_b.port), "--report", str(tmp_path / "report"),
-            "--subscription-count", "--client-events-disabled-app",
-            "1002:app-key-2:app-secret-2", "--max-idle-wait", "90", "--watchlist",
-            "--disabled-app", "1004:app-key-4:app-secret-4")
+    prefix = f"pt-{secrets.token_hex(4)}"
+    config = CONFIG + f'\n[redis]\nurl = "{SHARED_REDIS_URL}"\nprefix = "{prefix}"\n'
+    try:
+        with run_pusherd(config) as node_a, run_pusherd(config) as node_b:
+            code, output = await run_suite(
+                node_a.port, "--port", str(node_b.port), "--report", str(tmp_path / "report"),
+                "--subscription-count", "--client-events-disabled-app",
+                "1002:app-key-2:app-secret-2", "--max-idle-wait", "90", "--watchlist",
+                "--disabled-app", "1004:app-key-4:app-secret-4")
+    finally:
+        delete_prefix(SHARED_REDIS_URL, prefix)  # the cache channels' last events
     print(output)
     lines = output.strip().splitlines()
     assert re.fullmatch(r"\d+ passed, \d+ failed", lines[-1]), lines[-1]

@@ -260,3 +260,21 @@ async def test_ready_and_up_answer_under_a_mount_prefix_and_at_the_root(
     server = await start_server(TOML.replace("port = 0\n", 'port = 0\npath_prefix = "/ws"\n', 1))
     for path in ("/ready", "/ws/ready", "/up", "/ws/up", "/metrics", "/ws/metrics"):
         assert (await http_request(server.port, "GET", path)).status == 200, path
+
+
+async def test_webhook_queue_and_outcomes_are_metrics_when_webhooks_are_configured(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(TOML.replace(
+        'max_client_events_per_second = 2\n',
+        'max_client_events_per_second = 2\n[[apps.webhooks]]\n'
+        'url = "http://127.0.0.1:9/hook"\nevent_types = ["channel_occupied"]\n', 1))
+    before = await scrape(server.port)
+    assert value(before, "pusherd_webhook_accepted_total") == 0
+    client = await Client.open(server.port)
+    await client.subscribe_ok("watched")
+    samples = await scrape(server.port)
+    assert value(samples, "pusherd_webhook_accepted_total") == 1
+    queued = value(samples, "pusherd_webhook_pending")
+    assert queued + value(samples, "pusherd_webhook_delivered_total") >= 1
+    await client.close()

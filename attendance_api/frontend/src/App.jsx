@@ -5,7 +5,7 @@ import { SWRConfig } from 'swr';
 import { api, fetcher, setToken, setUnauthenticatedHandler } from './api.js';
 import { loadSession, saveSession } from './auth.js';
 import { markUpdated, resetUpdated } from './lastUpdate.js';
-import { setTimeZone } from './format.js';
+import { setTimeFormat, setTimeZone } from './format.js';
 import { RealtimeProvider } from './realtime.jsx';
 import { navigate, usePath } from './router.js';
 import ConnectionStatus from './components/ConnectionStatus.jsx';
@@ -15,6 +15,8 @@ import AdminDashboard from './pages/AdminDashboard.jsx';
 import Reports from './pages/Reports.jsx';
 
 const home = (user) => (user.role === 'admin' ? '/admin' : '/employee');
+// the pages each role has; any other path redirects to the role's home before anything renders
+const pagesOf = (user) => ['/reports', home(user)];
 
 export default function App() {
   const [session, setSession] = useState(() => {
@@ -24,23 +26,31 @@ export default function App() {
   });
   const path = usePath();
   const [, setZoneReady] = useState(false);
+  // why the last session ended, when the user did not sign out themselves
+  const [notice, setNotice] = useState(null);
 
   useEffect(() => {
     // public settings: the organisation's time zone, for showing times as its schedules do
     api('/api/settings', { token: null })
-      .then((settings) => { setTimeZone(settings.timezone); setZoneReady(true); })
+      .then((settings) => {
+        setTimeZone(settings.timezone);
+        setTimeFormat(settings.time_format);
+        setZoneReady(true);
+      })
       .catch(() => {});
   }, []);
 
   const signIn = useCallback((next) => {
+    setNotice(null);
     saveSession(next);
     setToken(next.token);
     setSession(next);
     navigate(home(next.user), { replace: true });
   }, []);
 
-  const signOut = useCallback(async (callApi = true) => {
+  const signOut = useCallback(async (callApi = true, why = null) => {
     const token = session?.token;
+    setNotice(why);
     saveSession(null);
     setToken(null);
     setSession(null);
@@ -51,14 +61,16 @@ export default function App() {
     }
   }, [session]);
 
-  useEffect(() => { setUnauthenticatedHandler(() => signOut(false)); }, [signOut]);
+  useEffect(() => {
+    setUnauthenticatedHandler((body) => signOut(false, (body && body.message) || 'Your session has ended. Please sign in again.'));
+  }, [signOut]);
+  const accountEnded = useCallback((why) => signOut(false, why), [signOut]);
 
+  const routed = session && pagesOf(session.user).includes(path);
   useEffect(() => {
     if (!session && path !== '/') navigate('/', { replace: true });
-    if (session && (path === '/' || (path === '/admin' && session.user.role !== 'admin'))) {
-      navigate(home(session.user), { replace: true });
-    }
-  }, [session, path]);
+    if (session && !routed) navigate(home(session.user), { replace: true });
+  }, [session, path, routed]);
 
   // One cache per signed-in session: signing out (or in as someone else) starts empty.
   const swr = useMemo(() => ({
@@ -72,19 +84,22 @@ export default function App() {
   if (!session) {
     return (
       <main id="main" className="signin-page">
-        <SignIn onSignedIn={signIn} />
+        <SignIn onSignedIn={signIn} notice={notice} />
       </main>
     );
   }
+  // not one of the role's pages (e.g. '/' just after signing in): render nothing, so no other
+  // page mounts and fetches, until the redirect above lands
+  if (!routed) return null;
   const { user, token } = session;
   let page;
   if (path === '/reports') page = <Reports user={user} />;
-  else if (path === '/admin' && user.role === 'admin') page = <AdminDashboard />;
+  else if (user.role === 'admin') page = <AdminDashboard />;
   else page = <EmployeeDay user={user} />;
 
   return (
     <SWRConfig key={token} value={swr}>
-      <RealtimeProvider user={user} token={token}>
+      <RealtimeProvider user={user} token={token} onAccountEnded={accountEnded}>
         <a className="skip" href="#main">Skip to content</a>
         <header className="topbar">
           <span className="brand">Attendance</span>

@@ -26,7 +26,8 @@ export async function api(path, { method = 'GET', body, token = currentToken } =
   const text = await response.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = { message: text }; }
-  if (response.status === 401 && token) onUnauthenticated();
+  // a 401 to a request that carried a token: the session ended; the body says why
+  if (response.status === 401 && token) onUnauthenticated(data);
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
@@ -38,7 +39,11 @@ export async function downloadCsv(path, filename) {
   const response = await fetch(path, {
     headers: { Authorization: `Bearer ${currentToken}`, Accept: 'text/csv' },
   });
-  if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => null));
+  if (!response.ok) {
+    const data = await response.json().catch(() => null);
+    if (response.status === 401) onUnauthenticated(data);
+    throw new ApiError(response.status, data);
+  }
   const blob = await response.blob();
   const url = URL.createObjectURL(blob);
   const link = document.createElement('a');

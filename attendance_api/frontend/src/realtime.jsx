@@ -1,15 +1,18 @@
 // The realtime provider: one Echo connection (broadcaster 'reverb') per signed-in user,
 // configured from GET /api/realtime/config and authorised at /broadcasting/auth with the bearer
 // token. It subscribes by role and revalidates exactly the SWR keys each event affects; it
-// exposes the connection status for the indicator, and revalidates everything when the
-// connection comes back (an event published while the browser was reconnecting is never
-// delivered to it, so what the page shows must be fetched again).
+// exposes the connection status for the indicator. What an event could have changed before
+// its channel's subscription succeeded is never delivered, so each subscription, when it
+// succeeds (the first time and after every reconnect), revalidates the keys its events affect,
+// and a connection that comes back revalidates everything.
+// An employee.updated on the user's own channel that says the account is no longer active
+// ends the session at once (`onAccountEnded`), instead of at the next request.
 import { createContext, useCallback, useContext, useEffect, useRef, useState } from 'react';
 import { useSWRConfig } from 'swr';
 import Echo from 'laravel-echo';
 import Pusher from 'pusher-js';
 import { api } from './api.js';
-import { KEYS, startsWith } from './keys.js';
+import { KEYS, LIVENESS_MS, startsWith } from './keys.js';
 import { markUpdated } from './lastUpdate.js';
 
 const RealtimeContext = createContext({ status: 'off', refreshAll: () => {} });
@@ -45,6 +48,7 @@ function subscriptions(user) {
       channel: `private-user.${user.id}`, event: 'notification.created',
       keys: startsWith(KEYS.notifications),
     },
+    { channel: `private-user.${user.id}`, event: 'employee.updated', account: true },
   ];
   if (user.role === 'admin') {
     // The event carries the whole dashboard object: it becomes the cached value, no fetch.
@@ -57,12 +61,14 @@ function subscriptions(user) {
   return list;
 }
 
-export function RealtimeProvider({ user, token, children }) {
+export function RealtimeProvider({ user, token, onAccountEnded, children }) {
   const { mutate } = useSWRConfig();
   const [status, setStatus] = useState('connecting');
   const echoRef = useRef(null);
 
   const refreshAll = useCallback(() => mutate(() => true), [mutate]);
+  const accountEnded = useRef(onAccountEnded);
+  accountEnded.current = onAccountEnded;
 
   useEffect(() => {
     let cancelled = false;
@@ -89,6 +95,8 @@ export function RealtimeProvider({ user, token, children }) {
         wssPort: config.wsPort,
         forceTLS: config.scheme === 'https',
         enabledTransports: ['ws', 'wss'],
+        activityTimeout: LIVENESS_MS.activity,
+        pongTimeout: LIVENESS_MS.pong,
         authEndpoint: config.authEndpoint,
         bearerToken: token,
         // a fresh object: Echo writes the Authorization header into it
@@ -112,6 +120,12 @@ export function RealtimeProvider({ user, token, children }) {
           ? echo.private(sub.channel.slice('private-'.length))
           : echo.channel(sub.channel);
         channel.listen(`.${sub.event}`, (payload) => {
+          if (sub.account) {
+            if (payload && payload.id === user.id && payload.is_active === false) {
+              accountEnded.current?.('Your account has been deactivated.');
+            }
+            return;
+          }
           markUpdated();
           if (sub.stats) {
             if (payload && payload.stats) mutate(KEYS.dashboard, payload.stats, { revalidate: false });
@@ -119,6 +133,12 @@ export function RealtimeProvider({ user, token, children }) {
           }
           mutate(sub.keys);
         });
+        if (!sub.account) {
+          channel.subscribed(() => {
+            if (cancelled) return;
+            mutate(sub.stats ? KEYS.dashboard : sub.keys);
+          });
+        }
         if (isPrivate && !watched.has(sub.channel)) {
           watched.add(sub.channel);
           // A refused channel is not the user's problem: polling still covers the data.

@@ -1,5 +1,5 @@
 // A headless Chromium (playwright-core) driven by JSON commands on stdin, one per line:
-//   {"id": 1, "op": "open", "page": "admin", "url": "...", "viewport": [w, h]}
+//   {"id": 1, "op": "open", "page": "admin", "url": "...", "viewport": [w, h], "timezoneId": "..."}
 // Each command is answered with {"type": "reply", "id", "ok", "value" | "error"}. What the
 // pages do is reported as it happens, with Date.now() in `t`:
 //   {"type": "request", "page", "method", "url", "t"}     every HTTP request a page makes
@@ -29,9 +29,10 @@ function watch(name, page) {
 }
 
 const ops = {
-  async open(browser, { page: name, url, viewport }) {
+  async open(browser, { page: name, url, viewport, timezoneId }) {
     const context = await browser.newContext({
       viewport: viewport ? { width: viewport[0], height: viewport[1] } : { width: 1280, height: 900 },
+      ...(timezoneId ? { timezoneId } : {}),
     });
     const page = await context.newPage();
     watch(name, page);
@@ -51,6 +52,22 @@ const ops = {
   },
   async text(_, { page, selector }) { return pages.get(page).page.locator(selector).first().innerText(); },
   async count(_, { page, selector }) { return pages.get(page).page.locator(selector).count(); },
+  async value(_, { page, selector }) { return pages.get(page).page.locator(selector).first().inputValue(); },
+  // Layout facts of every element matching selector: its box, whether its content is wider
+  // than it (a horizontal scroll or clipping), and whether its text wraps onto several lines.
+  async boxes(_, { page, selector }) {
+    return pages.get(page).page.locator(selector).evaluateAll((els) => els.map((el) => {
+      const r = el.getBoundingClientRect();
+      const range = document.createRange();
+      range.selectNodeContents(el);
+      const lines = new Set([...range.getClientRects()].filter((b) => b.width > 0).map((b) => Math.round(b.top)));
+      return {
+        text: el.innerText, left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+        overflows: el.scrollWidth > el.clientWidth + 1, viewport: document.documentElement.clientWidth,
+        wraps: lines.size > 1,
+      };
+    }));
+  },
   async focused(_, { page }) {
     return pages.get(page).page.evaluate(() => {
       const el = document.activeElement;

@@ -1,6 +1,7 @@
 // A real Laravel Echo client in Node, configured like the seed's src/lib/echo.js:
 // broadcaster 'reverb', authEndpoint on the API, bearer token in auth.headers.
-// argv[2] = JSON {key, wsHost, wsPort, authEndpoint, token, subscriptions:[{channel, private, events}]}
+// argv[2] = JSON {key, wsHost, wsPort, authEndpoint, token,
+//                 subscriptions:[{channel, private, presence, events}]}
 // Prints one JSON object per line: state, subscribed, error, event. Exits when stdin closes.
 'use strict';
 const path = require('path');
@@ -37,9 +38,12 @@ echo.connector.pusher.connection.bind('state_change', (states) => {
 });
 
 for (const sub of config.subscriptions) {
-  const name = sub.private ? sub.channel.replace(/^private-/, '') : sub.channel;
-  const channel = sub.private ? echo.private(name) : echo.channel(name);
-  const wire = sub.private ? `private-${name}` : name;
+  const kind = sub.presence ? 'presence' : sub.private ? 'private' : 'public';
+  const name = kind === 'public' ? sub.channel : sub.channel.replace(/^(private|presence)-/, '');
+  const channel = kind === 'presence' ? echo.join(name)
+    : kind === 'private' ? echo.private(name) : echo.channel(name);
+  const wire = kind === 'public' ? name : `${kind}-${name}`;
+  if (kind === 'presence') channel.here((members) => out({ type: 'here', channel: wire, members }));
   channel.subscribed(() => out({ type: 'subscribed', channel: wire }));
   channel.error((err) => out({ type: 'error', channel: wire, status: err && err.status,
                                error: err && (err.error || err.type) }));

@@ -1,5 +1,8 @@
 // Run one API action at a time, report its outcome, and revalidate what it changed.
-import { useState } from 'react';
+// Keyboard focus: action buttons stay focusable (ActionButton), and when the control that had
+// focus is gone after the action (e.g. the last action of the day), focus moves to the
+// outcome message (`feedbackRef`, given to <Feedback>) instead of falling to <body>.
+import { useEffect, useRef, useState } from 'react';
 import { useSWRConfig } from 'swr';
 import { api } from '../api.js';
 
@@ -7,7 +10,19 @@ export function useAction() {
   const { mutate } = useSWRConfig();
   const [busy, setBusy] = useState(false);
   const [message, setMessage] = useState(null);
+  const [finished, setFinished] = useState(0);
+  const feedbackRef = useRef(null);
+  const hadFocus = useRef(false);
+
+  useEffect(() => {
+    if (!finished || !hadFocus.current) return;
+    hadFocus.current = false;
+    const active = document.activeElement;
+    if ((!active || active === document.body) && feedbackRef.current) feedbackRef.current.focus();
+  }, [finished]);
+
   const run = async (path, { method = 'POST', body, done, affects }) => {
+    hadFocus.current = document.activeElement !== document.body;
     setBusy(true);
     try {
       const data = await api(path, { method, body });
@@ -19,7 +34,8 @@ export function useAction() {
       return null;
     } finally {
       setBusy(false);
+      setFinished((n) => n + 1);
     }
   };
-  return { run, busy, message };
+  return { run, busy, message, feedbackRef };
 }

@@ -1,10 +1,12 @@
 // The admin dashboard: the stats of dashboard.updated, today's attendance, who is on break,
-// sessions with lock/unlock, employees with activate/deactivate.
+// sessions with lock/unlock, employees with activate/deactivate, the admin's notifications.
 import useSWR from 'swr';
 import { KEYS, POLL, startsWith } from '../keys.js';
-import { sessionWord, statusWord, time } from '../format.js';
+import { sessionWord, statusWord, time, wallTime } from '../format.js';
 import { useAction } from '../components/useAction.js';
+import ActionButton from '../components/ActionButton.jsx';
 import Feedback from '../components/Feedback.jsx';
+import Notifications from '../components/Notifications.jsx';
 
 const STATS = [
   ['total_employees', 'Employees'],
@@ -39,6 +41,7 @@ export default function AdminDashboard() {
       <div className="grid two">
         <Sessions />
         <Employees />
+        <Notifications />
       </div>
     </div>
   );
@@ -87,33 +90,41 @@ function TodayAttendance({ date }) {
 
 function Sessions() {
   const { data } = useSWR(KEYS.sessions, { refreshInterval: POLL.lists });
-  const { run, busy, message } = useAction();
+  const { run, busy, message, feedbackRef } = useAction();
   const rows = data?.data || [];
   const affects = startsWith('/api/attendance-sessions', KEYS.dashboard, '/api/attendance-records?');
   return (
     <section className="card" aria-labelledby="sessions-title">
       <h2 id="sessions-title">Sessions</h2>
       <div className="table-wrap">
-        <table data-testid="sessions">
-          <caption className="visually-hidden">Attendance sessions, newest first</caption>
-          <thead><tr><th scope="col">Date</th><th scope="col">Shift</th><th scope="col">Status</th><th scope="col">In</th><th scope="col"><span className="visually-hidden">Action</span></th></tr></thead>
+        <table data-testid="sessions" className="compact">
+          <caption className="visually-hidden">Attendance sessions, newest first; In is employees checked in of those expected</caption>
+          <thead><tr><th scope="col" className="wide-only">Date</th><th scope="col">Shift</th><th scope="col">Status</th><th scope="col"><abbr title="Checked in of expected">In</abbr></th><th scope="col"><span className="visually-hidden">Action</span></th></tr></thead>
           <tbody>
             {rows.map((s) => {
               const label = `${s.schedule?.name || 'session'} on ${s.date}`;
+              const locked = s.status === 'locked';
               return (
                 <tr key={s.id}>
-                  <td>{s.date}</td>
-                  <th scope="row">{s.schedule?.name} <span className="muted">{s.schedule?.time_in?.slice(0, 5)}–{s.schedule?.time_out?.slice(0, 5)}</span></th>
+                  <td className="nowrap wide-only">{s.date}</td>
+                  <th scope="row">
+                    {s.schedule?.name} <span className="muted nowrap">{wallTime(s.schedule?.time_in)}–{wallTime(s.schedule?.time_out)}</span>
+                    {/* at phone width the Date column is hidden: the date goes under the shift */}
+                    <span className="narrow-only muted nowrap">{s.date}</span>
+                  </th>
                   <td>{sessionWord(s.status)}</td>
-                  <td>{s.confirmed_count ?? 0}/{s.total_employees_count ?? 0}</td>
+                  <td className="nowrap" data-testid="session-in">{s.confirmed_count ?? 0}/{s.expected_count ?? s.total_employees_count ?? 0}</td>
                   <td>
-                    {s.status === 'locked' ? (
-                      <button type="button" className="small secondary" disabled={busy} aria-label={`Unlock ${label}`}
-                              onClick={() => run(`/api/attendance-sessions/${s.id}/unlock`, { method: 'PATCH', done: `Unlocked ${label}.`, affects })}>Unlock</button>
-                    ) : s.status !== 'completed' ? (
-                      <button type="button" className="small secondary" disabled={busy} aria-label={`Lock ${label}`}
-                              onClick={() => run(`/api/attendance-sessions/${s.id}/lock`, { method: 'PATCH', body: {}, done: `Locked ${label}.`, affects })}>Lock</button>
-                    ) : null}
+                    {s.status !== 'completed' && (
+                      // one element whether it locks or unlocks: focus stays on it
+                      <ActionButton className="small secondary" busy={busy}
+                                    aria-label={`${locked ? 'Unlock' : 'Lock'} ${label}`}
+                                    onClick={() => (locked
+                                      ? run(`/api/attendance-sessions/${s.id}/unlock`, { method: 'PATCH', done: `Unlocked ${label}.`, affects })
+                                      : run(`/api/attendance-sessions/${s.id}/lock`, { method: 'PATCH', body: {}, done: `Locked ${label}.`, affects }))}>
+                        {locked ? 'Unlock' : 'Lock'}
+                      </ActionButton>
+                    )}
                   </td>
                 </tr>
               );
@@ -121,14 +132,14 @@ function Sessions() {
           </tbody>
         </table>
       </div>
-      <Feedback message={message} />
+      <Feedback ref={feedbackRef} message={message} />
     </section>
   );
 }
 
 function Employees() {
   const { data } = useSWR(KEYS.employees, { refreshInterval: POLL.lists });
-  const { run, busy, message } = useAction();
+  const { run, busy, message, feedbackRef } = useAction();
   const rows = data?.data || [];
   return (
     <section className="card" aria-labelledby="employees-title">
@@ -147,11 +158,11 @@ function Employees() {
                   <td className="wide-only">{u.position || '—'}</td>
                   <td><span className={`badge badge-${u.status}`}>{statusWord(u.status)}</span></td>
                   <td>
-                    <button type="button" className="small secondary" disabled={busy}
-                            aria-label={`${active ? 'Deactivate' : 'Activate'} ${name}`}
-                            onClick={() => run(`/api/employees/${u.id}/toggle-status`, { method: 'PATCH', done: `${name} ${active ? 'deactivated' : 'activated'}.`, affects: startsWith('/api/employees?', KEYS.dashboard) })}>
+                    <ActionButton className="small secondary" busy={busy}
+                                  aria-label={`${active ? 'Deactivate' : 'Activate'} ${name}`}
+                                  onClick={() => run(`/api/employees/${u.id}/toggle-status`, { method: 'PATCH', done: `${name} ${active ? 'deactivated' : 'activated'}.`, affects: startsWith('/api/employees?', KEYS.dashboard) })}>
                       {active ? 'Deactivate' : 'Activate'}
-                    </button>
+                    </ActionButton>
                   </td>
                 </tr>
               );
@@ -159,7 +170,7 @@ function Employees() {
           </tbody>
         </table>
       </div>
-      <Feedback message={message} />
+      <Feedback ref={feedbackRef} message={message} />
     </section>
   );
 }

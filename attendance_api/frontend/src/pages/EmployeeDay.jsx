@@ -2,22 +2,41 @@
 // check-out, today's status, and notifications.
 import useSWR from 'swr';
 import { KEYS, POLL, startsWith } from '../keys.js';
-import { duration, sessionWord, statusWord, time } from '../format.js';
+import { duration, sessionWord, statusWord, time, wallTime } from '../format.js';
 import { useAction } from '../components/useAction.js';
+import ActionButton from '../components/ActionButton.jsx';
 import Feedback from '../components/Feedback.jsx';
+import Notifications from '../components/Notifications.jsx';
 
 const mine = startsWith(KEYS.employeeDashboard, KEYS.breakStatus, '/api/attendance-records/my-records');
 
 export default function EmployeeDay({ user }) {
   const dash = useSWR(KEYS.employeeDashboard, { refreshInterval: POLL.attendance });
   const brk = useSWR(KEYS.breakStatus, { refreshInterval: POLL.attendance });
-  const { run, busy, message } = useAction();
+  const { run, busy, message, feedbackRef } = useAction();
   const d = dash.data;
   const b = brk.data;
   const session = d?.active_session;
   const record = d?.today_record;
   const checkedIn = Boolean(record?.time_in);
   const checkedOut = Boolean(record?.time_out);
+
+  // One button element for the day's attendance action (check in -> check out -> done) and one
+  // for breaks (start <-> end): the element that had focus keeps it as its action changes.
+  let attendance;
+  if (!checkedIn) {
+    attendance = {
+      label: 'Check in', unavailable: !d?.can_confirm || !session,
+      act: () => run(`/api/attendance-records/confirm/${session.id}`, { done: 'Checked in.', affects: mine }),
+    };
+  } else if (!checkedOut) {
+    attendance = {
+      label: 'Check out', unavailable: false,
+      act: () => run(`/api/attendance-records/${record.id}/check-out`, { done: 'Checked out.', affects: mine }),
+    };
+  } else {
+    attendance = { label: 'Checked out for today', unavailable: true, act: () => {} };
+  }
 
   return (
     <div className="page">
@@ -30,27 +49,21 @@ export default function EmployeeDay({ user }) {
           {d && !session && <p>No session today{d.is_weekend ? ' (weekend)' : ''}.</p>}
           {session && (
             <dl className="facts">
-              <dt>Shift</dt><dd>{session.schedule?.name} {session.schedule?.time_in?.slice(0, 5)}–{session.schedule?.time_out?.slice(0, 5)}</dd>
+              <dt>Shift</dt><dd>{session.schedule?.name} {wallTime(session.schedule?.time_in)}–{wallTime(session.schedule?.time_out)}</dd>
               <dt>Date</dt><dd>{session.date}</dd>
               <dt>Session</dt><dd>{sessionWord(session.status)}</dd>
             </dl>
           )}
-          {d && !checkedIn && (
-            <>
-              <p className="muted" id="checkin-hint">{d.check_in_message}</p>
-              <button type="button" disabled={busy || !d.can_confirm || !session} aria-describedby="checkin-hint"
-                      onClick={() => run(`/api/attendance-records/confirm/${session.id}`, { done: 'Checked in.', affects: mine })}>
-                Check in
-              </button>
-            </>
+          {d && !checkedIn && <p className="muted" id="checkin-hint">{d.check_in_message}</p>}
+          {d && (
+            <ActionButton className={checkedIn ? 'secondary' : undefined} busy={busy}
+                          unavailable={attendance.unavailable} onClick={attendance.act}
+                          aria-describedby={!checkedIn ? 'checkin-hint' : undefined}
+                          data-testid="attendance-action">
+              {attendance.label}
+            </ActionButton>
           )}
-          {checkedIn && !checkedOut && (
-            <button type="button" className="secondary" disabled={busy}
-                    onClick={() => run(`/api/attendance-records/${record.id}/check-out`, { done: 'Checked out.', affects: mine })}>
-              Check out
-            </button>
-          )}
-          <Feedback message={message} />
+          <Feedback ref={feedbackRef} message={message} />
         </section>
 
         <section className="card" aria-labelledby="today-title">
@@ -78,13 +91,13 @@ export default function EmployeeDay({ user }) {
             <>
               <p>{b.break_message}</p>
               <p><strong>Remaining allowance:</strong> <span data-testid="break-remaining">{duration(b.break_remaining_seconds)}</span> of {b.break_window?.max_minutes} min</p>
-              {b.can_end_break ? (
-                <button type="button" disabled={busy}
-                        onClick={() => run('/api/break/end', { done: 'Break ended.', affects: mine })}>End break</button>
-              ) : (
-                <button type="button" disabled={busy || !b.can_start_break}
-                        onClick={() => run('/api/break/start', { body: { type: 'Regular' }, done: 'Break started.', affects: mine })}>Start break</button>
-              )}
+              <ActionButton busy={busy} unavailable={!b.can_end_break && !b.can_start_break}
+                            data-testid="break-action"
+                            onClick={() => (b.can_end_break
+                              ? run('/api/break/end', { done: 'Break ended.', affects: mine })
+                              : run('/api/break/start', { body: { type: 'Regular' }, done: 'Break started.', affects: mine }))}>
+                {b.can_end_break ? 'End break' : 'Start break'}
+              </ActionButton>
             </>
           )}
         </section>
@@ -92,33 +105,5 @@ export default function EmployeeDay({ user }) {
         <Notifications />
       </div>
     </div>
-  );
-}
-
-function Notifications() {
-  const { data, error } = useSWR(KEYS.notifications, { refreshInterval: POLL.lists });
-  const { run, busy } = useAction();
-  const list = Array.isArray(data) ? data : data?.data || [];
-  const unread = list.filter((n) => !n.read_at).length;
-  return (
-    <section className="card" aria-labelledby="notes-title">
-      <h2 id="notes-title">Notifications {unread > 0 && <span className="count" aria-label={`${unread} unread`}>{unread}</span>}</h2>
-      {error && <p className="muted">Notifications are unavailable right now.</p>}
-      {list.length === 0 && !error && <p className="muted">Nothing new.</p>}
-      <ul className="notes">
-        {list.slice(0, 10).map((n) => (
-          <li key={n.id} className={n.read_at ? 'read' : 'unread'}>
-            <span>{n.data?.message || n.data?.title || n.type}</span>
-            <time dateTime={n.created_at}>{time(n.created_at)}</time>
-          </li>
-        ))}
-      </ul>
-      {unread > 0 && (
-        <button type="button" className="secondary" disabled={busy}
-                onClick={() => run('/api/notifications/read-all', { done: 'Marked as read.', affects: startsWith(KEYS.notifications) })}>
-          Mark all read
-        </button>
-      )}
-    </section>
   );
 }

@@ -4,19 +4,24 @@ import { useState } from 'react';
 import useSWR from 'swr';
 import { downloadCsv } from '../api.js';
 import { KEYS, POLL } from '../keys.js';
-import { statusWord, time } from '../format.js';
+import { statusWord, time, wallTime } from '../format.js';
 
-const today = () => new Date().toLocaleDateString('en-CA'); // YYYY-MM-DD
+// Summary keys in words, capitalised like every other label.
+const summaryWord = (key) => {
+  const word = statusWord(key);
+  return word.charAt(0).toUpperCase() + word.slice(1).replace(/_/g, ' ');
+};
 
 export default function Reports({ user }) {
   return user.role === 'admin' ? <DailyReport /> : <PersonalReport />;
 }
 
-function Export({ path, filename, children }) {
+function Export({ path, filename, disabled = false, children }) {
   const [error, setError] = useState(null);
   return (
     <>
-      <button type="button" className="secondary" onClick={async () => {
+      <button type="button" className="secondary" aria-disabled={disabled ? 'true' : undefined} onClick={async () => {
+        if (disabled) return;
         setError(null);
         try { await downloadCsv(path, filename); } catch (err) { setError(err.message); }
       }}>{children}</button>
@@ -26,9 +31,16 @@ function Export({ path, filename, children }) {
 }
 
 function DailyReport() {
-  const [date, setDate] = useState(today());
-  const [from, setFrom] = useState(today().slice(0, 8) + '01');
-  const [to, setTo] = useState(today());
+  // "Today" is the organisation's attendance date (as the dashboard shows it), never the
+  // browser's calendar date, which differs from it in another time zone or after midnight.
+  const { data: dashboard } = useSWR(KEYS.dashboard, { refreshInterval: POLL.dashboard });
+  const orgToday = dashboard?.attendance_date || '';
+  const [picked, setDate] = useState(null);
+  const [pickedFrom, setFrom] = useState(null);
+  const [pickedTo, setTo] = useState(null);
+  const date = picked ?? orgToday;
+  const from = pickedFrom ?? (orgToday ? orgToday.slice(0, 8) + '01' : '');
+  const to = pickedTo ?? orgToday;
   const { data, error } = useSWR(date ? KEYS.daily(date) : null, { refreshInterval: POLL.lists });
   const rows = data?.records?.data || [];
   return (
@@ -41,19 +53,23 @@ function DailyReport() {
         {error && <p className="feedback error" role="alert">{error.message}</p>}
         {data && (
           <p className="badges" aria-label="Summary">
-            {Object.entries(data.summary).map(([k, v]) => <span key={k} className="badge">{statusWord(k)}: {v}</span>)}
+            {Object.entries(data.summary).map(([k, v]) => <span key={k} className="badge">{summaryWord(k)}: {v}</span>)}
           </p>
         )}
         <div className="table-wrap">
           <table>
             <caption className="visually-hidden">Daily report for {date}</caption>
-            <thead><tr><th scope="col">Employee</th><th scope="col">Status</th><th scope="col">In</th><th scope="col">Out</th><th scope="col">Hours</th></tr></thead>
+            <thead><tr><th scope="col">Employee</th><th scope="col">Status</th><th scope="col">In – out</th><th scope="col">Hours</th></tr></thead>
             <tbody>
               {rows.map((r) => (
                 <tr key={r.id}>
                   <th scope="row">{r.name}</th>
                   <td>{statusWord(r.status)}{r.late_duration ? ` ${r.late_duration}` : ''}{r.left_early ? ', left early' : ''}</td>
-                  <td>{r.time_in || '—'}</td><td>{r.time_out || '—'}</td><td>{r.hours_worked}</td>
+                  {/* in and out share a column (each unbroken) so all columns fit a phone's width */}
+                  <td data-testid="in-out">{r.time_in
+                    ? <><span className="nowrap">{wallTime(r.time_in)}</span> – <span className="nowrap">{wallTime(r.time_out)}</span></>
+                    : '—'}</td>
+                  <td>{r.hours_worked}</td>
                 </tr>
               ))}
             </tbody>
@@ -68,7 +84,7 @@ function DailyReport() {
           <span><label htmlFor="export-to">To</label>
             <input id="export-to" type="date" value={to} onChange={(e) => setTo(e.target.value)} /></span>
         </div>
-        <Export path={`/api/reports/export/excel?start_date=${from}&end_date=${to}`} filename={`attendance_${from}_${to}.csv`}>
+        <Export disabled={!from || !to} path={`/api/reports/export/excel?start_date=${from}&end_date=${to}`} filename={`attendance_${from}_${to}.csv`}>
           Download CSV
         </Export>
       </section>

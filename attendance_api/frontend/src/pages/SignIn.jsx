@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import { api } from '../api.js';
 
-export default function SignIn({ onSignedIn }) {
+export default function SignIn({ onSignedIn, notice }) {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
   const [error, setError] = useState(null);
@@ -26,6 +26,7 @@ export default function SignIn({ onSignedIn }) {
     <form className="card signin" onSubmit={submit} aria-labelledby="signin-title">
       <h1 id="signin-title">Sign in</h1>
       <p className="muted">Attendance: check in, take breaks, check out; admins watch the day live.</p>
+      {notice && <p className="feedback notice" role="status" data-testid="signed-out-notice">{notice}</p>}
       <label htmlFor="email">Email</label>
       <input id="email" type="email" autoComplete="username" required value={email}
              onChange={(e) => setEmail(e.target.value)} aria-invalid={error ? 'true' : undefined} />
