@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install (only what changed) and run the whole system on its embedded defaults: pusherd
 # (in-memory, the development app) on 127.0.0.1:8080 and attendance_api (SQLite, demo data,
-# the web frontend) on 127.0.0.1:8000, publishing to pusherd over the Pusher HTTP API.
+# the web frontend) on 127.0.0.1:8000, publishing to pusherd over the Pusher HTTP API; pusherd
+# posts its presence webhooks to attendance_api (who is online).
 # Prints one URL to open (the sign-in page) and the demo logins. Ctrl-C stops both (so do
 # SIGTERM and SIGHUP); pusherd is restarted if it dies, attendance_api keeps serving.
 #
@@ -69,9 +70,31 @@ trap 'cleanup; exit 0' INT TERM HUP
 # The servers ignore SIGHUP (set before exec, so it survives it): when the terminal closes,
 # the HUP sent to the whole group reaches this script, which stops them in order, instead of
 # killing them outright.
+# pusherd's config: the development app (id 1001, key app-key, secret app-secret: a developer's
+# machine only) with one webhook, member_added / member_removed to attendance_api, which is
+# how the dashboard knows who is online. The journal keeps undelivered webhooks (and the
+# removals a killed pusherd owes) across the restarts below; one per port, as it is locked.
+pusherd_config=".run/pusherd-$PUSHERD_PORT.toml"
+cat > "$pusherd_config" <<TOML
+[[apps]]
+id = "1001"
+key = "app-key"
+secret = "app-secret"
+allowed_origins = ["*"]
+
+[[apps.webhooks]]
+url = "http://127.0.0.1:$ATTENDANCE_PORT/webhooks/pusher"
+event_types = ["member_added", "member_removed"]
+
+[webhooks]
+journal = "$PWD/.run/pusherd-$PUSHERD_PORT.journal"
+TOML
+chmod 600 "$pusherd_config"
+
 start_pusherd() {
   # pusherd's own output goes to a log: the terminal shows attendance_api's one URL.
-  ( trap '' HUP; exec .venv/bin/python -m pusherd --host 127.0.0.1 --port "$PUSHERD_PORT" ) \
+  ( trap '' HUP; exec .venv/bin/python -m pusherd --config "$pusherd_config" --host 127.0.0.1 \
+      --port "$PUSHERD_PORT" ) \
     >> ".run/pusherd-$PUSHERD_PORT.log" 2>&1 &
   pusherd_pid=$!
   pusherd_started=$SECONDS

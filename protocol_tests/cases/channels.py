@@ -229,8 +229,14 @@ async def cache_hit(ctx):
         second = await ctx.raw()
         await second.subscribe(ch, user=("2", {"n": 2}) if user else None)
         frame = await second.next()
-        check_eq((frame.get("event"), frame.get("channel"), frame.get("data")),
-                 ("price", ch, '{"v":2}'), f"{prefix}: first frame after success")
+        got = (frame.get("event"), frame.get("channel"), frame.get("data"))
+        if len(ctx.ports) > 1 and got == ("old", ch, '{"v":1}'):
+            # A cluster acknowledges a trigger before its cache write reaches the shared
+            # store (docs/scaling.md): a subscriber on another node in that instant may get
+            # the previous event first, and must then get the new one at once, live.
+            frame = await second.next()
+            got = (frame.get("event"), frame.get("channel"), frame.get("data"))
+        check_eq(got, ("price", ch, '{"v":2}'), f"{prefix}: first frame after success")
 
 
 @case("cache.private-miss", "11.1", "private-cache- and private-encrypted-cache- miss too")

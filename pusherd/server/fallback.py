@@ -485,6 +485,11 @@ class FallbackTransport:
             exchange.finish(_plain(503, origin, "Server is at its connection limit",
                                    keep_alive), keep_alive)
             return
+        if self.state.draining:
+            # No new session while draining: an HTTP failure makes pusher-js back off and
+            # try elsewhere, where an in-band close 4200 would have it retry here at once.
+            exchange.finish(_plain(503, origin, "Server is shutting down", False), False)
+            return
         self._open(exchange, key, streaming, query, origin, peer, keep_alive, now)
 
     def _open(self, exchange: HttpExchange, key: tuple[str, str], streaming: bool,

@@ -306,6 +306,10 @@ class HttpApi:
                 raise HttpApiError(400, "The body must be a JSON object") from None
             if not isinstance(parsed, dict):
                 raise HttpApiError(400, "The body must be a JSON object")
+            unknown = sorted(set(parsed) - {"ids"})
+            if unknown:  # a typo must never widen a replay to every dead letter
+                raise HttpApiError(400, f"Unknown key {unknown[0][:64]!r}: the body is "
+                                        '{"ids": [...]}, or {} for every dead letter')
             raw_ids = parsed.get("ids")
             if raw_ids is not None:
                 if not isinstance(raw_ids, list) or not all(isinstance(i, str) for i in raw_ids):

@@ -58,7 +58,8 @@ class ApiProcess:
 
 
 @contextmanager
-def run_api(tmp: Path, pusherd_port: int) -> Iterator[ApiProcess]:
+def run_api(tmp: Path, pusherd_port: int, port: int = 0) -> Iterator[ApiProcess]:
+    """`python -m attendance_api --demo` on 127.0.0.1:`port` (0: any free port)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PUSHER_", "ATTENDANCE_"))}
     env.update(
         PYTHONPATH=str(REPO),
@@ -78,7 +79,7 @@ def run_api(tmp: Path, pusherd_port: int) -> Iterator[ApiProcess]:
             "attendance_api",
             "--demo",
             "--port",
-            "0",
+            str(port),
             "--database-url",
             f"sqlite:///{tmp / 'frontend.db'}",
         ],

@@ -9,6 +9,7 @@ Screenshots land in artifacts/frontend/ (git-ignored) for a human to look at."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 from collections.abc import Iterator
@@ -28,6 +29,9 @@ from .frontend_support import ARTIFACTS, ApiProcess, Browser, build_frontend, ru
 
 CONNECTED = '.connection[data-status="connected"]'
 TODAY = '[data-testid="today-attendance"] tbody th'
+# pusherd's webhook grace here (flap suppression; 3 s by default): short, so that a sign-out
+# shows quickly, yet long enough for a page reload to rejoin on a busy machine
+GRACE = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +51,25 @@ class Stack:
         browser.forget()
         self.port = port
         self.pages: list[str] = []
+        # pusherd posts its presence webhooks to the API, as run.sh sets it up: the API's port
+        # is chosen first
+        self.api_port = free_port()
         self.pusherd = self.start_pusherd()
-        self.api: ApiProcess = exits.enter_context(run_api(tmp, self.pusherd.port))
+        self.api: ApiProcess = exits.enter_context(
+            run_api(tmp, self.pusherd.port, port=self.api_port)
+        )
         self.tokens: dict[str, str] = {}
         self.ids: dict[str, int] = {}
 
     def start_pusherd(self) -> PusherdProcess:
         extra = ("--port", str(self.port)) if self.port else ()
-        return self.exits.enter_context(run_pusherd(pusherd_config(self.port), extra_args=extra))
+        config = pusherd_config(self.port) + (
+            f'\n[[apps.webhooks]]\nurl = "http://127.0.0.1:{self.api_port}/webhooks/pusher"\n'
+            'event_types = ["member_added", "member_removed"]\n\n'
+            f'[webhooks]\njournal = "{self.tmp / "webhooks.journal"}"\ngrace = {GRACE}\n'
+            "retry_base = 0.2\nretry_max = 1.0\n"
+        )
+        return self.exits.enter_context(run_pusherd(config, extra_args=extra))
 
     def email(self, who: str) -> str:
         return f"{who}@demo.attendance.test"
@@ -102,6 +117,20 @@ class Stack:
                 and f'"channel":"{channel}"' in e["data"]
             ),
             timeout,
+        )
+
+    def subscribed_since(self, page: str, channel: str, since: float) -> dict[str, Any]:
+        """The first subscription of `page` to `channel` that succeeded at or after `since`."""
+        return self.browser.wait_for_event(
+            lambda e: (
+                e["type"] == "ws"
+                and e["page"] == page
+                and e["dir"] == "received"
+                and e["t"] >= since
+                and '"pusher_internal:subscription_succeeded"' in e["data"]
+                and f'"channel":"{channel}"' in e["data"]
+            ),
+            20,
         )
 
     def close(self) -> None:
@@ -400,14 +429,16 @@ def test_an_employee_page_never_subscribes_to_admin_channels_and_sign_out_stops_
     ben = stack.ids["ben"]
     fast = "?poll_attendance=1"
     stack.sign_in("ben", "ben", query=fast)
-    for channel in ("attendance", "sessions", f"private-user.{ben}"):
+    # (and the presence channel every signed-in page joins: who is online)
+    mine = {"attendance", "sessions", f"private-user.{ben}", "presence-online"}
+    for channel in mine:
         stack.subscribed("ben", channel)
     asked = {
         f["data"]["channel"]
         for f in browser.frames("ben", "sent")
         if f.get("event") == "pusher:subscribe"
     }
-    assert asked == {"attendance", "sessions", f"private-user.{ben}"}
+    assert asked == mine
     browser.call("wait", page="ben", selector="button", text="Check in")
     assert browser.call("count", page="ben", selector="[role=alert]") == 0
     assert not [e for e in browser.snapshot() if e["type"] == "pageerror" and e["page"] == "ben"]
@@ -429,7 +460,7 @@ def test_an_employee_page_never_subscribes_to_admin_channels_and_sign_out_stops_
         for f in browser.frames("ben", "sent")
         if f.get("event") == "pusher:unsubscribe"
     }
-    assert left == {"attendance", "sessions", f"private-user.{ben}"}
+    assert left == mine
     assert not [
         e
         for e in browser.snapshot()
@@ -528,5 +559,91 @@ def test_reports_follow_the_organisations_date_and_time_format_and_refuse_an_inv
     browser.call("wait", page="phone", selector=row)
     browser.call("screenshot", page="phone", path=str(ARTIFACTS / "reports-phone.png"))
     for box in browser.call("boxes", page="phone", selector=".table-wrap"):
+        assert not box["overflows"], box
+    assert not [e for e in browser.snapshot() if e["type"] == "pageerror"]
+
+
+def presence_frames(stack: Stack, user_id: int) -> list[dict[str, Any]]:
+    """The admin page's `employee.updated` frames about `user_id`'s presence, in order."""
+    out = []
+    for frame in stack.browser.frames("admin", "received"):
+        if frame.get("event") != "employee.updated":
+            continue
+        if frame.get("channel") != "private-admin.employees":
+            continue
+        data = json.loads(frame["data"]) if isinstance(frame["data"], str) else frame["data"]
+        if data.get("id") == user_id and data.get("action") == "presence":
+            out.append({**data, "t": frame["t"]})
+    return out
+
+
+def test_the_admin_dashboard_shows_who_is_online_live(stack_factory: Any, browser: Browser) -> None:
+    stack = stack_factory()
+    stack.login("ana"), stack.login("ben")  # for their ids (the browser signs in anew)
+    ana_id, ben_id = stack.ids["ana"], stack.ids["ben"]
+    # the admin's page never polls within the test: what changes, changes over the WebSocket
+    stack.sign_in("admin", "admin", query="?poll_attendance=600&poll_dashboard=600&poll_lists=600")
+    stack.subscribed("admin", "presence-online")  # the admin's page joins too
+    stack.subscribed("admin", "private-admin.employees")
+    online = '[data-stat="online_now"] dd'
+    ana_row = "[data-testid=employees] tr:has-text('Ana Reyes') [data-testid=presence]"
+    ben_row = "[data-testid=employees] tr:has-text('Ben Santos') [data-testid=presence]"
+    browser.call("wait", page="admin", selector=online, text="0")
+    browser.call(
+        "wait", page="admin", selector=f"{ana_row}[data-online=false]", text="Not seen yet"
+    )
+
+    # an employee signs in elsewhere: online on the admin's page within a few seconds
+    stack.sign_in("ana", "ana")
+    joined = stack.subscribed("ana", "presence-online")
+    browser.call(
+        "wait", page="admin", selector=f"{ana_row}[data-online=true]", text="Online", timeout=5000
+    )
+    browser.call("wait", page="admin", selector=online, text="1", timeout=5000)
+    first = presence_frames(stack, ana_id)
+    assert [f["online_now"] for f in first] == [True] and first[0]["t"] >= joined["t"], first
+    # the number came in dashboard.updated itself: no request for the dashboard
+    assert browser.requests("admin", "/api/reports/dashboard", since=joined["t"]) == []
+    # the admin counts no one (online_now is employees): Ben joins, it says 2
+    stack.sign_in("ben", "ben")
+    browser.call("wait", page="admin", selector=online, text="2", timeout=5000)
+    browser.call("wait", page="admin", selector=f"{ben_row}[data-online=true]", timeout=5000)
+    browser.call("screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard-online.png"))
+    # at phone width (the same page: a second admin sign-in would end this one)
+    browser.call("resize", page="admin", viewport=[375, 812])
+    browser.call(
+        "screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard-online-phone.png")
+    )
+    for box in browser.call("boxes", page="admin", selector=".table-wrap"):
+        assert not box["overflows"], box
+    browser.call("resize", page="admin", viewport=[1280, 900])
+
+    # a reload is not a sign-out: the page rejoins within the grace and nothing is sent
+    reloaded = browser.call("now")
+    browser.call("reload", page="ana")
+    rejoined = stack.subscribed_since("ana", "presence-online", reloaded)
+    # (the old socket closed after `reloaded`: the page was back within the grace, so this
+    # checks flap suppression and not a slow reload)
+    assert rejoined["t"] - reloaded < GRACE * 1000, (reloaded, rejoined)
+
+    # Ana signs out and Ben closes his page: both offline once the grace has passed
+    signed_out = browser.call("now")
+    browser.call("click", page="ana", selector="button:has-text('Sign out')")
+    browser.call("close", page="ben")
+    browser.call("wait", page="admin", selector=online, text="0", timeout=int(GRACE * 1000) + 8000)
+    for row in (ana_row, ben_row):
+        browser.call("wait", page="admin", selector=f"{row}[data-online=false]", text="Last seen")
+    offline_at = min(f["t"] for f in presence_frames(stack, ana_id) if not f["online_now"])
+    assert offline_at - signed_out >= GRACE * 1000, (offline_at, signed_out)
+    # per channel, pusherd sends in order: had the reload (earlier) produced a removal, it
+    # would have reached the admin before this one. Ana went offline exactly once.
+    assert [f["online_now"] for f in presence_frames(stack, ana_id)] == [True, False]
+    assert [f["online_now"] for f in presence_frames(stack, ben_id)] == [True, False]
+    # the last-seen time reads like every other time on the page (organisation, 24 h)
+    seen = browser.call("text", page="admin", selector=f"{ana_row} time")
+    assert re.fullmatch(r"\d{2}:\d{2}", seen), seen
+    browser.call("screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard-offline.png"))
+    # the longer "Last seen …" still fits the employees table: no clipped button
+    for box in browser.call("boxes", page="admin", selector=".table-wrap"):
         assert not box["overflows"], box
     assert not [e for e in browser.snapshot() if e["type"] == "pageerror"]

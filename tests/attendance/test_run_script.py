@@ -5,6 +5,7 @@ a pusherd that dies restarted while attendance_api keeps serving."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from websockets.sync.client import ClientConnection, connect
 
 from .e2e_support import free_port
 
@@ -63,8 +65,39 @@ def run_script(
         reader.join(10)
         for suffix in ("", "-wal", "-shm"):
             (REPO / f"attendance-{attendance_port}.db{suffix}").unlink(missing_ok=True)
-        for name in (f"pusherd-{pusherd_port}.log", f"pusherd-{pusherd_port}.pid"):
-            (REPO / ".run" / name).unlink(missing_ok=True)
+        for suffix in ("log", "pid", "toml", "journal"):
+            (REPO / ".run" / f"pusherd-{pusherd_port}.{suffix}").unlink(missing_ok=True)
+
+
+@contextmanager
+def pusher_socket(port: int) -> Iterator[tuple[ClientConnection, str]]:
+    """A WebSocket to run.sh's pusherd (the development app, key `app-key`) and its socket id."""
+    with connect(f"ws://127.0.0.1:{port}/app/app-key?protocol=7") as ws:
+        established = json.loads(ws.recv(timeout=10))
+        assert established["event"] == "pusher:connection_established", established
+        yield ws, json.loads(established["data"])["socket_id"]
+
+
+def subscribe(
+    ws: ClientConnection, socket_id: str, base: str, logins: dict[str, str], who: str, channel: str
+) -> int:
+    """Sign `who` in, authorise `channel` at /broadcasting/auth as Echo does, subscribe and
+    wait for the subscription to succeed; return the user's id."""
+    email = f"{who}@demo.attendance.test"
+    login = httpx.post(f"{base}/api/auth/login", json={"email": email, "password": logins[email]})
+    assert login.status_code == 200, login.text
+    auth = httpx.post(
+        f"{base}/broadcasting/auth",
+        headers={"Authorization": f"Bearer {login.json()['token']}", "Accept": "application/json"},
+        data={"socket_id": socket_id, "channel_name": channel},
+    )
+    assert auth.status_code == 200, auth.text
+    ws.send(json.dumps({"event": "pusher:subscribe", "data": {"channel": channel, **auth.json()}}))
+    while True:
+        frame = json.loads(ws.recv(timeout=10))
+        if frame.get("event") == "pusher_internal:subscription_succeeded":
+            assert frame["channel"] == channel, frame
+            return int(login.json()["user"]["id"])
 
 
 def test_run_sh_prints_one_url_and_stops_cleanly_on_ctrl_c() -> None:
@@ -87,6 +120,21 @@ def test_run_sh_prints_one_url_and_stops_cleanly_on_ctrl_c() -> None:
             text=True,
         )
         assert ignored.stdout.split() == [*names, f".run/pusherd-{pusherd_port}.log"], ignored
+        # pusherd tells attendance_api who is online: a user joins presence-online, and the
+        # admin's channel gets employee.updated saying so (sent after pusherd's webhook)
+        logins = dict(re.findall(r"^\s+(\S+@demo\.attendance\.test)\s+(\S+)$", text, re.M))
+        base = f"http://127.0.0.1:{attendance_port}"
+        with pusher_socket(pusherd_port) as (admin, admin_socket):
+            subscribe(admin, admin_socket, base, logins, "admin", "private-admin.employees")
+            with pusher_socket(pusherd_port) as (ana, ana_socket):
+                ana_id = subscribe(ana, ana_socket, base, logins, "ana", "presence-online")
+                deadline = time.monotonic() + 15
+                while True:
+                    frame = json.loads(admin.recv(timeout=max(0.1, deadline - time.monotonic())))
+                    if frame.get("event") == "employee.updated":
+                        data = json.loads(frame["data"])
+                        if data["id"] == ana_id and data["online_now"]:
+                            break
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C
         code = process.wait(60)
     text = "".join(lines)

@@ -280,6 +280,18 @@ async def test_a_draining_server_closes_fallback_sessions_with_4200(
     await shutdown
 
 
+async def test_a_draining_server_opens_no_new_fallback_session(
+        start_server: StartServer) -> None:
+    # The in-band refusal (c[4200]) would have pusher-js retry here at once, session after
+    # session, for the whole drain: an HTTP 503 makes it back off and go elsewhere.
+    server = await start_server()
+    server.state.draining = True
+    for kind in ("xhr_streaming", "xhr"):
+        reply = await request(server.port, "POST", url(new_session_path(), kind))
+        assert reply.status == 503 and reply.headers.get("connection") == "close"
+    assert not server.state.connections
+
+
 async def test_requests_outside_the_http_path_or_with_other_methods_are_refused(
         port: int) -> None:
     assert (await request(port, "GET", url(new_session_path(), "xhr_streaming"))).status == 405

@@ -300,6 +300,10 @@ async def test_dead_letters_are_listed_and_replayed_through_the_signed_api(
         bad = await signed_request(server.port, "POST", f"/apps/{APP.id}/webhooks/replay",
                                    b'{"ids": "x"}')
         assert bad.status == 400
+        # A typo ("id" for "ids") must not widen the replay to every dead letter.
+        typo = await signed_request(server.port, "POST", f"/apps/{APP.id}/webhooks/replay",
+                                    b'{"id": ["does-not-exist"]}')
+        assert typo.status == 400 and "'id'" in typo.json()["error"]
         body = json.dumps({"ids": [failed["id"]]}).encode()
         replay = await signed_request(server.port, "POST", f"/apps/{APP.id}/webhooks/replay",
                                       body)

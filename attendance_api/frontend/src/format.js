@@ -35,6 +35,19 @@ export const wallTime = (hhmm) => {
   return `${h % 12 || 12}:${m} ${h < 12 ? 'AM' : 'PM'}`;
 };
 
+// the organisation's calendar date of an instant, as YYYY-MM-DD ('en-CA' writes dates so)
+const orgDate = (date) => date.toLocaleDateString('en-CA', { timeZone });
+
+/** When a user was last present: the time if it was today (organisation time), otherwise
+ * the day and the time ("28 Nov, 18:05"). */
+export const lastSeen = (iso, now = new Date()) => {
+  if (!iso) return null;
+  const date = new Date(iso);
+  if (orgDate(date) === orgDate(now)) return time(iso);
+  const day = date.toLocaleDateString(locale(), { day: 'numeric', month: 'short', timeZone });
+  return `${day}, ${time(iso)}`;
+};
+
 export const clock = (date) =>
   date ? date.toLocaleTimeString(locale(), options({ second: '2-digit' })) : 'never';
 

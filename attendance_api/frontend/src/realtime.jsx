@@ -7,6 +7,12 @@
 // and a connection that comes back revalidates everything.
 // An employee.updated on the user's own channel that says the account is no longer active
 // ends the session at once (`onAccountEnded`), instead of at the next request.
+// Every signed-in page also joins the presence channel `presence-online` (Echo's join('online'),
+// authorised at /broadcasting/auth as the user): that membership is how the API learns who is
+// online (pusherd's member_added / member_removed webhooks). Signing out leaves it with the
+// other channels; the admin dashboard shows the result through employee.updated and
+// dashboard.updated, not through this channel's own member list (the API's view is the one
+// with the flap-suppression grace applied, and the one polling sees).
 import { createContext, useCallback, useContext, useEffect, useRef, useState } from 'react';
 import { useSWRConfig } from 'swr';
 import Echo from 'laravel-echo';
@@ -14,6 +20,9 @@ import Pusher from 'pusher-js';
 import { api } from './api.js';
 import { KEYS, LIVENESS_MS, startsWith } from './keys.js';
 import { markUpdated } from './lastUpdate.js';
+
+/** The presence channel every signed-in page joins (`presence-online` on the wire). */
+const PRESENCE = 'online';
 
 const RealtimeContext = createContext({ status: 'off', refreshAll: () => {} });
 
@@ -53,9 +62,13 @@ function subscriptions(user) {
   if (user.role === 'admin') {
     // The event carries the whole dashboard object: it becomes the cached value, no fetch.
     list.push({ channel: 'private-admin.dashboard', event: 'dashboard.updated', stats: true });
+    // A presence change (who is online) comes with its own dashboard.updated: only the list.
+    const employees = startsWith('/api/employees?');
+    const employeesAndStats = startsWith('/api/employees?', KEYS.dashboard);
     list.push({
       channel: 'private-admin.employees', event: 'employee.updated',
-      keys: startsWith('/api/employees?', KEYS.dashboard),
+      keys: (payload) => (payload?.action === 'presence' ? employees : employeesAndStats),
+      byPayload: true,
     });
   }
   return list;
@@ -131,12 +144,12 @@ export function RealtimeProvider({ user, token, onAccountEnded, children }) {
             if (payload && payload.stats) mutate(KEYS.dashboard, payload.stats, { revalidate: false });
             return;
           }
-          mutate(sub.keys);
+          mutate(sub.byPayload ? sub.keys(payload) : sub.keys);
         });
         if (!sub.account) {
           channel.subscribed(() => {
             if (cancelled) return;
-            mutate(sub.stats ? KEYS.dashboard : sub.keys);
+            mutate(sub.stats ? KEYS.dashboard : sub.byPayload ? sub.keys({}) : sub.keys);
           });
         }
         if (isPrivate && !watched.has(sub.channel)) {
@@ -145,6 +158,8 @@ export function RealtimeProvider({ user, token, onAccountEnded, children }) {
           channel.error((err) => console.warn('realtime: subscription refused', sub.channel, err?.status));
         }
       }
+      // Being here is what counts: nothing to listen to on the presence channel itself.
+      echo.join(PRESENCE).error((err) => console.warn('realtime: presence refused', err?.status));
     })();
     return () => {
       cancelled = true;

@@ -78,6 +78,13 @@ const ops = {
     await pages.get(page).page.screenshot({ path: file, fullPage: fullPage !== false });
     return file;
   },
+  // Resize the page's viewport to [width, height] (a phone, then back), as a window resize.
+  async resize(_, { page, viewport }) {
+    await pages.get(page).page.setViewportSize({ width: viewport[0], height: viewport[1] });
+    return null;
+  },
+  // Reload the page (as F5 does) and wait for its load event.
+  async reload(_, { page }) { await pages.get(page).page.reload(); return Date.now(); },
   async close(_, { page }) {
     const entry = pages.get(page);
     if (entry) { pages.delete(page); await entry.context.close(); }

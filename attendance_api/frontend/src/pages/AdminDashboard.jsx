@@ -1,22 +1,26 @@
 // The admin dashboard: the stats of dashboard.updated, today's attendance, who is on break,
-// sessions with lock/unlock, employees with activate/deactivate, the admin's notifications.
+// sessions with lock/unlock, employees with activate/deactivate and who of them is online
+// now (from pusherd's presence webhooks, pushed as employee.updated / dashboard.updated), the
+// admin's notifications.
 import useSWR from 'swr';
 import { KEYS, POLL, startsWith } from '../keys.js';
-import { sessionWord, statusWord, time, wallTime } from '../format.js';
+import { lastSeen, sessionWord, statusWord, time, wallTime } from '../format.js';
 import { useAction } from '../components/useAction.js';
 import ActionButton from '../components/ActionButton.jsx';
 import Feedback from '../components/Feedback.jsx';
 import Notifications from '../components/Notifications.jsx';
 
+// three to a row on wide screens: who there is (and is online now), then today's arrivals
 const STATS = [
   ['total_employees', 'Employees'],
+  ['online_now', 'Online now'],
+  ['active_sessions_count', 'Active sessions'],
   ['present_today', 'On time'],
   ['late_today', 'Late'],
   ['left_early_today', 'Left early'],
   ['absent_today', 'Absent'],
   ['pending_today', 'Not in yet'],
   ['attendance_rate', 'Attendance rate', (v) => `${v}%`],
-  ['active_sessions_count', 'Active sessions'],
 ];
 
 export default function AdminDashboard() {
@@ -146,16 +150,17 @@ function Employees() {
       <h2 id="employees-title">Employees</h2>
       <div className="table-wrap">
         <table data-testid="employees">
-          <caption className="visually-hidden">Employees and their account status</caption>
-          <thead><tr><th scope="col">Name</th><th scope="col" className="wide-only">Position</th><th scope="col">Account</th><th scope="col"><span className="visually-hidden">Action</span></th></tr></thead>
+          <caption className="visually-hidden">Employees, whether they are online now (or when they were last seen), and their account status</caption>
+          <thead><tr><th scope="col">Name</th><th scope="col" className="wide-only">Position</th><th scope="col">Online</th><th scope="col">Account</th><th scope="col"><span className="visually-hidden">Action</span></th></tr></thead>
           <tbody>
             {rows.map((u) => {
               const name = `${u.first_name} ${u.last_name}`;
               const active = u.status === 'active';
               return (
                 <tr key={u.id}>
-                  <th scope="row">{name}</th>
+                  <th scope="row" className="name">{name}</th>
                   <td className="wide-only">{u.position || '—'}</td>
+                  <td><Presence user={u} /></td>
                   <td><span className={`badge badge-${u.status}`}>{statusWord(u.status)}</span></td>
                   <td>
                     <ActionButton className="small secondary" busy={busy}
@@ -172,5 +177,27 @@ function Employees() {
       </div>
       <Feedback ref={feedbackRef} message={message} />
     </section>
+  );
+}
+
+/** An employee's presence: a dot and "Online", or when they were last seen. The words carry
+ * the meaning (the dot is decoration), so screen readers and colour-blind readers get it. */
+function Presence({ user }) {
+  const online = Boolean(user.online_now);
+  const seen = lastSeen(user.last_presence_at);
+  return (
+    <span className={`presence ${online ? 'presence-online' : 'presence-offline'}`}
+          data-testid="presence" data-online={online ? 'true' : 'false'}>
+      <span className="dot" aria-hidden="true" />
+      {/* one text box beside the dot, so that "Last seen 18:05" wraps as text does */}
+      <span>
+        {online ? 'Online' : (
+          <>
+            <span className="visually-hidden">Offline, </span>
+            {seen ? <>Last seen <time dateTime={user.last_presence_at}>{seen}</time></> : 'Not seen yet'}
+          </>
+        )}
+      </span>
+    </span>
   );
 }
