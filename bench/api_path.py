@@ -18,6 +18,7 @@ top, and the caches are colder. Read them as shares, side by side in one run.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     # pusherd is imported here so that the floors above stay free of it.
-    from pusherd.config import load_config
+    from pusherd.config import MetricsConfig, load_config
     from pusherd.core import api
     from pusherd.core.auth import verify_api_request
     from pusherd.server.protocol import ServerProtocol
@@ -101,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
                                      "PUSHERD_APP_SECRET": CREDENTIALS.secret}))
     app = server.apps.by_id(CREDENTIALS.app_id)
     assert app is not None
+    # The same server with [metrics] enabled = false: the difference is what metrics cost
+    # a trigger (the per-request timing and its counters).
+    server_without_metrics = Server(dataclasses.replace(
+        server.config, metrics=MetricsConfig(enabled=False)))
 
     def floor(verify: bool) -> Any:
         hub = floor_frameonce.Hub(CREDENTIALS.app_id, CREDENTIALS.key, CREDENTIALS.secret,
@@ -114,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
                                                          requests),
         "pusherd": _connection_step(ServerProtocol(server.context), RecordingTransport(),
                                     requests),
+        "pusherd, metrics off": _connection_step(
+            ServerProtocol(server_without_metrics.context), RecordingTransport(), requests),
     }
 
     # pusherd's steps, on the parts of one request as the connection hands them over.

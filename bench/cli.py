@@ -286,7 +286,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--scenario", default="all",
                         help=f"all, or a comma list of: {', '.join(SCENARIOS)}")
     parser.add_argument("--servers", default="floor,floor-a,pusherd",
-                        help="comma list of: floor, floor-verify, floor-a, pusherd, external")
+                        help="comma list of: floor, floor-verify, floor-a, pusherd, "
+                        "pusherd-nometrics, external")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="a few hundred connections, "
                         "a few seconds per scenario (what CI runs)")

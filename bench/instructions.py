@@ -109,7 +109,13 @@ def _run_workload(workload: str, size: int) -> None:
     if workload.endswith("-redis"):  # the Redis adapter, never started: nothing connects
         env["PUSHERD_REDIS_URL"] = "redis://127.0.0.1:1/0"
         workload = workload.removesuffix("-redis")
-    server = Server(load_config(env=env))
+    config = load_config(env=env)
+    if os.environ.get("BENCH_METRICS") == "off" and hasattr(config, "metrics"):
+        import dataclasses
+
+        config = dataclasses.replace(config, metrics=dataclasses.replace(
+            config.metrics, enabled=False))
+    server = Server(config)
     # A checkout from before the seams refactor builds its protocol from the server.
     context = getattr(server, "context", server)
 
@@ -173,9 +179,10 @@ def _run_workload(workload: str, size: int) -> None:
 # --- the driver ----------------------------------------------------------------------------
 
 
-def _instructions(checkout: Path, workload: str, size: int) -> int:
+def _instructions(checkout: Path, workload: str, size: int, metrics: str = "on") -> int:
     # A fixed hash seed: the same dict and set layouts, so the same instructions, each run.
-    env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONHASHSEED": "0",
+           "BENCH_METRICS": metrics}
     for var in ("PUSHERD_HOST", "PUSHERD_PORT", "PUSHERD_APP_ID", "PUSHERD_APP_KEY",
                 "PUSHERD_APP_SECRET", "PUSHERD_REDIS_URL", "REVERB_SCALING_ENABLED"):
         env.pop(var, None)
@@ -196,12 +203,12 @@ def _instructions(checkout: Path, workload: str, size: int) -> int:
     return int(found.group(1))
 
 
-def per_operation(checkout: Path, workload: str, size: int) -> float:
+def per_operation(checkout: Path, workload: str, size: int, metrics: str = "on") -> float:
     """Instructions per operation: the slope between `size` and 2 × `size` operations."""
     if workload.startswith("fanout"):  # whole triggers: a multiple of the subscribers
         size = FANOUT_SUBSCRIBERS * max(1, round(size / FANOUT_SUBSCRIBERS))
-    small = _instructions(checkout, workload, size)
-    large = _instructions(checkout, workload, 2 * size)
+    small = _instructions(checkout, workload, size, metrics)
+    large = _instructions(checkout, workload, 2 * size, metrics)
     return (large - small) / size
 
 
@@ -212,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--size", type=int, default=400,
                         help="operations in the smaller run (the larger has twice as many)")
+    parser.add_argument("--metrics", default="on",
+                        help="on, off, or on,off: measure each checkout with [metrics] "
+                             "enabled and/or disabled (checkouts without metrics: as they are)")
     args = parser.parse_args(argv)
     checkouts = [Path(c).resolve() for c in args.checkout.split(",")]
+    variants = [(c, m) for c in checkouts for m in args.metrics.split(",")]
     workloads = [w for w in args.workloads.split(",") if w]
     unknown = set(workloads) - set(WORKLOADS)
     if unknown:
@@ -221,11 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"instructions per operation (callgrind; slope between {args.size} and "
           f"{2 * args.size} operations; fanout per delivery to {FANOUT_SUBSCRIBERS} sockets)")
     for workload in workloads:
-        figures = [per_operation(c, workload, args.size) for c in checkouts]
+        figures = [per_operation(c, workload, args.size, m) for c, m in variants]
         cells = []
-        for checkout, figure in zip(checkouts, figures, strict=True):
+        for (checkout, metrics), figure in zip(variants, figures, strict=True):
             ratio = f" ×{figure / figures[0]:.3f}" if len(figures) > 1 else ""
-            cells.append(f"{checkout.name}: {figure:,.0f}{ratio}")
+            label = checkout.name + (f" (metrics {metrics})" if "," in args.metrics else "")
+            cells.append(f"{label}: {figure:,.0f}{ratio}")
         print(f"  {workload:<10} " + " | ".join(cells), flush=True)
     return 0
 

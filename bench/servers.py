@@ -25,6 +25,8 @@ DESCRIPTIONS = {
     "floor": "bench/floor_frameonce.py: bare frame-once server, websockets Sans-I/O, uvloop (B)",
     "floor-a": "bench/floor_starlette.py: Starlette WebSocket routes on uvicorn, uvloop (A)",
     "pusherd": "python -m pusherd, full-featured, one process",
+    "pusherd-nometrics": "python -m pusherd with [metrics] enabled = false (the cost of "
+                         "metrics is the difference to pusherd)",
     # "pusherd:PATH": the pusherd package found under PATH (another checkout, e.g. a git
     # worktree of an earlier commit), to compare two versions in one run.
     "pusherd-redis": "python -m pusherd, one process, Redis adapter (private redis-server)",
@@ -153,7 +155,8 @@ def server_command(name: str, host: str, credentials: AppCredentials,
                 "--app-secret", credentials.secret, "--verify"]
     if name == "floor-a":
         return [python, "-m", "bench.floor_starlette", *common]
-    if name == "pusherd" or name.startswith("pusherd:") or uses_redis(name):
+    if (name in ("pusherd", "pusherd-nometrics") or name.startswith("pusherd:")
+            or uses_redis(name)):
         assert config_path is not None
         return [python, "-m", "pusherd", "--config", str(config_path), "--host", host,
                 "--port", "0", "--workers", str(workers_of(name))]
@@ -198,13 +201,16 @@ def _start_one(name: str, host: str, cpu: int | None, credentials: AppCredential
                ) -> RunningServer:
     tmpdir = tempfile.TemporaryDirectory(prefix="bench-")
     config_path = None
-    if name == "pusherd" or name.startswith("pusherd:") or uses_redis(name):
+    if (name in ("pusherd", "pusherd-nometrics") or name.startswith("pusherd:")
+            or uses_redis(name)):
         config_path = Path(tmpdir.name) / "pusherd.toml"
         text = PUSHERD_CONFIG.format(host=host, app_id=credentials.app_id,
                                      key=credentials.key, secret=credentials.secret)
         text += config_extra
         if redis is not None:
             text += REDIS_SECTION.format(url=redis.url, prefix=prefix)
+        if name == "pusherd-nometrics":
+            text += "\n[metrics]\nenabled = false\n"
         config_path.write_text(text)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     for var in ("PUSHERD_HOST", "PUSHERD_PORT", "PUSHERD_APP_ID", "PUSHERD_APP_KEY",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
@@ -13,7 +14,12 @@ from multiprocessing.connection import Connection
 
 from pusherd import __version__
 from pusherd.config import Config, load_config
+from pusherd.environment import format_environment_help
 from pusherd.errors import ConfigError
+
+log = logging.getLogger("pusherd.server")
+DOCS_URL = "docs/operations.md (in the pusherd source tree)"
+RULE = "-" * 72
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,11 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pusherd",
         description="A self-hosted Pusher Channels (protocol 7) server: WebSocket and HTTP API "
                     "on one port.",
+        epilog=format_environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", metavar="FILE", help="TOML config file "
                         "(see config.example.toml)")
     parser.add_argument("--host", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (default 8080; 0 picks one)")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                        help="log level (default: [server] log_level, info)")
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        help="log lines as text or one JSON object per line "
+                             "(default: [server] log_format, text)")
+    parser.add_argument("--debug", action="store_true",
+                        help="log every WebSocket frame in and out with its socket id "
+                             "(auth signatures redacted); implies --log-level debug")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="processes sharing the port, as nodes of one cluster over the "
                              "configured Redis (default [server] workers, 1)")
@@ -34,13 +50,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _banner(config: Config, port: int) -> str:
+def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit: int,
+            max_connections: int, log_format: str, debug: bool, workers: int = 1) -> str:
     host = config.server.host
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    lines = [f"pusherd {__version__} listening on http://{host}:{port}"]
+    scheme = "https" if config.tls.enabled else "http"
+    prefix = config.server.path_prefix
+    # The first line is the machine-readable one tests and scripts wait for.
+    lines = [f"pusherd listening on http://{host}:{port}", RULE,
+             f"pusherd {__version__}: {scheme}://{host}:{port}{prefix}  "
+             f"(WebSocket {'wss' if config.tls.enabled else 'ws'}://.../app/{{key}}, "
+             "HTTP API /apps/{id}/...)"]
+    if config.public_url:
+        lines.append(f"  clients reach it at {config.public_url} (REVERB_HOST/PORT/SCHEME)")
     for app in config.apps:
         lines.append(f"  app id={app.id} key={app.key}" + (
-            " client-events=on" if app.enable_client_events else ""))
+            " client-events=on" if app.enable_client_events else "") + (
+            f" max-connections={app.max_connections}" if app.max_connections else ""))
+    health = f"  health: {scheme}://{shown}:{port}/up (liveness), /ready (readiness)"
+    if config.metrics.enabled:
+        health += (f"; metrics: http://{shown}:{metrics_port}/metrics" if metrics_port
+                   else "; metrics: /metrics")
+    lines.append(health)
+    if config.console.enabled:
+        lines.append(f"  debug console: {scheme}://{shown}:{port}/console?token=<[console] token>")
+    if workers > 1:
+        lines.append(f"  {workers} worker processes sharing the port (metrics, logs and the "
+                     "console are per worker)")
+    else:
+        lines.append(f"  at most {max_connections} connections (open-file limit "
+                     f"{open_file_limit})")
+    lines.append(f"  logs: {log_format} on stderr{', every frame (--debug)' if debug else ''}")
+    lines.append("  stop: SIGTERM or Ctrl-C drains (clients told to reconnect, paced); "
+                 "a second one stops at once")
+    lines.append(f"  docs: {DOCS_URL}")
     if config.dev_app:
         app = config.apps[0]
         lines += [
@@ -55,15 +98,31 @@ def _banner(config: Config, port: int) -> str:
             f"  REVERB_APP_ID={app.id}  REVERB_APP_KEY={app.key}  REVERB_APP_SECRET={app.secret}",
             f"  REVERB_HOST={shown}  REVERB_PORT={port}  REVERB_SCHEME=http",
         ]
+    lines.append(RULE)
     return "\n".join(lines)
+
+
+def _warn_unavailable(config: Config) -> None:
+    """A configured feature this build cannot deliver is said at start, never ignored."""
+    if any(app.webhooks for app in config.apps) and (
+            importlib.util.find_spec("pusherd.webhooks") is None):
+        hooks = sum(len(app.webhooks) for app in config.apps)
+        log.warning("%d webhook(s) configured ([[apps.webhooks]]) but not delivered by this "
+                    "build of pusherd (no webhook sender)", hooks,
+                    extra={"event": "feature_unavailable", "feature": "webhooks"})
+
+
+# How this run logs (set by main() before any worker is forked, so workers inherit it).
+_LOG_FORMAT = "text"
+_DEBUG = False
 
 
 async def _serve(config: Config, ready: Connection | None = None) -> int:
     """Run one pusherd until SIGTERM/SIGINT. A worker (`ready` given) reports on that
-    pipe instead of printing the listening line, which its parent prints once."""
+    pipe instead of printing the banner, which its parent prints once."""
     from pusherd.server.server import Server
 
-    server = Server(config)
+    server = Server(config, debug=_DEBUG)
     try:
         await server.start()
     except ConfigError as exc:  # found at start: e.g. a webhook journal in use
@@ -76,21 +135,33 @@ async def _serve(config: Config, ready: Connection | None = None) -> int:
         if ready is not None:
             ready.send(message)
         return 1
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            stop.set()
+        else:
+            log.warning("second stop signal: closing at once", extra={"event": "drain_forced"})
+            server.force_stop()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
     if ready is not None:
         ready.send("ready")
         ready.close()
     else:
-        # The first line is the machine-readable one tests and scripts wait for.
-        print(f"pusherd listening on http://{config.server.host}:{server.port}", flush=True)
-        print(_banner(config, server.port), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        # The banner goes to stdout between two rules, log lines to stderr: never mixed.
+        print(_banner(config, server.port, server.metrics_port, server.state.open_file_limit,
+                      server.state.max_open_connections, _LOG_FORMAT, _DEBUG), flush=True)
+        _warn_unavailable(config)
     await stop.wait()
-    logging.getLogger("pusherd.server").info("shutting down: draining %d connection(s)",
-                                             len(server.state.connections))
-    await server.shutdown()
+    log.info("shutting down: draining %d connection(s)", len(server.state.connections),
+             extra={"event": "shutdown"})
+    await server.drain()
     if ready is None:
         print("pusherd stopped", flush=True)
     return 0
@@ -113,8 +184,9 @@ def _serve_workers(config: Config, workers: int) -> int:
     from pusherd.server.workers import run_workers
 
     def listening(port: int) -> None:
-        print(f"pusherd listening on http://{config.server.host}:{port}", flush=True)
-        print(_banner(config, port) + f"\n  {workers} worker processes", flush=True)
+        # One banner for the workers (each is a whole pusherd with its own counters).
+        print(_banner(config, port, None, 0, 0, _LOG_FORMAT, _DEBUG, workers), flush=True)
+        _warn_unavailable(config)
 
     status = run_workers(config, workers, _run_worker, listening)
     print("pusherd stopped", flush=True)
@@ -132,16 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pusherd: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=config.server.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from pusherd.server.logs import configure_logging
+
+    log_format = args.log_format or config.server.log_format
+    level = args.log_level or config.server.log_level
+    # Level debug is the frame log too, as --debug is level debug.
+    debug = args.debug or level.lower() == "debug"
+    configure_logging(level, log_format, debug)
     for warning in config.warnings:
         logging.getLogger("pusherd.config").warning("%s", warning)
-    # The WebSocket layer logs each frame at DEBUG and each close at INFO: only a debug
-    # run wants either (see pusherd.server.websocket).
-    debug = config.server.log_level.lower() == "debug"
-    logging.getLogger("pusherd.ws.frames").setLevel(logging.DEBUG if debug else logging.WARNING)
+    global _LOG_FORMAT, _DEBUG
+    _LOG_FORMAT, _DEBUG = log_format, debug
     workers = args.workers if args.workers is not None else config.server.workers
     if workers != config.server.workers:
         config = replace(config, server=replace(config.server, workers=workers))

@@ -18,6 +18,7 @@ from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
 from pusherd.core.origins import origin_entry_problem
+from pusherd.environment import read_environment
 from pusherd.errors import ConfigError
 
 WEBHOOK_EVENT_TYPES = frozenset(
@@ -45,8 +46,10 @@ class ServerConfig:
     max_write_buffer_size: int = 1_048_576  # outbound bytes queued per socket before cut-off
     http_idle_timeout: float = 75.0  # an HTTP connection idle this long (or sending a
     # request this slowly) is closed
-    shutdown_timeout: float = 10.0  # seconds to drain sockets on SIGTERM
-    shutdown_batch_size: int = 500  # sockets closed per drain step (paced, no storm)
+    shutdown_timeout: float = 10.0  # seconds clients get to close after the last 4200
+    shutdown_batch_size: int = 500  # a drain of at most this many sockets closes at once
+    drain_grace: float = 3.0  # seconds not-ready before the first 4200 (load balancers)
+    drain_seconds: float = 10.0  # the 4200 closes are spread over this many seconds
     workers: int = 1  # processes sharing the port (SO_REUSEPORT); more than 1 needs Redis
     strict_protocol_version: bool = False  # absent ?protocol= closes 4008 when true
     http_fallback: bool = True  # serve pusher-js's xhr_streaming / xhr_polling (§15)
@@ -57,6 +60,37 @@ class ServerConfig:
     fallback_hostname: str = ""  # announced to fallback clients: their later requests go
     # to this host (pins a session to this node behind a load balancer)
     log_level: str = "info"
+    log_format: str = "text"  # text or json
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """``[server.tls]``: serve ``wss://`` and ``https://`` on the port directly (PEM files)."""
+
+    cert_file: str = ""
+    key_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a certificate is configured."""
+        return bool(self.cert_file)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """``[metrics]``: Prometheus ``/metrics``; on its own listener when `port` is >= 0."""
+
+    enabled: bool = True
+    port: int = -1  # -1: served on the main port; 0 picks a free port
+    host: str = ""  # its own listener's address; empty: [server] host
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """``[console]``: the live debug console at ``/console`` (off unless enabled)."""
+
+    enabled: bool = False
+    token: str = field(default="", repr=False)  # required when enabled; a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +154,10 @@ class Config:
     # Things that work but may surprise (printed at start), e.g. a non-numeric app id.
     warnings: tuple[str, ...] = ()
     webhooks: WebhooksConfig = WebhooksConfig()
+    tls: TlsConfig = TlsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    console: ConsoleConfig = ConsoleConfig()
+    public_url: str = ""  # where clients reach this server (REVERB_HOST...), for the banner
 
 
 def _check_type(key: str, value: Any, expected: type | tuple[type, ...]) -> Any:
@@ -187,6 +225,26 @@ def _validate_server(server: ServerConfig) -> None:
                           f"must start with / and not end with /, got {server.path_prefix!r}")
     if server.log_level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError("server.log_level", f"unknown level {server.log_level!r}")
+    if server.log_format not in ("text", "json"):
+        raise ConfigError("server.log_format", f"must be text or json, got {server.log_format!r}")
+    for name in ("drain_grace", "drain_seconds"):
+        _positive(f"server.{name}", getattr(server, name), allow_zero=True)
+
+
+def _validate_tls(tls: TlsConfig) -> None:
+    if bool(tls.cert_file) != bool(tls.key_file):
+        missing = "key_file" if tls.cert_file else "cert_file"
+        raise ConfigError(f"server.tls.{missing}", "set cert_file and key_file together")
+    for name in ("cert_file", "key_file"):
+        value = getattr(tls, name)
+        if value and not Path(value).is_file():
+            raise ConfigError(f"server.tls.{name}", f"file not found: {value}")
+
+
+def _replace(server: ServerConfig, **changes: Any) -> ServerConfig:
+    values = {f.name: getattr(server, f.name) for f in fields(ServerConfig)}
+    values.update(changes)
+    return ServerConfig(**values)
 
 
 def _build_app(raw: Any, index: int) -> App:
@@ -269,34 +327,53 @@ def load_config(
             raise ConfigError("--config", f"file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from None
-    unknown = set(raw) - {"server", "apps", "redis", "webhooks"}
+    sections = ("server", "apps", "redis", "webhooks", "metrics", "console")
+    unknown = set(raw) - set(sections)
     if unknown:
-        raise ConfigError(sorted(unknown)[0],
-                          "unknown section (known: server, apps, redis, webhooks)")
+        raise ConfigError(sorted(unknown)[0], f"unknown section (known: {', '.join(sections)})")
     env = env or {}
+    overrides = read_environment(env)
 
-    file_server = raw.get("server", {})
+    file_server = dict(raw.get("server", {}))
+    tls_table = file_server.pop("tls", {})
+    if not isinstance(tls_table, dict):
+        raise ConfigError("server.tls", "use a [server.tls] table")
+    tls_raw = dict(tls_table)
     # The file is validated on its own first: an override (--port 0) must not hide a bad
     # value in it (port = "8082") that would stop the next start without the override.
     _validate_server(_build(ServerConfig, file_server, "server"))
-    server_raw = dict(file_server)
-    for names, key, convert in (
-        (("PUSHERD_HOST", "REVERB_SERVER_HOST"), "host", str),
-        (("PUSHERD_PORT", "REVERB_SERVER_PORT"), "port", int),
-    ):
-        for name in names:
-            if env.get(name):
-                try:
-                    server_raw[key] = convert(env[name])
-                except ValueError:
-                    raise ConfigError(name, f"expected an integer, got {env[name]!r}") from None
-                break
+    server_raw = {**file_server, **overrides.server}
     if host is not None:
         server_raw["host"] = host
     if port is not None:
         server_raw["port"] = port
     server: ServerConfig = _build(ServerConfig, server_raw, "server")
+    if overrides.ping_interval is not None:
+        # Reverb pings a socket silent for ping_interval seconds; pusherd's ping comes
+        # activity_timeout + ping_grace after the last frame, and never before the
+        # activity_timeout the clients were told.
+        server = _replace(server, ping_grace=float(
+            max(0, overrides.ping_interval - server.activity_timeout)))
     _validate_server(server)
+    # Reverb's names for the same two files (its servers.reverb.options.tls stream context
+    # keys), accepted so that its TLS settings carry over as they are.
+    for reverb_name, name in (("local_cert", "cert_file"), ("local_pk", "key_file")):
+        if reverb_name in tls_raw:
+            if name in tls_raw:
+                raise ConfigError(f"server.tls.{reverb_name}", f"set {name} or {reverb_name}, "
+                                  "not both")
+            tls_raw[name] = tls_raw.pop(reverb_name)
+    tls: TlsConfig = _build(TlsConfig, {**tls_raw, **overrides.tls}, "server.tls")
+    _validate_tls(tls)
+    metrics: MetricsConfig = _build(MetricsConfig, {**raw.get("metrics", {}),
+                                                    **overrides.metrics}, "metrics")
+    if not -1 <= metrics.port <= 65535:
+        raise ConfigError("metrics.port", f"must be 0..65535 (or -1), got {metrics.port!r}")
+    console: ConsoleConfig = _build(ConsoleConfig, {**raw.get("console", {}),
+                                                    **overrides.console}, "console")
+    if console.enabled and len(console.token) < 16:
+        raise ConfigError("console.token", "the console shows every app's traffic: set a "
+                          "token of at least 16 characters (value hidden)")
 
     apps_raw = raw.get("apps", [])
     if not isinstance(apps_raw, list):
@@ -305,22 +382,17 @@ def load_config(
     warnings = [_non_numeric_id_warning(f"apps[{i}].id", app.id)
                 for i, app in enumerate(apps) if not _is_numeric_id(app.id)]
 
-    env_app = {}
-    for key, names in (("id", ("PUSHERD_APP_ID", "REVERB_APP_ID")),
-                       ("key", ("PUSHERD_APP_KEY", "REVERB_APP_KEY")),
-                       ("secret", ("PUSHERD_APP_SECRET", "REVERB_APP_SECRET"))):
-        for name in names:
-            if env.get(name):
-                env_app[key] = env[name]
-                if key == "id" and not _is_numeric_id(env[name]):
-                    warnings.append(_non_numeric_id_warning(name, env[name]))
-                break
+    env_app = {k: v for k, v in overrides.app.items() if k in ("id", "key", "secret")}
+    if "id" in env_app and not _is_numeric_id(env_app["id"]):
+        name = "PUSHERD_APP_ID" if env.get("PUSHERD_APP_ID") else "REVERB_APP_ID"
+        warnings.append(_non_numeric_id_warning(name, env_app["id"]))
     if env_app:
         if set(env_app) != {"id", "key", "secret"}:
             missing = sorted({"id", "key", "secret"} - set(env_app))
             raise ConfigError(f"PUSHERD_APP_{missing[0].upper()}",
                               "set id, key and secret together (PUSHERD_APP_* or REVERB_APP_*)")
-        from_env = _build_app(env_app, len(apps))
+        options = {k: v for k, v in overrides.app.items() if k not in env_app}
+        from_env = _build_app({**env_app, **options}, len(apps))
         apps = [a for a in apps if a.id != from_env.id and a.key != from_env.key] + [from_env]
 
     dev_app = False
@@ -341,7 +413,8 @@ def load_config(
     redis = load_redis_config(raw.get("redis", {}), env)
     webhooks = _build_webhooks(raw.get("webhooks", {}), env)
     return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app,
-                  warnings=tuple(warnings), webhooks=webhooks)
+                  warnings=tuple(warnings), webhooks=webhooks, tls=tls, metrics=metrics,
+                  console=console, public_url=overrides.public_url)
 
 
 # --- [redis] -------------------------------------------------------------------------------

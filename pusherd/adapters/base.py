@@ -72,8 +72,9 @@ class Adapter(Protocol):
 
     @property
     def ready(self) -> bool:
-        """Whether the adapter can serve the whole cluster view now (``/up`` answers 503
-        while not: a Redis adapter whose Redis is unreachable)."""
+        """Whether the adapter can serve the whole cluster view now (its shared state
+        reachable: false while a Redis adapter's Redis is unreachable). ``/ready`` answers
+        503 while it is not. Cheap: read on every readiness probe."""
 
     def add_listener(self, listener: TransitionListener) -> None:
         """Receive every transition this node decides, in order (webhooks, metrics)."""

@@ -52,11 +52,31 @@ def deliver_to(subscribers: dict[str, Subscriber], frame: Outbound,
     return count
 
 
+class DeliveryCount:
+    """Channel events delivered by this node for one app, counted once per event."""
+
+    __slots__ = ("messages", "bytes")
+
+    def __init__(self) -> None:
+        self.messages = 0  # frames written to sockets (one event to N sockets: N)
+        self.bytes = 0  # their WebSocket bytes
+
+
 class LocalFanout:
     """Every app's sockets on this node (by app id)."""
 
     def __init__(self) -> None:
         self.apps: dict[str, AppSockets] = {}
+        self.delivered: dict[str, DeliveryCount] = {}  # app id -> counts (for /metrics)
+
+    def count_delivery(self, app_id: str, recipients: int, frame: Outbound) -> None:
+        """Count one event delivered to `recipients` sockets: one call per event, never
+        per recipient (the metrics' ``messages delivered`` and ``bytes sent``)."""
+        count = self.delivered.get(app_id)
+        if count is None:
+            count = self.delivered[app_id] = DeliveryCount()
+        count.messages += recipients
+        count.bytes += recipients * len(frame.websocket)
 
     def sockets(self, app_id: str) -> AppSockets:
         """The app's index, created on first use."""

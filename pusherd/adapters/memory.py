@@ -183,7 +183,8 @@ class MemoryAdapter:
                 recipients = fanout.channel_subscribers(app.id, name)
             if recipients:  # the frame is encoded only when someone will receive it
                 frame = Outbound(messages.encode_channel_event(trigger.name, name, trigger.data))
-                deliver_to(recipients, frame, trigger.socket_id)
+                fanout.count_delivery(app.id, deliver_to(recipients, frame, trigger.socket_id),
+                                      frame)
 
     def client_event(
         self, app: App, subscriber: Subscriber, event: str, channel: str, data: Any,
@@ -194,7 +195,8 @@ class MemoryAdapter:
         if not recipients:
             return
         frame = Outbound(messages.encode_channel_event(event, channel, data, user_id))
-        deliver_to(recipients, frame, subscriber.socket_id)
+        self.fanout.count_delivery(app.id, deliver_to(recipients, frame, subscriber.socket_id),
+                                   frame)
         if self._listeners:
             self._emit(ClientEventSent(app.id, channel, event, data, subscriber.socket_id,
                                        user_id, now_ms))

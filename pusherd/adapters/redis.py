@@ -573,7 +573,8 @@ class RedisAdapter:
                 recipients = fanout.channel_subscribers(app_id, name)
             if recipients:  # encoded only when someone here will receive it
                 frame = Outbound(messages.encode_channel_event(event, name, data))
-                deliver_to(recipients, frame, except_socket_id)
+                fanout.count_delivery(app_id, deliver_to(recipients, frame, except_socket_id),
+                                      frame)
 
     def client_event(
         self, app: App, subscriber: Subscriber, event: str, channel: str, data: Any,
@@ -583,7 +584,8 @@ class RedisAdapter:
         recipients = self.fanout.channel_subscribers(app.id, channel)
         if recipients:
             frame = Outbound(messages.encode_channel_event(event, channel, data, user_id))
-            deliver_to(recipients, frame, subscriber.socket_id)
+            self.fanout.count_delivery(app.id, deliver_to(recipients, frame,
+                                                          subscriber.socket_id), frame)
         # Always published: the mirror may not know yet of a socket that has just
         # subscribed on another node (its success frame leaves before Redis counts it).
         self.bus.publish(ClientEventMessage(self.node_id, app.id, channel, event, data,
@@ -807,9 +809,10 @@ class RedisAdapter:
         elif isinstance(message, ClientEventMessage):
             recipients = self.fanout.channel_subscribers(message.app_id, message.channel)
             if recipients:
-                deliver_to(recipients, Outbound(messages.encode_channel_event(
-                    message.event, message.channel, message.data, message.user_id)),
-                    message.socket_id)
+                frame = Outbound(messages.encode_channel_event(
+                    message.event, message.channel, message.data, message.user_id))
+                self.fanout.count_delivery(message.app_id, deliver_to(
+                    recipients, frame, message.socket_id), frame)
         elif isinstance(message, TerminateMessage):
             self._terminate_local(message.app_id, message.user_id)
 

@@ -187,6 +187,7 @@ class Session:
     __slots__ = (
         "socket_id", "app", "settings", "phase", "registered", "subscriptions", "user",
         "last_activity", "ping_sent_at", "_window_start", "_window_count",
+        "messages_received", "error", "refusal",
     )
 
     def __init__(self, socket_id: SocketId, app: App | None, now: float,
@@ -204,6 +205,11 @@ class Session:
         self.ping_sent_at: float | None = None
         self._window_start = now
         self._window_count = 0
+        self.messages_received = 0  # client messages, for the close log line and metrics
+        # The last client message's refusal, for the shell to count and log (it clears it).
+        self.error: PusherError | None = None
+        # (code, message) once the session ended the connection itself (refuse()).
+        self.refusal: tuple[int, str] | None = None
 
     # --- the open (§1.2, §1.4, §4) -----------------------------------------------------
 
@@ -250,6 +256,7 @@ class Session:
         if self.phase is Phase.CLOSED or self.phase is Phase.CLOSING:
             return []
         self.phase = Phase.CLOSING
+        self.refusal = (code, message)
         return [Send(Outbound(messages.encode_error(code, message))), Close(code, message)]
 
     # --- client messages (§3, §7-§10) --------------------------------------------------
@@ -260,18 +267,23 @@ class Session:
         subscribe, §7.5); the connection stays open."""
         if self.phase is not Phase.OPEN:
             return []  # refused or closing: ignore what the client still sends
+        self.messages_received += 1
         try:
             return self._dispatch(messages.parse_client_message(payload), now)
         except SubscriptionRefused as exc:
+            self.error = exc
             return _refusal_frames(exc)
         except PusherError as exc:
+            self.error = exc
             return [Send(Outbound(exc.to_frame()))]
 
     def receive_binary(self) -> list[Action]:
         """A binary message: the protocol is text only (§3.1)."""
         if self.phase is not Phase.OPEN:
             return []
-        return [Send(Outbound(MessageFormatError("Binary frames are not supported").to_frame()))]
+        self.messages_received += 1
+        self.error = MessageFormatError("Binary frames are not supported")
+        return [Send(Outbound(self.error.to_frame()))]
 
     def _dispatch(self, message: messages.ClientMessage, now: float) -> list[Action]:
         if isinstance(message, Ping):
@@ -301,6 +313,7 @@ class Session:
         """The adapter refused a :class:`Join` (a full presence channel, §8): forget the
         subscription and answer with the refusal frames."""
         self.subscriptions.pop(exc.channel or "", None)
+        self.error = exc
         return _refusal_frames(exc)
 
     # --- the end ----------------------------------------------------------------------

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 from urllib.parse import unquote
 
@@ -49,6 +51,35 @@ def error_response(status: int, message: str) -> HttpResponse:
     return _json(status, {"error": message, "status": status})
 
 
+Route = Callable[[str, str], HttpResponse]
+"""An operations route (``/up``, ``/ready``, ``/metrics``, ``/console``): (method, raw
+query) -> response."""
+
+
+def api_endpoint(path: str) -> str:
+    """The endpoint a request path names, as a metric label (bounded: never the app id,
+    channel or user)."""
+    if path.startswith("/apps/"):
+        rest = path[6:].partition("/")[2]
+        if rest in ("events", "batch_events", "channels"):
+            return rest
+        if rest.startswith("channels/"):
+            return "channel_users" if rest.endswith("/users") else "channel"
+        if rest.startswith("users/"):
+            return "terminate_connections"
+        return "other"
+    if path.startswith("/users/"):
+        return "terminate_connections"
+    return "other"
+
+
+_CACHED_ENDPOINTS = frozenset({"events", "batch_events", "channels"})
+
+
+def _app_id_of(path: str) -> str:
+    return path[6:].partition("/")[0][:64] if path.startswith("/apps/") else ""
+
+
 _TERMINATE = re.compile(r"\A/users/([^/]+)/terminate_connections\Z")
 _CHANNEL = re.compile(r"\A/channels/([^/]+)\Z")
 _CHANNEL_USERS = re.compile(r"\A/channels/([^/]+)/users\Z")
@@ -68,25 +99,56 @@ class HttpApi:
         self.adapter = adapter
         self.state = state
         self.webhooks = webhooks
+        # Exact paths answered before the API (they also answer outside the mount prefix).
+        self.routes: dict[str, Route] = {"/up": self._up}
+        # Set while metrics are on: each request's endpoint, status and seconds.
+        self.observe: Callable[[str, int, float], None] | None = None
+        # raw path -> endpoint label, for the few paths without a channel or user in
+        # them (a trigger's path is the same for every request of an app); bounded.
+        self._endpoints: dict[str, str] = {}
 
     def handle(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
         """Answer one request. `raw_path` is as sent (percent-escapes kept: it may be what
         the client signed) with the mount prefix removed; `query` is the raw query string."""
+        route = self.routes.get(raw_path)
+        if route is not None:
+            return route(method, query)
+        observe = self.observe
+        if observe is None:
+            return self._answer(method, raw_path, query, body)
+        started = perf_counter()
+        response = self._answer(method, raw_path, query, body)
+        elapsed = perf_counter() - started
+        endpoint = self._endpoints.get(raw_path)
+        if endpoint is None:
+            endpoint = api_endpoint(raw_path)
+            if endpoint in _CACHED_ENDPOINTS and len(self._endpoints) < 1024:
+                self._endpoints[raw_path] = endpoint
+        observe(endpoint, response.status, elapsed)
+        return response
+
+    def _answer(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
         try:
             return self._route(method, raw_path, query, body)
         except HttpApiError as exc:
-            if exc.status >= 500:
-                log.error("HTTP %s %s failed: %s", method, raw_path, exc.message)
+            self.state.telemetry.api_error(method, api_endpoint(raw_path),
+                                           _app_id_of(raw_path), exc.status, exc.message)
             return error_response(exc.status, exc.message)
+
+    def _up(self, method: str, query: str) -> HttpResponse:
+        """200 while the process serves; 503 while it drains (it still answers: the
+        listener stays open during a drain) or while the adapter's shared state is
+        unreachable (a node that cannot see the cluster must not take clients)."""
+        if method not in ("GET", "HEAD"):
+            return error_response(405, "Use GET")
+        if self.state.draining:
+            return _json(503, {"status": "draining"})
+        if not self.adapter.ready:
+            return _json(503, {"status": "cluster state unavailable (Redis)"})
+        return _json(200, {"status": "ok"})
 
     def _route(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
         path = unquote(raw_path) if "%" in raw_path else raw_path
-        if path == "/up" and method in ("GET", "HEAD"):
-            if self.state.draining:
-                return _json(503, {"status": "draining"})
-            if not self.adapter.ready:
-                return _json(503, {"status": "cluster state unavailable (Redis)"})
-            return _json(200, {"status": "ok"})
         params = api.parse_query(query)
 
         if path.startswith("/apps/"):
@@ -147,6 +209,8 @@ class HttpApi:
         trigger = api.parse_trigger(app, body)
         self.adapter.trigger(app, trigger, time.time_ns() // 1_000_000)
         self.state.api_events += 1
+        if self.state.telemetry.sinks:
+            self._tell_trigger(app, trigger)
         if not trigger.info:
             return EMPTY_OK
         return _json(200, {"channels": {c: self._trigger_info(app, c, trigger.info)
@@ -158,11 +222,18 @@ class HttpApi:
         for trigger in triggers:
             self.adapter.trigger(app, trigger, now_ms)
         self.state.api_events += len(triggers)
+        if self.state.telemetry.sinks:
+            for trigger in triggers:
+                self._tell_trigger(app, trigger)
         if not any(t.info for t in triggers):
             return EMPTY_OK
         return _json(200, {"batch": [
             self._trigger_info(app, t.channels[0], t.info) if t.info else {} for t in triggers
         ]})
+
+    def _tell_trigger(self, app: App, trigger: api.Trigger) -> None:
+        self.state.telemetry.tell("api_event", app_id=app.id, event=trigger.name,
+                                  channels=list(trigger.channels), data=trigger.data[:200])
 
     def _trigger_info(self, app: App, channel: str, info: frozenset[str]) -> dict[str, int]:
         """Counts after delivery; attributes that do not apply to the channel are left out."""

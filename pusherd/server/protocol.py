@@ -24,9 +24,19 @@ from pusherd.apps import AppRegistry
 from pusherd.core.api import parse_query
 from pusherd.core.session import Session, SessionSettings
 from pusherd.server.fallback import FallbackTransport, ReceiveRequest
-from pusherd.server.http_api import EMPTY_OK, HttpApi, HttpResponse, error_response
+from pusherd.server.http_api import (
+    EMPTY_OK,
+    HttpApi,
+    HttpResponse,
+    api_endpoint,
+    error_response,
+)
 from pusherd.server.state import ServerState
-from pusherd.server.websocket import WebSocketConnection, WebSocketLimits
+from pusherd.server.websocket import (
+    DebugWebSocketConnection,
+    WebSocketConnection,
+    WebSocketLimits,
+)
 
 log = logging.getLogger("pusherd.http")
 
@@ -54,6 +64,7 @@ class ProtocolContext:
     max_request_size: int  # bytes
     path_prefix: str  # mount prefix in front of /app/{key} and /apps/{id}, or ""
     fallback: FallbackTransport | None = None  # the HTTP fallback transports, if enabled
+    debug_frames: bool = False  # --debug: log every frame in and out (a slower class)
 
 
 def render_response(response: HttpResponse, keep_alive: bool, head: bool = False) -> bytes:
@@ -233,8 +244,7 @@ class ServerProtocol(asyncio.Protocol):
         length = self._headers.get(b"content-length")
         limit = self.context.max_request_size
         if length is not None and length.isdigit() and int(length) > limit:
-            self._respond(error_response(
-                413, f"Request body is larger than {limit} bytes"), False)
+            self._refuse_large(limit)
         elif (expect := self._headers.get(b"expect")) is not None and (
             expect.lower() == b"100-continue" and self.transport
         ):
@@ -249,10 +259,21 @@ class ServerProtocol(asyncio.Protocol):
         self._body_size += len(body)
         limit = self.context.max_request_size
         if self._body_size > limit:
-            self._respond(error_response(413, f"Request body is larger than {limit} bytes"),
-                          False)
+            self._refuse_large(limit)
             return
         self._body.append(body)
+
+    def _refuse_large(self, limit: int) -> None:
+        message = f"Request body is larger than {limit} bytes"
+        path = self._url.partition(b"?")[0].decode("latin-1")
+        prefix = self.context.path_prefix
+        if prefix and path.startswith(prefix + "/"):
+            path = path[len(prefix):]
+        app_id = path[6:].partition("/")[0][:64] if path.startswith("/apps/") else ""
+        self.context.state.telemetry.api_error(
+            self.parser.get_method().decode("latin-1"), api_endpoint(path), app_id, 413,
+            message)
+        self._respond(error_response(413, message), False)
 
     def on_message_complete(self) -> None:
         """httptools: the request is whole: route it to the HTTP API and answer."""
@@ -269,7 +290,9 @@ class ServerProtocol(asyncio.Protocol):
         path = raw_path.decode("latin-1")
         context = self.context
         prefix = context.path_prefix
-        if prefix and path != "/up":  # /up answers at the root too, for load balancers
+        # /up, /ready, /metrics (and the console) answer at the root too, for load
+        # balancers and scrapers that know nothing of the mount prefix.
+        if prefix and path not in context.http_api.routes:
             if not path.startswith(prefix + "/"):
                 self._respond(error_response(404, "Not found"), self.parser.should_keep_alive())
                 return
@@ -373,11 +396,20 @@ class ServerProtocol(asyncio.Protocol):
             self._respond(error_response(426, "Unsupported WebSocket version (use 13)"), False)
             return
         state = context.state
-        app = context.apps.by_key(path[len("/app/"):].rstrip("/"))
+        if state.draining:
+            # The listener stays open during a drain so that health checks are answered;
+            # new clients are sent elsewhere (pusher-js retries, a load balancer moves on).
+            self._respond(error_response(503, "Server is draining: connect to another node"),
+                          False)
+            return
+        app_key = path[len("/app/"):].rstrip("/")
+        app = context.apps.by_key(app_key)
         session = Session(state.new_socket_id(), app, time.monotonic(),
                           context.session_settings)
-        connection = WebSocketConnection(transport, session, context.adapter, state,
-                                         context.websocket_limits)
+        connection_class = (DebugWebSocketConnection if context.debug_frames
+                            else WebSocketConnection)
+        connection = connection_class(transport, session, context.adapter, state,
+                                      context.websocket_limits)
         # The 101 response and the first frame leave in one write (one syscall).
         connection.cork(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -393,9 +425,17 @@ class ServerProtocol(asyncio.Protocol):
         state.connections[connection.socket_id] = connection
 
         query = dict(parse_query((url.query or b"").decode("latin-1")))
-        origin = headers.get(b"origin")
-        connection.run(session.open(query, None if origin is None else origin.decode("latin-1"),
-                                    state.draining))
+        raw_origin = headers.get(b"origin")
+        origin = None if raw_origin is None else raw_origin.decode("latin-1")[:200]
+        connection.run(session.open(query, origin, state.draining))
         connection.uncork()
+        peer = transport.get_extra_info("peername")
+        if session.registered:
+            state.telemetry.connection_opened(session.app.id, session.socket_id, peer,
+                                              origin, query.get("protocol"))
+        elif session.refusal is not None:
+            code, reason = session.refusal
+            state.telemetry.connection_refused(session.app.id, app_key, code, reason,
+                                               peer, origin)
         if rest:
             connection.receive_data(rest)

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import random
 import resource
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 
@@ -23,8 +26,10 @@ from pusherd.config import Config
 from pusherd.core.ids import SocketId
 from pusherd.core.session import SessionSettings
 from pusherd.server.actions import wall_ms
+from pusherd.server.console import DebugConsole
 from pusherd.server.fallback import FallbackSettings, FallbackTransport
-from pusherd.server.http_api import HttpApi
+from pusherd.server.http_api import HttpApi, HttpResponse, error_response
+from pusherd.server.metrics import CONTENT_TYPE, Metrics, MetricsListener
 from pusherd.server.protocol import ProtocolContext, ServerProtocol
 from pusherd.server.state import Connection, ServerState
 from pusherd.server.websocket import WebSocketLimits
@@ -54,7 +59,8 @@ def raise_open_file_limit() -> int:
 class Server:
     """One pusherd process: the listener, its handlers, the sweeper and the adapter."""
 
-    def __init__(self, config: Config, adapter: Adapter | None = None) -> None:
+    def __init__(self, config: Config, adapter: Adapter | None = None,
+                 debug: bool = False) -> None:
         self.config = config
         cfg = config.server
         self.apps = AppRegistry(config.apps)
@@ -107,10 +113,29 @@ class Server:
             max_request_size=cfg.max_request_size,
             path_prefix=cfg.path_prefix,
             fallback=self.fallback,
+            debug_frames=debug,
         )
         self.port = 0
+        self.metrics_port: int | None = None  # the metrics listener's, when it has its own
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._force = asyncio.Event()  # a second SIGTERM/SIGINT: end the drain at once
+        self.http_api.routes["/ready"] = self._ready_route
+        self.metrics: Metrics | None = None
+        self._metrics_listener: MetricsListener | None = None
+        if config.metrics.enabled:
+            self.metrics = Metrics(self.state, self.apps, self.adapter, self.ready,
+                                   self.webhooks)
+            self.http_api.observe = self.state.telemetry.api_request
+            if config.metrics.port < 0:
+                self.http_api.routes["/metrics"] = self._metrics_route
+            else:
+                self._metrics_listener = MetricsListener(self.metrics)
+        self.console: DebugConsole | None = None
+        if config.console.enabled:
+            self.console = DebugConsole(config.console.token, self.apps, self.adapter,
+                                        self.state)
+            self.http_api.routes.update(self.console.routes())
 
     @staticmethod
     def _cluster_still_open(adapter: RedisAdapter
@@ -132,6 +157,49 @@ class Server:
         """Open client connections by socket id (read-only view for tests and the CLI)."""
         return self.state.connections
 
+    # --- health ------------------------------------------------------------------------
+
+    def readiness(self) -> str:
+        """``ready``, or why not: ``starting``, ``draining``, ``at_connection_limit``,
+        ``adapter_unavailable`` (e.g. Redis unreachable)."""
+        state = self.state
+        if not state.started:
+            return "starting"
+        if state.draining:
+            return "draining"
+        if state.at_connection_limit():
+            return "at_connection_limit"
+        if not self.adapter.ready:
+            return "adapter_unavailable"
+        return "ready"
+
+    def ready(self) -> bool:
+        """Whether a load balancer should send new clients here (``/ready`` is 200)."""
+        return self.readiness() == "ready"
+
+    def _ready_route(self, method: str, query: str) -> HttpResponse:
+        if method not in ("GET", "HEAD"):
+            return error_response(405, "Use GET")
+        status = self.readiness()
+        return HttpResponse(200 if status == "ready" else 503,
+                            b'{"status":"' + status.encode() + b'"}')
+
+    def _metrics_route(self, method: str, query: str) -> HttpResponse:
+        assert self.metrics is not None
+        if method not in ("GET", "HEAD"):
+            return error_response(405, "Use GET")
+        return HttpResponse(200, self.metrics.render(), CONTENT_TYPE)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of ``[server.tls]``, or None (plain TCP)."""
+        tls = self.config.tls
+        if not tls.enabled:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+        return context
+
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -147,43 +215,122 @@ class Server:
         self._server = await loop.create_server(
             lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
             reuse_address=True, reuse_port=cfg.workers > 1,  # workers share the port
+            ssl=self.tls_context(),
         )
         self.port = self._server.sockets[0].getsockname()[1]
+        if self._metrics_listener is not None:
+            metrics_cfg = self.config.metrics
+            await self._metrics_listener.start(metrics_cfg.host or cfg.host, metrics_cfg.port,
+                                               reuse_port=cfg.workers > 1)
+            self.metrics_port = self._metrics_listener.port
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="pusherd-sweeper")
-        log.info("open-file limit %d: at most %d simultaneous connections",
-                 self.state.open_file_limit, self.state.max_open_connections)
+        self.state.started = True
 
-    async def shutdown(self) -> None:
-        """Stop accepting, mark not ready, then close every socket with 4200 in paced
-        batches (so clients do not all reconnect to the surviving nodes at once); wait up
-        to ``shutdown_timeout`` seconds for the clients to close, then abort the rest."""
+    def force_stop(self) -> None:
+        """End a drain in progress at once (a second SIGTERM or SIGINT)."""
+        self._force.set()
+
+    async def _pause(self, seconds: float) -> bool:
+        """Wait `seconds` unless :meth:`force_stop` is called; True if forced."""
+        if self._force.is_set():
+            return True
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._force.wait(), seconds)
+        return self._force.is_set()
+
+    def drain_schedule(self, count: int, rng: random.Random | None = None) -> list[float]:
+        """Seconds after the grace at which each of `count` sockets is told 4200.
+
+        At most ``shutdown_batch_size`` sockets close at once (a few hundred reconnects
+        are no storm); more are spread over ``drain_seconds`` in batches, at least ten a
+        second, each batch at a random moment within its slot (jitter), so that the
+        surviving nodes see a steady trickle of reconnects, not a wave.
+        """
+        cfg = self.config.server
+        if count <= cfg.shutdown_batch_size or cfg.drain_seconds <= 0:
+            return [0.0] * count
+        rng = rng or random.Random()
+        batches = max(math.ceil(count / cfg.shutdown_batch_size),
+                      math.ceil(cfg.drain_seconds * 10))
+        slot = cfg.drain_seconds / batches
+        # Each batch at a random moment in the first 80 % of its slot: in order, spread.
+        moments = [batch * slot + rng.random() * slot * 0.8 for batch in range(batches)]
+        return [moments[index * batches // count] for index in range(count)]
+
+    async def drain(self) -> None:
+        """The paced drain of SIGTERM (then :meth:`shutdown`).
+
+        ``/ready`` turns 503 and new WebSocket upgrades are refused (503) at once, while
+        the listener stays open for health checks; after ``drain_grace`` seconds (time for
+        load balancers to notice) the sockets are told to reconnect (4200) in batches
+        spread over ``drain_seconds`` (:meth:`drain_schedule`); then :meth:`shutdown`
+        waits for them to close. :meth:`force_stop` cuts every wait short.
+        """
         cfg = self.config.server
         state = self.state
         state.draining = True
-        if self._server is not None:
-            self._server.close()
-        deadline = time.monotonic() + cfg.shutdown_timeout
-        connections = list(state.connections.values())
-        batch = cfg.shutdown_batch_size
-        steps = max(1, (len(connections) + batch - 1) // batch)
-        pause = min(0.05, cfg.shutdown_timeout / (2 * steps)) if steps > 1 else 0.0
-        for start in range(0, len(connections), batch):
-            for connection in connections[start:start + batch]:
-                connection.terminate(4200, "Server is shutting down: reconnect")
-            if pause:
-                await asyncio.sleep(pause)
+        if state.connections:
+            log.info("draining: not ready; %d connection(s) will be told to reconnect after "
+                     "%.1f s, spread over %.1f s", len(state.connections), cfg.drain_grace,
+                     cfg.drain_seconds, extra={"event": "drain_started"})
+            if not await self._pause(cfg.drain_grace):
+                connections = list(state.connections.values())
+                random.shuffle(connections)
+                schedule = self.drain_schedule(len(connections))
+                # A loop that fell behind (a busy machine) catches up by at most one extra
+                # batch per step, so a stall never turns into a burst of reconnects.
+                most_per_step = 2 * max(1, math.ceil(len(connections) / max(
+                    1, len(set(schedule)))))
+                started = time.monotonic()
+                told = 0
+                while told < len(connections):
+                    due = started + schedule[told]
+                    if await self._pause(due - time.monotonic()):
+                        break
+                    now_offset = time.monotonic() - started
+                    limit = told + most_per_step
+                    while told < min(limit, len(connections)) and schedule[told] <= now_offset:
+                        connections[told].terminate(4200, "Server is shutting down: reconnect")
+                        told += 1
+                    if told < len(connections) and schedule[told] <= now_offset:
+                        await asyncio.sleep(0.02)  # behind: let the writes of this step go
+        await self.shutdown()
+
+    async def _wait_drained(self, timeout: float) -> None:
+        """Wait until the last transport closed, :meth:`force_stop`, or `timeout` s."""
+        self.state.drained.clear()
+        waiters = {asyncio.ensure_future(self.state.drained.wait()),
+                   asyncio.ensure_future(self._force.wait())}
+        try:
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def shutdown(self) -> None:
+        """Close now: every remaining socket is told 4200 and gets up to
+        ``shutdown_timeout`` seconds to close (none after :meth:`force_stop`), then the
+        rest is aborted and the listener closed."""
+        cfg = self.config.server
+        state = self.state
+        state.draining = True
+        for connection in list(state.connections.values()):
+            connection.terminate(4200, "Server is shutting down: reconnect")
         # Idle keep-alive HTTP connections have nothing to finish.
         for http in list(state.http_connections):
             http.close_idle()
-        if state.transports:
-            state.drained.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(state.drained.wait(),
-                                       max(0.0, deadline - time.monotonic()))
+        if self._server is not None:
+            self._server.close()
+        if state.transports and not self._force.is_set():
+            await self._wait_drained(cfg.shutdown_timeout if state.connections
+                                     else min(1.0, cfg.shutdown_timeout))
         for transport in list(state.transports):
             transport.abort()  # type: ignore[attr-defined]
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._metrics_listener is not None:
+            await self._metrics_listener.close()
         if self._server is not None:
             await self._server.wait_closed()
         if self.webhooks is not None:

@@ -17,6 +17,7 @@ from typing import Protocol
 
 from pusherd.core.ids import SocketId, format_socket_id
 from pusherd.core.session import Session
+from pusherd.server.telemetry import Telemetry
 
 log = logging.getLogger("pusherd.server")
 
@@ -56,11 +57,13 @@ class ServerState:
         self.http_connections: set[HttpConnection] = set()
         self.max_open_connections = max_open_connections
         self.open_file_limit = open_file_limit
+        self.started = False  # set once the server is bound and its adapter started
         self.draining = False
         # Set when the last transport closes during a drain (shutdown waits on it).
         self.drained = asyncio.Event()
         self.api_events = 0  # events accepted over the HTTP API
         self.slow_consumers = 0  # sockets cut off for a full outbound buffer
+        self.telemetry = Telemetry()
         self._limit_logged_at = 0.0
         # Socket ids need uniqueness, not secrecy (an auth signature binds a socket id to a
         # channel the backend already allowed): a seeded PRNG spares two syscalls per socket.
@@ -79,6 +82,7 @@ class ServerState:
         self.transports.add(transport)
         if len(self.transports) <= self.max_open_connections:
             return True
+        self.telemetry.open_file_limit_hit()
         now = time.monotonic()
         if now - self._limit_logged_at > 10:
             self._limit_logged_at = now
@@ -88,6 +92,11 @@ class ServerState:
                 len(self.transports), self.open_file_limit,
             )
         return False
+
+    def at_connection_limit(self) -> bool:
+        """Whether the process holds as many TCP connections as its open-file limit allows
+        (a load balancer should send new clients elsewhere)."""
+        return len(self.transports) >= self.max_open_connections
 
     def transport_closed(self, transport: asyncio.BaseTransport) -> None:
         """Forget a closed TCP connection; the last one of a drain sets :attr:`drained`."""

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from websockets.frames import Frame, Opcode
+from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, Side, State
 
 from pusherd.adapters.base import Adapter
@@ -28,15 +29,20 @@ from pusherd.core.app import App
 from pusherd.core.outbound import Outbound
 from pusherd.core.session import Action, Session
 from pusherd.server.actions import carry_out
+from pusherd.server.logs import redact_frame
 from pusherd.server.state import ServerState
 
 log = logging.getLogger("pusherd.ws")
 
-# websockets' Sans-I/O core logs every frame at DEBUG and every close at INFO: one line
-# per disconnect is noise (and a measurable cost) at scale, so the CLI lets this logger
-# pass warnings only, unless the server runs at log level debug.
+# websockets' Sans-I/O core logs every frame at DEBUG and every close at INFO, without the
+# socket id and with the frames' signatures: the logging setup lets it pass warnings only
+# (pusherd.server.logs); the connection lines come from pusherd.server.telemetry.
 _FRAMES_LOG = logging.getLogger("pusherd.ws.frames")
+# --debug: every frame in and out, with its socket id (auth signatures redacted).
+_DEBUG_LOG = logging.getLogger("pusherd.ws.debug")
 _LINGER_ZERO = struct.pack("ii", 1, 0)
+_CONTROL_NAMES = {Opcode.CLOSE.value: "close", Opcode.PING.value: "ping",
+                  Opcode.PONG.value: "pong"}
 CLOSE_HANDSHAKE_TIMEOUT = 2.0  # seconds a client gets to answer our close frame
 
 
@@ -60,7 +66,7 @@ class WebSocketConnection:
     __slots__ = (
         "transport", "write", "app", "socket_id", "session", "protocol", "writable",
         "adapter", "state", "limits", "_corked", "close_deadline", "_fragments",
-        "_fragments_binary",
+        "_fragments_binary", "opened_at", "cut_off",
     )
 
     def __init__(
@@ -86,6 +92,8 @@ class WebSocketConnection:
         self.close_deadline: float | None = None
         self._fragments: list[bytes] | None = None
         self._fragments_binary = False
+        self.opened_at = time.monotonic()
+        self.cut_off = False  # True once aborted as a slow consumer
         transport.set_write_buffer_limits(high=limits.max_write_buffer_size)
 
     # --- actions ------------------------------------------------------------------------
@@ -98,7 +106,27 @@ class WebSocketConnection:
         """The TCP connection is gone: release everything the session held."""
         self.writable = False
         self.state.connections.pop(self.socket_id, None)
-        self.run(self.session.close())
+        session = self.session
+        was_open = session.registered
+        self.run(session.close())
+        if was_open:
+            code, reason = self.close_status()
+            self.state.telemetry.connection_closed(
+                self.app.id, self.socket_id, code, reason,
+                time.monotonic() - self.opened_at, session.messages_received)
+
+    def close_status(self) -> tuple[int, str]:
+        """The close code and reason of an ended connection: the one who closed first
+        (the server's code, or the client's), 1006 when no close frame was exchanged."""
+        if self.cut_off:
+            return 1006, "slow consumer cut off"
+        protocol = self.protocol
+        sent, received = protocol.close_sent, protocol.close_rcvd
+        if sent is not None and (received is None or not protocol.close_rcvd_then_sent):
+            return int(sent.code), sent.reason
+        if received is not None:
+            return int(received.code), received.reason
+        return 1006, "connection lost"
 
     # --- outbound -----------------------------------------------------------------------
 
@@ -128,9 +156,10 @@ class WebSocketConnection:
         if not self.writable:
             return
         self.writable = False
+        self.cut_off = True
         self.state.slow_consumers += 1
-        log.warning("socket %s cut off: outbound buffer over %d bytes (slow consumer)",
-                    self.socket_id, self.limits.max_write_buffer_size)
+        self.state.telemetry.slow_consumer(self.app.id, self.socket_id,
+                                           self.limits.max_write_buffer_size)
         # Linger 0: the kernel drops the unsent backlog and resets the connection at once,
         # instead of holding it (up to the buffer size per socket) in FIN-WAIT.
         sock = self.transport.get_extra_info("socket")
@@ -210,16 +239,36 @@ class WebSocketConnection:
     def _message(self, payload: bytes, binary: bool) -> None:
         if self.protocol.state is not State.OPEN:
             return  # closing: ignore what the client still sends
+        session = self.session
         if binary:
-            self.run(self.session.receive_binary())
-            return
-        try:
-            payload.decode()
-        except UnicodeDecodeError:
-            # RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection with 1007.
-            self.protocol.fail(1007, "invalid UTF-8 in a text frame")
-            return
-        self.run(self.session.receive(payload, time.monotonic()))
+            self.run(session.receive_binary())
+        else:
+            try:
+                payload.decode()
+            except UnicodeDecodeError:
+                # RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection (1007).
+                self.protocol.fail(1007, "invalid UTF-8 in a text frame")
+                return
+            telemetry = self.state.telemetry
+            if telemetry.sinks:  # the debug console is open: tell it about subscriptions
+                before = set(session.subscriptions)
+                self.run(session.receive(payload, time.monotonic()))
+                self._tell_subscriptions(before)
+            else:
+                self.run(session.receive(payload, time.monotonic()))
+        if session.error is not None:
+            error, session.error = session.error, None
+            self.state.telemetry.client_error(self.app.id, self.socket_id, error)
+
+    def _tell_subscriptions(self, before: set[str]) -> None:
+        after = self.session.subscriptions
+        telemetry = self.state.telemetry
+        for channel in after.keys() - before:
+            telemetry.tell("subscribed", app_id=self.app.id, socket_id=self.socket_id,
+                           channel=channel)
+        for channel in before - after.keys():
+            telemetry.tell("unsubscribed", app_id=self.app.id, socket_id=self.socket_id,
+                           channel=channel)
 
     # --- keepalive (§5) -----------------------------------------------------------------
 
@@ -232,3 +281,66 @@ class WebSocketConnection:
                 self.transport.abort()
             return
         self.run(self.session.keepalive(now))
+
+
+class DebugWebSocketConnection(WebSocketConnection):
+    """A :class:`WebSocketConnection` that logs every frame in and out with its socket id
+    (``--debug``). A separate class, so that a normal run pays nothing for it."""
+
+    __slots__ = ()
+
+    def __init__(self, transport: asyncio.Transport, session: Session, adapter: Adapter,
+                 state: ServerState, limits: WebSocketLimits) -> None:
+        super().__init__(transport, session, adapter, state, limits)
+        # Control frames in (ping, pong, close) never reach _message: log them as the
+        # parser hands them over.
+        events_received = self.protocol.events_received
+        socket_id = self.socket_id
+
+        def logged_events() -> list[Request | Response | Frame]:
+            events = events_received()
+            for frame in events:
+                if not isinstance(frame, Frame):
+                    continue
+                if frame.opcode is Opcode.CLOSE:
+                    data = bytes(frame.data)
+                    code = int.from_bytes(data[:2], "big") if len(data) >= 2 else 1005
+                    _DEBUG_LOG.debug("in %s close %d %s", socket_id, code,
+                                     data[2:125].decode(errors="replace"))
+                elif frame.opcode in (Opcode.PING, Opcode.PONG):
+                    _DEBUG_LOG.debug("in %s %s %s", socket_id, frame.opcode.name.lower(),
+                                     bytes(frame.data[:125]).hex() or "-")
+            return events
+
+        self.protocol.events_received = logged_events  # type: ignore[method-assign]
+        # Control frames out (pong, close, our own or the echo of the client's) leave
+        # through the parser's output, not deliver(): log them there.
+        data_to_send = self.protocol.data_to_send
+
+        def logged_output() -> list[bytes]:
+            chunks = data_to_send()
+            for chunk in chunks:
+                if len(chunk) >= 2 and chunk[0] & 0x0F in _CONTROL_NAMES:
+                    payload = chunk[2:2 + (chunk[1] & 0x7F)]
+                    if chunk[0] & 0x0F == Opcode.CLOSE:
+                        detail = (f"{int.from_bytes(payload[:2], 'big')} "
+                                  f"{payload[2:].decode(errors='replace')}"
+                                  if len(payload) >= 2 else "")
+                    else:
+                        detail = payload.hex() or "-"
+                    _DEBUG_LOG.debug("out %s %s %s", socket_id,
+                                     _CONTROL_NAMES[chunk[0] & 0x0F], detail)
+            return chunks
+
+        self.protocol.data_to_send = logged_output  # type: ignore[method-assign]
+
+    def deliver(self, frame: Outbound) -> None:
+        """Log the frame, then deliver it."""
+        if self.writable:
+            _DEBUG_LOG.debug("out %s %s", self.socket_id, redact_frame(frame.payload))
+        super().deliver(frame)
+
+    def _message(self, payload: bytes, binary: bool) -> None:
+        _DEBUG_LOG.debug("in %s %s", self.socket_id,
+                         f"<binary {len(payload)} bytes>" if binary else redact_frame(payload))
+        super()._message(payload, binary)

@@ -6,7 +6,8 @@ listening, and prints the one machine-readable line. Each worker is a whole push
 with the Redis adapter, listening with ``SO_REUSEPORT`` so the kernel spreads new
 connections over them. SIGTERM or SIGINT to the parent is passed to every worker, which
 drains as a single pusherd does; the parent waits for them (then kills what is left
-after ``shutdown_timeout`` plus a margin). A worker that dies on its own is started
+after the drain's length, ``drain_grace + drain_seconds + shutdown_timeout``, plus a
+margin). A worker that dies on its own is started
 again (after a pause that grows while it keeps dying early); the cluster removes the
 dead worker's members like any dead node's, within the lease bound.
 
@@ -101,7 +102,7 @@ def run_workers(config: Config, workers: int, worker_main: WorkerMain,
         for worker in pool:
             start(worker)
         if not _wait_ready(pool, stopping):
-            _stop_all(pool, shared.server.shutdown_timeout)
+            _stop_all(pool, _drain_bound(shared))
             return 1
         on_ready(port)
         log.info("%d workers listening on port %d", workers, port)
@@ -123,7 +124,7 @@ def run_workers(config: Config, workers: int, worker_main: WorkerMain,
                     time.sleep(pause)
                 start(worker)
         log.info("stopping %d workers", workers)
-        _stop_all(pool, shared.server.shutdown_timeout)
+        _stop_all(pool, _drain_bound(shared))
         return 0
     finally:
         for sig, handler in previous.items():
@@ -145,6 +146,12 @@ def _wait_ready(pool: list[_Worker], stopping: list[int]) -> bool:
                 log.error("worker %d failed to start: %s", worker.index, message)
                 return False
     return not waiting
+
+
+def _drain_bound(config: Config) -> float:
+    """Seconds a worker's whole drain may take: grace, paced closes, then the timeout."""
+    server = config.server
+    return server.drain_grace + server.drain_seconds + server.shutdown_timeout
 
 
 def _stop_all(pool: list[_Worker], shutdown_timeout: float) -> None:

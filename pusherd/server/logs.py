@@ -1,0 +1,92 @@
+"""Logging setup: named loggers, text or JSON lines on stderr, and the ``--debug`` frame log.
+
+Loggers: ``pusherd.server`` (start, drain, stop), ``pusherd.ws`` (connections opened,
+refused, closed; client errors; slow consumers), ``pusherd.http`` (HTTP API errors),
+``pusherd.ws.debug`` (every frame in and out, ``--debug`` only), ``pusherd.adapter``,
+``pusherd.console``. Log lines go to stderr; the start-up banner goes to stdout.
+
+No secret reaches a log line: the code logs ids, keys, names, codes and reasons, and the
+frame log replaces every ``auth`` value (a channel or sign-in signature) with
+``<redacted>`` before it is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+# Attributes every LogRecord has; anything else was passed with ``extra=``.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message", "asctime", "taskName"}
+REDACTED = "<redacted>"
+
+
+def redact_frame(payload: bytes) -> str:
+    """A frame's JSON for the debug log with every ``auth`` field (at any depth, also
+    inside a JSON-encoded ``data`` string) replaced by ``<redacted>``."""
+    try:
+        value = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        text = payload[:2000].decode(errors="replace")
+        return "<unparsable frame>" if "auth" in text else text
+    return orjson.dumps(_redact(value)).decode()[:4000]
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: (REDACTED if k in ("auth", "auth_signature") else _redact(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v) for v in value]
+    if isinstance(value, str) and value[:1] == "{" and '"auth"' in value:
+        try:
+            return orjson.dumps(_redact(orjson.loads(value))).decode()
+        except orjson.JSONDecodeError:
+            return REDACTED
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and the ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render `record` as a JSON line."""
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD:
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str, log_format: str, debug: bool) -> None:
+    """Send pusherd's log lines to stderr at `level` (``debug`` forces DEBUG), as ``text``
+    or ``json``; with `debug`, also every WebSocket frame (``pusherd.ws.debug``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        formatter: logging.Formatter = JsonFormatter()
+        formatter.converter = time.gmtime
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else level.upper())
+    # websockets' own frame log has no socket id and would print signatures: it passes
+    # warnings only; the frame log with socket ids is pusherd.ws.debug.
+    logging.getLogger("pusherd.ws.frames").setLevel(logging.WARNING)
+    logging.getLogger("pusherd.ws.debug").setLevel(logging.DEBUG if debug else logging.WARNING)
+    # Libraries' debug chatter (asyncio's selector notes) is not pusherd's to show.
+    logging.getLogger("asyncio").setLevel(logging.WARNING)

@@ -1,0 +1,250 @@
+"""Logs of a real process: one line per event that matters, JSON or text, the --debug
+frame log with socket ids, the banner apart from the log lines, and never a secret or an
+auth signature at any level."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from tests.pusherd.wire import (
+    AppCredentials,
+    Client,
+    call,
+    channel_auth,
+    error_code,
+    http_request,
+    sdk,
+    signed_query,
+    user_auth,
+)
+from tests.support.pusherd_process import REPO_ROOT
+
+SECRET = "quagga-Secret-5521-never-logged"
+MASTER_KEY = base64.b64encode(b"k" * 32).decode()
+CONSOLE_TOKEN = "console-Token-8842-never-logged"
+APP = AppCredentials("1001", "app-key", SECRET)
+TOML = f"""
+[server]
+host = "127.0.0.1"
+port = 0
+max_request_size = 4096
+drain_grace = 0
+
+[[apps]]
+id = "1001"
+key = "app-key"
+secret = "{SECRET}"
+enable_client_events = true
+encryption_master_key_base64 = "{MASTER_KEY}"
+
+[[apps]]
+id = "1002"
+key = "strict-key"
+secret = "{SECRET}-2"
+allowed_origins = ["https://app.example.com"]
+
+[console]
+enabled = true
+token = "{CONSOLE_TOKEN}"
+"""
+
+
+class Process:
+    """pusherd with stdout and stderr read apart (banner vs log lines)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self.port = 0
+        self._pumps: list[asyncio.Task[None]] = []
+
+    @classmethod
+    async def start(cls, *args: str, env: dict[str, str] | None = None) -> Process:
+        child_env = {k: v for k, v in os.environ.items()
+                     if not k.startswith(("PUSHERD_", "REVERB_"))}
+        child_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pusherd", *args, cwd=REPO_ROOT, env=child_env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        running = cls(process)
+        assert process.stdout is not None and process.stderr is not None
+        first = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        assert first.startswith("pusherd listening on http://127.0.0.1:"), first
+        running.stdout.append(first)
+        running.port = int(first.rsplit(":", 1)[1])
+        running._pumps = [asyncio.create_task(running._pump(process.stdout, running.stdout)),
+                          asyncio.create_task(running._pump(process.stderr, running.stderr))]
+        return running
+
+    @staticmethod
+    async def _pump(stream: asyncio.StreamReader, sink: list[str]) -> None:
+        async for line in stream:
+            sink.append(line.decode(errors="replace"))
+
+    async def stop(self) -> int:
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.process.wait(), 30)
+        await asyncio.wait_for(asyncio.gather(*self._pumps), 10)
+        return code
+
+
+async def _signed(port: int, method: str, path: str, body: bytes, signatures: list[str],
+                  **signing: Any) -> int:
+    query = signed_query(method, path, body, app=signing.pop("app", APP), **signing)
+    signatures.append(query.rsplit("auth_signature=", 1)[1])
+    return (await http_request(port, method, f"{path}?{query}", body)).status
+
+
+async def _full_run(port: int, signatures: list[str]) -> None:
+    """Every kind of operation, good and bad, remembering each signature sent."""
+    assert await _signed(port, "POST", "/apps/1001/events",
+                         b'{"name":"e","channels":["a"],"data":""}', signatures,
+                         secret="forged") == 401
+    assert await _signed(port, "GET", "/apps/1001/channels", b"", signatures,
+                         timestamp=1) == 401
+    assert (await http_request(port, "POST", "/apps/1001/events", b"x" * 5000)).status == 413
+    unknown = await Client.open(port, "no-such-key", handshake=False)
+    assert error_code(await unknown.recv()) == 4001
+    await unknown.closed()
+    stranger = await Client.open(port, "strict-key", handshake=False,
+                                 origin="https://evil.example.org")
+    assert error_code(await stranger.recv()) == 4009
+    await stranger.closed()
+
+    client = await Client.open(port, origin="https://app.example.com")
+    forged = channel_auth(client.socket_id, "private-x", app=APP, secret="forged")
+    signatures.append(forged.split(":", 1)[1])
+    assert error_code(await client.subscribe("private-x", forged)) == 4009
+    await client.barrier()
+    good = channel_auth(client.socket_id, "private-x", app=APP)
+    signatures.append(good.split(":", 1)[1])
+    await client.subscribe_ok("private-x", good)
+    member = json.dumps({"user_id": "u1", "user_info": {"name": "Una"}})
+    presence = channel_auth(client.socket_id, "presence-room", member, app=APP)
+    signatures.append(presence.split(":", 1)[1])
+    await client.subscribe_ok("presence-room", presence, member)
+    other = await Client.open(port)
+    other_auth = channel_auth(other.socket_id, "private-x", app=APP)
+    signatures.append(other_auth.split(":", 1)[1])
+    await other.subscribe_ok("private-x", other_auth)
+    user_data = '{"id":"u1"}'
+    signin = user_auth(client.socket_id, user_data, app=APP)
+    signatures.append(signin.split(":", 1)[1])
+    await client.send({"event": "pusher:signin",
+                       "data": {"auth": signin, "user_data": user_data}})
+    await client.expect("pusher:signin_success")
+    await client.send({"event": "client-typing", "channel": "private-x", "data": {"n": 1}})
+    await other.expect("client-typing", "private-x")
+    assert await _signed(port, "POST", "/apps/1001/events",
+                         b'{"name":"e","channels":["private-x"],"data":"d"}',
+                         signatures) == 200
+    await other.expect("e", "private-x")
+    pusher = sdk(port, APP)
+    await call(pusher.trigger_batch, [{"channel": "private-x", "name": "b", "data": "1"}])
+    await other.expect("b", "private-x")
+    await call(pusher.channels_info, "presence-", ["user_count"])
+    await call(pusher.users_info, "presence-room")
+    console = await http_request(port, "GET", f"/console/events?token={CONSOLE_TOKEN}")
+    assert console.status == 200 and console.json()["events"]
+    assert await _signed(port, "POST", "/apps/1001/users/u1/terminate_connections", b"{}",
+                         signatures) == 200
+    code, _ = await client.closed()
+    assert code == 4009
+    await other.close()
+
+
+async def test_a_full_run_logs_each_event_once_and_never_a_secret_or_signature(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML)
+    running = await Process.start("--config", str(config), "--port", "0", "--debug",
+                                  "--log-format", "json")
+    signatures: list[str] = []
+    try:
+        await _full_run(running.port, signatures)
+    finally:
+        assert await running.stop() == 0
+    stderr, stdout = "".join(running.stderr), "".join(running.stdout)
+    assert len(signatures) >= 8
+    for secret in (SECRET, MASTER_KEY, CONSOLE_TOKEN, *signatures):
+        assert secret not in stderr and secret not in stdout, secret
+    # Every log line is one JSON object; collect them by event.
+    lines = [json.loads(line) for line in running.stderr]
+    events: dict[str, list[dict[str, Any]]] = {}
+    for entry in lines:
+        assert {"time", "level", "logger", "message"} <= set(entry), entry
+        events.setdefault(entry.get("event", ""), []).append(entry)
+    opened = events["connection_opened"]
+    assert len(opened) == 2
+    assert opened[0]["app_id"] == "1001" and opened[0]["origin"] == "https://app.example.com"
+    assert opened[0]["remote"].startswith("127.0.0.1:") and opened[0]["protocol"] == "7"
+    closed = events["connection_closed"]
+    assert sorted(e["code"] for e in closed) == [1000, 4009]
+    terminated = next(e for e in closed if e["code"] == 4009)
+    assert terminated["messages"] >= 6 and terminated["duration_s"] >= 0
+    refused = {e["code"]: e for e in events["connection_refused"]}
+    assert refused[4001]["app_key"] == "no-such-key"
+    assert refused[4009]["origin"] == "https://evil.example.org"
+    api_errors = {(e["status"], e["endpoint"]) for e in events["api_error"]}
+    assert {(401, "events"), (401, "channels"), (413, "events")} <= api_errors
+    assert all(e["app_id"] in ("1001", "") for e in events["api_error"])
+    assert [e["channel"] for e in events["client_error"]] == ["private-x"]
+    # The frame log: every frame in and out with its socket id, signatures redacted.
+    frames = [e["message"] for e in lines if e["logger"] == "pusherd.ws.debug"]
+    assert any(m.startswith("in ") and "pusher:subscribe" in m and "<redacted>" in m
+               for m in frames)
+    assert any(m.startswith("out ") and "pusher:signin_success" in m for m in frames)
+    assert any(m.startswith("out ") and "close 4009" in m for m in frames)
+    # Control frames too: the client's close and the server's echo of it.
+    assert any(m.startswith("in ") and " close 1000" in m for m in frames)
+    assert any(m.startswith("out ") and " close 1000" in m for m in frames)
+    # The banner is on stdout between two rules; no log line is there.
+    banner = stdout.split("-" * 72)
+    assert len(banner) == 3 and "stop: SIGTERM" in banner[1] and "/ready" in banner[1]
+    assert not any(line.startswith("{") for line in running.stdout)
+
+
+async def test_text_logs_at_the_default_level_show_connections_and_refusals(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML)
+    running = await Process.start("--config", str(config), "--port", "0")
+    try:
+        client = await Client.open(running.port)
+        unknown = await Client.open(running.port, "wrong-key", handshake=False)
+        assert error_code(await unknown.recv()) == 4001
+        await unknown.closed()
+        await client.close()
+    finally:
+        assert await running.stop() == 0
+    stderr = "".join(running.stderr)
+    assert f"connection opened app=1001 socket_id={client.socket_id}" in stderr
+    assert f"connection closed app=1001 socket_id={client.socket_id} code=1000" in stderr
+    assert "connection refused code=4001 app=- key=wrong-key" in stderr
+    assert "pusherd.ws.debug" not in stderr  # frames only with --debug
+
+
+async def test_configured_webhooks_are_said_to_be_undelivered_by_a_build_without_them(
+    tmp_path: Path,
+) -> None:
+    from importlib.util import find_spec
+
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML + '[[apps.webhooks]]\nurl = "http://127.0.0.1:9/hook"\n')
+    running = await Process.start("--config", str(config), "--port", "0")
+    assert await running.stop() == 0
+    warned = "not delivered by this build" in "".join(running.stderr)
+    # The other half of the rule is the webhook sender's: once pusherd.webhooks exists,
+    # a configured webhook is delivered and this warning must go.
+    assert warned == (find_spec("pusherd.webhooks") is None)
