@@ -165,7 +165,8 @@ def verify_api_request(
                        if k not in seen)
         raise HttpApiError(401, f"Missing authentication parameter: {missing}")
     if not hmac.compare_digest(auth_key.encode(), app_key.encode()):
-        raise HttpApiError(401, "Unknown auth_key")
+        raise HttpApiError(401, "auth_key is not this app's key (sign with the key and "
+                                "secret of the app named in the path)")
     try:
         timestamp = int(timestamp_text)
     except ValueError:

@@ -85,6 +85,17 @@ _CHANNEL = re.compile(r"\A/channels/([^/]+)\Z")
 _CHANNEL_USERS = re.compile(r"\A/channels/([^/]+)/users\Z")
 
 
+def _method_of(rest: str) -> str | None:
+    """The one method the API route `rest` (the path after ``/apps/{id}``) answers, or
+    None when no route has that path (§12)."""
+    if rest in ("/events", "/batch_events", "/webhooks/replay") or _TERMINATE.match(rest):
+        return "POST"
+    if (rest in ("/channels", "/webhooks/failed") or _CHANNEL.match(rest)
+            or _CHANNEL_USERS.match(rest)):
+        return "GET"
+    return None
+
+
 class HttpApi:
     """Routes requests under ``/apps/{app_id}`` (and the Python SDK's terminate path).
 
@@ -172,6 +183,13 @@ class HttpApi:
                 raise HttpApiError(401, "Unknown auth_key")
             app, rest = found, path
 
+        # A known path with another method is a 405 and an unknown one a 404, whether or
+        # not the request is signed: neither depends on the app's secret.
+        allowed = _method_of(rest)
+        if allowed is None:
+            raise HttpApiError(404, "Not found")
+        if method != allowed:
+            raise HttpApiError(405, f"{method[:16]} is not allowed here: use {allowed}")
         # raw_path has the mount prefix removed already: clients sign /apps/{id}/... (§13.2).
         # Most clients sign the path as sent; some escape ";,@" and sign it decoded.
         verify_api_request(
@@ -201,7 +219,7 @@ class HttpApi:
                 return self._users(app, unquote(found_users.group(1)))
             if rest == "/webhooks/failed":
                 return self._failed_webhooks(app)
-        raise HttpApiError(404 if method in ("GET", "POST") else 405, "Not found")
+        raise HttpApiError(404, "Not found")  # unreachable: _method_of knows every route
 
     # --- handlers -----------------------------------------------------------------------
 

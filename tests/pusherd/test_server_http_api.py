@@ -352,6 +352,28 @@ async def test_an_unknown_path_is_404(port: int) -> None:
     assert (await http_request(port, "GET", "/favicon.ico")).status == 404
 
 
+@pytest.mark.parametrize("signed", [True, False])
+async def test_a_known_path_with_another_method_is_405_signed_or_not(
+        port: int, signed: bool) -> None:
+    send = signed_request if signed else http_request
+    for method, path, allowed in (
+        ("DELETE", f"/apps/{APP.id}/events", "POST"),
+        ("GET", f"/apps/{APP.id}/events", "POST"),
+        ("PUT", f"/apps/{APP.id}/channels", "GET"),
+        ("POST", f"/apps/{APP.id}/channels", "GET"),
+        ("GET", f"/apps/{APP.id}/webhooks/replay", "POST"),
+    ):
+        reply = await send(port, method, path)
+        assert reply.status == 405, (method, path, reply.body)
+        assert reply.json()["error"].endswith(f"use {allowed}")
+
+
+async def test_a_key_of_another_app_is_named_as_such(port: int) -> None:
+    wrong_key = AppCredentials(APP.id, OTHER_APP.key, OTHER_APP.secret)
+    reply = await signed_request(port, "GET", f"/apps/{APP.id}/channels", app=wrong_key)
+    assert reply.status == 401 and "not this app's key" in reply.json()["error"]
+
+
 async def test_a_request_without_signature_is_401(port: int) -> None:
     reply = await http_request(port, "GET", f"/apps/{APP.id}/channels")
     assert reply.status == 401
