@@ -232,7 +232,7 @@ class FallbackConnection:
     __slots__ = (
         "socket_id", "session", "app", "adapter", "state", "settings", "key", "peer", "origin",
         "request", "queue", "queued", "detached_at", "last_write", "written_seen", "closing",
-        "ended", "_flush_scheduled", "_forget",
+        "ended", "_flush_scheduled", "_forget", "opened_at", "close_status",
     )
 
     def __init__(self, session: Session, adapter: Adapter, state: ServerState,
@@ -258,6 +258,8 @@ class FallbackConnection:
         self.ended = False
         self._flush_scheduled = False
         self._forget = forget
+        self.opened_at = now  # monotonic, for the closed line's duration
+        self.close_status: tuple[int, str] | None = None  # the code of our close line
 
     # --- actions ------------------------------------------------------------------------
 
@@ -287,6 +289,7 @@ class FallbackConnection:
         once it is handed to a receive request (or when the session expires)."""
         if self.closing:
             return
+        self.close_status = (code, reason)
         self._enqueue(encode_close_line(code, reason[:120]))
         self.closing = True
         if self.request is not None:
@@ -372,8 +375,9 @@ class FallbackConnection:
         if self.ended:
             return
         self.state.slow_consumers += 1
-        log.warning("fallback session %s cut off: %s over %d bytes (slow consumer)",
-                    self.socket_id, what, self.settings.max_queue_size)
+        self.state.telemetry.slow_consumer(self.app.id, self.socket_id,
+                                           self.settings.max_queue_size)
+        log.info("fallback session %s cut off: %s over its queue cap", self.socket_id, what)
         request, self.request = self.request, None
         if request is not None:
             request.abort()
@@ -392,7 +396,14 @@ class FallbackConnection:
             request.end()
         self.state.connections.pop(self.socket_id, None)
         self._forget(self)
-        self.run(self.session.close())
+        session = self.session
+        was_open = session.registered
+        self.run(session.close())
+        if was_open:  # the same line and counters as a WebSocket's close (metrics, logs)
+            code, reason = self.close_status or (1006, f"fallback session {why}")
+            self.state.telemetry.connection_closed(
+                self.app.id, self.socket_id, code, reason,
+                time.monotonic() - self.opened_at, session.messages_received)
 
     # --- keepalive (§5, §15.2) ----------------------------------------------------------
 
@@ -511,10 +522,17 @@ class FallbackTransport:
             request.write(encode_open_line(self.settings.hostname))
         else:
             connection.queue.append(encode_open_line(self.settings.hostname))
-        connection.run(session.open(
-            dict(parse_query(query)), None if origin is None else origin.decode("latin-1"),
-            state.draining))
+        origin_text = None if origin is None else origin.decode("latin-1")
+        params = dict(parse_query(query))
+        connection.run(session.open(params, origin_text, state.draining))
         connection.flush()
+        if session.registered:  # the same line and counters as a WebSocket's open
+            state.telemetry.connection_opened(session.app.id, session.socket_id, peer,
+                                              origin_text, params.get("protocol"))
+        elif session.refusal is not None:
+            code, reason = session.refusal
+            state.telemetry.connection_refused(session.app.id, key[0], code, reason, peer,
+                                               origin_text)
 
     def _send(self, connection: FallbackConnection, body: bytes, origin: bytes | None,
               keep_alive: bool, now: float) -> bytes:

@@ -37,9 +37,12 @@ ConsoleSink = Callable[[dict[str, Any]], None]
 
 
 def remote_address(peer: Any) -> str:
-    """``host:port`` of a transport's ``peername`` (``-`` when unknown)."""
+    """``host:port`` of a transport's ``peername``, the address itself when given as a
+    string (an HTTP fallback session's), ``-`` when unknown."""
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
+    if isinstance(peer, str) and peer:
+        return peer
     return "-"
 
 

@@ -147,6 +147,10 @@ async def test_a_session_without_a_receive_request_expires_and_its_member_is_rem
     assert json.loads(removed["data"]) == {"user_id": "fallback-user"}
     assert socket_id not in server.state.connections
     assert (await send(port, session, [])).status == 404
+    # Counted and logged like a WebSocket: opened, then closed without a close (1006).
+    telemetry = server.state.telemetry
+    assert telemetry.connections_opened["1001"] == 2  # the watcher and the session
+    assert telemetry.connections_closed[("1001", 1006)] == 1
     await watcher.close()
 
 
