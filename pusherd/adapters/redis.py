@@ -51,6 +51,7 @@ from pusherd.adapters.cluster.bus import (
     CachePut,
     ChangesMessage,
     ClientEventMessage,
+    RoundTrips,
     TerminateMessage,
     TriggerMessage,
 )
@@ -210,6 +211,20 @@ class _SignOutOp:
 _Op = _SubscribeOp | _UnsubscribeOp | _SignInOp | _SignOutOp
 
 
+@dataclass(frozen=True, slots=True)
+class RedisStats:
+    """A node's Redis link as the metrics see it: up or not, outages since start, the
+    writer's round-trip histogram, and messages published, dropped (buffer full during
+    an outage) and maybe lost (in flight when a connection broke)."""
+
+    up: bool
+    outages: int
+    round_trips: RoundTrips
+    published: int
+    dropped: int
+    maybe_lost: int
+
+
 class RedisAdapter:
     """:class:`~pusherd.adapters.base.Adapter` over Redis (see the module docstring).
 
@@ -258,6 +273,13 @@ class RedisAdapter:
     def ready(self) -> bool:
         """Connected to Redis with this node's state registered (``/up`` reports it)."""
         return self.link.ready
+
+    @property
+    def redis_stats(self) -> RedisStats:
+        """What the metrics export of this node's Redis link (read when scraped)."""
+        bus = self.bus
+        return RedisStats(self.link.ready, self.link.outages, bus.round_trips,
+                          bus.published, bus.dropped, bus.maybe_lost)
 
     async def start(self) -> None:
         """Connect, register this node and start its background tasks. Waits up to

@@ -28,6 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from pusherd.adapters.base import Adapter
+from pusherd.adapters.cluster.bus import ROUND_TRIP_BUCKETS
 from pusherd.adapters.fanout import LocalFanout
 from pusherd.apps import AppRegistry
 from pusherd.server.state import ServerState
@@ -174,6 +175,40 @@ class WebhookCollector(Collector):
             yield _counter(f"pusherd_webhook_{name}", documentation, [], {(): value})
 
 
+class RedisCollector(Collector):
+    """A cluster node's Redis link (``RedisAdapter.redis_stats``, read when scraped)."""
+
+    def __init__(self, stats: Callable[[], Any]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        """Up, outages, the writer's round trips, and the bus's message counters."""
+        stats = self.stats()
+        yield _gauge("pusherd_redis_up", "1 while this node is connected to Redis", [],
+                     {(): int(stats.up)})
+        yield _counter("pusherd_redis_outages", "Redis outages since start (each one is a "
+                       "reconnect once Redis is back)", [], {(): stats.outages})
+        trips = stats.round_trips
+        histogram = HistogramMetricFamily(
+            "pusherd_redis_round_trip_seconds",
+            "Round trips of the bus writer's pipelines to Redis (triggers, client events)")
+        buckets, running = [], 0
+        for bound, count in zip((*ROUND_TRIP_BUCKETS, float("inf")), trips.counts,
+                                strict=True):
+            running += count
+            buckets.append(("+Inf" if bound == float("inf") else str(bound), running))
+        histogram.add_metric([], buckets, trips.total)
+        yield histogram
+        for name, documentation, value in (
+            ("bus_published", "Messages this node published to the bus", stats.published),
+            ("bus_dropped", "Bus messages dropped from a full buffer while Redis was "
+             "unreachable", stats.dropped),
+            ("bus_maybe_lost", "Bus messages in flight when a Redis connection broke",
+             stats.maybe_lost),
+        ):
+            yield _counter(f"pusherd_redis_{name}", documentation, [], {(): value})
+
+
 def _counter(name: str, documentation: str, labels: list[str],
              values: Mapping[Any, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, documentation, labels=labels)
@@ -201,6 +236,8 @@ class Metrics:
         self.registry.register(PusherdCollector(state, apps, adapter, ready))
         if webhooks is not None:
             self.registry.register(WebhookCollector(webhooks))
+        if hasattr(adapter, "redis_stats"):  # a cluster node: its Redis link too
+            self.registry.register(RedisCollector(lambda: adapter.redis_stats))
         ProcessCollector(registry=self.registry)
 
     def render(self) -> bytes:

@@ -258,3 +258,23 @@ async def test_a_trigger_to_several_channels_is_one_publish_on_the_bus(
     finally:
         await bus.aclose()
         await watcher.aclose()
+
+
+async def test_a_nodes_metrics_show_its_redis_link(three_nodes: list[PusherdProcess]) -> None:
+    from tests.pusherd.test_server_metrics import scrape, value
+
+    one = three_nodes[0]
+    before = await scrape(one.port)
+    listener = await join_private(three_nodes[1], "private-metered")
+    await call(sdk(one.port).trigger, "private-metered", "tick", {"n": 1})
+    await listener.expect("tick", "private-metered")
+    after = await scrape(one.port)
+    assert value(after, "pusherd_redis_up") == 1
+    assert value(after, "pusherd_redis_outages_total") == 0
+    # The trigger went out in a pipeline round trip that the histogram counted.
+    assert value(after, "pusherd_redis_bus_published_total") > value(
+        before, "pusherd_redis_bus_published_total")
+    count = value(after, "pusherd_redis_round_trip_seconds_count")
+    assert count > value(before, "pusherd_redis_round_trip_seconds_count")
+    assert value(after, "pusherd_redis_round_trip_seconds_bucket", le="+Inf") == count
+    assert value(after, "pusherd_redis_round_trip_seconds_sum") > 0

@@ -42,6 +42,31 @@ log = logging.getLogger("pusherd.redis")
 
 BUS_VERSION = 1
 WRITE_BATCH = 256  # messages per pipeline round trip
+# Upper bounds (seconds) of the round-trip histogram the metrics export.
+ROUND_TRIP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class RoundTrips:
+    """A histogram of the writer's Redis round trips (one pipeline each), in seconds:
+    cumulative-free bucket counts (the last one is +Inf), their sum and count."""
+
+    __slots__ = ("counts", "total", "count")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(ROUND_TRIP_BUCKETS) + 1)
+        self.total = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        """Count one round trip of `seconds`."""
+        index = 0
+        for bound in ROUND_TRIP_BUCKETS:
+            if seconds <= bound:
+                break
+            index += 1
+        self.counts[index] += 1
+        self.total += seconds
+        self.count += 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +199,7 @@ class Bus:
         self._queued_bytes = 0
         self._wake = asyncio.Event()
         self.published = 0  # messages sent to Redis
+        self.round_trips = RoundTrips()  # the writer's pipeline round trips (metrics)
         self.received = 0  # other nodes' messages applied
         self.dropped = 0  # dropped from a full buffer while Redis was unreachable
         self.maybe_lost = 0  # in flight when the connection broke
@@ -236,7 +262,9 @@ class Bus:
                             for put in cache:
                                 pipe.set(put.key, put.value, px=put.ttl_ms)
                             pipe.publish(self.link.channel, payload)
+                        started = time.monotonic()
                         await pipe.execute()
+                        self.round_trips.observe(time.monotonic() - started)
                     self.published += len(batch)
                 except LINK_ERRORS as exc:
                     self.maybe_lost += len(batch)
