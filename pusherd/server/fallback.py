@@ -448,6 +448,12 @@ class FallbackTransport:
         """Whether `path` (without the server's path prefix) is a fallback URL."""
         return path.startswith(self.root)
 
+    def refusal(self, status: int, origin: bytes | None, message: str) -> bytes:
+        """A whole refusal in the transports' form (plain text, CORS headers, then the
+        connection closes), for what the HTTP layer refuses before routing (a body over
+        ``max_request_size``: 413, unread)."""
+        return _plain(status, origin, message, keep_alive=False)
+
     def handle(self, exchange: HttpExchange, method: str, path: str, query: str,
                body: bytes, headers: dict[bytes, bytes], peer: str | None,
                keep_alive: bool) -> None:

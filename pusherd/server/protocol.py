@@ -270,6 +270,12 @@ class ServerProtocol(asyncio.Protocol):
         if prefix and path.startswith(prefix + "/"):
             path = path[len(prefix):]
         app_id = path[6:].partition("/")[0][:64] if path.startswith("/apps/") else ""
+        fallback = self.context.fallback
+        if fallback is not None and fallback.owns(path):
+            # A fallback URL answers in its own form (§15.4): plain text with CORS headers,
+            # so that the page's script can read the refusal.
+            self.finish(fallback.refusal(413, self._headers.get(b"origin"), message), False)
+            return
         self.context.state.telemetry.api_error(
             self.parser.get_method().decode("latin-1"), api_endpoint(path), app_id, 413,
             message)

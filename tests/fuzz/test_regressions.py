@@ -195,3 +195,30 @@ async def test_a_request_head_over_64_kb_in_one_read_is_refused(pusherd: Pusherd
     received, _ = await asyncio.to_thread(_exchange_raw, pusherd.port, request)
     answers = wire.decode_responses(received, [False])
     assert [a.status for a in answers] == [400], received[:300]
+
+
+# Kind: a fallback refusal in the HTTP API's form. An ``xhr_send`` body over
+# max_request_size was refused by the HTTP layer before the fallback router saw it: 413 as
+# JSON, without the CORS headers every fallback answer carries (§15.2), so a page's script
+# could not read it. Found by the fallback fuzzer ("send huge body", to a live session and
+# to an unknown one; declared by Content-Length and, chunked, crossing the limit mid-body).
+# Now the fallback's own plain-text 413, with Access-Control-Allow-Origin.
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_an_oversized_xhr_send_is_refused_in_the_fallback_form(
+    pusherd: PusherdProcess, framing: str
+) -> None:
+    body = b"x" * (gen.MAX_REQUEST_SIZE + 1)
+    target = gen.fallback_url(gen.session_path(UNBENT_RANDOM), "xhr_send")
+    if framing == "content-length":
+        request = gen.fallback_request("POST", target, body)
+    else:
+        request = (f"POST {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: {gen.FALLBACK_ORIGIN}"
+                   "\r\nTransfer-Encoding: chunked\r\n\r\n").encode() \
+            + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    received, _ = await asyncio.to_thread(_exchange_raw, pusherd.port, request)
+    answers = wire.decode_responses(received, [False])
+    assert [a.status for a in answers] == [413], received[:300]
+    answer = answers[0]
+    assert oracle.check_fallback_answer(413, answer.headers, answer.body) == []
+    assert answer.headers["access-control-allow-origin"] == gen.FALLBACK_ORIGIN
+    assert answer.body == b"Request body is larger than %d bytes\n" % gen.MAX_REQUEST_SIZE
