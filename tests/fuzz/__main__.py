@@ -24,13 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--framing", type=int, default=None,
                         help="connections with malformed framing (default frames / 20)")
     parser.add_argument("--http", type=int, default=10_000, help="HTTP requests")
+    parser.add_argument("--fallback", type=int, default=5_000,
+                        help="requests to the HTTP fallback transports")
     parser.add_argument("--frame-workers", type=int, default=defaults.frame_workers)
     parser.add_argument("--http-workers", type=int, default=defaults.http_workers)
     args = parser.parse_args(argv)
     options = Options(seed=args.seed, frames=args.frames, framing=args.framing, http=args.http,
+                      fallback=args.fallback,
                       frame_workers=args.frame_workers, http_workers=args.http_workers)
     print(f"fuzzing with seed {options.seed}: {options.frames} frames, {options.http} HTTP "
-          "requests", flush=True)
+          f"requests, {options.fallback} fallback requests", flush=True)
     report = run_fuzz(options)
     print(report.summary())
     print("OK" if report.ok else "FAILED")

@@ -35,6 +35,8 @@ port = 0
 max_message_size = {MAX_MESSAGE_SIZE}
 max_request_size = {MAX_REQUEST_SIZE}
 shutdown_timeout = 2
+# A held fallback poll is answered "h" after this long at most: the fuzzer never waits long.
+fallback_heartbeat_interval = 2
 
 [[apps]]
 id = "{APP_ID}"
@@ -704,3 +706,128 @@ def http_case(rng: random.Random) -> HttpCase:
     if rng.random() < 0.3 and total > 1:
         case.split = sorted(rng.sample(range(1, total), min(total - 1, rng.randrange(1, 5))))
     return case
+
+
+# --- HTTP fallback transports (§15) -------------------------------------------------------
+
+HTTP_PATH = "/pusher"
+FALLBACK_ORIGIN = "http://fuzz.test"
+_SESSION_ALPHABET = "0123456789abcdefghijklmnopqrstuv"
+
+
+def session_path(rng: random.Random) -> str:
+    """A session path as pusher-js makes one: a number below 1000, 8 chars of [0-9a-v]."""
+    return f"{rng.randrange(1000)}/" + "".join(rng.choice(_SESSION_ALPHABET) for _ in range(8))
+
+
+def fallback_url(session: str, kind: str, key: str = APP_KEY) -> str:
+    return f"{HTTP_PATH}/app/{key}/{session}/{kind}?protocol=7&client=js&version=8.6.0&t=1"
+
+
+def fallback_request(method: str, target: str, body: bytes = b"",
+                     origin: str = FALLBACK_ORIGIN, extra: bytes = b"") -> bytes:
+    """A fallback request as a browser sends it (JSON content type, an Origin)."""
+    return (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nOrigin: {origin}\r\n"
+            f"Content-Length: {len(body)}\r\n").encode() + extra + b"\r\n" + body
+
+
+@dataclass
+class FallbackCase:
+    """One fallback request. ``to_session``: it goes to the fuzzer's own open session
+    (the engine fills in the path); ``frames``: the messages of a valid ``xhr_send`` body,
+    whose answers the next poll carries."""
+
+    kind: str
+    method: str
+    target: str  # with "{session}" where the engine's own session path goes
+    body: bytes = b""
+    origin: str = FALLBACK_ORIGIN
+    extra: bytes = b""
+    expect_status: frozenset[int] | None = None
+    frames: list[str] | None = None
+    closes: bool = False  # the server may close the connection after its answer
+
+
+def _send_body(rng: random.Random, socket_id: str) -> tuple[bytes, list[str] | None, str,
+                                                             frozenset[int] | None]:
+    """An ``xhr_send`` body: (bytes, its frames when valid, kind, expected status)."""
+    pick = rng.random()
+    if pick < 0.55:  # a valid array of (possibly invalid) Pusher frames
+        frames = [client_frame(rng, socket_id).payload.decode("utf-8", "replace")
+                  for _ in range(rng.choice([0, 1, 1, 1, 2, 3]))]
+        if any(len(f.encode()) > MAX_MESSAGE_SIZE for f in frames):
+            return json.dumps(frames).encode(), None, "message too large", frozenset({413})
+        ascii_only = rng.random() < 0.5
+        return (json.dumps(frames, ensure_ascii=ascii_only).encode(), frames, "frames",
+                frozenset({204}))
+    if pick < 0.65:
+        return _mutate(rng, json.dumps(["{}"]).encode()), None, "mutated", None
+    if pick < 0.72:
+        value = json_value(rng)
+        valid = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return json.dumps(value).encode(), None, "json value", None if valid \
+            else frozenset({400})
+    if pick < 0.78:
+        return rng.choice([b"", b"  ", b"[", b"[\"a\"", b"{\"event\":\"pusher:ping\"}",
+                           b"[1]", b"[null]", b"[[]]", b"[\"\\ud800\"]", b"NaN"]), None, \
+            "malformed", frozenset({400})
+    if pick < 0.84:
+        return b"[\"" + rng.choice([b"\xff", b"\xc3", b"\xed\xa0\x80", b"a\x80b"]) + b"\"]", \
+            None, "bad utf-8", frozenset({400})
+    if pick < 0.88:
+        return b"[\"" + b"x" * (MAX_MESSAGE_SIZE + 1) + b"\"]", None, "large message", \
+            frozenset({413})
+    if pick < 0.9:
+        return b"x" * (MAX_REQUEST_SIZE + rng.randrange(1, 1000)), None, "huge body", \
+            frozenset({413})
+    pings = ['{"event":"pusher:ping"}'] * rng.randrange(1, 40)
+    return json.dumps(pings).encode(), pings, "pings", frozenset({204})
+
+
+def fallback_case(rng: random.Random, socket_id: str) -> FallbackCase:
+    """One request to the fallback transports: preflights, sends to the fuzzer's own session
+    and to unknown ones, wrong methods, other app keys, odd paths."""
+    pick = rng.random()
+    own = "{session}"
+    if pick < 0.5:
+        body, frames, kind, expect = _send_body(rng, socket_id)
+        return FallbackCase("send " + kind, "POST", fallback_url(own, "xhr_send"), body,
+                            expect_status=expect, frames=frames,
+                            closes=len(body) > MAX_REQUEST_SIZE)
+    if pick < 0.6:
+        kind = rng.choice(["xhr_send", "xhr", "xhr_streaming", "xhr_polling"])
+        session = rng.choice([own, session_path(rng)])
+        headers = rng.choice([b"", b"Access-Control-Request-Method: POST\r\n",
+                              b"Access-Control-Request-Headers: content-type\r\n",
+                              b"Access-Control-Request-Headers: x\xff\r\n"])
+        return FallbackCase("preflight", "OPTIONS", fallback_url(session, kind),
+                            origin=rng.choice([FALLBACK_ORIGIN, "null", "http://x:1"]),
+                            extra=headers, expect_status=frozenset({204}))
+    if pick < 0.72:
+        body, _, kind, _ = _send_body(rng, socket_id)
+        return FallbackCase("send unknown session", "POST",
+                            fallback_url(session_path(rng), "xhr_send"), body,
+                            expect_status=frozenset({404, 413}),
+                            closes=len(body) > MAX_REQUEST_SIZE)
+    if pick < 0.8:
+        method = rng.choice(["GET", "PUT", "DELETE", "PATCH", "HEAD"])
+        kind = rng.choice(["xhr_send", "xhr", "xhr_streaming"])
+        return FallbackCase("method " + method, method, fallback_url(own, kind), b"[]",
+                            expect_status=frozenset({405}))
+    if pick < 0.86:
+        key = rng.choice([DISABLED_APP_KEY, "unknown-key", "", APP_KEY.upper()])
+        return FallbackCase("other key", "POST", fallback_url(own, "xhr_send", key), b"[]",
+                            expect_status=frozenset({404}))
+    if pick < 0.9:
+        return FallbackCase("other origin", "POST", fallback_url(own, "xhr_send"), b"[]",
+                            origin="http://elsewhere.test", expect_status=frozenset({404}))
+    odd = rng.choice([
+        f"{HTTP_PATH}/app/{APP_KEY}/xhr_send", f"{HTTP_PATH}/app/{APP_KEY}//x/xhr_send",
+        f"{HTTP_PATH}/app/{APP_KEY}/1/2/3/xhr_send", f"{HTTP_PATH}/app/{APP_KEY}/1/a/xhr_nope",
+        f"{HTTP_PATH}/app/", f"{HTTP_PATH}/app/{APP_KEY}/%00/%ff/xhr_send",
+        f"{HTTP_PATH}/app/{APP_KEY}/../../xhr_send", f"{HTTP_PATH}/app/{APP_KEY}/1/"
+        + "a" * 3000 + "/xhr_send", f"{HTTP_PATH}/app/{APP_KEY}/1/%C3%BC/xhr_send",
+        f"{HTTP_PATH}/app/{APP_KEY}/1/abc/xhr_send/extra",
+    ])
+    return FallbackCase("odd path", rng.choice(["POST", "OPTIONS"]), odd, b"[]")

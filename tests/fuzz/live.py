@@ -51,6 +51,8 @@ class Options:
     frame_workers: int = 6
     framing_workers: int = 2
     http_workers: int = 3
+    fallback: int = 600  # requests to the HTTP fallback transports (§15)
+    fallback_workers: int = 2
     reconnect_every: int = 1_500  # a frame worker starts a new connection this often
     trigger_interval: float = 0.05
 
@@ -71,6 +73,9 @@ class Report:
     framing: int = 0
     http_requests: int = 0
     http_connections: int = 0
+    fallback_requests: int = 0
+    fallback_sessions: int = 0
+    fallback_statuses: Counter[int] = field(default_factory=Counter)
     triggers_sent: int = 0
     triggers_received: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -96,6 +101,8 @@ class Report:
             f"client frames {self.frames}, malformed-framing connections {self.framing}, "
             f"HTTP requests {self.http_requests} on {self.http_connections} connections, "
             f"in {self.seconds:.1f} s",
+            f"fallback requests {self.fallback_requests} on {self.fallback_sessions} "
+            f"sessions, statuses {dict(sorted(self.fallback_statuses.items()))}",
             f"observer: {self.triggers_received} of {self.triggers_sent} triggers received",
             f"HTTP statuses: {dict(sorted(self.statuses.items()))}",
             f"close codes: {dict(sorted(self.close_codes.items(), key=str))}",
@@ -135,6 +142,7 @@ class Campaign:
         self._framing_left = options.framing if options.framing is not None \
             else options.frames // 20
         self._http_left = options.http
+        self._fallback_left = options.fallback
         self._received: list[int] = []
         self._observer_done = asyncio.Event()
 
@@ -153,6 +161,7 @@ class Campaign:
         workers = [self._frame_worker(i) for i in range(opts.frame_workers)]
         workers += [self._framing_worker(i) for i in range(opts.framing_workers)]
         workers += [self._http_worker(i) for i in range(opts.http_workers)]
+        workers += [self._fallback_worker(i) for i in range(opts.fallback_workers)]
         await asyncio.gather(*workers)
         stop_triggers.set()
         await trigger_task
@@ -498,6 +507,176 @@ class Campaign:
             self.report.add(where, f"refusal {first!r:.200} then close {closes}", data)
         for close in closes:
             self.report.close_codes[close] += 1
+
+    # --- HTTP fallback transports (§15) ------------------------------------------------
+
+    async def _fallback_worker(self, index: int) -> None:
+        """Requests to the fallback transports, on a session of its own: after each send the
+        session accepted (and at least every 20 requests, so it never expires) a sentinel
+        subscribe/unsubscribe goes out, and polls are read until the sentinel's
+        ``subscription_succeeded``: everything before it answers the requests before it."""
+        rng = random.Random(f"{self.options.seed}:fallback:{index}")
+        session: str | None = None
+        socket_id = ""
+        since_poll = 0
+        while self._fallback_left > 0:
+            if session is None:
+                session = gen.session_path(rng)
+                socket_id = await self._fallback_open(session)
+                if not socket_id:
+                    return
+            case = gen.fallback_case(rng, socket_id)
+            self._fallback_left -= 1
+            number = self.report.fallback_requests
+            self.report.fallback_requests += 1
+            data = gen.fallback_request(case.method, case.target.replace("{session}", session),
+                                        case.body, case.origin, case.extra)
+            where = f"fallback {case.kind}"
+            answer = await self._fallback_exchange(where, data, head=case.method == "HEAD",
+                                                   may_close=case.closes)
+            if answer is None:
+                continue
+            if case.expect_status is not None and answer.status not in case.expect_status:
+                self.report.add(where, f"HTTP {answer.status} {answer.body[:200]!r}, expected "
+                                f"{sorted(case.expect_status)}", data)
+            accepted = case.frames is not None and answer.status == 204
+            since_poll += 1
+            if accepted or since_poll >= 20:
+                since_poll = 0
+                # §3.1: a frame that is not a JSON object with an event is answered in-band.
+                must_error = accepted and any(not _is_event(f) for f in case.frames or [])
+                if await self._fallback_sentinel(session, f"fuzz-fb-{index}-{number}", data,
+                                                 must_error):
+                    session = None
+
+    async def _fallback_exchange(self, where: str, data: bytes, *, head: bool = False,
+                                 may_close: bool = False, timeout: float = wire.TIMEOUT
+                                 ) -> wire.HttpAnswer | None:
+        """One request on a fresh connection; its answer checked by the oracle (None when
+        there was none: that is a problem unless the request was too large to be read)."""
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.port, limit=1 << 22), wire.TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            self.report.add(where, f"connect failed: {exc!r}", data)
+            return None
+        try:
+            writer.write(data)
+            with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+                await writer.drain()  # a refused huge body may be cut off mid-write
+            raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+            length_text = raw.lower().partition(b"content-length:")[2].split(b"\r\n")[0]
+            if not head and length_text.strip().isdigit():
+                raw += await asyncio.wait_for(reader.readexactly(int(length_text)), timeout)
+            answers = wire.decode_responses(raw, [head])
+        except (OSError, TimeoutError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError) as exc:
+            if not may_close:
+                self.report.add(where, f"no complete answer: {exc!r}", data)
+            return None
+        except wire.HttpDecodeError as exc:
+            self.report.add(where, str(exc), data)
+            return None
+        finally:
+            writer.transport.abort()
+        answer = answers[0]
+        self.report.fallback_statuses[answer.status] += 1
+        for problem in oracle.check_fallback_answer(answer.status, answer.headers, answer.body,
+                                                    head=head):
+            self.report.add(where, problem, data)
+        return answer
+
+    async def _fallback_receive(self, where: str, session: str, data: bytes
+                                ) -> tuple[list[dict[str, Any]], list[int | None]] | None:
+        """One poll of `session`: its frames and close codes (None: no usable answer)."""
+        poll = gen.fallback_request("POST", gen.fallback_url(session, "xhr"))
+        # A held poll is answered within the heartbeat interval (2 s in SERVER_TOML).
+        answer = await self._fallback_exchange(where + " poll", poll, timeout=10)
+        if answer is None:
+            return None
+        if answer.status != 200:
+            self.report.add(where, f"poll answered {answer.status} {answer.body[:200]!r}", data)
+            return None
+        problems, frames, closes = oracle.parse_receive_body(answer.body)
+        for problem in problems:
+            self.report.add(where, problem, data)
+        messages = []
+        for frame in frames:
+            with contextlib.suppress(ValueError):
+                message = json.loads(frame)
+                if isinstance(message, dict):
+                    messages.append(message)
+                    if message.get("event") == "pusher:error" \
+                            and isinstance(message.get("data"), dict):
+                        self.report.error_codes[message["data"].get("code")] += 1
+        for code in closes:
+            self.report.close_codes[code] += 1
+        return messages, closes
+
+    async def _fallback_open(self, session: str) -> str:
+        """Open `session` with a first poll: ``o`` then connection_established (§15.2)."""
+        where = "fallback open"
+        self.report.fallback_sessions += 1
+        poll = gen.fallback_request("POST", gen.fallback_url(session, "xhr"))
+        answer = await self._fallback_exchange(where, poll, timeout=10)
+        if answer is None or answer.status != 200 or not answer.body.startswith(b"o"):
+            self.report.add(where, f"session not opened: {answer!r:.300}", poll)
+            return ""
+        received = self._fallback_receive_body(where, answer.body, poll)
+        first = received[0] if received else {}
+        if first.get("event") != "pusher:connection_established":
+            self.report.add(where, f"first frame {first!r:.300}", poll)
+            return ""
+        return str(json.loads(first["data"])["socket_id"])
+
+    def _fallback_receive_body(self, where: str, body: bytes, data: bytes
+                                     ) -> list[dict[str, Any]]:
+        problems, frames, _ = oracle.parse_receive_body(body)
+        for problem in problems:
+            self.report.add(where, problem, data)
+        return [json.loads(f) for f in frames]
+
+    async def _fallback_sentinel(self, session: str, sentinel: str, data: bytes,
+                                 must_error: bool = False) -> bool:
+        """Send the sentinel's subscribe/unsubscribe and poll until its
+        ``subscription_succeeded`` (or the session's close line); True if the session
+        ended. `data` is the request whose answers these polls carry."""
+        where = "fallback answers"
+        body = json.dumps([json.dumps({"event": "pusher:subscribe", "data": {
+            "channel": sentinel}}), json.dumps({"event": "pusher:unsubscribe", "data": {
+                "channel": sentinel}})]).encode()
+        send = gen.fallback_request("POST", gen.fallback_url(session, "xhr_send"), body)
+        answer = await self._fallback_exchange(where + " send", send)
+        if answer is None or answer.status != 204:
+            # The session is only forgotten once its close line was read: a 404 here means
+            # it vanished without one.
+            self.report.add(where, f"sentinel send answered {answer!r:.300}", data)
+            return True
+        answers: list[dict[str, Any]] = []
+        for _ in range(20):  # frames of other workers (broadcasts) may come first
+            received = await self._fallback_receive(where, session, data)
+            if received is None:
+                return True
+            messages, closes = received
+            answers += messages
+            if closes:
+                return True
+            if any(m.get("event") == "pusher_internal:subscription_succeeded"
+                   and m.get("channel") == sentinel for m in messages):
+                if must_error and not any(m.get("event") == "pusher:error" for m in answers):
+                    self.report.add(where, f"no pusher:error among {answers!r:.300}", data)
+                return False
+        self.report.add(where, f"no subscription_succeeded for {sentinel} in 20 polls", data)
+        return True
+
+
+def _is_event(frame: str) -> bool:
+    try:
+        value = json.loads(frame)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and isinstance(value.get("event"), str) \
+        and bool(value["event"])
 
 
 async def _up(port: int) -> bool:

@@ -112,3 +112,71 @@ def check_http_answer(status: int, content_type: str, body: bytes,
     ):
         return [f"HTTP {status} body names no error: {body[:200]!r}"]
     return []
+
+
+# §15: the statuses of the HTTP fallback transports' answers: 200 a receive request,
+# 204 a send or a preflight, 400 a body that is not a JSON array of strings, 404 an unknown
+# URL or session, 405 a method other than POST/OPTIONS, 413 too large, 503 at the limit.
+FALLBACK_STATUSES = frozenset({200, 204, 400, 404, 405, 413, 503})
+
+
+def check_fallback_answer(status: int, headers: dict[str, str], body: bytes,
+                          head: bool = False) -> list[str]:
+    """A fallback answer (§15.2, §15.4): a status from the table, text/JavaScript with CORS
+    headers; 204 empty; a refusal's plain-text body names its problem."""
+    if status not in FALLBACK_STATUSES:
+        return [f"fallback status {status} is not one the transports may return"]
+    problems = []
+    if not headers.get("content-type", "").startswith("application/javascript"):
+        problems.append(f"fallback {status} with Content-Type {headers.get('content-type')!r}")
+    if not headers.get("access-control-allow-origin"):
+        problems.append(f"fallback {status} without Access-Control-Allow-Origin")
+    if head:
+        return problems
+    if status == 204 and body:
+        problems.append(f"fallback 204 with a body: {body[:200]!r}")
+    if status not in (200, 204):
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            return [*problems, f"fallback {status} body is not UTF-8: {body[:200]!r}"]
+        if not text.endswith("\n") or not text.strip() or text.lstrip().startswith("{"):
+            problems.append(f"fallback {status} body names no problem: {body[:200]!r}")
+    return problems
+
+
+def parse_receive_body(body: bytes) -> tuple[list[str], list[bytes], list[int | None]]:
+    """A receive answer's lines (§15.2) -> (problems, the Pusher frames of its ``a``
+    lines, the codes of its ``c`` lines). Every line ends in ``\\n`` and is ``o``,
+    ``o{…}``, ``h``, ``a[…]`` (a JSON array of strings, each a server frame in pure ASCII)
+    or ``c[code, "reason"]``."""
+    problems: list[str] = []
+    frames: list[bytes] = []
+    closes: list[int | None] = []
+    if body and not body.endswith(b"\n"):
+        problems.append(f"receive body does not end in a newline: {body[-80:]!r}")
+    for line in body.split(b"\n")[:-1] if body.endswith(b"\n") else body.split(b"\n"):
+        if line == b"h" or line == b"o":
+            continue
+        if not line.isascii():
+            problems.append(f"receive line is not ASCII: {line[:200]!r}")
+            continue
+        try:
+            value = json.loads(line[1:]) if line[:1] in (b"a", b"c", b"o") else None
+        except ValueError:
+            value = None
+        if line.startswith(b"o") and isinstance(value, dict):
+            continue
+        if line.startswith(b"a") and isinstance(value, list) \
+                and value and all(isinstance(v, str) for v in value):
+            frames += [v.encode() for v in value]
+            continue
+        if line.startswith(b"c") and isinstance(value, list) and len(value) == 2 \
+                and isinstance(value[1], str) and isinstance(value[0], int):
+            closes.append(value[0])
+            problems += check_close_code(value[0])
+            continue
+        problems.append(f"receive line is not o, h, a[…] or c[…]: {line[:200]!r}")
+    for frame in frames:
+        problems += check_server_frame(frame)
+    return problems, frames, closes
