@@ -35,6 +35,10 @@ port = 0
 max_message_size = {MAX_MESSAGE_SIZE}
 max_request_size = {MAX_REQUEST_SIZE}
 shutdown_timeout = 2
+# The stop after a run closes what is left (fallback sessions the fuzzer left to expire) at
+# once: no load balancer to give notice to, no clients to spread out.
+drain_grace = 0
+drain_seconds = 0
 # A held fallback poll is answered "h" after this long at most: the fuzzer never waits long.
 fallback_heartbeat_interval = 2
 

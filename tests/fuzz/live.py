@@ -520,6 +520,8 @@ class Campaign:
         socket_id = ""
         since_poll = 0
         while self._fallback_left > 0:
+            if session is not None and rng.random() < 0.01:
+                session = None  # leave it to expire (§15.3); the next cases use a new one
             if session is None:
                 session = gen.session_path(rng)
                 socket_id = await self._fallback_open(session)
