@@ -2,9 +2,10 @@
 
 A real pusherd process on 127.0.0.1 port 0 gets a few thousand generated client frames,
 malformed-framing connections, HTTP requests and requests to the HTTP fallback transports
-while an observer socket receives a trigger every 50 ms; every answer must be protocol-correct, every trigger must arrive,
-the server must stay up and log no unhandled exception. A failure prints each wrong answer
-with its input: run ``python -m tests.fuzz --seed N`` to reproduce a run at full size.
+while an observer socket receives a trigger every 50 ms; every answer must be
+protocol-correct, every trigger must arrive, the server must stay up and log no unhandled
+exception. A failure prints each wrong answer with its input: run
+``python -m tests.fuzz --seed N`` to reproduce a run at full size.
 """
 
 from __future__ import annotations
