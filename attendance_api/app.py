@@ -122,7 +122,7 @@ def openapi_document(routes: list[RouteSpec]) -> dict[str, Any]:
             "title": "attendance_api",
             "version": "1.0.0",
             "description": "Attendance service. Overtime is floored to the `ot_rounding` "
-            "step (none, 15, 30, 60 minutes): decision D6. Realtime events "
+            "step (none, 15, 30, 60 minutes): docs/attendance.md, decision D6. Realtime events "
             "are published through a Pusher-compatible server (pusherd).",
         },
         "paths": paths,

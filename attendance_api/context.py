@@ -201,7 +201,9 @@ class Ctx:
         new: dict[str, Any] | None = None,
         actor_id: int | None = None,
     ) -> None:
-        """Append one hash-chained audit row, serialised so the chain never forks (6.2 #3)."""
+        """Append one hash-chained audit row, serialised so the chain never forks.
+
+        docs/attendance.md, fix F5."""
         if self.db.get_bind().dialect.name == "postgresql":
             self.db.execute(text("SELECT pg_advisory_xact_lock(727001)"))
         previous = self.db.scalar(select(AuditLog.hash).order_by(AuditLog.id.desc()).limit(1))

@@ -89,13 +89,14 @@ def session_out(ctx: Ctx, session: AttendanceSession) -> dict[str, Any]:
     return session_json(session, status_of(ctx, session))
 
 
-# ---------------------------------------------------------------- events (spec 7.4)
+# ------------------------------------- events (docs/attendance.md, "Realtime contract")
 
 
 def attendance_payload(
     record: AttendanceRecord, user: User | None, latest: Break | None, action: str
 ) -> dict[str, Any]:
-    """The full `attendance.updated` payload of `private-user.{id}` (spec 7.4)."""
+    """The full `attendance.updated` payload of `private-user.{id}` (docs/attendance.md,
+    "Realtime contract"; the fields in attendance_api/README.md, "Realtime")."""
     return {
         "id": record.id,
         "user_id": record.user_id,
@@ -218,7 +219,7 @@ CHECKIN_ERRORS = {
 
 
 def require_employee(ctx: Ctx) -> User:
-    """Self-service routes are for employees only (decision D3)."""
+    """Self-service routes are for employees only (docs/attendance.md, decision D3)."""
     assert ctx.user is not None
     if ctx.user.role != "employee":
         raise ApiError(
@@ -774,7 +775,8 @@ def sessions_around(ctx: Ctx, day: date, days_before: int = 1) -> list[Attendanc
 def tick(ctx: Ctx) -> dict[str, int]:
     """Every time-based transition, idempotent: running it twice at the same instant changes
     nothing the second time. Session clock states, auto-end of breaks at the allowance, auto
-    check-out, absent marking at `auto_absent_time`, optional session auto-creation (D4).
+    check-out, absent marking at `auto_absent_time`, optional session auto-creation
+    (docs/attendance.md, decision D4).
     On PostgreSQL a transaction-scoped advisory lock lets one process tick at a time."""
     counts = {"sessions": 0, "breaks": 0, "checkouts": 0, "absent": 0, "created": 0}
     if ctx.db.get_bind().dialect.name == "postgresql" and not ctx.db.scalar(
@@ -929,9 +931,9 @@ def dashboard_date(ctx: Ctx) -> date:
 
 def dashboard_stats(ctx: Ctx) -> dict[str, Any]:
     """The one admin dashboard computation (`GET /reports/dashboard` and `dashboard.updated`).
-    Late arrivals count as attended in the rate (spec 6.2 #29). The day shown is the work date
-    of a session running now (so a shift that started after midnight is not hidden by the
-    operational-date boundary), else the operational date."""
+    Late arrivals count as attended in the rate (docs/attendance.md, fix F15). The day shown
+    is the work date of a session running now (so a shift that started after midnight is not
+    hidden by the operational-date boundary), else the operational date."""
     op = dashboard_date(ctx)
     total = (
         ctx.db.scalar(

@@ -1,5 +1,5 @@
-"""The storage model (SQLAlchemy 2), spec section 7.2. The schema itself is created by the
-Alembic migrations in `attendance_api/migrations`; these classes only map it."""
+"""The storage model (SQLAlchemy 2): docs/attendance.md, "Storage model". The schema itself is
+created by the Alembic migrations in `attendance_api/migrations`; these classes only map it."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ order per channel) and each is marked sent once, so the outbox itself never dupl
 (If pusherd accepted a trigger but the answer was lost, that one row is retried: at-least-once
 on that edge.) Older `dashboard.updated` snapshots still waiting behind a newer one are
 superseded, and at most one is published per `dashboard_interval` (2 s): the debounce of
-spec 7.4. On PostgreSQL a session advisory lock keeps a single dispatcher draining across
-processes.
+docs/attendance.md, "Realtime contract". On PostgreSQL a session advisory lock keeps a
+single dispatcher draining across processes.
 """
 
 from __future__ import annotations

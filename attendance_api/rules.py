@@ -1,9 +1,9 @@
 """The attendance rules, pure: no database, no clock, no I/O.
 
 Every endpoint, the employee-dashboard flags and the background tick call these functions
-(spec attendance.md, decisions D1-D6 and section 7.1 "one rules module"). Instants are
-timezone-aware datetimes (UTC in storage); `work_date` is the date a shift *starts* on in
-the organisation time zone.
+(docs/attendance.md, decisions D1-D6 and "One rules module"). Instants are timezone-aware
+datetimes (UTC in storage); `work_date` is the date a shift *starts* on in the organisation
+time zone.
 """
 
 from __future__ import annotations

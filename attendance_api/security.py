@@ -1,5 +1,5 @@
 """Passwords (scrypt, a standard KDF from hashlib), bearer tokens stored hashed, and the
-login throttle (per account and per IP: spec 6.2 #6)."""
+login throttle (per account and per IP: docs/attendance.md, fix F6)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""JSON shapes of the original API (spec 1.13): UTC ISO-8601 instants with microseconds and
-`Z`, dates as `YYYY-MM-DD`, schedule times as `HH:MM:SS`, the Laravel paginator."""
+"""JSON shapes of the original API (docs/attendance.md, "Compatibility with the original API"):
+UTC ISO-8601 instants with microseconds and `Z`, dates as `YYYY-MM-DD`, schedule times as
+`HH:MM:SS`, the Laravel paginator."""
 
 from __future__ import annotations
 

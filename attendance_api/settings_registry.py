@@ -1,7 +1,9 @@
-"""The typed settings registry (spec 7.5): every key the logic or the UI reads.
+"""The typed settings registry (docs/attendance.md, "Settings registry"): every key the logic
+or the UI reads.
 
 Values are stored as JSON in the `settings` table. The seed inserts only missing keys, so
-an admin's changes survive restarts (spec 6.2 #24). Unknown keys are refused (422, A1).
+an admin's changes survive restarts (docs/attendance.md, fix F3). Unknown keys are refused
+(422, fix F13).
 `GET /api/settings` returns the flat string map the original frontend expects.
 """
 
@@ -153,7 +155,8 @@ _SPECS = [
 REGISTRY: dict[str, SettingSpec] = {spec.key: spec for spec in _SPECS}
 ALIASES = {"org_timezone": "timezone", "max_break_duration": "break_duration"}
 
-# Legacy keys the UI renders: returned with fixed values, ignored on write (spec 7.5).
+# Legacy keys the UI renders: returned with fixed values, ignored on write
+# (docs/attendance.md, "Settings registry").
 FIXED_LEGACY: dict[str, str] = {
     "attendance_mode": "automatic",
     "prevent_duplicate_checkin": "1",
@@ -166,7 +169,7 @@ FIXED_LEGACY: dict[str, str] = {
     "overtime_rate": "1.25",
     "holiday_checkin": "1",
     "auto_resume": "0",
-    # sent by the original settings pages; no logic reads them (spec 3.9 [DEAD])
+    # sent by the original settings pages; no logic reads them
     "prevent_duplicate": "1",
     "break_start_window": "",
     "break_end_window": "",
@@ -181,7 +184,8 @@ FIXED_LEGACY: dict[str, str] = {
 }
 
 # Legacy switches whose behaviour is fixed by the decisions: the fixed value is accepted (the
-# UI sends it back), any other value is refused with a reason instead of being ignored (A1).
+# UI sends it back), any other value is refused with a reason instead of being ignored
+# (docs/attendance.md, "Settings registry" and fix F13).
 LOCKED_SWITCHES: dict[str, tuple[bool, str]] = {
     "prevent_duplicate": (True, "duplicate check-ins are always refused (one record a day)"),
     "prevent_duplicate_checkin": (
@@ -207,7 +211,8 @@ def check_legacy(key: str, value: Any) -> None:
         raise SettingError(f"cannot be changed: {locked[1]}")
 
 
-# The original pages wrote the formats in two encodings (spec 6.2 #28): one is kept.
+# The original pages wrote the formats in two encodings: one is kept (docs/attendance.md,
+# "Settings registry").
 FORMAT_SPELLINGS = {
     "YYYY-MM-DD": "ymd",
     "MM/DD/YYYY": "mdy",

@@ -144,7 +144,9 @@ class Req:
         return text.lower()
 
     def b_datetime(self, name: str, tz: Any) -> datetime | None:
-        """Naive input datetimes are read in the organisation time zone (spec 7.1)."""
+        """Naive input datetimes are read in the organisation time zone.
+
+        docs/attendance.md, "Compatibility with the original API"."""
         text = self.b_str(name, max_len=40)
         if text is None:
             return None

@@ -1,7 +1,8 @@
 """The whole API in one table: every operation's method, path, handler, role and OpenAPI
 description. The handlers live in one module per section (accounts, notifications,
 employees, schedules, sessions, checkin, records, breaks, reports, audit, settings, media,
-broadcasting); paths and response shapes follow the original (spec section 2, 7.3)."""
+broadcasting); paths and response shapes follow the original (docs/attendance.md,
+"Compatibility with the original API")."""
 
 from __future__ import annotations
 

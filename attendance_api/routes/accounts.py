@@ -136,7 +136,7 @@ def password_policy(ctx: Ctx, req: Req) -> Any:
 
 def update_profile(ctx: Ctx, req: Req) -> Any:
     """Names and avatar (an image up to 2 MB, checked by content); the login email is an
-    identity and only an admin changes it (spec 6.2 #7)."""
+    identity and only an admin changes it (docs/attendance.md, fix F8)."""
     user = ctx.user
     assert user is not None
     old = {"first_name": user.first_name, "last_name": user.last_name, "email": user.email}

@@ -167,7 +167,8 @@ def employees_by_code(ctx: Ctx, req: Req) -> Any:
 
 
 def guard_other_admin(ctx: Ctx, user: User) -> None:
-    """Admins manage employees; another admin's account is not editable here (6.2 #10)."""
+    """Admins manage employees; another admin's account is not editable here
+    (docs/attendance.md, fix F14)."""
     if user.role == "admin" and user.id != ctx.actor.id:
         raise ApiError(403, "Administrator accounts cannot be changed here.", "FORBIDDEN")
 

@@ -27,7 +27,9 @@ def public_settings(ctx: Ctx, req: Req) -> Any:
 
 
 def settings_update(ctx: Ctx, req: Req) -> Any:
-    """Typed registry: every key validated, unknown keys refused (A1), every change audited."""
+    """Typed registry: every key validated, unknown keys refused (fix F13), every change audited.
+
+    docs/attendance.md, "Settings registry"."""
     if not req.body:
         raise ApiError(422, "No settings given.")
     errors: dict[str, list[str]] = {}
@@ -70,7 +72,8 @@ def settings_update(ctx: Ctx, req: Req) -> Any:
 
 
 def settings_logo(ctx: Ctx, req: Req) -> Any:
-    """Multipart `logo`: PNG, JPEG or GIF (by content, not by name) up to 2 MB (A4: no SVG)."""
+    """Multipart `logo`: PNG, JPEG or GIF (by content, not by name) up to 2 MB (no SVG:
+    docs/attendance.md, fix F11)."""
     url = store_image(ctx, req, "logo")
     row = ctx.db.get(Setting, "system_logo")
     if row is None:
@@ -82,5 +85,6 @@ def settings_logo(ctx: Ctx, req: Req) -> Any:
 
 
 def settings_backup(ctx: Ctx, req: Req) -> Any:
-    """Read-only export of the settings (no users, no audit rows: spec 7.3)."""
+    """Read-only export of the settings (no users, no audit rows:
+    docs/attendance.md, fix F1)."""
     return {"exported_at": iso(ctx.now), "settings": ctx.settings()}

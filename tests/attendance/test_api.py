@@ -1,5 +1,5 @@
-"""The HTTP API against a real database (SQLite and PostgreSQL): flows, the security fixes of
-spec section 6, the outbox contents and channel authorisation."""
+"""The HTTP API against a real database (SQLite and PostgreSQL): flows, the fixes of
+the original's defects (docs/attendance.md), the outbox contents and channel authorisation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The pure rules (attendance_api.rules): every decision at the top of spec/attendance.md."""
+"""The pure rules (attendance_api.rules): decisions D1-D6 of docs/attendance.md."""
 
 from __future__ import annotations
 
