@@ -15,6 +15,7 @@ decided, in the order stated below for each method.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -24,7 +25,19 @@ from pusherd.core.app import App
 from pusherd.core.ids import SocketId
 from pusherd.core.outbound import Outbound
 from pusherd.core.session import SignedInUser, SubscriptionGrant
-from pusherd.core.transitions import TransitionListener
+from pusherd.core.transitions import Transition, TransitionListener
+
+log = logging.getLogger("pusherd.adapter")
+
+
+def notify_listeners(listeners: list[TransitionListener], transition: Transition) -> None:
+    """Hand `transition` to each listener in order; a failing listener is logged and never
+    breaks delivery or the listeners after it."""
+    for listener in listeners:
+        try:
+            listener(transition)
+        except Exception:  # a listener must never break delivery
+            log.exception("transition listener failed on %s", transition.name)
 
 
 class Subscriber(Protocol):

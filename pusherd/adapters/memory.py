@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from pusherd.adapters.base import CachedEventView, ChannelSnapshot, Subscriber
+from pusherd.adapters.base import CachedEventView, ChannelSnapshot, Subscriber, notify_listeners
 from pusherd.adapters.fanout import LocalFanout, deliver_to
 from pusherd.core import messages
 from pusherd.core.api import Trigger
@@ -52,11 +52,7 @@ class MemoryAdapter:
 
     def _emit(self, transition: Transition) -> None:
         """Tell the listeners (webhooks, metrics) about a transition."""
-        for listener in self._listeners:
-            try:
-                listener(transition)
-            except Exception:  # a listener must never break delivery
-                log.exception("transition listener failed on %s", transition.name)
+        notify_listeners(self._listeners, transition)
 
     def _state(self, app: App) -> AppState:
         state = self._states.get(app.id)

@@ -44,7 +44,7 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
-from pusherd.adapters.base import CachedEventView, ChannelSnapshot, Subscriber
+from pusherd.adapters.base import CachedEventView, ChannelSnapshot, Subscriber, notify_listeners
 from pusherd.adapters.cluster.bus import (
     Bus,
     BusMessage,
@@ -324,11 +324,8 @@ class RedisAdapter:
         self._listeners.append(listener)
 
     def _emit(self, transition: Transition) -> None:
-        for listener in self._listeners:
-            try:
-                listener(transition)
-            except Exception:  # a listener must never break delivery
-                log.exception("transition listener failed on %s", transition.name)
+        """Tell the listeners (webhooks, metrics) about a transition."""
+        notify_listeners(self._listeners, transition)
 
     # --- connections --------------------------------------------------------------------
 
