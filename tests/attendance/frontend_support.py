@@ -183,9 +183,7 @@ class Browser:
                     )
                 except AssertionError as exc:
                     shown = f"now shown: (unreadable: {str(exc)[:200]})"
-            raise AssertionError(
-                f"{op} {args}: {reply['error']}\n{shown}\n" + "\n".join(recent)
-            )
+            raise AssertionError(f"{op} {args}: {reply['error']}\n{shown}\n" + "\n".join(recent))
         return reply["value"]
 
     def forget(self) -> None:
