@@ -199,3 +199,25 @@ async def test_messages_buffered_during_an_outage_reach_a_node_slow_to_come_back
             if frame.get("event") == "tick":
                 got.append(json.loads(frame["data"])["n"])
         assert got == list(range(20))
+
+
+async def test_a_full_outage_buffer_is_logged_once_per_outage_with_its_total_on_return(
+        private_redis: PrivateRedis) -> None:
+    with run_cluster(1, private_redis.url, "outage", lease_ttl=LEASE_TTL,
+                     reap_interval=REAP_INTERVAL,
+                     extra_redis="max_buffered_bytes = 300") as (node,):
+        for outage in range(2):
+            private_redis.kill()
+            await _wait_status(node, 503)
+            for n in range(20):
+                await call(sdk(node.port).trigger, "news", "tick", {"n": n})
+            private_redis.start()
+            await _wait_status(node, 200)
+            await wait_until(lambda: sum("dropped during the outage" in line
+                                         for line in node.output) == outage + 1,
+                             what="the outage's drop total")
+            full = [line for line in node.output if "bus buffer full" in line]
+            totals = [line for line in node.output if "dropped during the outage" in line]
+            assert len(full) == outage + 1, full  # the first drop of each outage
+            dropped = int(totals[-1].split("bus buffer: ")[1].split()[0])
+            assert 0 < dropped < 20, totals
