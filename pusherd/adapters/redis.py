@@ -20,12 +20,20 @@ every node on a presence channel: by then Redis has sent the change to every nod
 what follows the success frame on another node normally finds the socket counted.
 
 Failures: when Redis is unreachable the node keeps serving its own sockets (local
-delivery, subscriptions answered from the mirror), reports not ready (``ready``), and
-when Redis returns it re-registers its live state in one script (:meth:`_resync`),
-which announces whatever changed meanwhile. A node whose lease lapsed (frozen, or cut
-off longer than ``lease_ttl``) finds out at its next renewal or write and does the same.
-Every node looks for lapsed leases every ``reap_interval`` and removes a dead node's
-members and subscriptions exactly once.
+delivery, subscriptions answered from the mirror, local presence announced to its own
+sockets), reports not ready (``ready``), and when Redis returns it re-registers its live
+state in one script (:meth:`_resync`), which announces whatever changed meanwhile. A
+node whose lease lapsed (frozen, or cut off longer than ``lease_ttl``) finds out at its
+next renewal or write and does the same. Every node looks for lapsed leases every
+``reap_interval`` and removes a dead node's members and subscriptions exactly once.
+
+The mirror's presence members are also what this node's sockets were told: a member
+frame goes out only when it changes them (:meth:`_member_added`, :meth:`_member_removed`),
+so the bus, a reload after an outage and local changes during one never announce the
+same change twice; a socket is never told about its own member; a removal of a member a
+socket here still holds is not passed on (the cluster gets it back from this node).
+After an outage, the nodes live before it are awaited (``removal_grace``) before their
+leases are reaped or members missing from Redis are announced as removed.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ must never arrive twice); it is counted in ``maybe_lost``.
 
 Pub/sub keeps nothing for a subscriber that is not connected, so after an outage the
 buffer is flushed only once ``peers_ready()`` says the other live nodes have subscribed
-again (the adapter compares ``PUBSUB NUMSUB`` with the live leases), or after
-``flush_wait`` seconds, whichever comes first. A node that is still disconnected then
+again (the adapter compares ``PUBSUB NUMSUB`` with the live leases and the nodes live
+before the outage), or after ``flush_wait`` seconds (the adapter passes the reconnect
+backoff cap + 2 s), whichever comes first. A node that is still disconnected then
 misses what was published meanwhile: docs/scaling.md states this limit.
 """
 
