@@ -126,7 +126,7 @@ class Server:
         if config.metrics.enabled:
             self.metrics = Metrics(self.state, self.apps, self.adapter, self.ready,
                                    self.webhooks)
-            self.http_api.observe = self.state.telemetry.api_request
+            self.http_api.observe = self.state.telemetry.endpoint_stats
             if config.metrics.port < 0:
                 self.http_api.routes["/metrics"] = self._metrics_route
             else:
