@@ -33,7 +33,7 @@ from typing import Any
 from bench.servers import DEFAULT_CREDENTIALS, RunningServer, start_server
 
 CONNECT_CONCURRENCY = 200
-DRAIN_TOLD = re.compile(r"drained: told (\d+) connection\(s\) to reconnect in [\d.]+ s; "
+DRAIN_TOLD = re.compile(r"drained: told (\d+) connection\(s\) to reconnect in ([\d.]+) s; "
                         r"largest 1 s window (\d+) \(limit (\d+)\)")
 
 
@@ -172,9 +172,10 @@ async def measure(connections: int, drain_grace: float, drain_seconds: float,
         "closes_per_second": seconds,
         "max_second_share": round(max(seconds) / len(times), 4),
         # Node A's own record of when it told the sockets (before any client delay).
-        "server_largest_1s_window": int(told[2]) if told else None,
-        "server_window_limit": int(told[3]) if told else None,
-        "server_largest_1s_window_share": round(int(told[2]) / connections, 4) if told
+        "server_told_over_s": float(told[2]) if told else None,
+        "server_largest_1s_window": int(told[3]) if told else None,
+        "server_window_limit": int(told[4]) if told else None,
+        "server_largest_1s_window_share": round(int(told[3]) / connections, 4) if told
         else None,
         "close_codes": dict(Counter(c.close_code for c in clients)),
         "reconnected_to_b": sum(c.reconnected for c in clients),
