@@ -24,6 +24,7 @@ from pusherd.core.auth import verify_api_request
 from pusherd.core.channels import channel_name_problem, classify_channel
 from pusherd.errors import HttpApiError
 from pusherd.server.state import ServerState
+from pusherd.server.telemetry import EndpointStats
 from pusherd.webhooks.sender import WebhookSender
 
 log = logging.getLogger("pusherd.http")
@@ -112,11 +113,13 @@ class HttpApi:
         self.webhooks = webhooks
         # Exact paths answered before the API (they also answer outside the mount prefix).
         self.routes: dict[str, Route] = {"/up": self._up}
-        # Set while metrics are on: each request's endpoint, status and seconds.
-        self.observe: Callable[[str, int, float], None] | None = None
-        # raw path -> endpoint label, for the few paths without a channel or user in
-        # them (a trigger's path is the same for every request of an app); bounded.
-        self._endpoints: dict[str, str] = {}
+        # Set while metrics are on: the counters of an endpoint label
+        # (Telemetry.endpoint_stats); each request's status and seconds go there.
+        self.observe: Callable[[str], EndpointStats] | None = None
+        # raw path -> its endpoint's counters, for the few paths without a channel or
+        # user in them (a trigger's path is the same for every request of an app), so a
+        # trigger finds its counters in one lookup; bounded.
+        self._endpoints: dict[str, EndpointStats] = {}
 
     def handle(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
         """Answer one request. `raw_path` is as sent (percent-escapes kept: it may be what
@@ -132,12 +135,13 @@ class HttpApi:
         started = perf_counter()
         response = self._answer(method, raw_path, query, body)
         elapsed = perf_counter() - started
-        endpoint = self._endpoints.get(raw_path)
-        if endpoint is None:
+        stats = self._endpoints.get(raw_path)
+        if stats is None:
             endpoint = api_endpoint(raw_path)
+            stats = observe(endpoint)
             if endpoint in _CACHED_ENDPOINTS and len(self._endpoints) < 1024:
-                self._endpoints[raw_path] = endpoint
-        observe(endpoint, response.status, elapsed)
+                self._endpoints[raw_path] = stats
+        stats.observe(response.status, elapsed)
         return response
 
     def _answer(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:

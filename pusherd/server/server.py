@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import resource
 import ssl
@@ -27,6 +26,7 @@ from pusherd.core.ids import SocketId
 from pusherd.core.session import SessionSettings
 from pusherd.server.actions import wall_ms
 from pusherd.server.console import DebugConsole
+from pusherd.server.drain import DrainPacer, drain_schedule, largest_window
 from pusherd.server.fallback import FallbackSettings, FallbackTransport
 from pusherd.server.http_api import HttpApi, HttpResponse, error_response
 from pusherd.server.metrics import CONTENT_TYPE, Metrics, MetricsListener
@@ -132,7 +132,7 @@ class Server:
         if config.metrics.enabled:
             self.metrics = Metrics(self.state, self.apps, self.adapter, self.ready,
                                    self.webhooks)
-            self.http_api.observe = self.state.telemetry.api_request
+            self.http_api.observe = self.state.telemetry.endpoint_stats
             if config.metrics.port < 0:
                 self.http_api.routes["/metrics"] = self._metrics_route
             else:
@@ -259,23 +259,18 @@ class Server:
         return self._force.is_set()
 
     def drain_schedule(self, count: int, rng: random.Random | None = None) -> list[float]:
-        """Seconds after the grace at which each of `count` sockets is told 4200.
-
-        At most ``shutdown_batch_size`` sockets close at once (a few hundred reconnects
-        are no storm); more are spread over ``drain_seconds`` in batches, at least ten a
-        second, each batch at a random moment within its slot (jitter), so that the
-        surviving nodes see a steady trickle of reconnects, not a wave.
-        """
+        """Seconds after the grace at which each of `count` sockets is due its 4200
+        (:func:`pusherd.server.drain.drain_schedule` with this server's settings)."""
         cfg = self.config.server
-        if count <= cfg.shutdown_batch_size or cfg.drain_seconds <= 0:
-            return [0.0] * count
-        rng = rng or random.Random()
-        batches = max(math.ceil(count / cfg.shutdown_batch_size),
-                      math.ceil(cfg.drain_seconds * 10))
-        slot = cfg.drain_seconds / batches
-        # Each batch at a random moment in the first 80 % of its slot: in order, spread.
-        moments = [batch * slot + rng.random() * slot * 0.8 for batch in range(batches)]
-        return [moments[index * batches // count] for index in range(count)]
+        return drain_schedule(count, cfg.drain_seconds, cfg.shutdown_batch_size,
+                              rng or random.Random())
+
+    def drain_pacer(self, count: int, rng: random.Random | None = None) -> DrainPacer:
+        """The pacer of a drain of `count` sockets with this server's settings
+        (:class:`pusherd.server.drain.DrainPacer`: the schedule held to a token bucket)."""
+        cfg = self.config.server
+        return DrainPacer.plan(count, cfg.drain_seconds, cfg.shutdown_batch_size,
+                               rng or random.Random())
 
     async def drain(self) -> None:
         """The paced drain of SIGTERM (then :meth:`shutdown`).
@@ -283,7 +278,7 @@ class Server:
         ``/ready`` turns 503 and new WebSocket upgrades are refused (503) at once, while
         the listener stays open for health checks; after ``drain_grace`` seconds (time for
         load balancers to notice) the sockets are told to reconnect (4200) in batches
-        spread over ``drain_seconds`` (:meth:`drain_schedule`); then :meth:`shutdown`
+        spread over ``drain_seconds`` (:meth:`drain_pacer`); then :meth:`shutdown`
         waits for them to close. :meth:`force_stop` cuts every wait short.
         """
         cfg = self.config.server
@@ -296,24 +291,37 @@ class Server:
             if not await self._pause(cfg.drain_grace):
                 connections = list(state.connections.values())
                 random.shuffle(connections)
-                schedule = self.drain_schedule(len(connections))
-                # A loop that fell behind (a busy machine) catches up by at most one extra
-                # batch per step, so a stall never turns into a burst of reconnects.
-                most_per_step = 2 * max(1, math.ceil(len(connections) / max(
-                    1, len(set(schedule)))))
+                # The token bucket, not the loop, bounds the closes of any one second: a
+                # loop that woke late (a busy machine) closes what is overdue only as fast
+                # as the bucket refills, so a stall never turns into a burst of reconnects.
+                pacer = self.drain_pacer(len(connections))
                 started = time.monotonic()
                 told = 0
-                while told < len(connections):
-                    due = started + schedule[told]
-                    if await self._pause(due - time.monotonic()):
-                        break
-                    now_offset = time.monotonic() - started
-                    limit = told + most_per_step
-                    while told < min(limit, len(connections)) and schedule[told] <= now_offset:
+                steps: list[tuple[float, int]] = []  # (seconds since started, closes)
+                while (wake := pacer.next_wake()) is not None:
+                    delay = started + wake - time.monotonic()
+                    if delay > 0:
+                        if await self._pause(delay):
+                            break
+                    else:
+                        await asyncio.sleep(0)  # behind: let the writes of the last step go
+                        if self._force.is_set():
+                            break
+                    moment = time.monotonic() - started
+                    count = pacer.step(moment)
+                    if count:
+                        steps.append((moment, count))
+                    for _ in range(count):
                         connections[told].terminate(4200, "Server is shutting down: reconnect")
                         told += 1
-                    if told < len(connections) and schedule[told] <= now_offset:
-                        await asyncio.sleep(0.02)  # behind: let the writes of this step go
+                if steps:
+                    largest = largest_window(steps)
+                    log.info("drained: told %d connection(s) to reconnect in %.2f s; largest "
+                             "1 s window %d (limit %d)", told, steps[-1][0] - steps[0][0],
+                             largest, pacer.window_limit,
+                             extra={"event": "drain_told", "told": told,
+                                    "largest_window": largest,
+                                    "window_limit": pacer.window_limit})
         await self.shutdown()
 
     async def _wait_drained(self, timeout: float) -> None:

@@ -103,6 +103,15 @@ class EndpointStats:
         """Requests observed."""
         return sum(self.buckets)
 
+    def observe(self, status: int, seconds: float) -> None:
+        """One request answered with HTTP `status` in `seconds`. Runs once per API
+        request while metrics are on: a few dict and list operations, no label lookup
+        (the caller keeps this object per path)."""
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
 
 class Telemetry:
     """The counters and the event log of one server process."""
@@ -251,16 +260,13 @@ class Telemetry:
 
     # --- the HTTP API -------------------------------------------------------------------
 
-    def api_request(self, endpoint: str, status: int, seconds: float) -> None:
-        """One HTTP request answered (metrics; called only while metrics are on). Kept to
-        a few dict and list operations: it runs once per API request."""
+    def endpoint_stats(self, endpoint: str) -> EndpointStats:
+        """The counters of one HTTP API endpoint label (created on first use), for the
+        caller to keep and :meth:`EndpointStats.observe` each request on (metrics on)."""
         stats = self.api.get(endpoint)
         if stats is None:
             stats = self.api[endpoint] = EndpointStats()
-        statuses = stats.statuses
-        statuses[status] = statuses.get(status, 0) + 1
-        stats.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        stats.total += seconds
+        return stats
 
     def api_error(self, method: str, endpoint: str, app_id: str, status: int,
                   message: str) -> None:
