@@ -498,7 +498,7 @@ class FallbackTransport:
         if key in self.sessions:  # the session of another address or page: not yours
             exchange.finish(_plain(404, origin, "No such session", keep_alive), keep_alive)
             return
-        if len(self.state.connections) >= self.state.max_open_connections:
+        if not self.state.admits_client():
             exchange.finish(_plain(503, origin, "Server is at its connection limit",
                                    keep_alive), keep_alive)
             return

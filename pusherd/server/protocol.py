@@ -108,12 +108,15 @@ class ServerProtocol(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Count the connection; answer 503 and close when over the open-file limit."""
+        """Count the connection; answer 503 and close when no descriptor is left for it
+        (a full node still serves HTTP: only new client connections are refused, in
+        :meth:`_upgrade` and by the fallback transports)."""
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = transport  # type: ignore[assignment]
         state = self.context.state
+        admitted = state.transport_opened(transport)
         state.http_connections.add(self)
-        if not state.transport_opened(transport):
+        if not admitted:
             self._respond(error_response(503, "Server is at its open-file limit"), False)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -407,6 +410,12 @@ class ServerProtocol(asyncio.Protocol):
             # new clients are sent elsewhere (pusher-js retries, a load balancer moves on).
             self._respond(error_response(503, "Server is draining: connect to another node"),
                           False)
+            return
+        if not state.admits_client():
+            # Full: the clients it has are still served, and so is the HTTP API (triggers
+            # to them, health checks, scrapes); a new client goes to another node.
+            self._respond(error_response(
+                503, "Server is at its connection limit: connect to another node"), False)
             return
         app_key = path[len("/app/"):].rstrip("/")
         app = context.apps.by_key(app_key)

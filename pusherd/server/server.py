@@ -40,6 +40,12 @@ from pusherd.webhooks.store import JournalStore, MemoryStore, WebhookStore
 log = logging.getLogger("pusherd.server")
 
 FD_RESERVE = 64  # descriptors kept free for logs, Redis, webhooks and the listener
+# Descriptors kept for HTTP requests (API triggers, health checks, scrapes) beyond the
+# client connections: a node full of WebSockets still serves its HTTP API.
+HTTP_RESERVE = 64
+# Near the limit (the HTTP reserve in use), an HTTP connection idle this long is closed
+# (not after http_idle_timeout): idle connections cannot hold the reserve.
+NEAR_LIMIT_IDLE_TIMEOUT = 5.0
 SWEEP_SLICE = 1000  # sockets checked per event-loop turn by the keepalive sweep
 
 
@@ -70,7 +76,10 @@ class Server:
                        else MemoryAdapter())
         self.adapter: Adapter = adapter
         open_file_limit = raise_open_file_limit()
-        self.state = ServerState(max(16, open_file_limit - FD_RESERVE), open_file_limit)
+        max_transports = max(32, open_file_limit - FD_RESERVE)
+        http_reserve = min(HTTP_RESERVE, max_transports // 4)
+        self.state = ServerState(max_transports - http_reserve, open_file_limit,
+                                 max_transports)
         self.webhooks: WebhookSender | None = None
         if any(app.webhooks for app in config.apps):
             hooks = config.webhooks
@@ -357,6 +366,8 @@ class Server:
         """Close idle keep-alive HTTP connections; let the adapter expire its caches and
         announce throttled subscription counts."""
         idle_limit = self.config.server.http_idle_timeout
+        if self.state.near_connection_limit():
+            idle_limit = min(idle_limit, NEAR_LIMIT_IDLE_TIMEOUT)
         for http in list(self.state.http_connections):
             if now - http.last_activity >= idle_limit:
                 http.close_idle()

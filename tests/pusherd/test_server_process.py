@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import websockets
 
 from tests.pusherd.wire import (
     AppCredentials,
@@ -20,6 +23,7 @@ from tests.pusherd.wire import (
     call,
     channel_auth,
     error_code,
+    http_request,
     sdk,
     signed_request,
     user_auth,
@@ -47,14 +51,21 @@ class Running:
 
 
 @asynccontextmanager
-async def pusherd_process(*args: str, env: dict[str, str] | None = None
-                          ) -> AsyncIterator[Running]:
-    """pusherd with stdout and stderr captured to EOF, so nothing printed is missed."""
+async def pusherd_process(*args: str, env: dict[str, str] | None = None,
+                          open_files: int | None = None) -> AsyncIterator[Running]:
+    """pusherd with stdout and stderr captured to EOF, so nothing printed is missed;
+    `open_files` sets its open-file limit (soft and hard, as ``ulimit -n``)."""
     child_env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
     child_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pusherd", *args, cwd=REPO_ROOT, env=child_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=limit_files)
     assert process.stdout is not None
     lines: list[str] = []
     port = 0
@@ -136,6 +147,60 @@ async def test_the_environment_defines_one_app_with_reverb_names() -> None:
         await call(sdk(running.port, app).trigger, "orders", "e", "x")
         await client.expect("e", "orders")
         await client.close()
+
+
+async def test_a_node_at_its_open_file_limit_keeps_serving_its_http_api() -> None:
+    """With ``ulimit -n 160``: once the node holds all the client connections it admits,
+    a new WebSocket is refused (503) but the backend still reaches its clients through the
+    HTTP API, /up is 200, /ready says why it is not ready, /metrics answers; and TCP
+    connections that never send a request cannot take the HTTP reserve away."""
+    async with pusherd_process("--host", "127.0.0.1", "--port", "0",
+                               open_files=160) as running:
+        banner = "".join(running.lines) + await _read_until(running, "open-file limit")
+        found = re.search(r"at most (\d+) connections \(open-file limit 160\)", banner)
+        assert found, banner
+        admitted = int(found.group(1))
+        assert 0 < admitted < 160 - 64
+        clients = [await Client.open(running.port) for _ in range(admitted)]
+        await clients[0].subscribe_ok("news")
+        await clients[-1].subscribe_ok("news")
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await Client.open(running.port)
+        assert refused.value.response.status_code == 503
+
+        async def still_serving() -> None:
+            reply = await http_request(running.port, "GET", "/up")
+            assert (reply.status, reply.json()) == (200, {"status": "ok"})
+            reply = await http_request(running.port, "GET", "/ready")
+            assert (reply.status, reply.json()) == (503, {"status": "at_connection_limit"})
+            reply = await http_request(running.port, "GET", "/metrics")
+            assert reply.status == 200
+            assert b'pusherd_connection_limit_refusals_total{app="",limit="open_files"}' \
+                in reply.body
+            await call(sdk(running.port).trigger, "news", "full", {"ok": True})
+            for client in (clients[0], clients[-1]):
+                await client.expect("full", "news")
+
+        await still_serving()
+        # More idle TCP connections than the HTTP reserve holds: the oldest are closed
+        # to make room for requests, and the API stays reachable.
+        idle = [await asyncio.open_connection("127.0.0.1", running.port) for _ in range(40)]
+        await still_serving()
+        for _, writer in idle:
+            writer.close()
+        for client in clients:
+            await client.close()
+
+
+async def _read_until(running: Running, text: str) -> str:
+    """The lines printed after those already read, up to one containing `text`."""
+    seen = len(running.lines)
+    for _ in range(500):
+        joined = "".join(running.lines[seen:])
+        if text in joined:
+            return joined
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{text!r} not printed: {''.join(running.lines)}")
 
 
 async def test_a_bad_config_names_the_key_and_refuses_to_start(tmp_path: Path) -> None:
