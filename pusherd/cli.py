@@ -213,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level, log_format, debug)
     for warning in config.warnings:
         logging.getLogger("pusherd.config").warning("%s", warning)
+    for notice in config.notices:
+        logging.getLogger("pusherd.config").info("%s", notice)
     global _LOG_FORMAT, _DEBUG
     _LOG_FORMAT, _DEBUG = log_format, debug
     workers = args.workers if args.workers is not None else config.server.workers

@@ -20,6 +20,7 @@ class ConfigError(PusherdError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"config error: {key}: {message}")
         self.key = key
+        self.detail = message
 
 
 class SendBodyError(PusherdError):

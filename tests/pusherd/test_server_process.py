@@ -293,3 +293,35 @@ async def test_a_non_numeric_reverb_app_id_is_served_with_a_warning_at_start() -
         await asyncio.wait_for(running.process.wait(), 15)
         output = await running.output()
     assert "WARNING pusherd.config: REVERB_APP_ID='abc' is not numeric" in output
+
+
+async def test_the_environment_sets_the_secret_of_the_file_app_and_keeps_its_origins(
+    tmp_path: Path,
+) -> None:
+    """The systemd setup: the app's settings in the TOML, its secret in the environment
+    file. The secret is the environment's; the file's allowed origins still hold; a line
+    at start says which source gave what."""
+    path = tmp_path / "pusherd.toml"
+    path.write_text('[[apps]]\nid = "4242"\nkey = "opskey"\nsecret = "placeholder-secret"\n'
+                    'allowed_origins = ["https://app.example.com"]\n')
+    env = {"REVERB_APP_ID": "4242", "REVERB_APP_KEY": "opskey",
+           "REVERB_APP_SECRET": "RealSecretFromEnvFile"}
+    app = AppCredentials("4242", "opskey", "RealSecretFromEnvFile")
+    async with pusherd_process("--config", str(path), "--port", "0", env=env) as running:
+        client = await Client.open(running.port, "opskey", origin="https://app.example.com")
+        await client.subscribe_ok("news")
+        await call(sdk(running.port, app).trigger, "news", "e", "x")
+        await client.expect("e", "news")
+        stranger = await Client.open(running.port, "opskey", origin="https://evil.example",
+                                     handshake=False)
+        assert error_code(await stranger.recv()) == 4009
+        placeholder = AppCredentials("4242", "opskey", "placeholder-secret")
+        assert (await signed_request(running.port, "GET", "/apps/4242/channels",
+                                     app=placeholder)).status == 401
+        await client.close()
+        running.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(running.process.wait(), 15)
+        output = await running.output()
+    assert "apps[0] (id 4242, key opskey) of the config file takes secret from the " \
+        "environment (REVERB_APP_SECRET)" in output
+    assert "RealSecretFromEnvFile" not in output
