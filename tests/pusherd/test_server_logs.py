@@ -248,3 +248,48 @@ async def test_configured_webhooks_are_said_to_be_undelivered_by_a_build_without
     # The other half of the rule is the webhook sender's: once pusherd.webhooks exists,
     # a configured webhook is delivered and this warning must go.
     assert warned == (find_spec("pusherd.webhooks") is None)
+
+
+FORGED = "2026-11-30 00:00:00,000 WARNING pusherd.http: FORGED"
+
+
+async def test_a_client_cannot_write_a_line_of_its_own_into_the_text_log(
+    tmp_path: Path,
+) -> None:
+    """Newlines, carriage returns and terminal escapes in client-controlled values (a
+    channel name, an event name, a close reason, an Origin, a key) are escaped in text
+    lines: every line the server writes starts with its own timestamp."""
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML)
+    running = await Process.start("--config", str(config), "--port", "0")
+    try:
+        client = await Client.open(running.port)
+        for channel in (f"private-x\n{FORGED}-1", f"bad name\r\n{FORGED}-2",
+                        f"private-\x1b[2J\x1b[31mred\u2028{FORGED}-3"):
+            frame = await client.subscribe(channel, "app-key:abc")
+            assert frame["event"] in ("pusher:error", "pusher:subscription_error"), frame
+        await client.send({"event": f"client-x\n{FORGED}-4", "channel": "nope", "data": {}})
+        await client.barrier()
+        await client.ws.close(code=4000, reason=f"bye\n{FORGED}-5")
+        # A header cannot carry C0 controls, but it can carry C1 ones (read as latin-1):
+        # CSI (a terminal escape) and NEL (a line break to some viewers).
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        writer.write(b"GET /app/wrong-key?protocol=7 HTTP/1.1\r\nHost: x\r\n"
+                     b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n"
+                     b"Origin: https://a.example\x9b2K\x85FORGED-6\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(
+            b"HTTP/1.1 101")
+        assert b"4001" in await asyncio.wait_for(reader.read(1000), 5)
+        writer.close()
+    finally:
+        assert await running.stop() == 0
+    stderr = "".join(running.stderr)
+    for number in (1, 2, 3, 5, 6):
+        assert f"FORGED-{number}" in stderr, stderr  # the value is logged, escaped
+    for control in ("\x1b", "\u2028", "\x9b", "\x85", "\r"):
+        assert control not in stderr
+    for line in running.stderr:
+        assert line[:4].isdigit() and "FORGED" not in line[:40], line
+    assert "\\nbye" not in stderr and f"reason=bye\\n{FORGED}-5" in stderr
