@@ -111,6 +111,9 @@ async def _full_run(port: int, signatures: list[str]) -> None:
                          secret="forged") == 401
     assert await _signed(port, "GET", "/apps/1001/channels", b"", signatures,
                          timestamp=1) == 401
+    # A short string to sign: a message cut at 200 characters would reach what was sent.
+    assert await _signed(port, "GET", "/apps/1001/channels", b"", signatures,
+                         secret="forged") == 401
     assert (await http_request(port, "POST", "/apps/1001/events", b"x" * 5000)).status == 413
     unknown = await Client.open(port, "no-such-key", handshake=False)
     assert error_code(await unknown.recv()) == 4001
@@ -178,6 +181,13 @@ async def test_a_full_run_logs_each_event_once_and_never_a_secret_or_signature(
     assert len(signatures) >= 8
     for secret in (SECRET, MASTER_KEY, CONSOLE_TOKEN, *signatures):
         assert secret not in stderr and secret not in stdout, secret
+    # Not even a part of a signature: no 10 hex digits of one in a row (windows of
+    # decimal digits only are skipped: socket ids and times are made of those).
+    for signature in signatures:
+        for start in range(len(signature) - 9):
+            piece = signature[start:start + 10]
+            if not piece.isdigit():
+                assert piece not in stderr and piece not in stdout, (signature, piece)
     # Every log line is one JSON object; collect them by event.
     lines = [json.loads(line) for line in running.stderr]
     events: dict[str, list[dict[str, Any]]] = {}
