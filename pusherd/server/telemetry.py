@@ -31,6 +31,11 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )
 
+# The close codes a client commonly closes with, kept as labels when the client closed
+# first: normal closure, going away (a page left), no status. Any other code a client
+# chooses is counted as CLIENT_OTHER_CODE, so that clients cannot grow the label set.
+CLIENT_CLOSE_CODES = frozenset({1000, 1001, 1005})
+CLIENT_OTHER_CODE = "client_other"
 RATE_LIMIT_LOG_INTERVAL = 10  # seconds between two "rate-limited" lines of one app
 CLIENT_ERROR_LOG_BURST = 50  # client-error lines of one app per interval, then silence
 ConsoleSink = Callable[[dict[str, Any]], None]
@@ -109,7 +114,8 @@ class Telemetry:
 
     def __init__(self) -> None:
         self.connections_opened: dict[str, int] = {}  # app id -> count
-        self.connections_closed: dict[tuple[str, int], int] = {}  # (app id, close code)
+        # (app id, close code label): the code pusherd sent, or the client's (bounded)
+        self.connections_closed: dict[tuple[str, int | str], int] = {}
         self.connections_refused: dict[tuple[str, int], int] = {}  # (app id or "", code)
         self.connection_limit_refusals: dict[tuple[str, str], int] = {}  # (app id, limit)
         self.messages_received_closed: dict[str, int] = {}  # of connections that closed
@@ -169,9 +175,15 @@ class Telemetry:
             self.tell("connection_refused", app_id=app_id, code=code, reason=reason)
 
     def connection_closed(self, app_id: str, socket_id: str, code: int, reason: str,
-                          seconds: float, messages: int) -> None:
-        """An admitted connection ended (`code` as sent or received; 1006: no close)."""
-        key = (app_id, code)
+                          seconds: float, messages: int, by_client: bool = False) -> None:
+        """An admitted connection ended (`code` as sent or received; 1006: no close).
+        `by_client`: the client closed first, so `code` is the client's choice: its
+        metric label is the code only for :data:`CLIENT_CLOSE_CODES`, else
+        :data:`CLIENT_OTHER_CODE` (the log line keeps the code)."""
+        label: int | str = code
+        if by_client and code not in CLIENT_CLOSE_CODES:
+            label = CLIENT_OTHER_CODE
+        key = (app_id, label)
         self.connections_closed[key] = self.connections_closed.get(key, 0) + 1
         self.messages_received_closed[app_id] = (
             self.messages_received_closed.get(app_id, 0) + messages)

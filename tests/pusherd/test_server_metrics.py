@@ -332,3 +332,24 @@ async def test_webhook_queue_and_outcomes_are_metrics_when_webhooks_are_configur
     queued = value(samples, "pusherd_webhook_pending")
     assert queued + value(samples, "pusherd_webhook_delivered_total") >= 1
     await client.close()
+
+
+async def test_close_codes_a_client_chooses_cannot_grow_the_label_set(
+    start_server: StartServer,
+) -> None:
+    """pusherd's own close codes keep their label; of the codes a client closes with,
+    only 1000, 1001 and 1005 do, every other one is counted as client_other."""
+    server = await start_server(TOML)
+    codes = [*range(3000, 3005), 4000, 4200, 4999, 1000, 1001]
+    for code in codes:
+        client = await Client.open(server.port)
+        await client.ws.close(code=code)
+    too_big = await Client.open(server.port)  # pusherd closes it: 1009
+    await too_big.send("x" * 70_000)
+    assert (await too_big.closed())[0] == 1009
+    await wait_until(lambda: sum(server.state.telemetry.connections_closed.values())
+                     == len(codes) + 1, what="every close to be counted")
+    samples = await scrape(server.port)
+    closed = {dict(labels)["code"]: count for (name, labels), count in samples.items()
+              if name == "pusherd_connections_closed_total"}
+    assert closed == {"client_other": 8.0, "1000": 1.0, "1001": 1.0, "1009": 1.0}
