@@ -121,6 +121,19 @@ async def test_sigint_also_shuts_down_cleanly() -> None:
         assert "pusherd stopped" in await running.output()
 
 
+async def test_sighup_drains_like_sigterm_and_says_so() -> None:
+    """A closing terminal (or an operator expecting a reload) sends SIGHUP: the clients
+    are told to reconnect (4200), not cut off, and the log says what happened."""
+    async with pusherd_process("--host", "127.0.0.1", "--port", "0") as running:
+        client = await Client.open(running.port)
+        running.process.send_signal(signal.SIGHUP)
+        code, frames = await client.closed(timeout=10)
+        assert code == 4200 and [error_code(f) for f in frames] == [4200]
+        assert await asyncio.wait_for(running.process.wait(), 15) == 0
+        output = await running.output()
+    assert "SIGHUP: stopping with a drain" in output and "pusherd stopped" in output
+
+
 async def test_without_config_it_serves_the_dev_app_and_says_how_to_connect() -> None:
     async with pusherd_process("--port", "0") as running:
         client = await Client.open(running.port, "app-key")
