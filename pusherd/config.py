@@ -381,6 +381,10 @@ def _load(raw: dict[str, Any], env: Mapping[str, str], overrides: EnvOverrides,
         server = _replace(server, ping_grace=float(
             max(0, overrides.ping_interval - server.activity_timeout)))
     _validate_server(server)
+    if "passphrase" in tls_raw:  # Reverb's stream-context option of that name
+        raise ConfigError("server.tls.passphrase", "not supported: pusherd never asks for "
+                          "a key's passphrase; store the key unencrypted, readable by "
+                          "pusherd's user only")
     # Reverb's names for the same two files (its servers.reverb.options.tls stream context
     # keys), accepted so that its TLS settings carry over as they are.
     for reverb_name, name in (("local_cert", "cert_file"), ("local_pk", "key_file")):

@@ -23,6 +23,7 @@ from pusherd.adapters.memory import MemoryAdapter
 from pusherd.adapters.redis import RedisAdapter
 from pusherd.apps import AppRegistry
 from pusherd.config import Config
+from pusherd.errors import ConfigError
 from pusherd.core.ids import SocketId
 from pusherd.core.session import SessionSettings
 from pusherd.server.actions import wall_ms
@@ -200,13 +201,32 @@ class Server:
         return HttpResponse(200, self.metrics.render(), CONTENT_TYPE)
 
     def tls_context(self) -> ssl.SSLContext | None:
-        """The TLS context of ``[server.tls]``, or None (plain TCP)."""
+        """The TLS context of ``[server.tls]``, or None (plain TCP). Raises
+        :class:`ConfigError` naming the key for a key with a passphrase (never a prompt
+        on the terminal), a key that is not the certificate's, or unreadable PEM."""
         tls = self.config.tls
         if not tls.enabled:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(tls.cert_file, tls.key_file)
+
+        def no_passphrase() -> bytes:
+            # Without this callback OpenSSL would ask on the terminal and block the start.
+            raise ConfigError("server.tls.key_file", f"{tls.key_file} is encrypted with a "
+                              "passphrase: pusherd does not ask for one; store the key "
+                              "unencrypted (e.g. openssl pkey -in KEY -out KEY.plain), "
+                              "readable by pusherd's user only")
+
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file, password=no_passphrase)
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                raise ConfigError("server.tls.key_file", f"{tls.key_file} is not the key of "
+                                  f"the certificate in server.tls.cert_file "
+                                  f"({tls.cert_file})") from None
+            raise ConfigError("server.tls.cert_file", f"cannot load the certificate "
+                              f"{tls.cert_file} with the key in server.tls.key_file "
+                              f"({tls.key_file}): {exc.reason or exc}") from None
         return context
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -217,6 +237,7 @@ class Server:
         address cannot be bound."""
         loop = asyncio.get_running_loop()
         cfg = self.config.server
+        tls_context = self.tls_context()  # a bad key stops the start before anything runs
         await self.adapter.start()
         if self.webhooks is not None:
             await self.webhooks.start()
@@ -224,7 +245,7 @@ class Server:
         self._server = await loop.create_server(
             lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
             reuse_address=True, reuse_port=cfg.workers > 1,  # workers share the port
-            ssl=self.tls_context(),
+            ssl=tls_context,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         if self._metrics_listener is not None:

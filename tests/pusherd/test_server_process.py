@@ -8,6 +8,7 @@ import os
 import re
 import resource
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -338,3 +339,50 @@ async def test_the_environment_sets_the_secret_of_the_file_app_and_keeps_its_ori
     assert "apps[0] (id 4242, key opskey) of the config file takes secret from the " \
         "environment (REVERB_APP_SECRET)" in output
     assert "RealSecretFromEnvFile" not in output
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("problem", ["passphrase", "mismatch"])
+async def test_a_tls_key_it_cannot_use_stops_the_start_naming_the_key(
+    tmp_path: Path, problem: str,
+) -> None:
+    """A key with a passphrase never makes pusherd ask on the terminal (a start that
+    blocks); it, and a key that is not the certificate's, stop the start with exit code 2
+    and a message naming server.tls.key_file."""
+    cert, key, other = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "other.pem"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+             "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert))
+    if problem == "passphrase":
+        _openssl("pkey", "-in", str(key), "-aes256", "-passout", "pass:pw", "-out", str(other))
+    else:
+        _openssl("genpkey", "-algorithm", "RSA", "-out", str(other))
+    path = tmp_path / "tls.toml"
+    path.write_text(f'[server]\nport = 0\n[server.tls]\ncert_file = "{cert}"\n'
+                    f'key_file = "{other}"\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pusherd", "--config", str(path), cwd=REPO_ROOT,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2, stderr
+    message = stderr.decode()
+    assert "config error: server.tls.key_file" in message and str(other) in message
+    assert "pass phrase" not in message.lower() and LISTENING.encode() not in stdout
+    if problem == "passphrase":
+        assert "passphrase" in message
+    else:
+        assert "server.tls.cert_file" in message and "not the key" in message
+
+
+def test_reverbs_passphrase_option_is_refused_naming_it(tmp_path: Path) -> None:
+    from pusherd.config import load_config
+    from pusherd.errors import ConfigError
+
+    path = tmp_path / "tls.toml"
+    path.write_text('[server.tls]\npassphrase = "pw"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert caught.value.key == "server.tls.passphrase"
