@@ -505,6 +505,8 @@ class FallbackTransport:
         if self.state.draining:
             # No new session while draining: an HTTP failure makes pusher-js back off and
             # try elsewhere, where an in-band close 4200 would have it retry here at once.
+            app = self.apps.by_key(key[0])
+            self.state.telemetry.upgrade_refused_draining(app.id if app else "", peer)
             exchange.finish(_plain(503, origin, "Server is shutting down", False), False)
             return
         self._open(exchange, key, streaming, query, origin, peer, keep_alive, now)

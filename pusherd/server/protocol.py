@@ -384,13 +384,15 @@ class ServerProtocol(asyncio.Protocol):
         path = (url.path or b"/").decode("latin-1")
         prefix = context.path_prefix
         # One rule for both: with a prefix, WebSocket and HTTP API live under it only.
-        if prefix and not path.startswith(prefix + "/"):
-            self._respond(error_response(404, "Not found"), False)
+        under_prefix = not prefix or path.startswith(prefix + "/")
+        route = path[len(prefix):]
+        if not under_prefix or not route.startswith("/app/") or len(route) <= len("/app/"):
+            context.state.telemetry.unknown_websocket_path(
+                path, transport.get_extra_info("peername"))
+            self._respond(error_response(404, "WebSocket path is /app/{key}" if under_prefix
+                                         else "Not found"), False)
             return
-        path = path[len(prefix):]
-        if not path.startswith("/app/") or len(path) <= len("/app/"):
-            self._respond(error_response(404, "WebSocket path is /app/{key}"), False)
-            return
+        path = route
         headers = self._headers
         raw_key = headers.get(b"sec-websocket-key")
         if (
@@ -408,6 +410,10 @@ class ServerProtocol(asyncio.Protocol):
         if state.draining:
             # The listener stays open during a drain so that health checks are answered;
             # new clients are sent elsewhere (pusher-js retries, a load balancer moves on).
+            draining_app = context.apps.by_key(path[len("/app/"):].rstrip("/"))
+            state.telemetry.upgrade_refused_draining(
+                draining_app.id if draining_app is not None else "",
+                transport.get_extra_info("peername"))
             self._respond(error_response(503, "Server is draining: connect to another node"),
                           False)
             return

@@ -303,3 +303,37 @@ async def test_a_client_cannot_write_a_line_of_its_own_into_the_text_log(
     for line in running.stderr:
         assert line[:4].isdigit() and "FORGED" not in line[:40], line
     assert "\\nbye" not in stderr and f"reason=bye\\n{FORGED}-5" in stderr
+
+
+async def test_at_level_warning_refused_subscriptions_and_rate_limits_are_kept(
+    tmp_path: Path,
+) -> None:
+    """`--log-level warning` keeps refusals: a refused private subscription, a refused
+    sign-in and client events over the rate limit are warnings."""
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML.replace("enable_client_events = true",
+                                   "enable_client_events = true\n"
+                                   "max_client_events_per_second = 1"))
+    running = await Process.start("--config", str(config), "--port", "0",
+                                  "--log-level", "warning")
+    try:
+        client = await Client.open(running.port)
+        refused = await client.subscribe("private-bad", "app-key:" + "0" * 64)
+        assert refused["event"] in ("pusher:error", "pusher:subscription_error")
+        await client.barrier()
+        await client.send({"event": "pusher:signin", "data": {
+            "auth": "app-key:" + "0" * 64, "user_data": '{"id":"1"}'}})
+        assert error_code(await client.recv()) == 4009
+        await client.subscribe_ok("private-ok", channel_auth(client.socket_id, "private-ok",
+                                                             app=APP))
+        for _ in range(3):
+            await client.send({"event": "client-typing", "channel": "private-ok", "data": {}})
+        await client.barrier()
+        await client.close()
+    finally:
+        assert await running.stop() == 0
+    stderr = "".join(running.stderr)
+    assert "WARNING pusherd.ws: client error" in stderr and "channel=private-bad" in stderr
+    assert "code=4009 channel=-" in stderr  # the sign-in
+    assert "WARNING pusherd.ws: client events rate-limited" in stderr
+    assert " INFO " not in stderr

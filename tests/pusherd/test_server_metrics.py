@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import pytest
@@ -353,3 +354,31 @@ async def test_close_codes_a_client_chooses_cannot_grow_the_label_set(
     closed = {dict(labels)["code"]: count for (name, labels), count in samples.items()
               if name == "pusherd_connections_closed_total"}
     assert closed == {"client_other": 8.0, "1000": 1.0, "1001": 1.0, "1009": 1.0}
+
+
+async def test_refusals_that_used_to_leave_no_trace_are_logged_and_counted(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An upgrade refused during a drain, an upgrade to a wrong path and a wrong console
+    token each leave a log line and a counter."""
+    caplog.set_level(logging.INFO)
+    token = "console-token-long-enough"
+    server = await start_server(TOML + f'\n[console]\nenabled = true\ntoken = "{token}"\n')
+    reply = await http_request(server.port, "GET", "/ws/app-key", headers={
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert reply.status == 404
+    assert "WebSocket upgrade to an unknown path refused (404): /ws/app-key" in caplog.text
+    assert (await http_request(server.port, "GET", "/console?token=guess")).status == 401
+    assert "debug console /console: wrong or missing token" in caplog.text
+    assert "guess" not in caplog.text
+
+    server.state.draining = True  # as SIGTERM sets it; the listener stays open
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await Client.open(server.port)
+    assert refused.value.response.status_code == 503
+    assert "connection refused (503) while draining app=1001" in caplog.text
+    samples = await scrape(server.port)
+    server.state.draining = False
+    assert value(samples, "pusherd_connections_refused_total", app="1001", code="503") == 1
+    assert value(samples, "pusherd_auth_failures_total", reason="console_token") == 1
