@@ -23,9 +23,9 @@ from pusherd.adapters.memory import MemoryAdapter
 from pusherd.adapters.redis import RedisAdapter
 from pusherd.apps import AppRegistry
 from pusherd.config import Config
-from pusherd.errors import ConfigError
 from pusherd.core.ids import SocketId
 from pusherd.core.session import SessionSettings
+from pusherd.errors import ConfigError
 from pusherd.server.actions import wall_ms
 from pusherd.server.console import DebugConsole
 from pusherd.server.fallback import FallbackSettings, FallbackTransport
