@@ -284,11 +284,11 @@ def test_the_command_line_port_is_named_as_such_even_with_the_variable_set() -> 
 
 
 def test_unknown_pusherd_and_reverb_variables_are_named_in_a_warning() -> None:
-    config = _load({"PUSHERD_LOG_LEVEL": "debug", "REVERB_APP_MAX_CONECTIONS": "5",
+    config = _load({"PUSHERD_LOGS": "debug", "REVERB_APP_MAX_CONECTIONS": "5",
                     "PUSHERD_REDIS_URl": "redis://x", "OTHER_THING": "1",
                     "REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS": "5"})
     text = "\n".join(config.warnings)
-    assert "PUSHERD_LOG_LEVEL" in text
+    assert "PUSHERD_LOGS" in text
     assert "REVERB_APP_MAX_CONECTIONS" in text and "did you mean REVERB_APP_MAX_CONNECTIONS" \
         in text
     assert "did you mean PUSHERD_REDIS_URL" in text
