@@ -1,4 +1,5 @@
-"""The ``pusherd`` command: read the config, start the server, stop on SIGTERM/SIGINT."""
+"""The ``pusherd`` command: read the config, start the server, stop (a paced drain) on
+SIGTERM, SIGINT or SIGHUP."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from pusherd.environment import format_environment_help
 from pusherd.errors import ConfigError
 
 log = logging.getLogger("pusherd.server")
+# Each starts the paced drain; a second one ends it at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 HELP = ("pusherd --help (options, environment variables); operations guide: "
         "docs/operations.md in the pusherd source repository")
 RULE = "-" * 72
@@ -178,9 +181,15 @@ async def _serve(config: Config, ready: Connection | None = None) -> int:
     stop = asyncio.Event()
     signals = 0
 
-    def on_signal() -> None:
+    def on_signal(sig: signal.Signals) -> None:
         nonlocal signals
         signals += 1
+        if sig == signal.SIGHUP:
+            # Not a reload (nginx's meaning): nothing is re-read. A closing terminal sends
+            # it too; either way the clients are moved off in a paced drain, not cut.
+            log.warning("SIGHUP: stopping with a drain, as for SIGTERM (pusherd does not "
+                        "reload its configuration: start it again to apply changes)",
+                        extra={"event": "sighup"})
         if signals == 1:
             stop.set()
         else:
@@ -188,8 +197,8 @@ async def _serve(config: Config, ready: Connection | None = None) -> int:
             server.force_stop()
 
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
     if ready is not None:
         ready.send("ready")
         ready.close()
@@ -255,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level, log_format, debug)
     for warning in config.warnings:
         logging.getLogger("pusherd.config").warning("%s", warning)
+    for notice in config.notices:
+        logging.getLogger("pusherd.config").info("%s", notice)
     global _LOG_FORMAT, _DEBUG
     _LOG_FORMAT, _DEBUG = log_format, debug
     workers = args.workers if args.workers is not None else config.server.workers

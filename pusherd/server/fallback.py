@@ -523,7 +523,7 @@ class FallbackTransport:
         if key in self.sessions:  # the session of another address or page: not yours
             exchange.finish(_plain(404, origin, "No such session", keep_alive), keep_alive)
             return
-        if len(self.state.connections) >= self.state.max_open_connections:
+        if not self.state.admits_client():
             exchange.finish(_plain(503, origin, "Server is at its connection limit",
                                    keep_alive), keep_alive)
             return
@@ -533,6 +533,8 @@ class FallbackTransport:
         if self.state.draining:
             # No new session while draining: an HTTP failure makes pusher-js back off and
             # try elsewhere, where an in-band close 4200 would have it retry here at once.
+            app = self.apps.by_key(key[0])
+            self.state.telemetry.upgrade_refused_draining(app.id if app else "", peer)
             exchange.finish(_plain(503, origin, "Server is shutting down", False), False)
             return
         self._open(exchange, key, streaming, query, origin, peer, keep_alive, now)

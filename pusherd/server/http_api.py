@@ -149,7 +149,7 @@ class HttpApi:
             return self._route(method, raw_path, query, body)
         except HttpApiError as exc:
             self.state.telemetry.api_error(method, api_endpoint(raw_path),
-                                           _app_id_of(raw_path), exc.status, exc.message)
+                                           _app_id_of(raw_path), exc.status, exc.log_message)
             return error_response(exc.status, exc.message)
 
     def _up(self, method: str, query: str) -> HttpResponse:

@@ -112,12 +112,15 @@ class ServerProtocol(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Count the connection; answer 503 and close when over the open-file limit."""
+        """Count the connection; answer 503 and close when no descriptor is left for it
+        (a full node still serves HTTP: only new client connections are refused, in
+        :meth:`_upgrade` and by the fallback transports)."""
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = transport  # type: ignore[assignment]
         state = self.context.state
+        admitted = state.transport_opened(transport)
         state.http_connections.add(self)
-        if not state.transport_opened(transport):
+        if not admitted:
             self._respond(error_response(503, "Server is at its open-file limit"), False)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -395,13 +398,15 @@ class ServerProtocol(asyncio.Protocol):
         path = (url.path or b"/").decode("latin-1")
         prefix = context.path_prefix
         # One rule for both: with a prefix, WebSocket and HTTP API live under it only.
-        if prefix and not path.startswith(prefix + "/"):
-            self._respond(error_response(404, "Not found"), False)
+        under_prefix = not prefix or path.startswith(prefix + "/")
+        route = path[len(prefix):]
+        if not under_prefix or not route.startswith("/app/") or len(route) <= len("/app/"):
+            context.state.telemetry.unknown_websocket_path(
+                path, transport.get_extra_info("peername"))
+            self._respond(error_response(404, "WebSocket path is /app/{key}" if under_prefix
+                                         else "Not found"), False)
             return
-        path = path[len(prefix):]
-        if not path.startswith("/app/") or len(path) <= len("/app/"):
-            self._respond(error_response(404, "WebSocket path is /app/{key}"), False)
-            return
+        path = route
         headers = self._headers
         raw_key = headers.get(b"sec-websocket-key")
         if (
@@ -419,12 +424,22 @@ class ServerProtocol(asyncio.Protocol):
         if state.draining:
             # The listener stays open during a drain so that health checks are answered;
             # new clients are sent elsewhere (pusher-js retries, a load balancer moves on).
+            draining_app = context.apps.by_key(path[len("/app/"):].rstrip("/"))
+            state.telemetry.upgrade_refused_draining(
+                draining_app.id if draining_app is not None else "",
+                transport.get_extra_info("peername"))
             self._respond(error_response(503, "Server is draining: connect to another node"),
                           False)
             return
         if state.starting:  # bound, adapter not started yet (/ready says "starting")
             self._respond(error_response(503, "Server is starting: connect again shortly"),
                           False)
+            return
+        if not state.admits_client():
+            # Full: the clients it has are still served, and so is the HTTP API (triggers
+            # to them, health checks, scrapes); a new client goes to another node.
+            self._respond(error_response(
+                503, "Server is at its connection limit: connect to another node"), False)
             return
         app_key = path[len("/app/"):].rstrip("/")
         app = context.apps.by_key(app_key)

@@ -24,6 +24,7 @@ from pusherd.apps import AppRegistry
 from pusherd.config import Config
 from pusherd.core.ids import SocketId
 from pusherd.core.session import SessionSettings
+from pusherd.errors import ConfigError
 from pusherd.server.actions import wall_ms
 from pusherd.server.console import DebugConsole
 from pusherd.server.drain import DrainPacer, drain_schedule, largest_window
@@ -41,6 +42,12 @@ from pusherd.webhooks.store import JournalStore, MemoryStore, WebhookStore
 log = logging.getLogger("pusherd.server")
 
 FD_RESERVE = 64  # descriptors kept free for logs, Redis, webhooks and the listener
+# Descriptors kept for HTTP requests (API triggers, health checks, scrapes) beyond the
+# client connections: a node full of WebSockets still serves its HTTP API.
+HTTP_RESERVE = 64
+# Near the limit (the HTTP reserve in use), an HTTP connection idle this long is closed
+# (not after http_idle_timeout): idle connections cannot hold the reserve.
+NEAR_LIMIT_IDLE_TIMEOUT = 5.0
 SWEEP_SLICE = 1000  # sockets checked per event-loop turn by the keepalive sweep
 
 
@@ -71,7 +78,10 @@ class Server:
                        else MemoryAdapter())
         self.adapter: Adapter = adapter
         open_file_limit = raise_open_file_limit()
-        self.state = ServerState(max(16, open_file_limit - FD_RESERVE), open_file_limit)
+        max_transports = max(32, open_file_limit - FD_RESERVE)
+        http_reserve = min(HTTP_RESERVE, max_transports // 4)
+        self.state = ServerState(max_transports - http_reserve, open_file_limit,
+                                 max_transports)
         self.webhooks: WebhookSender | None = None
         if any(app.webhooks for app in config.apps):
             hooks = config.webhooks
@@ -197,13 +207,32 @@ class Server:
         return HttpResponse(200, self.metrics.render(), CONTENT_TYPE)
 
     def tls_context(self) -> ssl.SSLContext | None:
-        """The TLS context of ``[server.tls]``, or None (plain TCP)."""
+        """The TLS context of ``[server.tls]``, or None (plain TCP). Raises
+        :class:`ConfigError` naming the key for a key with a passphrase (never a prompt
+        on the terminal), a key that is not the certificate's, or unreadable PEM."""
         tls = self.config.tls
         if not tls.enabled:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(tls.cert_file, tls.key_file)
+
+        def no_passphrase() -> bytes:
+            # Without this callback OpenSSL would ask on the terminal and block the start.
+            raise ConfigError("server.tls.key_file", f"{tls.key_file} is encrypted with a "
+                              "passphrase: pusherd does not ask for one; store the key "
+                              "unencrypted (e.g. openssl pkey -in KEY -out KEY.plain), "
+                              "readable by pusherd's user only")
+
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file, password=no_passphrase)
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                raise ConfigError("server.tls.key_file", f"{tls.key_file} is not the key of "
+                                  f"the certificate in server.tls.cert_file "
+                                  f"({tls.cert_file})") from None
+            raise ConfigError("server.tls.cert_file", f"cannot load the certificate "
+                              f"{tls.cert_file} with the key in server.tls.key_file "
+                              f"({tls.key_file}): {exc.reason or exc}") from None
         return context
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -215,15 +244,17 @@ class Server:
         ``[redis] lease_ttl`` to answer), ``/up`` is served, ``/ready`` says ``starting``
         and new clients and HTTP API requests get 503. Raises :class:`OSError` when the
         address cannot be bound, :class:`~pusherd.errors.ConfigError` for a webhook
-        journal that cannot be opened (the listener is closed again)."""
+        journal that cannot be opened (the listener is closed again) or a TLS key it
+        cannot use (:meth:`tls_context`, before anything is bound)."""
         loop = asyncio.get_running_loop()
         cfg = self.config.server
+        tls_context = self.tls_context()  # a bad key stops the start before anything runs
         context = self.context
         self.state.starting = True
         self._server = await loop.create_server(
             lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
             reuse_address=True, reuse_port=cfg.workers > 1,  # workers share the port
-            ssl=self.tls_context(),
+            ssl=tls_context,
         )
         self.port = self._server.sockets[0].getsockname()[1]
         try:
@@ -384,6 +415,8 @@ class Server:
         """Close idle keep-alive HTTP connections; let the adapter expire its caches and
         announce throttled subscription counts."""
         idle_limit = self.config.server.http_idle_timeout
+        if self.state.near_connection_limit():
+            idle_limit = min(idle_limit, NEAR_LIMIT_IDLE_TIMEOUT)
         for http in list(self.state.http_connections):
             if now - http.last_activity >= idle_limit:
                 http.close_idle()

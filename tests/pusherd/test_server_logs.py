@@ -120,6 +120,9 @@ async def _full_run(port: int, signatures: list[str]) -> None:
                          secret="forged") == 401
     assert await _signed(port, "GET", "/apps/1001/channels", b"", signatures,
                          timestamp=1) == 401
+    # A short string to sign: a message cut at 200 characters would reach what was sent.
+    assert await _signed(port, "GET", "/apps/1001/channels", b"", signatures,
+                         secret="forged") == 401
     assert (await http_request(port, "POST", "/apps/1001/events", b"x" * 5000)).status == 413
     unknown = await Client.open(port, "no-such-key", handshake=False)
     assert error_code(await unknown.recv()) == 4001
@@ -187,6 +190,13 @@ async def test_a_full_run_logs_each_event_once_and_never_a_secret_or_signature(
     assert len(signatures) >= 8
     for secret in (SECRET, MASTER_KEY, CONSOLE_TOKEN, *signatures):
         assert secret not in stderr and secret not in stdout, secret
+    # Not even a part of a signature: no 10 hex digits of one in a row (windows of
+    # decimal digits only are skipped: socket ids and times are made of those).
+    for signature in signatures:
+        for start in range(len(signature) - 9):
+            piece = signature[start:start + 10]
+            if not piece.isdigit():
+                assert piece not in stderr and piece not in stdout, (signature, piece)
     # Every log line is one JSON object; collect them by event.
     lines = [json.loads(line) for line in running.stderr]
     events: dict[str, list[dict[str, Any]]] = {}
@@ -261,6 +271,85 @@ async def test_configured_webhooks_are_said_to_be_undelivered_by_a_build_without
     # The other half of the rule is the webhook sender's: once pusherd.webhooks exists,
     # a configured webhook is delivered and this warning must go.
     assert warned == (find_spec("pusherd.webhooks") is None)
+
+
+FORGED = "2026-11-30 00:00:00,000 WARNING pusherd.http: FORGED"
+
+
+async def test_a_client_cannot_write_a_line_of_its_own_into_the_text_log(
+    tmp_path: Path,
+) -> None:
+    """Newlines, carriage returns and terminal escapes in client-controlled values (a
+    channel name, an event name, a close reason, an Origin, a key) are escaped in text
+    lines: every line the server writes starts with its own timestamp."""
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML)
+    running = await Process.start("--config", str(config), "--port", "0")
+    try:
+        client = await Client.open(running.port)
+        for channel in (f"private-x\n{FORGED}-1", f"bad name\r\n{FORGED}-2",
+                        f"private-\x1b[2J\x1b[31mred\u2028{FORGED}-3"):
+            frame = await client.subscribe(channel, "app-key:abc")
+            assert frame["event"] in ("pusher:error", "pusher:subscription_error"), frame
+        await client.send({"event": f"client-x\n{FORGED}-4", "channel": "nope", "data": {}})
+        await client.barrier()
+        await client.ws.close(code=4000, reason=f"bye\n{FORGED}-5")
+        # A header cannot carry C0 controls, but it can carry C1 ones (read as latin-1):
+        # CSI (a terminal escape) and NEL (a line break to some viewers).
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        writer.write(b"GET /app/wrong-key?protocol=7 HTTP/1.1\r\nHost: x\r\n"
+                     b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n"
+                     b"Origin: https://a.example\x9b2K\x85FORGED-6\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(
+            b"HTTP/1.1 101")
+        assert b"4001" in await asyncio.wait_for(reader.read(1000), 5)
+        writer.close()
+    finally:
+        assert await running.stop() == 0
+    stderr = "".join(running.stderr)
+    for number in (1, 2, 3, 5, 6):
+        assert f"FORGED-{number}" in stderr, stderr  # the value is logged, escaped
+    for control in ("\x1b", "\u2028", "\x9b", "\x85", "\r"):
+        assert control not in stderr
+    for line in running.stderr:
+        assert line[:4].isdigit() and "FORGED" not in line[:40], line
+    assert "\\nbye" not in stderr and f"reason=bye\\n{FORGED}-5" in stderr
+
+
+async def test_at_level_warning_refused_subscriptions_and_rate_limits_are_kept(
+    tmp_path: Path,
+) -> None:
+    """`--log-level warning` keeps refusals: a refused private subscription, a refused
+    sign-in and client events over the rate limit are warnings."""
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML.replace("enable_client_events = true",
+                                   "enable_client_events = true\n"
+                                   "max_client_events_per_second = 1"))
+    running = await Process.start("--config", str(config), "--port", "0",
+                                  "--log-level", "warning")
+    try:
+        client = await Client.open(running.port)
+        refused = await client.subscribe("private-bad", "app-key:" + "0" * 64)
+        assert refused["event"] in ("pusher:error", "pusher:subscription_error")
+        await client.barrier()
+        await client.send({"event": "pusher:signin", "data": {
+            "auth": "app-key:" + "0" * 64, "user_data": '{"id":"1"}'}})
+        assert error_code(await client.recv()) == 4009
+        await client.subscribe_ok("private-ok", channel_auth(client.socket_id, "private-ok",
+                                                             app=APP))
+        for _ in range(3):
+            await client.send({"event": "client-typing", "channel": "private-ok", "data": {}})
+        await client.barrier()
+        await client.close()
+    finally:
+        assert await running.stop() == 0
+    stderr = "".join(running.stderr)
+    assert "WARNING pusherd.ws: client error" in stderr and "channel=private-bad" in stderr
+    assert "code=4009 channel=-" in stderr  # the sign-in
+    assert "WARNING pusherd.ws: client events rate-limited" in stderr
+    assert " INFO " not in stderr
 
 
 async def test_debug_logs_every_frame_of_an_http_fallback_session_too(tmp_path: Path) -> None:
