@@ -144,6 +144,13 @@ def test_a_scaling_channel_separates_the_keys_too_unless_a_prefix_is_set() -> No
                                   "PUSHERD_REDIS_PREFIX": "mine"}).prefix == "mine"
 
 
+def test_the_example_config_leaves_the_prefix_to_the_channel() -> None:
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    env = {"REVERB_SCALING_ENABLED": "true", "REVERB_SCALING_CHANNEL": "staging"}
+    assert load_config(example, env).redis.prefix == "pusherd-staging"
+    assert load_config(example, {}).redis.prefix == "pusherd"
+
+
 def test_a_reap_interval_longer_than_the_lease_is_warned_about_with_the_bound(
         tmp_path: Path) -> None:
     config_file = tmp_path / "pusherd.toml"
