@@ -17,7 +17,7 @@ from bench.redis_server import PrivateRedis
 from bench.signing import AppCredentials
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LISTENING = re.compile(r"listening on http://([^:\s]+):(\d+)")
+LISTENING = re.compile(r"listening on https?://([^:\s]+):(\d+)")
 DEFAULT_CREDENTIALS = AppCredentials("1001", "bench-key", "bench-secret")
 
 # name -> what it is, for the report

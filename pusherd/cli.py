@@ -22,8 +22,26 @@ if TYPE_CHECKING:
     from pusherd.server.logs import WorkerTag
 
 log = logging.getLogger("pusherd.server")
-DOCS_URL = "docs/operations.md (in the pusherd source tree)"
+HELP = ("pusherd --help (options, environment variables); operations guide: "
+        "docs/operations.md in the pusherd source repository")
 RULE = "-" * 72
+
+
+def url_host(host: str) -> str:
+    """`host` as the host part of a URL: IPv6 addresses in brackets ("" is every IPv4
+    interface, as it binds)."""
+    host = host or "0.0.0.0"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def local_host(host: str) -> str:
+    """The URL host a client on this machine reaches `host` at (a wildcard address is
+    reached at the loopback address of its family)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return url_host(host)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log lines as text or one JSON object per line "
                              "(default: [server] log_format, text)")
     parser.add_argument("--debug", action="store_true",
-                        help="log every WebSocket frame in and out with its socket id "
+                        help="log every frame in and out (WebSocket and HTTP fallback) with "
+                             "its socket id "
                              "(auth signatures redacted); implies --log-level debug")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="processes sharing the port, as nodes of one cluster over the "
@@ -58,14 +77,14 @@ def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit
             max_connections: int, log_format: str, debug: bool, workers: int = 1,
             node_id: str = "") -> str:
     host = config.server.host
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = local_host(host)
     scheme = "https" if config.tls.enabled else "http"
     prefix = config.server.path_prefix
-    # The first line is the machine-readable one tests and scripts wait for.
-    lines = [f"pusherd listening on http://{host}:{port}", RULE,
-             f"pusherd {__version__}: {scheme}://{host}:{port}{prefix}  "
-             f"(WebSocket {'wss' if config.tls.enabled else 'ws'}://.../app/{{key}}, "
-             "HTTP API /apps/{id}/...)"]
+    # The first line is the machine-readable one tests and scripts wait for; the address
+    # is said there only.
+    lines = [f"pusherd listening on {scheme}://{url_host(host)}:{port}", RULE,
+             f"pusherd {__version__}: WebSocket {'wss' if config.tls.enabled else 'ws'}://"
+             f"...{prefix}/app/{{key}}, HTTP API {prefix}/apps/{{id}}/..."]
     if config.public_url:
         lines.append(f"  clients reach it at {config.public_url} (REVERB_HOST/PORT/SCHEME)")
     for app in config.apps:
@@ -96,7 +115,7 @@ def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit
     lines.append(f"  logs: {log_format} on stderr{', every frame (--debug)' if debug else ''}")
     lines.append("  stop: SIGTERM or Ctrl-C drains (clients told to reconnect, paced); "
                  "a second one stops at once")
-    lines.append(f"  docs: {DOCS_URL}")
+    lines.append(f"  help: {HELP}")
     if config.dev_app:
         app = config.apps[0]
         lines += [
@@ -123,6 +142,27 @@ def _warn_unavailable(config: Config) -> None:
         log.warning("%d webhook(s) configured ([[apps.webhooks]]) but not delivered by this "
                     "build of pusherd (no webhook sender)", hooks,
                     extra={"event": "feature_unavailable", "feature": "webhooks"})
+
+
+def _announce(banner: str) -> None:
+    """Say the banner: in text, on stdout between its two rules; in JSON, as one log
+    record on stderr (``event`` ``listening``, ``url``, the other lines in ``banner``),
+    so that every line of a JSON run is JSON."""
+    if _LOG_FORMAT != "json":
+        print(banner, flush=True)
+        return
+    first, *rest = banner.split("\n")
+    logging.getLogger("pusherd.banner").info("%s", first, extra={
+        "event": "listening", "url": first.rsplit(" ", 1)[-1], "version": __version__,
+        "banner": [line.strip() for line in rest if line.strip() and line != RULE]})
+
+
+def _stopped() -> None:
+    if _LOG_FORMAT == "json":
+        logging.getLogger("pusherd.banner").info("pusherd stopped",
+                                                  extra={"event": "stopped"})
+    else:
+        print("pusherd stopped", flush=True)
 
 
 # How this run logs (set by main() before any worker is forked, so workers inherit it).
@@ -179,10 +219,11 @@ async def _serve(config: Config, ready: Connection | None = None,
         ready.send("ready")
         ready.close()
     else:
-        # The banner goes to stdout between two rules, log lines to stderr: never mixed.
-        print(_banner(config, server.port, server.metrics_port, server.state.open_file_limit,
-                      server.state.max_open_connections, _LOG_FORMAT, _DEBUG,
-                      node_id=node_id), flush=True)
+        # The banner goes to stdout between two rules, log lines to stderr: never mixed
+        # (in JSON, the banner is one log record).
+        _announce(_banner(config, server.port, server.metrics_port,
+                          server.state.open_file_limit, server.state.max_open_connections,
+                          _LOG_FORMAT, _DEBUG, node_id=node_id))
         _warn_unavailable(config)
     await stop.wait()
     if tag is not None and os.getppid() != tag.parent_pid:
@@ -192,7 +233,7 @@ async def _serve(config: Config, ready: Connection | None = None,
              extra={"event": "shutdown"})
     await server.drain()
     if ready is None:
-        print("pusherd stopped", flush=True)
+        _stopped()
     return 0
 
 
@@ -219,12 +260,12 @@ def _serve_workers(config: Config, workers: int) -> int:
     def listening(shared: Config) -> None:
         # One banner for the workers (each is a whole pusherd with its own counters).
         metrics_port = shared.metrics.port if shared.metrics.port > 0 else None
-        print(_banner(shared, shared.server.port, metrics_port, 0, 0, _LOG_FORMAT, _DEBUG,
-                      workers), flush=True)
+        _announce(_banner(shared, shared.server.port, metrics_port, 0, 0, _LOG_FORMAT, _DEBUG,
+                          workers))
         _warn_unavailable(config)
 
     status = run_workers(config, workers, _run_worker, listening)
-    print("pusherd stopped", flush=True)
+    _stopped()
     return status
 
 

@@ -8,6 +8,7 @@ error names the key and the bad value, and pusherd refuses to start (exit code 2
 from __future__ import annotations
 
 import base64
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -61,6 +62,9 @@ class ServerConfig:
     # to this host (pins a session to this node behind a load balancer)
     log_level: str = "info"
     log_format: str = "text"  # text or json
+    # Reverse proxies (addresses or CIDR blocks) whose X-Forwarded-For names the client
+    # in logs and the console; none by default (the TCP peer is the client).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +235,12 @@ def _validate_server(server: ServerConfig) -> None:
         raise ConfigError("server.log_format", f"must be text or json, got {server.log_format!r}")
     for name in ("drain_grace", "drain_seconds"):
         _positive(f"server.{name}", getattr(server, name), allow_zero=True)
+    for entry in server.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise ConfigError("server.trusted_proxies",
+                              f"not an IP address or CIDR block: {entry!r}") from None
 
 
 def _validate_tls(tls: TlsConfig) -> None:

@@ -63,6 +63,8 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar("PUSHERD_TLS_CERT_FILE, PUSHERD_TLS_KEY_FILE",
            "[server.tls] cert_file and key_file (PEM): serve wss:// and https://"),
     EnvVar("PUSHERD_METRICS_PORT", "[metrics] port: serve /metrics on its own port"),
+    EnvVar("PUSHERD_LOG_LEVEL", "[server] log_level: debug, info, warning or error"),
+    EnvVar("PUSHERD_LOG_FORMAT", "[server] log_format: text or json"),
     EnvVar("PUSHERD_CONSOLE_TOKEN", "[console] token; setting it enables the console"),
 )
 
@@ -124,6 +126,18 @@ def read_environment(env: Mapping[str, str]) -> EnvOverrides:
         out.server["port"] = _integer(env, found[0])
     if env.get("REVERB_SERVER_PATH", "").strip("/"):
         out.server["path_prefix"] = "/" + env["REVERB_SERVER_PATH"].strip("/")
+    if env.get("PUSHERD_LOG_LEVEL"):
+        level = env["PUSHERD_LOG_LEVEL"].strip().lower()
+        if level not in ("debug", "info", "warning", "error"):
+            raise ConfigError("PUSHERD_LOG_LEVEL", "expected debug, info, warning or error, "
+                              f"got {env['PUSHERD_LOG_LEVEL']!r}")
+        out.server["log_level"] = level
+    if env.get("PUSHERD_LOG_FORMAT"):
+        log_format = env["PUSHERD_LOG_FORMAT"].strip().lower()
+        if log_format not in ("text", "json"):
+            raise ConfigError("PUSHERD_LOG_FORMAT",
+                              f"expected text or json, got {env['PUSHERD_LOG_FORMAT']!r}")
+        out.server["log_format"] = log_format
     server_kind = env.get("REVERB_SERVER", "reverb")
     if server_kind not in ("", "reverb"):
         raise ConfigError("REVERB_SERVER", f"only 'reverb' is supported, got {server_kind!r}")

@@ -124,6 +124,8 @@ class HttpApi:
         route = self.routes.get(raw_path)
         if route is not None:
             return route(method, query)
+        if self.state.starting:  # bound, adapter not started yet (/ready: "starting")
+            return error_response(503, "Server is starting")
         observe = self.observe
         if observe is None:
             return self._answer(method, raw_path, query, body)

@@ -2,8 +2,12 @@
 
 Loggers: ``pusherd.server`` (start, drain, stop), ``pusherd.ws`` (connections opened,
 refused, closed; client errors; slow consumers), ``pusherd.http`` (HTTP API errors),
-``pusherd.ws.debug`` (every frame in and out, ``--debug`` only), ``pusherd.adapter``,
-``pusherd.console``. Log lines go to stderr; the start-up banner goes to stdout.
+``pusherd.ws.debug`` (every frame in and out, WebSocket and HTTP fallback, at level
+debug: ``--debug`` or ``--log-level debug``), ``pusherd.fallback``, ``pusherd.adapter``,
+``pusherd.redis``, ``pusherd.webhooks``, ``pusherd.workers``, ``pusherd.metrics``,
+``pusherd.config``, and ``pusherd.banner`` (the start-up banner as one record in JSON
+format, at any level). Log lines go to stderr; in text format the start-up banner goes to
+stdout.
 
 With ``pusherd --workers N`` each worker's lines say which worker wrote them
 (:func:`tag_worker`): ``[worker 1 pid 4242 node host-4242-1a2b3c4d]`` in text, the fields
@@ -139,3 +143,5 @@ def configure_logging(level: str, log_format: str, debug: bool) -> None:
     logging.getLogger("pusherd.ws.debug").setLevel(logging.DEBUG if debug else logging.WARNING)
     # Libraries' debug chatter (asyncio's selector notes) is not pusherd's to show.
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    # The banner (one record in JSON format) is said whatever the level, as in text.
+    logging.getLogger("pusherd.banner").setLevel(logging.INFO)

@@ -31,6 +31,7 @@ from pusherd.server.http_api import (
     api_endpoint,
     error_response,
 )
+from pusherd.server.proxies import TrustedProxies
 from pusherd.server.state import ServerState
 from pusherd.server.websocket import (
     DebugWebSocketConnection,
@@ -65,6 +66,9 @@ class ProtocolContext:
     path_prefix: str  # mount prefix in front of /app/{key} and /apps/{id}, or ""
     fallback: FallbackTransport | None = None  # the HTTP fallback transports, if enabled
     debug_frames: bool = False  # --debug: log every frame in and out (a slower class)
+    # [server] trusted_proxies: peers whose X-Forwarded-For names the client (logs,
+    # console, a fallback session's address); none by default.
+    trusted_proxies: TrustedProxies | None = None
 
 
 def render_response(response: HttpResponse, keep_alive: bool, head: bool = False) -> bytes:
@@ -309,11 +313,12 @@ class ServerProtocol(asyncio.Protocol):
         if fallback is not None and fallback.owns(path):
             if self.held is not None:  # pipelined behind a held response: not served
                 return
-            peer = self.transport.get_extra_info("peername") if self.transport else None
+            peer = self._client(self._headers)
             fallback.handle(
                 self, method, path, raw_query.decode("latin-1"),
                 body[0] if len(body) == 1 else b"".join(body), self._headers,
-                peer[0] if isinstance(peer, tuple) else None, self.parser.should_keep_alive())
+                str(peer[0]) if isinstance(peer, tuple) else peer if isinstance(peer, str)
+                else None, self.parser.should_keep_alive())
             return
         response = context.http_api.handle(
             method, path, raw_query.decode("latin-1"),
@@ -324,6 +329,15 @@ class ServerProtocol(asyncio.Protocol):
             self._outbox.append(_EMPTY_OK_KEEP_ALIVE)  # a trigger's answer, pre-rendered
         else:
             self._respond(response, keep_alive, head=method == "HEAD")
+
+    def _client(self, headers: dict[bytes, bytes]) -> object:
+        """The request's client: the TCP peer (``peername``), or the address a trusted
+        proxy names in ``X-Forwarded-For`` (a string without port)."""
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        proxies = self.context.trusted_proxies
+        if proxies is None:
+            return peer
+        return proxies.client(peer, headers.get(b"x-forwarded-for"))
 
     # --- responses and upgrades ---------------------------------------------------------
 
@@ -408,6 +422,10 @@ class ServerProtocol(asyncio.Protocol):
             self._respond(error_response(503, "Server is draining: connect to another node"),
                           False)
             return
+        if state.starting:  # bound, adapter not started yet (/ready says "starting")
+            self._respond(error_response(503, "Server is starting: connect again shortly"),
+                          False)
+            return
         app_key = path[len("/app/"):].rstrip("/")
         app = context.apps.by_key(app_key)
         session = Session(state.new_socket_id(), app, time.monotonic(),
@@ -435,7 +453,7 @@ class ServerProtocol(asyncio.Protocol):
         origin = None if raw_origin is None else raw_origin.decode("latin-1")[:200]
         connection.run(session.open(query, origin, state.draining))
         connection.uncork()
-        peer = transport.get_extra_info("peername")
+        peer = self._client(headers)
         if session.registered:
             state.telemetry.connection_opened(session.app.id, session.socket_id, peer,
                                               origin, query.get("protocol"))

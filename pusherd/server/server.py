@@ -31,6 +31,7 @@ from pusherd.server.fallback import FallbackSettings, FallbackTransport
 from pusherd.server.http_api import HttpApi, HttpResponse, error_response
 from pusherd.server.metrics import CONTENT_TYPE, Metrics, MetricsListener
 from pusherd.server.protocol import ProtocolContext, ServerProtocol
+from pusherd.server.proxies import TrustedProxies, parse_networks
 from pusherd.server.state import Connection, ServerState
 from pusherd.server.websocket import WebSocketLimits
 from pusherd.webhooks.redis_store import RedisStore
@@ -102,6 +103,7 @@ class Server:
                 max_queue_size=cfg.max_write_buffer_size,
                 max_message_size=cfg.max_message_size,
                 hostname=cfg.fallback_hostname,
+                debug_frames=debug,
             )) if cfg.http_fallback else None
         self.context = ProtocolContext(
             state=self.state,
@@ -114,6 +116,8 @@ class Server:
             path_prefix=cfg.path_prefix,
             fallback=self.fallback,
             debug_frames=debug,
+            trusted_proxies=(TrustedProxies(parse_networks(cfg.trusted_proxies))
+                             if cfg.trusted_proxies else None),
         )
         self.port = 0
         self.metrics_port: int | None = None  # the metrics listener's, when it has its own
@@ -121,6 +125,8 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self._force = asyncio.Event()  # a second SIGTERM/SIGINT: end the drain at once
         self.http_api.routes["/ready"] = self._ready_route
+        # /health: the liveness path other Pusher-compatible servers' users probe.
+        self.http_api.routes["/health"] = self.http_api.routes["/up"]
         self.metrics: Metrics | None = None
         self._metrics_listener: MetricsListener | None = None
         if config.metrics.enabled:
@@ -203,28 +209,41 @@ class Server:
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the adapter, bind ``[server] host:port`` (port 0 picks one: see
-        :attr:`port`), and start the keepalive sweeper. Raises :class:`OSError` when the
-        address cannot be bound."""
+        """Bind ``[server] host:port`` (port 0 picks one: see :attr:`port`), then start
+        the adapter, the webhook sender and the keepalive sweeper. The port answers from
+        the moment it is bound: while the adapter starts (Redis may take up to
+        ``[redis] lease_ttl`` to answer), ``/up`` is served, ``/ready`` says ``starting``
+        and new clients and HTTP API requests get 503. Raises :class:`OSError` when the
+        address cannot be bound, :class:`~pusherd.errors.ConfigError` for a webhook
+        journal that cannot be opened (the listener is closed again)."""
         loop = asyncio.get_running_loop()
         cfg = self.config.server
-        await self.adapter.start()
-        if self.webhooks is not None:
-            await self.webhooks.start()
         context = self.context
+        self.state.starting = True
         self._server = await loop.create_server(
             lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
             reuse_address=True, reuse_port=cfg.workers > 1,  # workers share the port
             ssl=self.tls_context(),
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        if self._metrics_listener is not None:
-            metrics_cfg = self.config.metrics
-            await self._metrics_listener.start(metrics_cfg.host or cfg.host, metrics_cfg.port,
-                                               reuse_port=cfg.workers > 1)
-            self.metrics_port = self._metrics_listener.port
+        try:
+            if self._metrics_listener is not None:
+                metrics_cfg = self.config.metrics
+                await self._metrics_listener.start(metrics_cfg.host or cfg.host,
+                                                   metrics_cfg.port,
+                                                   reuse_port=cfg.workers > 1)
+                self.metrics_port = self._metrics_listener.port
+            await self.adapter.start()
+            if self.webhooks is not None:
+                await self.webhooks.start()
+        except BaseException:
+            self._server.close()
+            if self._metrics_listener is not None:
+                await self._metrics_listener.close()
+            raise
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="pusherd-sweeper")
         self.state.started = True
+        self.state.starting = False
 
     def force_stop(self) -> None:
         """End a drain in progress at once (a second SIGTERM or SIGINT)."""

@@ -58,6 +58,9 @@ class ServerState:
         self.max_open_connections = max_open_connections
         self.open_file_limit = open_file_limit
         self.started = False  # set once the server is bound and its adapter started
+        # Bound, adapter still starting: /up and /ready answer (ready: "starting"); new
+        # clients and HTTP API requests get 503 until the adapter is up.
+        self.starting = False
         self.draining = False
         # Set when the last transport closes during a drain (shutdown waits on it).
         self.drained = asyncio.Event()

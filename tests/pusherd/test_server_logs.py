@@ -76,10 +76,19 @@ class Process:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         running = cls(process)
         assert process.stdout is not None and process.stderr is not None
-        first = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-        assert first.startswith("pusherd listening on http://127.0.0.1:"), first
-        running.stdout.append(first)
-        running.port = int(first.rsplit(":", 1)[1])
+        if "json" in args:  # the banner is one JSON record on stderr, stdout stays empty
+            first = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+            running.stderr.append(first)
+            record = json.loads(first)
+            assert record["event"] == "listening", first
+            assert record["message"] == "pusherd listening on " + record["url"]
+            url = record["url"]
+        else:
+            first = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            running.stdout.append(first)
+            url = first.removeprefix("pusherd listening on ").strip()
+        assert url.startswith("http://127.0.0.1:"), first
+        running.port = int(url.rsplit(":", 1)[1])
         running._pumps = [asyncio.create_task(running._pump(process.stdout, running.stdout)),
                           asyncio.create_task(running._pump(process.stderr, running.stderr))]
         return running
@@ -208,10 +217,14 @@ async def test_a_full_run_logs_each_event_once_and_never_a_secret_or_signature(
     # Control frames too: the client's close and the server's echo of it.
     assert any(m.startswith("in ") and " close 1000" in m for m in frames)
     assert any(m.startswith("out ") and " close 1000" in m for m in frames)
-    # The banner is on stdout between two rules; no log line is there.
-    banner = stdout.split("-" * 72)
-    assert len(banner) == 3 and "stop: SIGTERM" in banner[1] and "/ready" in banner[1]
-    assert not any(line.startswith("{") for line in running.stdout)
+    # In JSON format stdout stays empty: the banner is the first record on stderr, with
+    # the banner's lines as a list, and the stop is a record too.
+    assert stdout == ""
+    banner = events["listening"]
+    assert len(banner) == 1 and lines[0] is banner[0]
+    assert any("stop: SIGTERM" in line for line in banner[0]["banner"])
+    assert any("/ready" in line for line in banner[0]["banner"])
+    assert [e["message"] for e in events["stopped"]] == ["pusherd stopped"]
 
 
 async def test_text_logs_at_the_default_level_show_connections_and_refusals(
@@ -248,3 +261,44 @@ async def test_configured_webhooks_are_said_to_be_undelivered_by_a_build_without
     # The other half of the rule is the webhook sender's: once pusherd.webhooks exists,
     # a configured webhook is delivered and this warning must go.
     assert warned == (find_spec("pusherd.webhooks") is None)
+
+
+async def test_debug_logs_every_frame_of_an_http_fallback_session_too(tmp_path: Path) -> None:
+    from tests.pusherd.fallback_wire import Stream, new_session_path, send
+
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML)
+    running = await Process.start("--config", str(config), "--port", "0", "--debug",
+                                  "--log-format", "json")
+    signatures: list[str] = []
+    try:
+        session = new_session_path()
+        stream = await Stream.open(running.port, session, key=APP.key)
+        socket_id = await stream.handshake()
+        auth = channel_auth(socket_id, "private-x", app=APP)
+        signatures.append(auth.split(":", 1)[1])
+        sent = await send(running.port, session, [
+            {"event": "pusher:subscribe", "data": {"channel": "private-x", "auth": auth}}],
+            key=APP.key)
+        assert sent.status == 204
+        await stream.expect("pusher_internal:subscription_succeeded")
+        assert await _signed(running.port, "POST", "/apps/1001/events",
+                             b'{"name":"e","channels":["private-x"],"data":"d"}',
+                             signatures) == 200
+        await stream.expect("e")
+        stream.abort()
+    finally:
+        assert await running.stop() == 0
+    stderr = "".join(running.stderr)
+    for secret in (SECRET, *signatures):
+        assert secret not in stderr, secret
+    frames = [entry["message"] for entry in map(json.loads, running.stderr)
+              if entry["logger"] == "pusherd.ws.debug"]
+    # The WebSocket frame log's format: "in|out <socket_id> <frame>", auth redacted.
+    mine = [m for m in frames if m.split(" ", 2)[1:2] == [socket_id]]
+    assert any(m.startswith("out ") and "pusher:connection_established" in m for m in mine)
+    assert any(m.startswith("in ") and "pusher:subscribe" in m and "<redacted>" in m
+               for m in mine), frames
+    assert any(m.startswith("out ") and "pusher_internal:subscription_succeeded" in m
+               for m in mine)
+    assert any(m.startswith("out ") and '"event":"e"' in m for m in mine)
