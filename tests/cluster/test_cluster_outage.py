@@ -14,7 +14,7 @@ import signal
 from typing import Any
 
 from tests.cluster.nodes import join_presence, run_cluster
-from tests.cluster.test_cluster_faults import _wait_status
+from tests.cluster.test_cluster_faults import _wait_ready as _wait_status
 from tests.cluster.test_cluster_nodes import fence
 from tests.cluster.waiting import wait_until
 from tests.pusherd.wire import Client, call, sdk
