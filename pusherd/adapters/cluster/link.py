@@ -11,6 +11,15 @@ logged per failed message or per retry.
 
 Every received bus message is handed to ``on_message`` in order; an exception in it is
 logged and the next message is still read (the link drops nothing it received).
+
+Reading the subscription: redis-py connects, authenticates (TLS, password, database) and
+sends ``SUBSCRIBE``; from then on the link reads the connection's stream itself, a chunk
+at a time, and parses the pushes with :func:`parse_pushes`. redis-py's ``get_message``
+costs a health check, a retry wrapper, a timeout context and a coroutine per RESP element
+for every message; here a chunk of many messages is one await. The reader task runs
+until the connection ends; the supervisor waits on it and on :meth:`report_failure`, and
+checks an idle connection with a ``PING`` every ``health_check_interval`` seconds (no
+bytes for ``command_timeout`` seconds after it: the connection is taken as dead).
 """
 
 from __future__ import annotations
@@ -21,12 +30,13 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from pusherd.config import redact_redis_url
 
@@ -34,6 +44,82 @@ log = logging.getLogger("pusherd.redis")
 
 # Errors that mean "Redis is not reachable right now" (as opposed to a bug in a script).
 LINK_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
+
+_READ_SIZE = 262_144
+_PING = b"*1\r\n$4\r\nPING\r\n"
+# A pub/sub message's head, in RESP2 (an array) and RESP3 (a push).
+_MESSAGE_HEADS = (b"*3\r\n$7\r\nmessage\r\n", b">3\r\n$7\r\nmessage\r\n")
+_MESSAGE_HEAD_LENGTH = len(_MESSAGE_HEADS[0])
+
+
+def _bulk(buffer: bytes, pos: int) -> tuple[bytes, int] | None:
+    """A bulk string at `pos` (``$<n>\\r\\n<n bytes>\\r\\n``): its bytes and the
+    position after it, or None when it is not whole yet."""
+    line_end = buffer.find(b"\r\n", pos)
+    if line_end < 0:
+        return None
+    if buffer[pos:pos + 1] != b"$":
+        raise ResponseError(f"unexpected RESP type {buffer[pos:pos + 1]!r} on the bus")
+    length = int(buffer[pos + 1:line_end])
+    start = line_end + 2
+    end = start + length
+    if len(buffer) < end + 2:
+        return None
+    return buffer[start:end], end + 2
+
+
+def _element(buffer: bytes, pos: int) -> tuple[Any, int] | None:
+    """Any RESP element at `pos` the subscription can carry (arrays, pushes, bulk and
+    simple strings, integers, nulls); None when it is not whole yet. An error reply
+    raises ResponseError."""
+    line_end = buffer.find(b"\r\n", pos)
+    if line_end < 0:
+        return None
+    kind, line = buffer[pos:pos + 1], buffer[pos + 1:line_end]
+    after = line_end + 2
+    if kind in (b"*", b">"):
+        count = int(line)
+        items: list[Any] = []
+        for _ in range(max(count, 0)):
+            found = _element(buffer, after)
+            if found is None:
+                return None
+            item, after = found
+            items.append(item)
+        return items, after
+    if kind == b"$":
+        return _bulk(buffer, pos) if int(line) >= 0 else (None, after)
+    if kind in (b"+", b":"):
+        return line, after
+    if kind == b"_":
+        return None, after
+    if kind == b"-":
+        raise ResponseError(line.decode("utf-8", "replace"))
+    raise ResponseError(f"unexpected RESP type {kind!r} on the bus")
+
+
+def parse_pushes(buffer: bytes, messages: list[bytes]) -> int:
+    """Parse the whole pushes at the start of `buffer`: append each pub/sub message's
+    payload to `messages` (subscribe confirmations and ``PING`` replies are skipped) and
+    return how many bytes were consumed (the rest is an incomplete push). Raises
+    ResponseError on an error reply or on something a subscription never carries."""
+    pos, size = 0, len(buffer)
+    while pos < size:
+        if buffer.startswith(_MESSAGE_HEADS, pos):  # the usual case, parsed inline
+            channel = _bulk(buffer, pos + _MESSAGE_HEAD_LENGTH)
+            if channel is None:
+                return pos
+            payload = _bulk(buffer, channel[1])
+            if payload is None:
+                return pos
+            messages.append(payload[0])
+            pos = payload[1]
+            continue
+        found = _element(buffer, pos)
+        if found is None:
+            return pos
+        pos = found[1]
+    return pos
 
 
 class RedisLink:
@@ -67,6 +153,9 @@ class RedisLink:
         self._on_down = on_down
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
+        self.command_timeout = command_timeout
+        self.health_check_interval = health_check_interval
+        self._bytes_read = 0  # from the subscription, for the idle check
         # Retries are this class's job (with backoff and one log line), not the
         # client's: a failed command must surface at once.
         self.client: Redis = Redis.from_url(
@@ -179,15 +268,57 @@ class RedisLink:
             await asyncio.sleep(self._backoff())
 
     async def _read(self, pubsub: PubSub) -> None:
-        while not self._failed.is_set():
-            message = await pubsub.get_message(timeout=0.5)
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                self._on_message(message["data"])
-            except Exception:
-                log.exception("a bus message could not be applied")
-        raise ConnectionError("a Redis command failed")
+        """Hand every message of the subscription to ``on_message`` until the connection
+        ends, a command reports a failure, or an idle connection stops answering."""
+        connection = pubsub.connection
+        # The stream redis-py connected (after TLS, AUTH and SUBSCRIBE); nothing else
+        # reads it from here on.
+        reader = connection._reader if connection is not None else None
+        writer = connection._writer if connection is not None else None
+        if reader is None or writer is None:
+            raise ConnectionError("the bus subscription has no connection")
+        pump = asyncio.create_task(self._pump(reader), name="pusherd-bus-reader")
+        failed = asyncio.create_task(self._failed.wait())
+        try:
+            seen, ping_sent_at = -1, 0.0
+            while True:
+                await asyncio.wait((pump, failed), timeout=self.health_check_interval,
+                                   return_when=asyncio.FIRST_COMPLETED)
+                if pump.done():
+                    pump.result()  # raises what ended it
+                    raise ConnectionError("Redis closed the bus connection")
+                if failed.done():
+                    raise ConnectionError("a Redis command failed")
+                if self._bytes_read != seen:
+                    seen, ping_sent_at = self._bytes_read, 0.0
+                elif not ping_sent_at:
+                    writer.write(_PING)
+                    ping_sent_at = time.monotonic()
+                elif time.monotonic() - ping_sent_at > self.command_timeout:
+                    raise TimeoutError(f"no answer on the bus connection for "
+                                       f"{self.command_timeout:.0f} s after a PING")
+        finally:
+            pump.cancel()
+            failed.cancel()
+            await asyncio.wait((pump, failed))
+
+    async def _pump(self, reader: asyncio.StreamReader) -> None:
+        buffer = b""
+        messages: list[bytes] = []
+        while True:
+            chunk = await reader.read(_READ_SIZE)
+            if not chunk:
+                return  # end of stream
+            self._bytes_read += len(chunk)
+            buffer = buffer + chunk if buffer else chunk
+            used = parse_pushes(buffer, messages)
+            buffer = buffer[used:] if used < len(buffer) else b""
+            for payload in messages:
+                try:
+                    self._on_message(payload)
+                except Exception:
+                    log.exception("a bus message could not be applied")
+            messages.clear()
 
 
 async def _close_quietly(pubsub: PubSub) -> None:
