@@ -215,6 +215,14 @@ def _decode_body(origin: str, body: Any) -> BusMessage:
     raise ValueError(f"unknown bus message type {kind!r}")
 
 
+def _fail(waiter: asyncio.Future[None] | None, exc: BaseException) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_exception(exc)
+        # Retrieved here: a waiter whose HTTP request has gone must not log "never
+        # retrieved" when it is collected.
+        waiter.exception()
+
+
 @dataclass(frozen=True, slots=True)
 class CachePut:
     """A cache channel's last event, written in the same round trip as its trigger."""
@@ -241,7 +249,9 @@ class Bus:
         self.node_id = node_id
         self.handler = handler
         self.max_buffered_bytes = max_buffered_bytes
-        self._queue: deque[tuple[bytes, tuple[CachePut, ...]]] = deque()  # encoded bodies
+        # Encoded bodies, their cache writes, and who waits for those writes.
+        self._queue: deque[tuple[bytes, tuple[CachePut, ...], asyncio.Future[None] | None]] \
+            = deque()
         self._head = frame_head(node_id)
         # Our own frames (never transitions) are dropped on sight: their messages have
         # been delivered here already.
@@ -260,24 +270,36 @@ class Bus:
         """Bytes of encoded messages waiting to be sent (at most ``max_buffered_bytes``)."""
         return self._queued_bytes
 
-    def publish(self, message: BusMessage, cache: tuple[CachePut, ...] = ()) -> None:
+    def publish(self, message: BusMessage,
+                cache: tuple[CachePut, ...] = ()) -> asyncio.Future[None] | None:
         """Queue `message` (encoded once, here) for every other node; never blocks.
-        `message` is from this node (its origin is this node's id)."""
+        `message` is from this node (its origin is this node's id).
+
+        With `cache` writes and Redis reachable, returns a future done when the round
+        trip carrying them has returned, or failed with ConnectionError (Redis became
+        unreachable first, or the message was dropped) or one of the link's errors (the
+        round trip failed: the writes may or may not have been made). Else None: while
+        Redis is unreachable the writes wait in the buffer with the message."""
         payload = encode_message_body(message)
-        self._queue.append((payload, cache))
+        waiter: asyncio.Future[None] | None = None
+        if cache and self.link.ready:
+            waiter = asyncio.get_running_loop().create_future()
+        self._queue.append((payload, cache, waiter))
         self._queued_bytes += len(payload)
         # The cap is for an outage: while Redis is reachable the writer drains the queue
         # every round trip, and a burst must not be cut.
         while not self.link.ready and self._queued_bytes > self.max_buffered_bytes \
                 and self._queue:
-            dropped, _ = self._queue.popleft()
+            dropped, _, dropped_waiter = self._queue.popleft()
             self._queued_bytes -= len(dropped)
+            _fail(dropped_waiter, ConnectionError("dropped from a full bus buffer"))
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 10_000 == 0:
                 log.warning("bus buffer full (%d bytes) while Redis is unreachable: "
                             "%d oldest message(s) dropped so far",
                             self.max_buffered_bytes, self.dropped)
         self._wake.set()
+        return waiter
 
     def receive(self, payload: bytes) -> None:
         """One frame from the pub/sub channel: drop our own echo (but not of transitions)
@@ -307,19 +329,25 @@ class Bus:
             self._wake.clear()
             while queue:
                 if not self.link.ready:
+                    # Nobody waits through an outage for a cache write: say so now.
+                    for _, _, waiter in queue:
+                        _fail(waiter, ConnectionError("Redis became unreachable"))
                     await self.link.wait_ready(3600.0)
                     await self._wait_for_peers()
                     continue
                 bodies: list[bytes] = []
                 puts: list[CachePut] = []
+                waiters: list[asyncio.Future[None]] = []
                 size = 0
                 while queue and len(bodies) < WRITE_BATCH and (
                         not bodies or size + len(queue[0][0]) <= WRITE_BATCH_BYTES):
-                    body, cache = queue.popleft()
+                    body, cache, waiter = queue.popleft()
                     bodies.append(body)
                     size += len(body)
                     if cache:
                         puts.extend(cache)
+                    if waiter is not None:
+                        waiters.append(waiter)
                 self._queued_bytes -= size
                 frame = encode_bus_frame(self._head, bodies)
                 try:
@@ -335,8 +363,13 @@ class Bus:
                     self.round_trips.observe(time.monotonic() - started)
                     self.published += len(bodies)
                     self.frames += 1
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
                 except LINK_ERRORS as exc:
                     self.maybe_lost += len(bodies)
+                    for waiter in waiters:
+                        _fail(waiter, exc)
                     self.link.report_failure(exc)
 
     async def _wait_for_peers(self) -> None:
