@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from pusherd.adapters.cluster.link import LINK_ERRORS, RedisLink
+from pusherd.adapters.cluster.link import LINK_ERRORS, RedisLink, encode_command
 from pusherd.adapters.cluster.state import StateChange, decode_changes
 from pusherd.core.ids import AppId
 
@@ -253,6 +253,7 @@ class Bus:
         self._queue: deque[tuple[bytes, tuple[CachePut, ...], asyncio.Future[None] | None]] \
             = deque()
         self._head = frame_head(node_id)
+        self._channel = link.channel.encode()
         # Our own frames (never transitions) are dropped on sight: their messages have
         # been delivered here already.
         self._queued_bytes = 0
@@ -350,16 +351,14 @@ class Bus:
                         waiters.append(waiter)
                 self._queued_bytes -= size
                 frame = encode_bus_frame(self._head, bodies)
+                commands = [encode_command(b"SET", put.key.encode(), put.value, b"PX",
+                                           b"%d" % put.ttl_ms) for put in puts]
+                commands.append(encode_command(b"PUBLISH", self._channel, frame))
                 try:
                     started = time.monotonic()
-                    if puts:
-                        async with self.link.client.pipeline(transaction=False) as pipe:
-                            for put in puts:
-                                pipe.set(put.key, put.value, px=put.ttl_ms)
-                            pipe.publish(self.link.channel, frame)
-                            await pipe.execute()
-                    else:
-                        await self.link.client.publish(self.link.channel, frame)
+                    await self.link.send_commands(
+                        commands[0] if len(commands) == 1 else b"".join(commands),
+                        len(commands))
                     self.round_trips.observe(time.monotonic() - started)
                     self.published += len(bodies)
                     self.frames += 1

@@ -20,6 +20,11 @@ for every message; here a chunk of many messages is one await. The reader task r
 until the connection ends; the supervisor waits on it and on :meth:`report_failure`, and
 checks an idle connection with a ``PING`` every ``health_check_interval`` seconds (no
 bytes for ``command_timeout`` seconds after it: the connection is taken as dead).
+
+Writing the bus: the same for the other direction. The bus writer sends its round trips
+(a few single-line-reply commands, already encoded: :func:`encode_command`) with
+:meth:`RedisLink.send_commands` on a connection of its own, taken from redis-py's pool
+(connected and authenticated by it) and written and read directly.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
@@ -50,6 +56,12 @@ _PING = b"*1\r\n$4\r\nPING\r\n"
 # A pub/sub message's head, in RESP2 (an array) and RESP3 (a push).
 _MESSAGE_HEADS = (b"*3\r\n$7\r\nmessage\r\n", b">3\r\n$7\r\nmessage\r\n")
 _MESSAGE_HEAD_LENGTH = len(_MESSAGE_HEADS[0])
+
+
+def encode_command(*words: bytes) -> bytes:
+    """One command in RESP (an array of bulk strings), ready to write."""
+    return b"*%d\r\n" % len(words) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(word), word) for word in words)
 
 
 def _bulk(buffer: bytes, pos: int) -> tuple[bytes, int] | None:
@@ -156,6 +168,7 @@ class RedisLink:
         self.command_timeout = command_timeout
         self.health_check_interval = health_check_interval
         self._bytes_read = 0  # from the subscription, for the idle check
+        self._writer_connection: AbstractConnection | None = None  # send_commands' own
         # Retries are this class's job (with backoff and one log line), not the
         # client's: a failed command must surface at once.
         self.client: Redis = Redis.from_url(
@@ -199,7 +212,47 @@ class RedisLink:
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=5.0)
+        connection, self._writer_connection = self._writer_connection, None
+        if connection is not None:
+            await self.client.connection_pool.release(connection)
         await self.client.aclose()
+
+    async def send_commands(self, commands: bytes, count: int) -> list[bytes]:
+        """Write `count` encoded commands (:func:`encode_command`) whose replies are one
+        line each (``+OK``, ``:<n>``), and read those replies, within ``command_timeout``
+        seconds; returns them without their line ends. Raises one of :data:`LINK_ERRORS`
+        (ResponseError for an error reply, after reading every reply); the connection is
+        then dropped, and the next call connects again. One caller at a time (the bus
+        writer)."""
+        connection = self._writer_connection
+        if connection is None:
+            pool = self.client.connection_pool
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            self._writer_connection = connection
+        try:
+            if not connection.is_connected:  # dropped by an outage's pool reset
+                await connection.connect()
+            reader, writer = connection._reader, connection._writer
+            if reader is None or writer is None:
+                raise ConnectionError("the bus writer's connection is closed")
+            replies: list[bytes] = []
+            async with asyncio.timeout(self.command_timeout):
+                writer.write(commands)
+                for _ in range(count):
+                    line = await reader.readline()
+                    if not line.endswith(b"\r\n"):
+                        raise ConnectionError("Redis closed the bus writer's connection")
+                    replies.append(line[:-2])
+            for reply in replies:
+                if reply.startswith(b"-"):
+                    raise ResponseError(reply[1:].decode("utf-8", "replace"))
+            return replies
+        except BaseException:
+            # Its state is unknown (a reply may be on its way): never reused.
+            self._writer_connection = None
+            await connection.disconnect()
+            await self.client.connection_pool.release(connection)
+            raise
 
     def report_failure(self, exc: BaseException) -> None:
         """A command failed with one of :data:`LINK_ERRORS`: start (or continue) the

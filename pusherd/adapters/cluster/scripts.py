@@ -15,9 +15,9 @@ member_json, count}`` ("" where a field does not apply), kind one of ``occupied`
 ``count``, ``vacated``, ``member_added``, ``member_removed``, ``online``, ``offline``.
 
 A script that decided transitions also PUBLISHes them on the bus (a frame holding one
-``changes`` message, see :mod:`.bus`) inside the same atomic step: every node, the origin included, applies
-transitions in the one order Redis decided them, and no decision can be lost between
-the script and a separate publish.
+``changes`` message, see :mod:`.bus`) inside the same atomic step: every node, the
+origin included, applies transitions in the one order Redis decided them, and no
+decision can be lost between the script and a separate publish.
 
 A node's every contribution is also counted in its own hash ``P:node:<node>``, which is
 what the reaper subtracts when the node's lease lapses. Mutating scripts refuse to run
