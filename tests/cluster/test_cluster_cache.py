@@ -8,6 +8,7 @@ shared Redis for delivery, a private redis-server (frozen by the test) for the f
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from typing import Any
@@ -16,7 +17,15 @@ import pytest
 
 from tests.cluster.nodes import run_cluster
 from tests.cluster.test_cluster_faults import _wait_status
-from tests.pusherd.wire import APP, Client, HttpReply, http_request, signed_query, trigger_raw
+from tests.pusherd.wire import (
+    APP,
+    Client,
+    HttpReply,
+    http_request,
+    read_http_reply,
+    signed_query,
+    trigger_raw,
+)
 from tests.support.redis_server import SHARED_REDIS_URL, PrivateRedis, delete_prefix, unique_prefix
 
 ROUNDS = 25
@@ -88,3 +97,31 @@ async def test_a_cache_trigger_is_answered_503_when_redis_does_not_store_it(
         await late.subscribe_ok("cache-frozen")
         frame = await late.recv()
         assert (frame.get("event"), frame.get("data")) == ("price", "3"), frame
+
+
+async def test_answers_pipelined_behind_a_cache_trigger_keep_their_order(prefix: str) -> None:
+    with run_cluster(1, SHARED_REDIS_URL, prefix) as (one,):
+        requests = b""
+        for number in range(3):
+            for channel in ("cache-order", "plain-order"):  # waits, then does not
+                path = f"/apps/{APP.id}/events"
+                trigger = {"name": "n", "channels": [channel], "data": str(number)}
+                if channel == "plain-order":  # an answer that differs from the other's
+                    trigger["info"] = "subscription_count"
+                body = json.dumps(trigger).encode()
+                requests += (f"POST {path}?{signed_query('POST', path, body)} HTTP/1.1\r\n"
+                             f"Host: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+                             ).encode() + body
+        path = f"/apps/{APP.id}/channels/plain-order"
+        requests += (f"GET {path}?{signed_query('GET', path)} HTTP/1.1\r\n"
+                     "Host: 127.0.0.1\r\n\r\n").encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", one.port)
+        try:
+            writer.write(requests)  # seven requests in one write
+            replies = [await asyncio.wait_for(read_http_reply(reader), 30) for _ in range(7)]
+        finally:
+            writer.close()
+        assert [r.status for r in replies] == [200] * 7
+        plain = {"channels": {"plain-order": {"subscription_count": 0}}}
+        assert [r.json() for r in replies[:6]] == [{}, plain] * 3
+        assert replies[6].json() == {"occupied": False}
