@@ -16,11 +16,15 @@ together), which every other node reads and decodes once.
 A frame is ``v<version> <kind> <origin>\\n`` followed by a JSON array of messages; kind
 ``m`` (triggers, client events, terminate requests: what the writer sends) or ``c``
 (transitions, published by the scripts). A node reads the fixed head first and drops
-its own ``m`` frames without decoding them; its own ``c`` frames it applies. While Redis is
-unreachable the queue is the buffer: at most ``max_buffered_bytes`` of encoded messages
-(the oldest are dropped beyond it, and counted); it is flushed in order once the link is
-ready again. A batch in flight when the connection breaks is not sent again (a message
-must never arrive twice); it is counted in ``maybe_lost``.
+its own ``m`` frames without decoding them; its own ``c`` frames it applies.
+
+A message with cache writes (a trigger to cache channels) can be waited for: its future
+is done when the round trip carrying the writes has returned (the HTTP API answers then).
+
+While Redis is unreachable the queue is the buffer: at most ``max_buffered_bytes`` of
+encoded messages (the oldest are dropped beyond it, and counted); it is flushed in order
+once the link is ready again. A frame in flight when the connection breaks is not sent
+again (a message must never arrive twice); its messages are counted in ``maybe_lost``.
 
 Pub/sub keeps nothing for a subscriber that is not connected, so after an outage the
 buffer is flushed only once ``peers_ready()`` says the other live nodes have subscribed
