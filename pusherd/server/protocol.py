@@ -115,7 +115,7 @@ class ServerProtocol(asyncio.Protocol):
         self._outbox: list[bytes] | None = None  # responses held while a chunk is parsed
         self.held: ReceiveRequest | None = None  # a fallback response kept open
         # Answers in request order, once one of them waits for the adapter (a cache
-        # channel's event being stored): [rendered bytes or None while waiting, keep-alive].
+        # channel's event being stored); None while no answer waits.
         self._answers: list[_Answer] | None = None
         self._held_input: list[bytes] = []  # input received meanwhile, parsed on release
         self.last_activity = time.monotonic()  # for the idle keep-alive sweep
