@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.exceptions import ResponseError
 
 from pusherd.adapters.cluster.bus import (
     Bus,
@@ -216,30 +215,25 @@ async def test_the_buffer_cap_applies_only_while_redis_is_unreachable(redis_pref
         assert got == burst and bus_a.dropped == 0
 
 
-def test_pushes_are_parsed_whatever_the_chunks_they_arrive_in() -> None:
-    from pusherd.adapters.cluster.link import parse_pushes
-
-    def resp(*words: bytes) -> bytes:
-        return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w)
-                                                  for w in words)
-
-    stream = (b"*3\r\n$9\r\nsubscribe\r\n$5\r\np:bus\r\n:1\r\n"
-              + resp(b"message", b"p:bus", b"first\r\nwith a line break")
-              + resp(b"pong", b"")
-              + resp(b"message", b"p:bus", b"")
-              + b">3\r\n$7\r\nmessage\r\n$5\r\np:bus\r\n$5\r\nthird\r\n")
-    expected = [b"first\r\nwith a line break", b"", b"third"]
-    whole: list[bytes] = []
-    assert parse_pushes(stream, whole) == len(stream)
-    assert whole == expected
-    for cut in range(1, len(stream)):  # every split into two chunks, as a reader sees them
-        got: list[bytes] = []
-        used = parse_pushes(stream[:cut], got)
-        rest = stream[used:]
-        assert parse_pushes(rest, got) == len(rest)
-        assert got == expected
-    with pytest.raises(ResponseError):
-        parse_pushes(b"-ERR no\r\n", [])
+async def test_the_link_hands_on_every_payload_as_published(redis_prefix: str) -> None:
+    channel = KeyLayout(redis_prefix).bus
+    got: list[bytes] = []
+    link = RedisLink(SHARED_REDIS_URL, channel, on_message=got.append, on_up=_nothing)
+    publisher = Redis.from_url(SHARED_REDIS_URL)
+    sent = [b"first\r\nwith a line break", b"", b"*3\r\n$7\r\nmessage\r\n", b"x" * 300_000,
+            b"last"]
+    link.start()
+    try:
+        assert await link.wait_ready(10.0)
+        async with publisher.pipeline(transaction=False) as pipe:
+            for payload in sent:
+                pipe.publish(channel, payload)
+            await pipe.execute()
+        await wait_until(lambda: len(got) == len(sent), what="every payload")
+        assert got == sent and link.outages == 0
+    finally:
+        await link.close()
+        await publisher.aclose()
 
 
 def test_a_frame_carries_several_messages_in_order_and_a_node_skips_its_own() -> None:

@@ -45,7 +45,7 @@ from typing import Any
 
 import orjson
 
-from pusherd.adapters.cluster.link import LINK_ERRORS, RedisLink, encode_command
+from pusherd.adapters.cluster.link import LINK_ERRORS, RedisLink
 from pusherd.adapters.cluster.state import StateChange, decode_changes
 from pusherd.core.ids import AppId
 
@@ -355,15 +355,14 @@ class Bus:
                         waiters.append(waiter)
                 self._queued_bytes -= size
                 frame = encode_bus_frame(self._head, bodies)
-                commands = [encode_command(b"SET", put.key.encode(), put.value, b"PX",
-                                           b"%d" % put.ttl_ms) for put in puts]
-                commands.append(encode_command(b"PUBLISH", self._channel, frame))
                 try:
-                    started = time.monotonic()
-                    await self.link.send_commands(
-                        commands[0] if len(commands) == 1 else b"".join(commands),
-                        len(commands))
-                    self.round_trips.observe(time.monotonic() - started)
+                    async with self.link.client.pipeline(transaction=False) as pipe:
+                        for put in puts:
+                            pipe.set(put.key, put.value, px=put.ttl_ms)
+                        pipe.publish(self._channel, frame)
+                        started = time.monotonic()
+                        await pipe.execute()
+                        self.round_trips.observe(time.monotonic() - started)
                     self.published += len(bodies)
                     self.frames += 1
                     for waiter in waiters:

@@ -12,19 +12,18 @@ logged per failed message or per retry.
 Every received bus message is handed to ``on_message`` in order; an exception in it is
 logged and the next message is still read (the link drops nothing it received).
 
-Reading the subscription: redis-py connects, authenticates (TLS, password, database) and
-sends ``SUBSCRIBE``; from then on the link reads the connection's stream itself, a chunk
-at a time, and parses the pushes with :func:`parse_pushes`. redis-py's ``get_message``
-costs a health check, a retry wrapper, a timeout context and a coroutine per RESP element
-for every message; here a chunk of many messages is one await. The reader task runs
-until the connection ends; the supervisor waits on it and on :meth:`report_failure`, and
-checks an idle connection with a ``PING`` every ``health_check_interval`` seconds (no
-bytes for ``command_timeout`` seconds after it: the connection is taken as dead).
+Reading the subscription: a reader task takes each push with redis-py's
+``PubSub.parse_response(block=True)`` and hands a message's payload on at once. That is
+one await per message with no timer: ``get_message(timeout=...)`` wraps every read in a
+timeout and wakes up empty when the channel is idle. The supervisor waits on the reader
+task and on :meth:`report_failure`. A broken connection ends the reader (an outage); a
+Redis that stops answering is noticed by the node's own commands, which all carry a
+``command_timeout`` (the lease is renewed several times per ``lease_ttl``), and while
+messages flow redis-py also PINGs the subscription every ``health_check_interval``
+seconds.
 
-Writing the bus: the same for the other direction. The bus writer sends its round trips
-(a few single-line-reply commands, already encoded: :func:`encode_command`) with
-:meth:`RedisLink.send_commands` on a connection of its own, taken from redis-py's pool
-(connected and authenticated by it) and written and read directly.
+Writing the bus is the bus writer's (see :mod:`.bus`): one redis-py pipeline per round
+trip on this link's :attr:`RedisLink.client`.
 """
 
 from __future__ import annotations
@@ -35,14 +34,12 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from pusherd.config import redact_redis_url
 
@@ -50,88 +47,6 @@ log = logging.getLogger("pusherd.redis")
 
 # Errors that mean "Redis is not reachable right now" (as opposed to a bug in a script).
 LINK_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError, asyncio.TimeoutError)
-
-_READ_SIZE = 262_144
-_PING = b"*1\r\n$4\r\nPING\r\n"
-# A pub/sub message's head, in RESP2 (an array) and RESP3 (a push).
-_MESSAGE_HEADS = (b"*3\r\n$7\r\nmessage\r\n", b">3\r\n$7\r\nmessage\r\n")
-_MESSAGE_HEAD_LENGTH = len(_MESSAGE_HEADS[0])
-
-
-def encode_command(*words: bytes) -> bytes:
-    """One command in RESP (an array of bulk strings), ready to write."""
-    return b"*%d\r\n" % len(words) + b"".join(
-        b"$%d\r\n%s\r\n" % (len(word), word) for word in words)
-
-
-def _bulk(buffer: bytes, pos: int) -> tuple[bytes, int] | None:
-    """A bulk string at `pos` (``$<n>\\r\\n<n bytes>\\r\\n``): its bytes and the
-    position after it, or None when it is not whole yet."""
-    line_end = buffer.find(b"\r\n", pos)
-    if line_end < 0:
-        return None
-    if buffer[pos:pos + 1] != b"$":
-        raise ResponseError(f"unexpected RESP type {buffer[pos:pos + 1]!r} on the bus")
-    length = int(buffer[pos + 1:line_end])
-    start = line_end + 2
-    end = start + length
-    if len(buffer) < end + 2:
-        return None
-    return buffer[start:end], end + 2
-
-
-def _element(buffer: bytes, pos: int) -> tuple[Any, int] | None:
-    """Any RESP element at `pos` the subscription can carry (arrays, pushes, bulk and
-    simple strings, integers, nulls); None when it is not whole yet. An error reply
-    raises ResponseError."""
-    line_end = buffer.find(b"\r\n", pos)
-    if line_end < 0:
-        return None
-    kind, line = buffer[pos:pos + 1], buffer[pos + 1:line_end]
-    after = line_end + 2
-    if kind in (b"*", b">"):
-        count = int(line)
-        items: list[Any] = []
-        for _ in range(max(count, 0)):
-            found = _element(buffer, after)
-            if found is None:
-                return None
-            item, after = found
-            items.append(item)
-        return items, after
-    if kind == b"$":
-        return _bulk(buffer, pos) if int(line) >= 0 else (None, after)
-    if kind in (b"+", b":"):
-        return line, after
-    if kind == b"_":
-        return None, after
-    if kind == b"-":
-        raise ResponseError(line.decode("utf-8", "replace"))
-    raise ResponseError(f"unexpected RESP type {kind!r} on the bus")
-
-
-def parse_pushes(buffer: bytes, messages: list[bytes]) -> int:
-    """Parse the whole pushes at the start of `buffer`: append each pub/sub message's
-    payload to `messages` (subscribe confirmations and ``PING`` replies are skipped) and
-    return how many bytes were consumed (the rest is an incomplete push). Raises
-    ResponseError on an error reply or on something a subscription never carries."""
-    pos, size = 0, len(buffer)
-    while pos < size:
-        if buffer.startswith(_MESSAGE_HEADS, pos):  # the usual case, parsed inline
-            channel = _bulk(buffer, pos + _MESSAGE_HEAD_LENGTH)
-            if channel is None:
-                return pos
-            payload = _bulk(buffer, channel[1])
-            if payload is None:
-                return pos
-            messages.append(payload[0])
-            pos = payload[1]
-            continue
-        found = _element(buffer, pos)
-        if found is None:
-            return pos
-        pos = found[1]
-    return pos
 
 
 class RedisLink:
@@ -167,8 +82,6 @@ class RedisLink:
         self.backoff_max = backoff_max
         self.command_timeout = command_timeout
         self.health_check_interval = health_check_interval
-        self._bytes_read = 0  # from the subscription, for the idle check
-        self._writer_connection: AbstractConnection | None = None  # send_commands' own
         # Retries are this class's job (with backoff and one log line), not the
         # client's: a failed command must surface at once.
         self.client: Redis = Redis.from_url(
@@ -212,47 +125,7 @@ class RedisLink:
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task], timeout=5.0)
-        connection, self._writer_connection = self._writer_connection, None
-        if connection is not None:
-            await self.client.connection_pool.release(connection)
         await self.client.aclose()
-
-    async def send_commands(self, commands: bytes, count: int) -> list[bytes]:
-        """Write `count` encoded commands (:func:`encode_command`) whose replies are one
-        line each (``+OK``, ``:<n>``), and read those replies, within ``command_timeout``
-        seconds; returns them without their line ends. Raises one of :data:`LINK_ERRORS`
-        (ResponseError for an error reply, after reading every reply); the connection is
-        then dropped, and the next call connects again. One caller at a time (the bus
-        writer)."""
-        connection = self._writer_connection
-        if connection is None:
-            pool = self.client.connection_pool
-            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-            self._writer_connection = connection
-        try:
-            if not connection.is_connected:  # dropped by an outage's pool reset
-                await connection.connect()
-            reader, writer = connection._reader, connection._writer
-            if reader is None or writer is None:
-                raise ConnectionError("the bus writer's connection is closed")
-            replies: list[bytes] = []
-            async with asyncio.timeout(self.command_timeout):
-                writer.write(commands)
-                for _ in range(count):
-                    line = await reader.readline()
-                    if not line.endswith(b"\r\n"):
-                        raise ConnectionError("Redis closed the bus writer's connection")
-                    replies.append(line[:-2])
-            for reply in replies:
-                if reply.startswith(b"-"):
-                    raise ResponseError(reply[1:].decode("utf-8", "replace"))
-            return replies
-        except BaseException:
-            # Its state is unknown (a reply may be on its way): never reused.
-            self._writer_connection = None
-            await connection.disconnect()
-            await self.client.connection_pool.release(connection)
-            raise
 
     def report_failure(self, exc: BaseException) -> None:
         """A command failed with one of :data:`LINK_ERRORS`: start (or continue) the
@@ -322,56 +195,31 @@ class RedisLink:
 
     async def _read(self, pubsub: PubSub) -> None:
         """Hand every message of the subscription to ``on_message`` until the connection
-        ends, a command reports a failure, or an idle connection stops answering."""
-        connection = pubsub.connection
-        # The stream redis-py connected (after TLS, AUTH and SUBSCRIBE); nothing else
-        # reads it from here on.
-        reader = connection._reader if connection is not None else None
-        writer = connection._writer if connection is not None else None
-        if reader is None or writer is None:
-            raise ConnectionError("the bus subscription has no connection")
-        pump = asyncio.create_task(self._pump(reader), name="pusherd-bus-reader")
+        breaks or a command reports a failure; raises one of :data:`LINK_ERRORS`."""
+        reader = asyncio.create_task(self._pump(pubsub), name="pusherd-bus-reader")
         failed = asyncio.create_task(self._failed.wait())
         try:
-            seen, ping_sent_at = -1, 0.0
-            while True:
-                await asyncio.wait((pump, failed), timeout=self.health_check_interval,
-                                   return_when=asyncio.FIRST_COMPLETED)
-                if pump.done():
-                    pump.result()  # raises what ended it
-                    raise ConnectionError("Redis closed the bus connection")
-                if failed.done():
-                    raise ConnectionError("a Redis command failed")
-                if self._bytes_read != seen:
-                    seen, ping_sent_at = self._bytes_read, 0.0
-                elif not ping_sent_at:
-                    writer.write(_PING)
-                    ping_sent_at = time.monotonic()
-                elif time.monotonic() - ping_sent_at > self.command_timeout:
-                    raise TimeoutError(f"no answer on the bus connection for "
-                                       f"{self.command_timeout:.0f} s after a PING")
+            await asyncio.wait((reader, failed), return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # raises what ended it
+                raise ConnectionError("the bus subscription ended")
+            raise ConnectionError("a Redis command failed")
         finally:
-            pump.cancel()
+            reader.cancel()
             failed.cancel()
-            await asyncio.wait((pump, failed))
+            await asyncio.wait((reader, failed))
 
-    async def _pump(self, reader: asyncio.StreamReader) -> None:
-        buffer = b""
-        messages: list[bytes] = []
+    async def _pump(self, pubsub: PubSub) -> None:
+        on_message = self._on_message
         while True:
-            chunk = await reader.read(_READ_SIZE)
-            if not chunk:
-                return  # end of stream
-            self._bytes_read += len(chunk)
-            buffer = buffer + chunk if buffer else chunk
-            used = parse_pushes(buffer, messages)
-            buffer = buffer[used:] if used < len(buffer) else b""
-            for payload in messages:
+            # A pub/sub message is [b"message", channel, payload]; subscribe
+            # confirmations (and PING replies redis-py does not filter) are skipped.
+            response = await pubsub.parse_response(block=True)
+            if type(response) is list and len(response) == 3 and response[0] == b"message":
                 try:
-                    self._on_message(payload)
+                    on_message(response[2])
                 except Exception:
                     log.exception("a bus message could not be applied")
-            messages.clear()
 
 
 async def _close_quietly(pubsub: PubSub) -> None:
