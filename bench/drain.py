@@ -3,8 +3,10 @@
 Starts two pusherd processes (A and B), opens N WebSocket connections to A, sends A a
 SIGTERM, and records when each client receives its close (code 4200). Each client then
 reconnects to B at once, as pusher-js behind a load balancer would. Prints the closes per
-second after the first one (the largest second as a share of all closes) and how many
-clients were re-established on B.
+second after the first one (the largest second as a share of all closes), node A's own
+record of its closes (the most it told in any window of one second, and the pacer's limit:
+what the clients' timestamps show also includes their own delays), and how many clients
+were re-established on B.
 
     python -m bench.drain --connections 10000 --drain-seconds 10 --drain-grace 1
 
@@ -19,6 +21,7 @@ import asyncio
 import base64
 import json
 import os
+import re
 import resource
 import signal
 import struct
@@ -30,6 +33,8 @@ from typing import Any
 from bench.servers import DEFAULT_CREDENTIALS, RunningServer, start_server
 
 CONNECT_CONCURRENCY = 200
+DRAIN_TOLD = re.compile(r"drained: told (\d+) connection\(s\) to reconnect in ([\d.]+) s; "
+                        r"largest 1 s window (\d+) \(limit (\d+)\)")
 
 
 class DrainClient:
@@ -153,6 +158,7 @@ async def measure(connections: int, drain_grace: float, drain_seconds: float,
     finally:
         node_a.stop()
         node_b.stop()
+    told = DRAIN_TOLD.search("".join(node_a.output))
     times = sorted(c.closed_at for c in clients if c.closed_at is not None)
     first = times[0]
     per_second = Counter(int(t - first) for t in times)
@@ -165,6 +171,12 @@ async def measure(connections: int, drain_grace: float, drain_seconds: float,
         "last_close_after_first_s": round(times[-1] - first, 2),
         "closes_per_second": seconds,
         "max_second_share": round(max(seconds) / len(times), 4),
+        # Node A's own record of when it told the sockets (before any client delay).
+        "server_told_over_s": float(told[2]) if told else None,
+        "server_largest_1s_window": int(told[3]) if told else None,
+        "server_window_limit": int(told[4]) if told else None,
+        "server_largest_1s_window_share": round(int(told[3]) / connections, 4) if told
+        else None,
         "close_codes": dict(Counter(c.close_code for c in clients)),
         "reconnected_to_b": sum(c.reconnected for c in clients),
         "exit_code": exit_code,

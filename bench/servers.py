@@ -17,7 +17,7 @@ from bench.redis_server import PrivateRedis
 from bench.signing import AppCredentials
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-LISTENING = re.compile(r"listening on http://([^:\s]+):(\d+)")
+LISTENING = re.compile(r"listening on https?://([^:\s]+):(\d+)")
 DEFAULT_CREDENTIALS = AppCredentials("1001", "bench-key", "bench-secret")
 
 # name -> what it is, for the report
@@ -233,7 +233,9 @@ def _start_one(name: str, host: str, cpu: int | None, credentials: AppCredential
     def pump() -> None:
         assert process.stdout is not None
         for line in process.stdout:
-            if len(output) < 2000:
+            # The first lines, and the drain's own lines whenever they come (bench.drain
+            # reads the server's record of its closes after 10,000 connection lines).
+            if len(output) < 2000 or "drain" in line:
                 output.append(line)
             if not found:
                 match = LISTENING.search(line)

@@ -1,4 +1,5 @@
-"""The ``pusherd`` command: read the config, start the server, stop on SIGTERM/SIGINT."""
+"""The ``pusherd`` command: read the config, start the server, stop (a paced drain) on
+SIGTERM, SIGINT or SIGHUP."""
 
 from __future__ import annotations
 
@@ -18,8 +19,28 @@ from pusherd.environment import format_environment_help
 from pusherd.errors import ConfigError
 
 log = logging.getLogger("pusherd.server")
-DOCS_URL = "docs/operations.md (in the pusherd source tree)"
+# Each starts the paced drain; a second one ends it at once.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+HELP = ("pusherd --help (options, environment variables); operations guide: "
+        "docs/operations.md in the pusherd source repository")
 RULE = "-" * 72
+
+
+def url_host(host: str) -> str:
+    """`host` as the host part of a URL: IPv6 addresses in brackets ("" is every IPv4
+    interface, as it binds)."""
+    host = host or "0.0.0.0"
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def local_host(host: str) -> str:
+    """The URL host a client on this machine reaches `host` at (a wildcard address is
+    reached at the loopback address of its family)."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return url_host(host)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log lines as text or one JSON object per line "
                              "(default: [server] log_format, text)")
     parser.add_argument("--debug", action="store_true",
-                        help="log every WebSocket frame in and out with its socket id "
+                        help="log every frame in and out (WebSocket and HTTP fallback) with "
+                             "its socket id "
                              "(auth signatures redacted); implies --log-level debug")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="processes sharing the port, as nodes of one cluster over the "
@@ -53,14 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit: int,
             max_connections: int, log_format: str, debug: bool, workers: int = 1) -> str:
     host = config.server.host
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    shown = local_host(host)
     scheme = "https" if config.tls.enabled else "http"
     prefix = config.server.path_prefix
-    # The first line is the machine-readable one tests and scripts wait for.
-    lines = [f"pusherd listening on http://{host}:{port}", RULE,
-             f"pusherd {__version__}: {scheme}://{host}:{port}{prefix}  "
-             f"(WebSocket {'wss' if config.tls.enabled else 'ws'}://.../app/{{key}}, "
-             "HTTP API /apps/{id}/...)"]
+    # The first line is the machine-readable one tests and scripts wait for; the address
+    # is said there only.
+    lines = [f"pusherd listening on {scheme}://{url_host(host)}:{port}", RULE,
+             f"pusherd {__version__}: WebSocket {'wss' if config.tls.enabled else 'ws'}://"
+             f"...{prefix}/app/{{key}}, HTTP API {prefix}/apps/{{id}}/..."]
     if config.public_url:
         lines.append(f"  clients reach it at {config.public_url} (REVERB_HOST/PORT/SCHEME)")
     for app in config.apps:
@@ -83,7 +105,7 @@ def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit
     lines.append(f"  logs: {log_format} on stderr{', every frame (--debug)' if debug else ''}")
     lines.append("  stop: SIGTERM or Ctrl-C drains (clients told to reconnect, paced); "
                  "a second one stops at once")
-    lines.append(f"  docs: {DOCS_URL}")
+    lines.append(f"  help: {HELP}")
     if config.dev_app:
         app = config.apps[0]
         lines += [
@@ -112,6 +134,27 @@ def _warn_unavailable(config: Config) -> None:
                     extra={"event": "feature_unavailable", "feature": "webhooks"})
 
 
+def _announce(banner: str) -> None:
+    """Say the banner: in text, on stdout between its two rules; in JSON, as one log
+    record on stderr (``event`` ``listening``, ``url``, the other lines in ``banner``),
+    so that every line of a JSON run is JSON."""
+    if _LOG_FORMAT != "json":
+        print(banner, flush=True)
+        return
+    first, *rest = banner.split("\n")
+    logging.getLogger("pusherd.banner").info("%s", first, extra={
+        "event": "listening", "url": first.rsplit(" ", 1)[-1], "version": __version__,
+        "banner": [line.strip() for line in rest if line.strip() and line != RULE]})
+
+
+def _stopped() -> None:
+    if _LOG_FORMAT == "json":
+        logging.getLogger("pusherd.banner").info("pusherd stopped",
+                                                  extra={"event": "stopped"})
+    else:
+        print("pusherd stopped", flush=True)
+
+
 # How this run logs (set by main() before any worker is forked, so workers inherit it).
 _LOG_FORMAT = "text"
 _DEBUG = False
@@ -138,9 +181,15 @@ async def _serve(config: Config, ready: Connection | None = None) -> int:
     stop = asyncio.Event()
     signals = 0
 
-    def on_signal() -> None:
+    def on_signal(sig: signal.Signals) -> None:
         nonlocal signals
         signals += 1
+        if sig == signal.SIGHUP:
+            # Not a reload (nginx's meaning): nothing is re-read. A closing terminal sends
+            # it too; either way the clients are moved off in a paced drain, not cut.
+            log.warning("SIGHUP: stopping with a drain, as for SIGTERM (pusherd does not "
+                        "reload its configuration: start it again to apply changes)",
+                        extra={"event": "sighup"})
         if signals == 1:
             stop.set()
         else:
@@ -148,22 +197,24 @@ async def _serve(config: Config, ready: Connection | None = None) -> int:
             server.force_stop()
 
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
     if ready is not None:
         ready.send("ready")
         ready.close()
     else:
-        # The banner goes to stdout between two rules, log lines to stderr: never mixed.
-        print(_banner(config, server.port, server.metrics_port, server.state.open_file_limit,
-                      server.state.max_open_connections, _LOG_FORMAT, _DEBUG), flush=True)
+        # The banner goes to stdout between two rules, log lines to stderr: never mixed
+        # (in JSON, the banner is one log record).
+        _announce(_banner(config, server.port, server.metrics_port,
+                          server.state.open_file_limit, server.state.max_open_connections,
+                          _LOG_FORMAT, _DEBUG))
         _warn_unavailable(config)
     await stop.wait()
     log.info("shutting down: draining %d connection(s)", len(server.state.connections),
              extra={"event": "shutdown"})
     await server.drain()
     if ready is None:
-        print("pusherd stopped", flush=True)
+        _stopped()
     return 0
 
 
@@ -185,11 +236,11 @@ def _serve_workers(config: Config, workers: int) -> int:
 
     def listening(port: int) -> None:
         # One banner for the workers (each is a whole pusherd with its own counters).
-        print(_banner(config, port, None, 0, 0, _LOG_FORMAT, _DEBUG, workers), flush=True)
+        _announce(_banner(config, port, None, 0, 0, _LOG_FORMAT, _DEBUG, workers))
         _warn_unavailable(config)
 
     status = run_workers(config, workers, _run_worker, listening)
-    print("pusherd stopped", flush=True)
+    _stopped()
     return status
 
 
@@ -213,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(level, log_format, debug)
     for warning in config.warnings:
         logging.getLogger("pusherd.config").warning("%s", warning)
+    for notice in config.notices:
+        logging.getLogger("pusherd.config").info("%s", notice)
     global _LOG_FORMAT, _DEBUG
     _LOG_FORMAT, _DEBUG = log_format, debug
     workers = args.workers if args.workers is not None else config.server.workers

@@ -8,6 +8,7 @@ error names the key and the bad value, and pusherd refuses to start (exit code 2
 from __future__ import annotations
 
 import base64
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -18,7 +19,7 @@ from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
 from pusherd.core.origins import origin_entry_problem
-from pusherd.environment import read_environment
+from pusherd.environment import EnvOverrides, read_environment, unknown_names
 from pusherd.errors import ConfigError
 
 WEBHOOK_EVENT_TYPES = frozenset(
@@ -61,6 +62,9 @@ class ServerConfig:
     # to this host (pins a session to this node behind a load balancer)
     log_level: str = "info"
     log_format: str = "text"  # text or json
+    # Reverse proxies (addresses or CIDR blocks) whose X-Forwarded-For names the client
+    # in logs and the console; none by default (the TCP peer is the client).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +157,9 @@ class Config:
     dev_app: bool = False  # True when the built-in development app is in use
     # Things that work but may surprise (printed at start), e.g. a non-numeric app id.
     warnings: tuple[str, ...] = ()
+    # What the configuration did that is worth a line at start (logged at info), e.g. a
+    # file app taking its secret from the environment.
+    notices: tuple[str, ...] = ()
     webhooks: WebhooksConfig = WebhooksConfig()
     tls: TlsConfig = TlsConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -229,11 +236,23 @@ def _validate_server(server: ServerConfig) -> None:
         raise ConfigError("server.log_format", f"must be text or json, got {server.log_format!r}")
     for name in ("drain_grace", "drain_seconds"):
         _positive(f"server.{name}", getattr(server, name), allow_zero=True)
+    for entry in server.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry.strip(), strict=False)
+        except ValueError:
+            raise ConfigError("server.trusted_proxies",
+                              f"not an IP address or CIDR block: {entry!r}") from None
 
 
-def _validate_tls(tls: TlsConfig) -> None:
+def _validate_tls(tls: TlsConfig, sources: Mapping[str, str]) -> None:
     if bool(tls.cert_file) != bool(tls.key_file):
-        missing = "key_file" if tls.cert_file else "cert_file"
+        missing, given = (("key_file", "cert_file") if tls.cert_file
+                          else ("cert_file", "key_file"))
+        if f"server.tls.{given}" in sources:  # set by PUSHERD_TLS_*: say it in its terms
+            raise ConfigError(f"PUSHERD_TLS_{missing.upper()}",
+                              f"{sources[f'server.tls.{given}']} is set: set "
+                              "PUSHERD_TLS_CERT_FILE and PUSHERD_TLS_KEY_FILE together "
+                              "(or [server.tls] cert_file and key_file)")
         raise ConfigError(f"server.tls.{missing}", "set cert_file and key_file together")
     for name in ("cert_file", "key_file"):
         value = getattr(tls, name)
@@ -247,8 +266,8 @@ def _replace(server: ServerConfig, **changes: Any) -> ServerConfig:
     return ServerConfig(**values)
 
 
-def _build_app(raw: Any, index: int) -> App:
-    where = f"apps[{index}]"
+def _build_app(raw: Any, index: int, where: str = "") -> App:
+    where = where or f"apps[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(where, "each [[apps]] entry must be a table")
     for required in ("id", "key", "secret"):
@@ -333,6 +352,23 @@ def load_config(
         raise ConfigError(sorted(unknown)[0], f"unknown section (known: {', '.join(sections)})")
     env = env or {}
     overrides = read_environment(env)
+    sources = dict(overrides.sources)
+    # The command line wins over the environment: an error about it names the key.
+    if host is not None:
+        sources.pop("server.host", None)
+    if port is not None:
+        sources.pop("server.port", None)
+    try:
+        return _load(raw, env, overrides, sources, host, port)
+    except ConfigError as exc:
+        name = sources.get(exc.key)
+        if name is None:
+            raise
+        raise ConfigError(name, f"{exc.detail} ({exc.key})") from None
+
+
+def _load(raw: dict[str, Any], env: Mapping[str, str], overrides: EnvOverrides,
+          sources: Mapping[str, str], host: str | None, port: int | None) -> Config:
 
     file_server = dict(raw.get("server", {}))
     tls_table = file_server.pop("tls", {})
@@ -355,6 +391,10 @@ def load_config(
         server = _replace(server, ping_grace=float(
             max(0, overrides.ping_interval - server.activity_timeout)))
     _validate_server(server)
+    if "passphrase" in tls_raw:  # Reverb's stream-context option of that name
+        raise ConfigError("server.tls.passphrase", "not supported: pusherd never asks for "
+                          "a key's passphrase; store the key unencrypted, readable by "
+                          "pusherd's user only")
     # Reverb's names for the same two files (its servers.reverb.options.tls stream context
     # keys), accepted so that its TLS settings carry over as they are.
     for reverb_name, name in (("local_cert", "cert_file"), ("local_pk", "key_file")):
@@ -364,23 +404,38 @@ def load_config(
                                   "not both")
             tls_raw[name] = tls_raw.pop(reverb_name)
     tls: TlsConfig = _build(TlsConfig, {**tls_raw, **overrides.tls}, "server.tls")
-    _validate_tls(tls)
+    _validate_tls(tls, sources)
     metrics: MetricsConfig = _build(MetricsConfig, {**raw.get("metrics", {}),
                                                     **overrides.metrics}, "metrics")
     if not -1 <= metrics.port <= 65535:
         raise ConfigError("metrics.port", f"must be 0..65535 (or -1), got {metrics.port!r}")
+    warnings: list[str] = unknown_names(env)
+    if not metrics.enabled and metrics.port >= 0:
+        warnings.append(f"metrics.port = {metrics.port} is ignored: [metrics] enabled is "
+                        "false (no /metrics anywhere)")
+    if metrics.enabled and metrics.port == server.port != 0 and (
+        metrics.host in ("", server.host) or "" in (metrics.host, server.host)
+        or {metrics.host, server.host} & {"0.0.0.0", "::"}
+    ):
+        raise ConfigError("metrics.port", f"{metrics.port} is also the server's port "
+                          "([server] port): choose another port for /metrics, or -1 to "
+                          "serve it on the main port")
     console: ConsoleConfig = _build(ConsoleConfig, {**raw.get("console", {}),
                                                     **overrides.console}, "console")
     if console.enabled and len(console.token) < 16:
         raise ConfigError("console.token", "the console shows every app's traffic: set a "
                           "token of at least 16 characters (value hidden)")
+    if console.token and not console.enabled:
+        warnings.append("console.token is set but [console] enabled is false: the console "
+                        "is off")
 
     apps_raw = raw.get("apps", [])
     if not isinstance(apps_raw, list):
         raise ConfigError("apps", "use [[apps]] tables")
     apps = [_build_app(entry, i) for i, entry in enumerate(apps_raw)]
-    warnings = [_non_numeric_id_warning(f"apps[{i}].id", app.id)
-                for i, app in enumerate(apps) if not _is_numeric_id(app.id)]
+    warnings += [_non_numeric_id_warning(f"apps[{i}].id", app.id)
+                 for i, app in enumerate(apps) if not _is_numeric_id(app.id)]
+    notices: list[str] = []
 
     env_app = {k: v for k, v in overrides.app.items() if k in ("id", "key", "secret")}
     if "id" in env_app and not _is_numeric_id(env_app["id"]):
@@ -392,8 +447,9 @@ def load_config(
             raise ConfigError(f"PUSHERD_APP_{missing[0].upper()}",
                               "set id, key and secret together (PUSHERD_APP_* or REVERB_APP_*)")
         options = {k: v for k, v in overrides.app.items() if k not in env_app}
-        from_env = _build_app({**env_app, **options}, len(apps))
-        apps = [a for a in apps if a.id != from_env.id and a.key != from_env.key] + [from_env]
+        apps, notice = _with_env_app(apps, env_app, options, sources)
+        if notice:
+            notices.append(notice)
 
     dev_app = False
     if not apps:
@@ -414,7 +470,55 @@ def load_config(
     webhooks = _build_webhooks(raw.get("webhooks", {}), env)
     return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app,
                   warnings=tuple(warnings), webhooks=webhooks, tls=tls, metrics=metrics,
-                  console=console, public_url=overrides.public_url)
+                  console=console, public_url=overrides.public_url, notices=tuple(notices))
+
+
+def _with_env_app(apps: list[App], env_app: Mapping[str, str], options: Mapping[str, Any],
+                  sources: Mapping[str, str]) -> tuple[list[App], str]:
+    """The apps with the environment's app in them, and a line to log (or "").
+
+    "App settings in the file, credentials in the environment": an app of the file with
+    the same id and key takes what the environment sets (its secret, and
+    ``REVERB_APP_MAX_CONNECTIONS`` / ``_ACCEPT_CLIENT_EVENTS_FROM`` when set) and keeps
+    the rest (origins, limits, webhooks). The same id with another key, or the same key
+    with another id, is refused: two sources disagree about one app.
+    """
+    id_name, key_name = sources["app.id"], sources["app.key"]
+    same_id = next((i for i, a in enumerate(apps) if a.id == env_app["id"]), None)
+    same_key = next((i for i, a in enumerate(apps) if a.key == env_app["key"]), None)
+    if same_id is None and same_key is None:
+        return apps + [_build_app({**env_app, **options}, 0, where="app")], ""
+    if same_id != same_key:
+        if same_id is not None:
+            clash = (f"{id_name}={env_app['id']!r} is the id of apps[{same_id}] in the config "
+                     f"file, whose key is {apps[same_id].key!r}, not {key_name}="
+                     f"{env_app['key']!r}")
+        else:
+            assert same_key is not None
+            clash = (f"{key_name}={env_app['key']!r} is the key of apps[{same_key}] in the "
+                     f"config file, whose id is {apps[same_key].id!r}, not {id_name}="
+                     f"{env_app['id']!r}")
+        raise ConfigError(id_name if same_id is not None else key_name,
+                          f"{clash}: give the environment's app the file app's id and key "
+                          "(to set its secret), or an id and key of its own")
+    index = same_id
+    assert index is not None
+    file_app = apps[index]
+    merged = _build_app({**_app_table(file_app), "secret": env_app["secret"], **options},
+                        index, where="app")
+    merged = _replace_app(merged, webhooks=file_app.webhooks)
+    taken = ["secret"] + sorted(options)
+    names = ", ".join(sources.get(f"app.{k}", k) for k in taken)
+    notice = (f"apps[{index}] (id {file_app.id}, key {file_app.key}) of the config file takes "
+              f"{', '.join(taken)} from the environment ({names}); its other settings "
+              "(origins, limits, webhooks) are the file's")
+    return apps[:index] + [merged] + apps[index + 1:], notice
+
+
+def _app_table(app: App) -> dict[str, Any]:
+    """`app` as an ``[[apps]]`` table (lists for tuples), webhooks left out."""
+    return {f.name: list(v) if isinstance(v := getattr(app, f.name), tuple) else v
+            for f in fields(App) if f.name != "webhooks"}
 
 
 # --- [redis] -------------------------------------------------------------------------------

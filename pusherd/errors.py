@@ -20,6 +20,7 @@ class ConfigError(PusherdError):
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"config error: {key}: {message}")
         self.key = key
+        self.detail = message
 
 
 class SendBodyError(PusherdError):
@@ -100,9 +101,14 @@ class ClientEventRejected(PusherError):
 
 
 class HttpApiError(PusherdError):
-    """An HTTP API request refused with ``status`` (spec §12.2); the body is the message."""
+    """An HTTP API request refused with ``status`` (spec §12.2); the body is the message.
 
-    def __init__(self, status: int, message: str):
+    ``log_message`` is what the log and the debug console show: the message, or, when the
+    message repeats what the client sent that must not be logged (its signature), a
+    version without it."""
+
+    def __init__(self, status: int, message: str, log_message: str | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.log_message = message if log_message is None else log_message

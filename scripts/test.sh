@@ -47,6 +47,15 @@ if ! command -v valgrind >/dev/null 2>&1; then
   fi
 fi
 
+step "nginx for the reverse-proxy test (tests/pusherd/test_nginx.py runs the docs' block)"
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+  fi
+fi
+
 step "Services: Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432"
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   mkdir -p /var/lib/redis /var/log/redis

@@ -20,12 +20,20 @@ every node on a presence channel: by then Redis has sent the change to every nod
 what follows the success frame on another node normally finds the socket counted.
 
 Failures: when Redis is unreachable the node keeps serving its own sockets (local
-delivery, subscriptions answered from the mirror), reports not ready (``ready``), and
-when Redis returns it re-registers its live state in one script (:meth:`_resync`),
-which announces whatever changed meanwhile. A node whose lease lapsed (frozen, or cut
-off longer than ``lease_ttl``) finds out at its next renewal or write and does the same.
-Every node looks for lapsed leases every ``reap_interval`` and removes a dead node's
-members and subscriptions exactly once.
+delivery, subscriptions answered from the mirror, local presence announced to its own
+sockets), reports not ready (``ready``), and when Redis returns it re-registers its live
+state in one script (:meth:`_resync`), which announces whatever changed meanwhile. A
+node whose lease lapsed (frozen, or cut off longer than ``lease_ttl``) finds out at its
+next renewal or write and does the same. Every node looks for lapsed leases every
+``reap_interval`` and removes a dead node's members and subscriptions exactly once.
+
+The mirror's presence members are also what this node's sockets were told: a member
+frame goes out only when it changes them (:meth:`_member_added`, :meth:`_member_removed`),
+so the bus, a reload after an outage and local changes during one never announce the
+same change twice; a socket is never told about its own member; a removal of a member a
+socket here still holds is not passed on (the cluster gets it back from this node).
+After an outage, the nodes live before it are awaited (``removal_grace``) before their
+leases are reaped or members missing from Redis are announced as removed.
 """
 
 from __future__ import annotations
@@ -103,6 +111,9 @@ from pusherd.errors import SubscriptionRefused
 log = logging.getLogger("pusherd.redis")
 
 OPS_PER_ROUND_TRIP = 128
+# Seconds a node that came back from an outage waits for the other nodes on top of the
+# reconnect backoff cap: their connect timeout and their re-registration script.
+REJOIN_ALLOWANCE = 2.0
 
 
 def new_node_id() -> str:
@@ -140,6 +151,9 @@ class _Mirror:
     members: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
     online: set[str] = field(default_factory=set)
     cache: dict[str, tuple[str, str, int]] = field(default_factory=dict)  # expires at ms
+    # Presence members known to be held by this node's sockets alone (no other node
+    # holds one): only these leave at once, for this node's sockets, during an outage.
+    sole: dict[str, set[str]] = field(default_factory=dict)
 
 
 _MEMBER_FRAME = b'{"event":"pusher_internal:member_'
@@ -240,12 +254,19 @@ class RedisAdapter:
         self.fanout = LocalFanout()
         self.keys = KeyLayout(config.prefix, config.channel)
         self.lease_ms = int(config.lease_ttl * 1000)
+        # After an outage the other nodes come back within the reconnect backoff cap
+        # (plus their connect and re-registration): the bus flush waits that long at
+        # most for them, and removals and reaps that their absence would cause wait at
+        # least that long, or a lease period if longer (see _on_up).
+        self.rejoin_wait = backoff_max + REJOIN_ALLOWANCE
+        self.removal_grace = max(config.lease_ttl, self.rejoin_wait)
         self.link = RedisLink(config.url, self.keys.bus, on_message=self._receive,
                               on_up=self._on_up, on_down=self._on_down,
                               backoff_max=backoff_max, node_id=self.node_id)
         self.cluster = ClusterState(self.link.client, self.keys, self.node_id, self.lease_ms)
         self.bus = Bus(self.link, self.node_id, self._apply_message,
-                       config.max_buffered_bytes, peers_ready=self._peers_ready)
+                       config.max_buffered_bytes, peers_ready=self._peers_ready,
+                       flush_wait=self.rejoin_wait)
         self._listeners: list[TransitionListener] = []
         self._sockets: dict[str, _Socket] = {}
         self._mirrors: dict[AppId, _Mirror] = {a: _Mirror() for a in self.apps}
@@ -266,6 +287,16 @@ class RedisAdapter:
         self._synced_once = False
         self._generation = 0  # bumped by every local change (see _resync)
         self.reaped_nodes = 0  # lapsed nodes this node cleaned up
+        # Presence members this node's sockets hold: (app, channel, member key) -> sockets.
+        self._held: dict[tuple[AppId, str, str], int] = {}
+        # Nodes with a live lease at this node's last renewal; after an outage, those of
+        # them not back yet (awaited until rejoin_deadline), and presence members missing
+        # from Redis whose removal waits for them: app -> channel -> member keys.
+        self._known_nodes: set[str] = set()
+        self._awaited: set[str] = set()
+        self._rejoin_deadline = 0.0
+        self._deferred: dict[AppId, dict[str, set[str]]] = {}
+        self._settling: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -380,15 +411,19 @@ class RedisAdapter:
                     f"Presence channel {channel} is full: at most "
                     f"{app.max_presence_members} members", channel=channel, status=4100)
         local.channels[channel] = member
+        if member is not None:
+            self._hold(app.id, channel, member.key, 1)
         self._generation += 1
         op = _SubscribeOp(local, grant, now_ms)
         if not self.link.ready:
-            # Redis is away: answer from what this node knows; the resync on its return
-            # counts this socket and announces the member.
+            # Redis is away: answer from what this node knows, and tell this node's other
+            # sockets about a new member at once; the resync on Redis's return counts
+            # this socket and announces the member to the other nodes.
             roster = None
             if member is not None:
                 roster = dict(self._mirror(app.id).members.get(channel, {}))
                 roster.setdefault(member.key, (member.user_id, member.user_info))
+                self._join_while_away(app.id, channel, member, subscriber.socket_id)
             self._answer_subscribe(op, roster)
             return
         # Answered when Redis has counted the socket (one round trip): a trigger or a
@@ -458,9 +493,10 @@ class RedisAdapter:
         if op.grant.channel in local.channels and local.subscriber.socket_id in self._sockets:
             self.fanout.join(local.app.id, op.grant.channel, local.subscriber)
 
-    def _release_pending(self) -> None:
-        """Redis went away or came back: answer every presence join still waiting from
-        what this node knows, and stop waiting for announcements that will not come."""
+    def _release_pending(self, away: bool = False) -> None:
+        """Redis went away (`away`) or came back: answer every presence join still
+        waiting from what this node knows, and stop waiting for announcements that will
+        not come. Going away, a new member is shown to this node's other sockets."""
         awaiting = list(self._awaiting.values())
         self._awaiting.clear()
         for op, pending in awaiting:
@@ -473,6 +509,9 @@ class RedisAdapter:
             elif member is not None:
                 roster = dict(self._mirror(op.socket.app.id).members.get(op.grant.channel, {}))
                 roster.setdefault(member.key, (member.user_id, member.user_info))
+            if away and member is not None:
+                self._join_while_away(op.socket.app.id, op.grant.channel, member,
+                                      op.socket.subscriber.socket_id)
             pending.echoed = True  # nothing more to drop: the roster is all it will get
             self._answer_subscribe(op, roster, pending,
                                    pending.reply.cached if pending.reply else None)
@@ -494,9 +533,86 @@ class RedisAdapter:
         self.fanout.leave(app.id, channel, subscriber.socket_id)
         self._awaiting.pop((subscriber.socket_id, channel), None)
         self._echo_wait.pop((subscriber.socket_id, channel), None)
+        left = self._hold(app.id, channel, member.key, -1) if member is not None else 1
         if self.link.ready:
             self._queue(_UnsubscribeOp(app.id, channel, member.key if member else None,
                                        subscriber.socket_id))
+        elif member is not None and left == 0:
+            self._leave_while_away(app.id, channel, member.key)
+
+    # --- presence as this node's sockets see it -----------------------------------------
+
+    def _hold(self, app_id: AppId, channel: str, key: str, delta: int) -> int:
+        """Count `delta` more local sockets of member `key`; how many are left."""
+        entry = (app_id, channel, key)
+        left = self._held.get(entry, 0) + delta
+        if left > 0:
+            self._held[entry] = left
+        else:
+            self._held.pop(entry, None)
+        return max(left, 0)
+
+    def _announce_member(self, app_id: AppId, channel: str, key: str, frame: Outbound,
+                         except_socket_id: str | None) -> None:
+        """A member frame to this node's subscribers of `channel`, except the joining
+        socket and the sockets that are member `key` themselves (a socket is never told
+        that it joined or left)."""
+        subscribers = self.fanout.channel_subscribers(app_id, channel)
+        if not subscribers:
+            return
+        if (app_id, channel, key) not in self._held:
+            deliver_to(subscribers, frame, except_socket_id)
+            return
+        for socket_id, subscriber in list(subscribers.items()):
+            local = self._sockets.get(socket_id)
+            joined = local.channels.get(channel) if local is not None else None
+            if socket_id != except_socket_id and (joined is None or joined.key != key):
+                subscriber.deliver(frame)
+
+    def _member_added(self, app_id: AppId, channel: str, key: str, member: tuple[Any, Any],
+                      except_socket_id: str | None) -> None:
+        """Member `key` is in `channel`: in the mirror, and announced to this node's
+        sockets unless they were already told (announcements never repeat)."""
+        members = self._mirror(app_id).members.setdefault(channel, {})
+        known = key in members
+        members[key] = member
+        if not known:
+            self._announce_member(app_id, channel, key, Outbound(
+                messages.encode_member_added(channel, member[0], member[1])),
+                except_socket_id)
+
+    def _member_removed(self, app_id: AppId, channel: str, key: str) -> None:
+        """Member `key` left `channel`: out of the mirror, and announced to this node's
+        sockets if they knew it."""
+        mirror = self._mirror(app_id)
+        sole = mirror.sole.get(channel)
+        if sole is not None:
+            sole.discard(key)
+        members = mirror.members.get(channel)
+        if members is None or key not in members:
+            return
+        user_id = members.pop(key)[0]
+        if not members:
+            del mirror.members[channel]
+        self._announce_member(app_id, channel, key, Outbound(
+            messages.encode_member_removed(channel, user_id)), None)
+
+    def _join_while_away(self, app_id: AppId, channel: str, member: MemberJoin,
+                         socket_id: str) -> None:
+        """Redis is away and a socket here joined as `member`: this node's other
+        sockets are told now (if `member` is new to them); the other nodes hear of it
+        from the resync when Redis returns."""
+        if member.key not in self._mirror(app_id).members.get(channel, {}):
+            self._mirror(app_id).sole.setdefault(channel, set()).add(member.key)
+        self._member_added(app_id, channel, member.key, (member.user_id, member.user_info),
+                           socket_id)
+
+    def _leave_while_away(self, app_id: AppId, channel: str, key: str) -> None:
+        """Redis is away and this node's last socket of member `key` left `channel`:
+        if no other node is known to hold that member, this node's sockets are told now.
+        Otherwise (it may be held elsewhere) the resync on Redis's return decides."""
+        if key in self._mirror(app_id).sole.get(channel, ()):
+            self._member_removed(app_id, channel, key)
 
     # --- users (§10) --------------------------------------------------------------------
 
@@ -755,8 +871,10 @@ class RedisAdapter:
     def _refuse_late(self, op: _SubscribeOp) -> None:
         """Another node filled the presence channel at the same moment: refuse now."""
         local, channel = op.socket, op.grant.channel
-        local.channels.pop(channel, None)
+        member = local.channels.pop(channel, None)
         app = local.app
+        if member is not None:
+            self._hold(app.id, channel, member.key, -1)
         self.fanout.leave(app.id, channel, local.subscriber.socket_id)
         exc = SubscriptionRefused(
             f"Presence channel {channel} is full: at most {app.max_presence_members} members",
@@ -810,6 +928,8 @@ class RedisAdapter:
 
     def _apply_message(self, message: BusMessage) -> None:
         """A message from the bus: apply it to this node's sockets and mirror."""
+        # Its sender is live (remembered for the next outage, see _on_up).
+        self._known_nodes.add(message.origin)
         if isinstance(message, TriggerMessage):
             app = self.apps.get(message.app_id)
             if app is None:
@@ -826,8 +946,10 @@ class RedisAdapter:
             if message.origin == self.node_id and message.socket_id and \
                     (self._awaiting or self._echo_wait):
                 self._note_echo(message.socket_id, {c.channel for c in message.changes})
+            if message.origin != self.node_id:
+                self._note_other_holders(message)
             for change in message.changes:
-                self._apply_change(change, message.socket_id, now)
+                self._apply_change(change, message.socket_id, now, message.origin)
         elif isinstance(message, ClientEventMessage):
             recipients = self.fanout.channel_subscribers(message.app_id, message.channel)
             if recipients:
@@ -838,30 +960,53 @@ class RedisAdapter:
         elif isinstance(message, TerminateMessage):
             self._terminate_local(message.app_id, message.user_id)
 
-    def _apply_change(self, change: StateChange, socket_id: str, now_ms: int) -> None:
+    def _note_other_holders(self, message: ChangesMessage) -> None:
+        """Another node's transitions: a presence channel's count grew without a new
+        member, so some member gained a socket on another node, which one is not said:
+        none of that channel's members is known to be held here alone any more."""
+        added = {(c.app_id, c.channel) for c in message.changes
+                 if c.kind is ChangeKind.MEMBER_ADDED} if message.socket_id else set()
+        for change in message.changes:
+            if change.kind is ChangeKind.COUNT and change.channel.startswith("presence-") \
+                    and (change.app_id, change.channel) not in added:
+                mirror = self._mirrors.get(change.app_id)
+                if mirror is not None and change.count > mirror.counts.get(change.channel, 0):
+                    mirror.sole.pop(change.channel, None)
+
+    def _apply_change(self, change: StateChange, socket_id: str, now_ms: int,
+                      origin: str = "") -> None:
         app = self.apps.get(change.app_id)
         if app is None:
             return
         mirror = self._mirror(app.id)
         kind, channel = change.kind, change.channel
         if kind is ChangeKind.MEMBER_ADDED:
-            user_id, user_info = change.member_value()
             key = change.user_key or ""
-            mirror.members.setdefault(channel, {})[key] = (user_id, user_info)
-            self.fanout.apply(MemberAdded(app.id, channel, key, now_ms, user_id, user_info),
-                              socket_id or None)
+            # Added by this node (the script found no socket of it anywhere): held here
+            # alone, until another node's socket of it shows.
+            sole = mirror.sole.setdefault(channel, set())
+            if origin == self.node_id:
+                sole.add(key)
+            else:
+                sole.discard(key)
+            self._member_added(app.id, channel, key, change.member_value(), socket_id or None)
         elif kind is ChangeKind.MEMBER_REMOVED:
-            user_id, _ = change.member_value()
-            members = mirror.members.get(channel)
-            if members is not None:
-                members.pop(change.user_key or "", None)
-                if not members:
-                    del mirror.members[channel]
-            self.fanout.apply(MemberRemoved(app.id, channel, change.user_key or "", now_ms,
-                                            user_id))
+            key = change.user_key or ""
+            if (app.id, channel, key) in self._held:
+                # A socket here still is that member: the cluster lost this node's entry
+                # (it was reaped, or Redis lost its data) or has not counted it yet. This
+                # node's resync or queued join puts it back; its sockets saw no change.
+                return
+            self._member_removed(app.id, channel, key)
         elif kind is ChangeKind.VACATED:
             mirror.counts.pop(channel, None)
-            mirror.members.pop(channel, None)
+            members = mirror.members.get(channel)
+            if members is not None:  # but for members still held here (see above)
+                for key in [k for k in members if (app.id, channel, k) not in self._held]:
+                    del members[key]
+                if not members:
+                    del mirror.members[channel]
+            mirror.sole.pop(channel, None)
             self._pending_counts.pop((app.id, channel), None)
             self._count_sent_at.pop((app.id, channel), None)
         elif kind in (ChangeKind.OCCUPIED, ChangeKind.COUNT):
@@ -869,13 +1014,18 @@ class RedisAdapter:
             if self._counts_announced(app, channel):
                 self._count_changed(app.id, channel, change.count, now_ms)
         elif kind is ChangeKind.ONLINE:
-            mirror.online.add(change.user_key or "")
-            if app.enable_watchlist_events:
-                self.fanout.notify_watchers(app.id, change.user_key or "", True)
+            user_id = change.user_key or ""
+            if user_id not in mirror.online:  # watchers are never told twice
+                mirror.online.add(user_id)
+                if app.enable_watchlist_events:
+                    self.fanout.notify_watchers(app.id, user_id, True)
         elif kind is ChangeKind.OFFLINE:
-            mirror.online.discard(change.user_key or "")
-            if app.enable_watchlist_events:
-                self.fanout.notify_watchers(app.id, change.user_key or "", False)
+            user_id = change.user_key or ""
+            # Still signed in here: as for members above, the cluster gets it back.
+            if user_id in mirror.online and not self.fanout.user_sockets(app.id, user_id):
+                mirror.online.discard(user_id)
+                if app.enable_watchlist_events:
+                    self.fanout.notify_watchers(app.id, user_id, False)
 
     def _count_changed(self, app_id: AppId, channel: str, count: int, now_ms: int) -> None:
         """``subscription_count`` to this node's subscribers (§11.2): at once, or on a
@@ -910,7 +1060,8 @@ class RedisAdapter:
 
     async def _resync(self, reason: str) -> None:
         """Make the cluster's record of this node equal to its live sockets, in one
-        script; the transitions it causes are announced to every node."""
+        script; the transitions it causes are announced to every node. Then reload the
+        mirror (see :meth:`_refill_mirror`)."""
         for _ in range(5):
             async with self._writing:
                 # The snapshot covers every queued write: drop them (they would count
@@ -928,48 +1079,132 @@ class RedisAdapter:
             self._emit_changes(changes, wall_ms())
             if generation == self._generation:
                 break  # nothing changed locally while the script ran
+        defer = await self._rejoin_pending()
+        if not defer:  # remembered for the next outage: the nodes to wait for (_on_up)
+            now_ms, leases = await self.cluster.leases()
+            self._known_nodes = {n for n, expiry in leases.items() if expiry >= now_ms}
         for app_id in list(self._mirrors):
-            await self._refill_mirror(app_id)
+            await self._refill_mirror(app_id, defer)
+        if self._awaited or any(self._deferred.values()):
+            self._start_settling()
         # Presence joins whose answer was lost with the connection: answer them now.
         self._release_pending()
 
-    async def _refill_mirror(self, app_id: AppId) -> None:
+    async def _refill_mirror(self, app_id: AppId, defer: bool = False) -> None:
         """Reload one app's mirror; members that appeared or left while this node was
-        not listening are announced to its sockets, so their rosters are whole again."""
+        not listening are announced to its sockets, so their rosters are whole again.
+
+        Nothing is announced twice: a member this node's sockets already know (its own
+        re-registered ones, or one announced on the bus meanwhile) is not announced
+        again when the bus brings the resync's transitions. A member missing from Redis
+        is kept, silently, while a socket here still holds it; with `defer` (nodes that
+        were live before the outage are not back yet: Redis may have lost their data)
+        its removal waits for them (:meth:`_settle_after_outage`)."""
         view: AppView = await self.cluster.app_view(app_id)
         old = self._mirror(app_id)
-        now = wall_ms()
-        for channel in set(old.members) | set(view.members):
-            if not self.fanout.channel_subscribers(app_id, channel):
-                continue
-            before, after = old.members.get(channel, {}), view.members.get(channel, {})
+        members = view.members
+        counts = view.counts
+        deferred = self._deferred.setdefault(app_id, {})
+        for channel in set(old.members) | set(members):
+            before, after = old.members.get(channel, {}), members.get(channel, {})
             for key in after.keys() - before.keys():
                 user_id, user_info = after[key]
-                self.fanout.apply(MemberAdded(app_id, channel, key, now, user_id, user_info))
+                self._announce_member(app_id, channel, key, Outbound(
+                    messages.encode_member_added(channel, user_id, user_info)), None)
             for key in before.keys() - after.keys():
-                self.fanout.apply(MemberRemoved(app_id, channel, key, now, before[key][0]))
+                held = (app_id, channel, key) in self._held
+                if held or defer:
+                    members.setdefault(channel, {})[key] = before[key]
+                    if channel not in counts and channel in old.counts:
+                        counts[channel] = old.counts[channel]
+                    if not held:
+                        deferred.setdefault(channel, set()).add(key)
+                    continue
+                self._announce_member(app_id, channel, key, Outbound(
+                    messages.encode_member_removed(channel, before[key][0])), None)
+        # Members whose every socket is here (none on another node).
+        sole = {channel: {key for key in keys
+                          if 0 < view.refs.get(channel, {}).get(key, 0)
+                          <= self._held.get((app_id, channel, key), 0)}
+                for channel, keys in members.items()}
+        now = wall_ms()
         self._mirrors[app_id] = _Mirror(
-            view.counts, view.members, view.online,
-            {c: (e, d, now + left) for c, (e, d, left) in view.cache.items()})
+            counts, members, view.online,
+            {c: (e, d, now + left) for c, (e, d, left) in view.cache.items()}, sole)
 
     async def _on_up(self) -> None:
+        if self._synced_once:
+            # Back from an outage: the nodes live before it may not be back yet, and a
+            # Redis that restarted empty holds nothing of theirs. Their members are not
+            # removed and their leases not reaped while they are awaited.
+            self._awaited |= self._known_nodes - {self.node_id}
+            self._rejoin_deadline = time.monotonic() + self.removal_grace
         await self._resync("the cluster had no record of this node (its lease lapsed, or "
                            "Redis lost its data)")
         self._ops_wake.set()
 
     def _on_down(self) -> None:
         # Presence joins waiting for Redis are answered from what this node knows.
-        self._release_pending()
+        self._release_pending(away=True)
         self._ops.clear()
 
+    async def _rejoin_pending(self) -> bool:
+        """Whether nodes live before the last outage are still awaited: not back with a
+        live lease, and the grace (``removal_grace`` seconds) not over. Forgets the
+        nodes that are back."""
+        if not self._awaited:
+            return False
+        if time.monotonic() >= self._rejoin_deadline:
+            self._awaited.clear()
+            return False
+        now_ms, leases = await self.cluster.leases()
+        self._awaited = {n for n in self._awaited if leases.get(n, 0) < now_ms}
+        return bool(self._awaited)
+
+    def _start_settling(self) -> None:
+        if self._settling is None or self._settling.done():
+            self._settling = asyncio.create_task(self._settle_after_outage(),
+                                                 name="pusherd-rejoin")
+            self._tasks = [task for task in self._tasks if not task.done()]
+            self._tasks.append(self._settling)
+
+    async def _settle_after_outage(self) -> None:
+        """Wait (bounded) for the nodes awaited after an outage, then remove the members
+        that are still missing from Redis: their nodes re-registered without them, or
+        did not come back in time."""
+        try:
+            while True:
+                if self.link.ready and not await self._rejoin_pending():
+                    break
+                if time.monotonic() >= self._rejoin_deadline:
+                    self._awaited.clear()
+                    if self.link.ready:
+                        break
+                await asyncio.sleep(0.1)
+            for app_id, channels in list(self._deferred.items()):
+                while channels:
+                    channel, keys = channels.popitem()
+                    present = await self.cluster.presence_members(app_id, channel)
+                    for key in keys:
+                        if key not in present and (app_id, channel, key) not in self._held:
+                            self._member_removed(app_id, channel, key)
+        except LINK_ERRORS as exc:
+            # The next return from the outage defers again and starts a new wait.
+            self.link.report_failure(exc)
+
     async def _peers_ready(self) -> bool:
-        """Every node holding a live lease has its bus subscription back."""
-        now_ms = wall_ms()
+        """Every node holding a live lease, and every node live before the outage
+        (a Redis that restarted empty has no lease of theirs), has its bus
+        subscription back."""
         async with self.link.client.pipeline(transaction=False) as pipe:
             pipe.pubsub_numsub(self.keys.bus)
-            pipe.zcount(self.keys.nodes, now_ms, "+inf")
-            numsub, live = await pipe.execute()
-        return int(numsub[0][1]) >= int(live)
+            pipe.time()
+            pipe.zrange(self.keys.nodes, 0, -1, withscores=True)
+            numsub, (seconds, micros), leases = await pipe.execute()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        live = {node for node, expiry in leases if expiry >= now_ms}
+        live |= {node.encode() for node in self._awaited}
+        return int(numsub[0][1]) >= len(live)
 
     async def _keep_lease(self) -> None:
         """Renew the lease three times per ``lease_ttl``; resync when it was lost."""
@@ -992,6 +1227,9 @@ class RedisAdapter:
                     await self._resync("this node's lease lapsed (the process was frozen or "
                                        "cut off longer than lease_ttl) and the cluster "
                                        "removed its entries")
+                # Remembered for the next outage: the nodes to wait for (see _on_up).
+                now_ms, leases = await self.cluster.leases()
+                self._known_nodes = {n for n, expiry in leases.items() if expiry >= now_ms}
             except LINK_ERRORS as exc:
                 self.link.report_failure(exc)
 
@@ -1003,8 +1241,8 @@ class RedisAdapter:
                 continue
             try:
                 for node_id in await self.cluster.lapsed_nodes():
-                    if node_id == self.node_id:
-                        continue
+                    if node_id == self.node_id or node_id in self._awaited:
+                        continue  # an awaited node's lease lapsed during the outage
                     changes = await self.cluster.reap(node_id)
                     if changes:
                         self.reaped_nodes += 1

@@ -193,15 +193,21 @@ def verify_api_request(
         expected = sign(secret, f"{method}\n{path}\n{query}")
         if hmac.compare_digest(expected.encode(), signature):
             return
-    raise HttpApiError(401, bad_api_signature_message(f"{method}\n{paths[0]}\n{query}",
-                                                      signature_text))
+    string_to_sign = f"{method}\n{paths[0]}\n{query}"
+    raise HttpApiError(401, bad_api_signature_message(string_to_sign, signature_text),
+                       bad_api_signature_message(string_to_sign, None))
 
 
-def bad_api_signature_message(string_to_sign: str, sent: str) -> str:
+def bad_api_signature_message(string_to_sign: str, sent: str | None) -> str:
     """The 401 text for a wrong ``auth_signature``: the string that should have been signed
     (method, path, query: nothing secret in it), newlines shown as ``\\n``, so a developer
-    can compare it with what their signer hashed. Bounded: the query is the client's."""
+    can compare it with what their signer hashed. Bounded: the query is the client's.
+    With `sent` None, the text for the log: no part of the signature the client sent
+    (a signature is never logged, not even a wrong one)."""
     shown = string_to_sign[:2000].replace("\\", "\\\\").replace("\n", "\\n")
+    if sent is None:
+        return (f'Invalid signature: the auth_signature is not HMAC-SHA256 hex of "{shown}" '
+                "keyed with the app secret")
     return (f'Invalid signature: you should have sent HMAC-SHA256 hex of "{shown}" keyed '
             f'with your app secret, but you sent "{sent[:128]}"')
 

@@ -73,19 +73,22 @@ class DebugConsole:
 
     # --- routes -------------------------------------------------------------------------
 
-    def _authorized(self, query: str) -> bool:
+    def _authorized(self, query: str, path: str) -> bool:
         token = next((v for k, v in parse_query(query) if k == "token"), "")
-        return hmac.compare_digest(token.encode(), self._token)
+        if hmac.compare_digest(token.encode(), self._token):
+            return True
+        self.state.telemetry.console_unauthorized(path)  # a guess at the token is no secret
+        return False
 
     def page(self, method: str, query: str) -> HttpResponse:
         """The console page (HTML)."""
-        if not self._authorized(query):
+        if not self._authorized(query, "/console"):
             return error_response(401, "Open /console?token=<[console] token>")
         return HttpResponse(200, PAGE.encode(), "text/html; charset=utf-8")
 
     def snapshot(self, method: str, query: str) -> HttpResponse:
         """Per app: connections, and channels with subscriber and member counts."""
-        if not self._authorized(query):
+        if not self._authorized(query, "/console/state"):
             return error_response(401, "Unauthorized")
         apps = []
         for app in self.apps:
@@ -105,7 +108,7 @@ class DebugConsole:
 
     def events(self, method: str, query: str) -> HttpResponse:
         """Feed entries after ``?after=N`` (at most the ring's size)."""
-        if not self._authorized(query):
+        if not self._authorized(query, "/console/events"):
             return error_response(401, "Unauthorized")
         after = next((v for k, v in parse_query(query) if k == "after"), "0")
         try:

@@ -56,9 +56,13 @@ from pusherd.core.xhr import (
 )
 from pusherd.errors import SendBodyError
 from pusherd.server.actions import carry_out
+from pusherd.server.logs import redact_frame
 from pusherd.server.state import ServerState
 
 log = logging.getLogger("pusherd.fallback")
+# --debug: every frame in and out with its socket id, as for a WebSocket (same logger,
+# same "in <socket_id> <frame>" / "out <socket_id> <frame>" lines, auth redacted).
+_DEBUG_LOG = logging.getLogger("pusherd.ws.debug")
 
 _LINGER_ZERO = struct.pack("ii", 1, 0)
 # An Origin header echoed in Access-Control-Allow-Origin must be a plain origin.
@@ -85,6 +89,7 @@ class FallbackSettings:
     max_queue_size: int = 1_048_576  # bytes waiting for a receive request before cut-off
     max_message_size: int = 65_536  # largest message of an xhr_send body
     hostname: str = ""  # announced in the "o" frame: later requests go to this host
+    debug_frames: bool = False  # --debug: log every frame in and out (a slower class)
 
 
 class HttpExchange(Protocol):
@@ -431,6 +436,26 @@ class FallbackConnection:
         self.run(self.session.keepalive(now))
 
 
+class DebugFallbackConnection(FallbackConnection):
+    """A :class:`FallbackConnection` that logs every frame out with its socket id
+    (``--debug``; frames in are logged by :class:`FallbackTransport`). A separate class,
+    so that a normal run pays nothing for it."""
+
+    __slots__ = ()
+
+    def deliver(self, frame: Outbound) -> None:
+        """Log the frame, then deliver it (as :meth:`FallbackConnection.deliver`)."""
+        if not self.closing:
+            _DEBUG_LOG.debug("out %s %s", self.socket_id, redact_frame(frame.payload))
+        super().deliver(frame)
+
+    def close(self, code: int, reason: str = "") -> None:
+        """Log the close line, then queue it (as :meth:`FallbackConnection.close`)."""
+        if not self.closing:
+            _DEBUG_LOG.debug("out %s close %d %s", self.socket_id, code, reason[:120])
+        super().close(code, reason)
+
+
 class FallbackTransport:
     """Routes fallback requests to sessions; owns the registry of open sessions."""
 
@@ -498,13 +523,18 @@ class FallbackTransport:
         if key in self.sessions:  # the session of another address or page: not yours
             exchange.finish(_plain(404, origin, "No such session", keep_alive), keep_alive)
             return
-        if len(self.state.connections) >= self.state.max_open_connections:
+        if not self.state.admits_client():
             exchange.finish(_plain(503, origin, "Server is at its connection limit",
                                    keep_alive), keep_alive)
+            return
+        if self.state.starting:  # bound, adapter not started yet: as while draining
+            exchange.finish(_plain(503, origin, "Server is starting", False), False)
             return
         if self.state.draining:
             # No new session while draining: an HTTP failure makes pusher-js back off and
             # try elsewhere, where an in-band close 4200 would have it retry here at once.
+            app = self.apps.by_key(key[0])
+            self.state.telemetry.upgrade_refused_draining(app.id if app else "", peer)
             exchange.finish(_plain(503, origin, "Server is shutting down", False), False)
             return
         self._open(exchange, key, streaming, query, origin, peer, keep_alive, now)
@@ -516,8 +546,10 @@ class FallbackTransport:
         state = self.state
         session = Session(state.new_socket_id(), self.apps.by_key(key[0]), now,
                           self.session_settings)
-        connection = FallbackConnection(session, self.adapter, state, self.settings, key,
-                                        peer, origin, now, self._forget)
+        connection_class = (DebugFallbackConnection if self.settings.debug_frames
+                            else FallbackConnection)
+        connection = connection_class(session, self.adapter, state, self.settings, key,
+                                      peer, origin, now, self._forget)
         request = ReceiveRequest(exchange, connection, streaming, keep_alive, origin)
         self.sessions[key] = connection
         state.connections[connection.socket_id] = connection
@@ -551,9 +583,12 @@ class FallbackTransport:
             return _plain(413, origin, f"A message is larger than {limit} bytes", keep_alive)
         session = connection.session
         session.note_activity(now)  # "[]" is pusher-js's ping on these transports
+        debug = self.settings.debug_frames
         for message in messages:
             if connection.ended:
                 break
+            if debug:
+                _DEBUG_LOG.debug("in %s %s", connection.socket_id, redact_frame(message))
             connection.run(session.receive(message, now))
         return response_head(204, origin, length=0, keep_alive=keep_alive)
 

@@ -29,6 +29,7 @@ from pusherd.core.auth import verify_api_request
 from pusherd.core.channels import channel_name_problem, classify_channel
 from pusherd.errors import HttpApiError
 from pusherd.server.state import ServerState
+from pusherd.server.telemetry import EndpointStats
 from pusherd.webhooks.sender import WebhookSender
 
 log = logging.getLogger("pusherd.http")
@@ -146,11 +147,13 @@ class HttpApi:
         self.webhooks = webhooks
         # Exact paths answered before the API (they also answer outside the mount prefix).
         self.routes: dict[str, Route] = {"/up": self._up}
-        # Set while metrics are on: each request's endpoint, status and seconds.
-        self.observe: Callable[[str, int, float], None] | None = None
-        # raw path -> endpoint label, for the few paths without a channel or user in
-        # them (a trigger's path is the same for every request of an app); bounded.
-        self._endpoints: dict[str, str] = {}
+        # Set while metrics are on: the counters of an endpoint label
+        # (Telemetry.endpoint_stats); each request's status and seconds go there.
+        self.observe: Callable[[str], EndpointStats] | None = None
+        # raw path -> its endpoint's counters, for the few paths without a channel or
+        # user in them (a trigger's path is the same for every request of an app), so a
+        # trigger finds its counters in one lookup; bounded.
+        self._endpoints: dict[str, EndpointStats] = {}
 
     def handle(self, method: str, raw_path: str, query: str, body: bytes
                ) -> HttpResponse | PendingResponse:
@@ -160,19 +163,22 @@ class HttpApi:
         route = self.routes.get(raw_path)
         if route is not None:
             return route(method, query)
+        if self.state.starting:  # bound, adapter not started yet (/ready: "starting")
+            return error_response(503, "Server is starting")
         observe = self.observe
         if observe is None:
             return self._answer(method, raw_path, query, body)
         started = perf_counter()
         response = self._answer(method, raw_path, query, body)
         elapsed = perf_counter() - started
-        endpoint = self._endpoints.get(raw_path)
-        if endpoint is None:
+        stats = self._endpoints.get(raw_path)
+        if stats is None:
             endpoint = api_endpoint(raw_path)
+            stats = observe(endpoint)
             if endpoint in _CACHED_ENDPOINTS and len(self._endpoints) < 1024:
-                self._endpoints[raw_path] = endpoint
-        observe(endpoint, response.status if isinstance(response, HttpResponse)
-                else response.response.status, elapsed)
+                self._endpoints[raw_path] = stats
+        stats.observe(response.status if isinstance(response, HttpResponse)
+                      else response.response.status, elapsed)
         return response
 
     def _answer(self, method: str, raw_path: str, query: str, body: bytes
@@ -181,7 +187,7 @@ class HttpApi:
             return self._route(method, raw_path, query, body)
         except HttpApiError as exc:
             self.state.telemetry.api_error(method, api_endpoint(raw_path),
-                                           _app_id_of(raw_path), exc.status, exc.message)
+                                           _app_id_of(raw_path), exc.status, exc.log_message)
             return error_response(exc.status, exc.message)
 
     def _up(self, method: str, query: str) -> HttpResponse:

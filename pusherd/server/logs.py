@@ -2,12 +2,21 @@
 
 Loggers: ``pusherd.server`` (start, drain, stop), ``pusherd.ws`` (connections opened,
 refused, closed; client errors; slow consumers), ``pusherd.http`` (HTTP API errors),
-``pusherd.ws.debug`` (every frame in and out, ``--debug`` only), ``pusherd.adapter``,
-``pusherd.console``. Log lines go to stderr; the start-up banner goes to stdout.
+``pusherd.ws.debug`` (every frame in and out, WebSocket and HTTP fallback, at level
+debug: ``--debug`` or ``--log-level debug``), ``pusherd.fallback``, ``pusherd.adapter``,
+``pusherd.redis``, ``pusherd.webhooks``, ``pusherd.workers``, ``pusherd.metrics``,
+``pusherd.config``, and ``pusherd.banner`` (the start-up banner as one record in JSON
+format, at any level). Log lines go to stderr; in text format the start-up banner goes to
+stdout.
 
 No secret reaches a log line: the code logs ids, keys, names, codes and reasons, and the
 frame log replaces every ``auth`` value (a channel or sign-in signature) with
 ``<redacted>`` before it is written.
+
+No client writes a line of its own: many values in a line come from clients (channel and
+event names, close reasons, keys, paths, Origin, user ids), so the text format escapes
+every control character of the message (``\n``, ``\r``, ``\x1b``...; the JSON format
+escapes them as JSON does).
 """
 
 from __future__ import annotations
@@ -23,6 +32,19 @@ import orjson
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName"}
 REDACTED = "<redacted>"
+
+# C0 controls, DEL, C1 controls and the Unicode line and paragraph separators: each one
+# could end a line, move the cursor or colour a terminal.
+_CONTROLS = {code: (repr(chr(code))[1:-1] if code < 0x100 else f"\\u{code:04x}")
+             for code in (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029)}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character written as its escape (``\\n``, ``\\x1b``,
+    ``\\u2028``): one log line stays one line, whatever a client sent."""
+    if text.isprintable():  # the usual case: nothing to do
+        return text
+    return text.translate(_CONTROLS)
 
 
 def redact_frame(payload: bytes) -> str:
@@ -69,6 +91,20 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message``, the message's control characters escaped
+    (:func:`escape_controls`); a traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        """The line for `record`, its message escaped."""
+        message = record.message
+        record.message = escape_controls(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+
 def configure_logging(level: str, log_format: str, debug: bool) -> None:
     """Send pusherd's log lines to stderr at `level` (``debug`` forces DEBUG), as ``text``
     or ``json``; with `debug`, also every WebSocket frame (``pusherd.ws.debug``)."""
@@ -77,7 +113,7 @@ def configure_logging(level: str, log_format: str, debug: bool) -> None:
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        formatter = TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for existing in list(root.handlers):
@@ -90,3 +126,5 @@ def configure_logging(level: str, log_format: str, debug: bool) -> None:
     logging.getLogger("pusherd.ws.debug").setLevel(logging.DEBUG if debug else logging.WARNING)
     # Libraries' debug chatter (asyncio's selector notes) is not pusherd's to show.
     logging.getLogger("asyncio").setLevel(logging.WARNING)
+    # The banner (one record in JSON format) is said whatever the level, as in text.
+    logging.getLogger("pusherd.banner").setLevel(logging.INFO)

@@ -32,6 +32,7 @@ from pusherd.server.http_api import (
     api_endpoint,
     error_response,
 )
+from pusherd.server.proxies import TrustedProxies
 from pusherd.server.state import ServerState
 from pusherd.server.websocket import (
     DebugWebSocketConnection,
@@ -67,6 +68,9 @@ class ProtocolContext:
     path_prefix: str  # mount prefix in front of /app/{key} and /apps/{id}, or ""
     fallback: FallbackTransport | None = None  # the HTTP fallback transports, if enabled
     debug_frames: bool = False  # --debug: log every frame in and out (a slower class)
+    # [server] trusted_proxies: peers whose X-Forwarded-For names the client (logs,
+    # console, a fallback session's address); none by default.
+    trusted_proxies: TrustedProxies | None = None
 
 
 def render_response(response: HttpResponse, keep_alive: bool, head: bool = False) -> bytes:
@@ -123,12 +127,15 @@ class ServerProtocol(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Count the connection; answer 503 and close when over the open-file limit."""
+        """Count the connection; answer 503 and close when no descriptor is left for it
+        (a full node still serves HTTP: only new client connections are refused, in
+        :meth:`_upgrade` and by the fallback transports)."""
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
         self.transport = transport  # type: ignore[assignment]
         state = self.context.state
+        admitted = state.transport_opened(transport)
         state.http_connections.add(self)
-        if not state.transport_opened(transport):
+        if not admitted:
             self._respond(error_response(503, "Server is at its open-file limit"), False)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -324,11 +331,12 @@ class ServerProtocol(asyncio.Protocol):
         if fallback is not None and fallback.owns(path):
             if self.held is not None or self._answers:  # pipelined behind a held response
                 return
-            peer = self.transport.get_extra_info("peername") if self.transport else None
+            peer = self._client(self._headers)
             fallback.handle(
                 self, method, path, raw_query.decode("latin-1"),
                 body[0] if len(body) == 1 else b"".join(body), self._headers,
-                peer[0] if isinstance(peer, tuple) else None, self.parser.should_keep_alive())
+                str(peer[0]) if isinstance(peer, tuple) else peer if isinstance(peer, str)
+                else None, self.parser.should_keep_alive())
             return
         response = context.http_api.handle(
             method, path, raw_query.decode("latin-1"),
@@ -342,6 +350,15 @@ class ServerProtocol(asyncio.Protocol):
             self._outbox.append(_EMPTY_OK_KEEP_ALIVE)  # a trigger's answer, pre-rendered
         else:
             self._respond(response, keep_alive, head=method == "HEAD")
+
+    def _client(self, headers: dict[bytes, bytes]) -> object:
+        """The request's client: the TCP peer (``peername``), or the address a trusted
+        proxy names in ``X-Forwarded-For`` (a string without port)."""
+        peer = self.transport.get_extra_info("peername") if self.transport else None
+        proxies = self.context.trusted_proxies
+        if proxies is None:
+            return peer
+        return proxies.client(peer, headers.get(b"x-forwarded-for"))
 
     # --- responses and upgrades ---------------------------------------------------------
 
@@ -452,13 +469,15 @@ class ServerProtocol(asyncio.Protocol):
         path = (url.path or b"/").decode("latin-1")
         prefix = context.path_prefix
         # One rule for both: with a prefix, WebSocket and HTTP API live under it only.
-        if prefix and not path.startswith(prefix + "/"):
-            self._respond(error_response(404, "Not found"), False)
+        under_prefix = not prefix or path.startswith(prefix + "/")
+        route = path[len(prefix):]
+        if not under_prefix or not route.startswith("/app/") or len(route) <= len("/app/"):
+            context.state.telemetry.unknown_websocket_path(
+                path, transport.get_extra_info("peername"))
+            self._respond(error_response(404, "WebSocket path is /app/{key}" if under_prefix
+                                         else "Not found"), False)
             return
-        path = path[len(prefix):]
-        if not path.startswith("/app/") or len(path) <= len("/app/"):
-            self._respond(error_response(404, "WebSocket path is /app/{key}"), False)
-            return
+        path = route
         headers = self._headers
         raw_key = headers.get(b"sec-websocket-key")
         if (
@@ -476,8 +495,22 @@ class ServerProtocol(asyncio.Protocol):
         if state.draining:
             # The listener stays open during a drain so that health checks are answered;
             # new clients are sent elsewhere (pusher-js retries, a load balancer moves on).
+            draining_app = context.apps.by_key(path[len("/app/"):].rstrip("/"))
+            state.telemetry.upgrade_refused_draining(
+                draining_app.id if draining_app is not None else "",
+                transport.get_extra_info("peername"))
             self._respond(error_response(503, "Server is draining: connect to another node"),
                           False)
+            return
+        if state.starting:  # bound, adapter not started yet (/ready says "starting")
+            self._respond(error_response(503, "Server is starting: connect again shortly"),
+                          False)
+            return
+        if not state.admits_client():
+            # Full: the clients it has are still served, and so is the HTTP API (triggers
+            # to them, health checks, scrapes); a new client goes to another node.
+            self._respond(error_response(
+                503, "Server is at its connection limit: connect to another node"), False)
             return
         app_key = path[len("/app/"):].rstrip("/")
         app = context.apps.by_key(app_key)
@@ -506,7 +539,7 @@ class ServerProtocol(asyncio.Protocol):
         origin = None if raw_origin is None else raw_origin.decode("latin-1")[:200]
         connection.run(session.open(query, origin, state.draining))
         connection.uncork()
-        peer = transport.get_extra_info("peername")
+        peer = self._client(headers)
         if session.registered:
             state.telemetry.connection_opened(session.app.id, session.socket_id, peer,
                                               origin, query.get("protocol"))

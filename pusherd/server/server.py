@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import resource
 import ssl
@@ -25,12 +24,15 @@ from pusherd.apps import AppRegistry
 from pusherd.config import Config
 from pusherd.core.ids import SocketId
 from pusherd.core.session import SessionSettings
+from pusherd.errors import ConfigError
 from pusherd.server.actions import wall_ms
 from pusherd.server.console import DebugConsole
+from pusherd.server.drain import DrainPacer, drain_schedule, largest_window
 from pusherd.server.fallback import FallbackSettings, FallbackTransport
 from pusherd.server.http_api import HttpApi, HttpResponse, error_response
 from pusherd.server.metrics import CONTENT_TYPE, Metrics, MetricsListener
 from pusherd.server.protocol import ProtocolContext, ServerProtocol
+from pusherd.server.proxies import TrustedProxies, parse_networks
 from pusherd.server.state import Connection, ServerState
 from pusherd.server.websocket import WebSocketLimits
 from pusherd.webhooks.redis_store import RedisStore
@@ -40,6 +42,12 @@ from pusherd.webhooks.store import JournalStore, MemoryStore, WebhookStore
 log = logging.getLogger("pusherd.server")
 
 FD_RESERVE = 64  # descriptors kept free for logs, Redis, webhooks and the listener
+# Descriptors kept for HTTP requests (API triggers, health checks, scrapes) beyond the
+# client connections: a node full of WebSockets still serves its HTTP API.
+HTTP_RESERVE = 64
+# Near the limit (the HTTP reserve in use), an HTTP connection idle this long is closed
+# (not after http_idle_timeout): idle connections cannot hold the reserve.
+NEAR_LIMIT_IDLE_TIMEOUT = 5.0
 SWEEP_SLICE = 1000  # sockets checked per event-loop turn by the keepalive sweep
 
 
@@ -70,7 +78,10 @@ class Server:
                        else MemoryAdapter())
         self.adapter: Adapter = adapter
         open_file_limit = raise_open_file_limit()
-        self.state = ServerState(max(16, open_file_limit - FD_RESERVE), open_file_limit)
+        max_transports = max(32, open_file_limit - FD_RESERVE)
+        http_reserve = min(HTTP_RESERVE, max_transports // 4)
+        self.state = ServerState(max_transports - http_reserve, open_file_limit,
+                                 max_transports)
         self.webhooks: WebhookSender | None = None
         if any(app.webhooks for app in config.apps):
             hooks = config.webhooks
@@ -102,6 +113,7 @@ class Server:
                 max_queue_size=cfg.max_write_buffer_size,
                 max_message_size=cfg.max_message_size,
                 hostname=cfg.fallback_hostname,
+                debug_frames=debug,
             )) if cfg.http_fallback else None
         self.context = ProtocolContext(
             state=self.state,
@@ -114,6 +126,8 @@ class Server:
             path_prefix=cfg.path_prefix,
             fallback=self.fallback,
             debug_frames=debug,
+            trusted_proxies=(TrustedProxies(parse_networks(cfg.trusted_proxies))
+                             if cfg.trusted_proxies else None),
         )
         self.port = 0
         self.metrics_port: int | None = None  # the metrics listener's, when it has its own
@@ -121,12 +135,14 @@ class Server:
         self._sweeper: asyncio.Task[None] | None = None
         self._force = asyncio.Event()  # a second SIGTERM/SIGINT: end the drain at once
         self.http_api.routes["/ready"] = self._ready_route
+        # /health: the liveness path other Pusher-compatible servers' users probe.
+        self.http_api.routes["/health"] = self.http_api.routes["/up"]
         self.metrics: Metrics | None = None
         self._metrics_listener: MetricsListener | None = None
         if config.metrics.enabled:
             self.metrics = Metrics(self.state, self.apps, self.adapter, self.ready,
                                    self.webhooks)
-            self.http_api.observe = self.state.telemetry.api_request
+            self.http_api.observe = self.state.telemetry.endpoint_stats
             if config.metrics.port < 0:
                 self.http_api.routes["/metrics"] = self._metrics_route
             else:
@@ -191,40 +207,74 @@ class Server:
         return HttpResponse(200, self.metrics.render(), CONTENT_TYPE)
 
     def tls_context(self) -> ssl.SSLContext | None:
-        """The TLS context of ``[server.tls]``, or None (plain TCP)."""
+        """The TLS context of ``[server.tls]``, or None (plain TCP). Raises
+        :class:`ConfigError` naming the key for a key with a passphrase (never a prompt
+        on the terminal), a key that is not the certificate's, or unreadable PEM."""
         tls = self.config.tls
         if not tls.enabled:
             return None
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(tls.cert_file, tls.key_file)
+
+        def no_passphrase() -> bytes:
+            # Without this callback OpenSSL would ask on the terminal and block the start.
+            raise ConfigError("server.tls.key_file", f"{tls.key_file} is encrypted with a "
+                              "passphrase: pusherd does not ask for one; store the key "
+                              "unencrypted (e.g. openssl pkey -in KEY -out KEY.plain), "
+                              "readable by pusherd's user only")
+
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file, password=no_passphrase)
+        except ssl.SSLError as exc:
+            if exc.reason == "KEY_VALUES_MISMATCH":
+                raise ConfigError("server.tls.key_file", f"{tls.key_file} is not the key of "
+                                  f"the certificate in server.tls.cert_file "
+                                  f"({tls.cert_file})") from None
+            raise ConfigError("server.tls.cert_file", f"cannot load the certificate "
+                              f"{tls.cert_file} with the key in server.tls.key_file "
+                              f"({tls.key_file}): {exc.reason or exc}") from None
         return context
 
     # --- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the adapter, bind ``[server] host:port`` (port 0 picks one: see
-        :attr:`port`), and start the keepalive sweeper. Raises :class:`OSError` when the
-        address cannot be bound."""
+        """Bind ``[server] host:port`` (port 0 picks one: see :attr:`port`), then start
+        the adapter, the webhook sender and the keepalive sweeper. The port answers from
+        the moment it is bound: while the adapter starts (Redis may take up to
+        ``[redis] lease_ttl`` to answer), ``/up`` is served, ``/ready`` says ``starting``
+        and new clients and HTTP API requests get 503. Raises :class:`OSError` when the
+        address cannot be bound, :class:`~pusherd.errors.ConfigError` for a webhook
+        journal that cannot be opened (the listener is closed again) or a TLS key it
+        cannot use (:meth:`tls_context`, before anything is bound)."""
         loop = asyncio.get_running_loop()
         cfg = self.config.server
-        await self.adapter.start()
-        if self.webhooks is not None:
-            await self.webhooks.start()
+        tls_context = self.tls_context()  # a bad key stops the start before anything runs
         context = self.context
+        self.state.starting = True
         self._server = await loop.create_server(
             lambda: ServerProtocol(context), cfg.host, cfg.port, backlog=4096,
             reuse_address=True, reuse_port=cfg.workers > 1,  # workers share the port
-            ssl=self.tls_context(),
+            ssl=tls_context,
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        if self._metrics_listener is not None:
-            metrics_cfg = self.config.metrics
-            await self._metrics_listener.start(metrics_cfg.host or cfg.host, metrics_cfg.port,
-                                               reuse_port=cfg.workers > 1)
-            self.metrics_port = self._metrics_listener.port
+        try:
+            if self._metrics_listener is not None:
+                metrics_cfg = self.config.metrics
+                await self._metrics_listener.start(metrics_cfg.host or cfg.host,
+                                                   metrics_cfg.port,
+                                                   reuse_port=cfg.workers > 1)
+                self.metrics_port = self._metrics_listener.port
+            await self.adapter.start()
+            if self.webhooks is not None:
+                await self.webhooks.start()
+        except BaseException:
+            self._server.close()
+            if self._metrics_listener is not None:
+                await self._metrics_listener.close()
+            raise
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="pusherd-sweeper")
         self.state.started = True
+        self.state.starting = False
 
     def force_stop(self) -> None:
         """End a drain in progress at once (a second SIGTERM or SIGINT)."""
@@ -240,23 +290,18 @@ class Server:
         return self._force.is_set()
 
     def drain_schedule(self, count: int, rng: random.Random | None = None) -> list[float]:
-        """Seconds after the grace at which each of `count` sockets is told 4200.
-
-        At most ``shutdown_batch_size`` sockets close at once (a few hundred reconnects
-        are no storm); more are spread over ``drain_seconds`` in batches, at least ten a
-        second, each batch at a random moment within its slot (jitter), so that the
-        surviving nodes see a steady trickle of reconnects, not a wave.
-        """
+        """Seconds after the grace at which each of `count` sockets is due its 4200
+        (:func:`pusherd.server.drain.drain_schedule` with this server's settings)."""
         cfg = self.config.server
-        if count <= cfg.shutdown_batch_size or cfg.drain_seconds <= 0:
-            return [0.0] * count
-        rng = rng or random.Random()
-        batches = max(math.ceil(count / cfg.shutdown_batch_size),
-                      math.ceil(cfg.drain_seconds * 10))
-        slot = cfg.drain_seconds / batches
-        # Each batch at a random moment in the first 80 % of its slot: in order, spread.
-        moments = [batch * slot + rng.random() * slot * 0.8 for batch in range(batches)]
-        return [moments[index * batches // count] for index in range(count)]
+        return drain_schedule(count, cfg.drain_seconds, cfg.shutdown_batch_size,
+                              rng or random.Random())
+
+    def drain_pacer(self, count: int, rng: random.Random | None = None) -> DrainPacer:
+        """The pacer of a drain of `count` sockets with this server's settings
+        (:class:`pusherd.server.drain.DrainPacer`: the schedule held to a token bucket)."""
+        cfg = self.config.server
+        return DrainPacer.plan(count, cfg.drain_seconds, cfg.shutdown_batch_size,
+                               rng or random.Random())
 
     async def drain(self) -> None:
         """The paced drain of SIGTERM (then :meth:`shutdown`).
@@ -264,7 +309,7 @@ class Server:
         ``/ready`` turns 503 and new WebSocket upgrades are refused (503) at once, while
         the listener stays open for health checks; after ``drain_grace`` seconds (time for
         load balancers to notice) the sockets are told to reconnect (4200) in batches
-        spread over ``drain_seconds`` (:meth:`drain_schedule`); then :meth:`shutdown`
+        spread over ``drain_seconds`` (:meth:`drain_pacer`); then :meth:`shutdown`
         waits for them to close. :meth:`force_stop` cuts every wait short.
         """
         cfg = self.config.server
@@ -277,24 +322,37 @@ class Server:
             if not await self._pause(cfg.drain_grace):
                 connections = list(state.connections.values())
                 random.shuffle(connections)
-                schedule = self.drain_schedule(len(connections))
-                # A loop that fell behind (a busy machine) catches up by at most one extra
-                # batch per step, so a stall never turns into a burst of reconnects.
-                most_per_step = 2 * max(1, math.ceil(len(connections) / max(
-                    1, len(set(schedule)))))
+                # The token bucket, not the loop, bounds the closes of any one second: a
+                # loop that woke late (a busy machine) closes what is overdue only as fast
+                # as the bucket refills, so a stall never turns into a burst of reconnects.
+                pacer = self.drain_pacer(len(connections))
                 started = time.monotonic()
                 told = 0
-                while told < len(connections):
-                    due = started + schedule[told]
-                    if await self._pause(due - time.monotonic()):
-                        break
-                    now_offset = time.monotonic() - started
-                    limit = told + most_per_step
-                    while told < min(limit, len(connections)) and schedule[told] <= now_offset:
+                steps: list[tuple[float, int]] = []  # (seconds since started, closes)
+                while (wake := pacer.next_wake()) is not None:
+                    delay = started + wake - time.monotonic()
+                    if delay > 0:
+                        if await self._pause(delay):
+                            break
+                    else:
+                        await asyncio.sleep(0)  # behind: let the writes of the last step go
+                        if self._force.is_set():
+                            break
+                    moment = time.monotonic() - started
+                    count = pacer.step(moment)
+                    if count:
+                        steps.append((moment, count))
+                    for _ in range(count):
                         connections[told].terminate(4200, "Server is shutting down: reconnect")
                         told += 1
-                    if told < len(connections) and schedule[told] <= now_offset:
-                        await asyncio.sleep(0.02)  # behind: let the writes of this step go
+                if steps:
+                    largest = largest_window(steps)
+                    log.info("drained: told %d connection(s) to reconnect in %.2f s; largest "
+                             "1 s window %d (limit %d)", told, steps[-1][0] - steps[0][0],
+                             largest, pacer.window_limit,
+                             extra={"event": "drain_told", "told": told,
+                                    "largest_window": largest,
+                                    "window_limit": pacer.window_limit})
         await self.shutdown()
 
     async def _wait_drained(self, timeout: float) -> None:
@@ -357,6 +415,8 @@ class Server:
         """Close idle keep-alive HTTP connections; let the adapter expire its caches and
         announce throttled subscription counts."""
         idle_limit = self.config.server.http_idle_timeout
+        if self.state.near_connection_limit():
+            idle_limit = min(idle_limit, NEAR_LIMIT_IDLE_TIMEOUT)
         for http in list(self.state.http_connections):
             if now - http.last_activity >= idle_limit:
                 http.close_idle()

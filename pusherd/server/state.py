@@ -45,19 +45,33 @@ class HttpConnection(Protocol):
         """Close the connection: it was idle for ``http_idle_timeout``."""
 
 
+def _last_activity(connection: HttpConnection) -> float:
+    return connection.last_activity
+
+
 class ServerState:
     """Connections, transports and counters of one server process."""
 
-    def __init__(self, max_open_connections: int, open_file_limit: int) -> None:
+    def __init__(self, max_open_connections: int, open_file_limit: int,
+                 max_transports: int | None = None) -> None:
         # Open client connections by socket id (registered, or being vetted).
         self.connections: dict[SocketId, Connection] = {}
         # Every accepted TCP connection (any state): counted against the open-file limit.
         self.transports: set[asyncio.BaseTransport] = set()
         # HTTP connections not (yet) upgraded, for the idle keep-alive sweep.
         self.http_connections: set[HttpConnection] = set()
+        # Client connections (WebSockets and fallback sessions) admitted at most; new
+        # ones are refused (503) beyond, while HTTP requests are still served.
         self.max_open_connections = max_open_connections
+        # TCP connections held at most: the client connections plus a reserve of
+        # descriptors for HTTP requests (the API, health checks, scrapes) on a full node.
+        self.max_transports = (max_open_connections if max_transports is None
+                               else max_transports)
         self.open_file_limit = open_file_limit
         self.started = False  # set once the server is bound and its adapter started
+        # Bound, adapter still starting: /up and /ready answer (ready: "starting"); new
+        # clients and HTTP API requests get 503 until the adapter is up.
+        self.starting = False
         self.draining = False
         # Set when the last transport closes during a drain (shutdown waits on it).
         self.drained = asyncio.Event()
@@ -78,25 +92,52 @@ class ServerState:
                 return socket_id
 
     def transport_opened(self, transport: asyncio.BaseTransport) -> bool:
-        """Count a new TCP connection; False when it is over the open-file limit (503)."""
+        """Count a new TCP connection; False when every descriptor it may use is taken
+        (the caller answers 503). At :attr:`max_transports`, the HTTP connection idle the
+        longest is closed to make room first: connections that send nothing cannot keep
+        the HTTP API of a full node away from the backend."""
         self.transports.add(transport)
-        if len(self.transports) <= self.max_open_connections:
+        if len(self.transports) <= self.max_transports:
             return True
+        idle = min(self.http_connections, key=_last_activity, default=None)
+        if idle is not None:
+            idle.close_idle()
+            return True
+        self.refused_at_limit("TCP connection")
+        return False
+
+    def admits_client(self) -> bool:
+        """Whether a new client connection (a WebSocket upgrade, a fallback session) fits
+        under :attr:`max_open_connections`; if not, the refusal is counted and logged."""
+        if len(self.connections) < self.max_open_connections:
+            return True
+        self.refused_at_limit("connection")
+        return False
+
+    def refused_at_limit(self, what: str) -> None:
+        """Count a refusal at the process's limit; log it at most every 10 seconds."""
         self.telemetry.open_file_limit_hit()
         now = time.monotonic()
         if now - self._limit_logged_at > 10:
             self._limit_logged_at = now
             log.warning(
-                "connection refused: %d open connections reached the limit of this process "
-                "(open-file limit %d); raise `ulimit -n` or add processes",
-                len(self.transports), self.open_file_limit,
+                "%s refused (503): this process holds %d client connections and %d TCP "
+                "connections, its limit (open-file limit %d); raise `ulimit -n` or add "
+                "processes", what, len(self.connections), len(self.transports),
+                self.open_file_limit, extra={"event": "connection_limit"},
             )
-        return False
+
+    def near_connection_limit(self) -> bool:
+        """Whether HTTP connections use the descriptors reserved for them (the idle
+        sweep then closes connections idle a few seconds, not ``http_idle_timeout``)."""
+        return len(self.transports) > self.max_open_connections
 
     def at_connection_limit(self) -> bool:
-        """Whether the process holds as many TCP connections as its open-file limit allows
-        (a load balancer should send new clients elsewhere)."""
-        return len(self.transports) >= self.max_open_connections
+        """Whether the process admits no more client connections, or holds as many TCP
+        connections as its open-file limit allows (a load balancer should send new
+        clients elsewhere)."""
+        return (len(self.connections) >= self.max_open_connections
+                or len(self.transports) >= self.max_transports)
 
     def transport_closed(self, transport: asyncio.BaseTransport) -> None:
         """Forget a closed TCP connection; the last one of a drain sets :attr:`drained`."""

@@ -31,6 +31,11 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
 )
 
+# The close codes a client commonly closes with, kept as labels when the client closed
+# first: normal closure, going away (a page left), no status. Any other code a client
+# chooses is counted as CLIENT_OTHER_CODE, so that clients cannot grow the label set.
+CLIENT_CLOSE_CODES = frozenset({1000, 1001, 1005})
+CLIENT_OTHER_CODE = "client_other"
 RATE_LIMIT_LOG_INTERVAL = 10  # seconds between two "rate-limited" lines of one app
 CLIENT_ERROR_LOG_BURST = 50  # client-error lines of one app per interval, then silence
 ConsoleSink = Callable[[dict[str, Any]], None]
@@ -103,13 +108,23 @@ class EndpointStats:
         """Requests observed."""
         return sum(self.buckets)
 
+    def observe(self, status: int, seconds: float) -> None:
+        """One request answered with HTTP `status` in `seconds`. Runs once per API
+        request while metrics are on: a few dict and list operations, no label lookup
+        (the caller keeps this object per path)."""
+        statuses = self.statuses
+        statuses[status] = statuses.get(status, 0) + 1
+        self.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.total += seconds
+
 
 class Telemetry:
     """The counters and the event log of one server process."""
 
     def __init__(self) -> None:
         self.connections_opened: dict[str, int] = {}  # app id -> count
-        self.connections_closed: dict[tuple[str, int], int] = {}  # (app id, close code)
+        # (app id, close code label): the code pusherd sent, or the client's (bounded)
+        self.connections_closed: dict[tuple[str, int | str], int] = {}
         self.connections_refused: dict[tuple[str, int], int] = {}  # (app id or "", code)
         self.connection_limit_refusals: dict[tuple[str, str], int] = {}  # (app id, limit)
         self.messages_received_closed: dict[str, int] = {}  # of connections that closed
@@ -120,6 +135,7 @@ class Telemetry:
         self.sinks: list[ConsoleSink] = []  # the debug console's feed, when enabled
         self._rate_limit_logged_at: dict[str, float] = {}  # app id -> monotonic seconds
         self._client_error_window: dict[str, list[float]] = {}  # app id -> [start, count]
+        self._log_windows: dict[str, list[float]] = {}  # line kind -> [start, count]
 
     # --- the console feed ---------------------------------------------------------------
 
@@ -169,9 +185,15 @@ class Telemetry:
             self.tell("connection_refused", app_id=app_id, code=code, reason=reason)
 
     def connection_closed(self, app_id: str, socket_id: str, code: int, reason: str,
-                          seconds: float, messages: int) -> None:
-        """An admitted connection ended (`code` as sent or received; 1006: no close)."""
-        key = (app_id, code)
+                          seconds: float, messages: int, by_client: bool = False) -> None:
+        """An admitted connection ended (`code` as sent or received; 1006: no close).
+        `by_client`: the client closed first, so `code` is the client's choice: its
+        metric label is the code only for :data:`CLIENT_CLOSE_CODES`, else
+        :data:`CLIENT_OTHER_CODE` (the log line keeps the code)."""
+        label: int | str = code
+        if by_client and code not in CLIENT_CLOSE_CODES:
+            label = CLIENT_OTHER_CODE
+        key = (app_id, label)
         self.connections_closed[key] = self.connections_closed.get(key, 0) + 1
         self.messages_received_closed[app_id] = (
             self.messages_received_closed.get(app_id, 0) + messages)
@@ -185,6 +207,50 @@ class Telemetry:
         if self.sinks:
             self.tell("connection_closed", app_id=app_id, socket_id=socket_id, code=code,
                       reason=reason)
+
+    def upgrade_refused_draining(self, app_id: str, peer: Any) -> None:
+        """A WebSocket upgrade or a new fallback session was refused (503): the process
+        is draining. Counted as ``connections_refused{code="503"}``; logged at most every
+        RATE_LIMIT_LOG_INTERVAL seconds (clients retry in a loop)."""
+        key = (app_id, 503)
+        count = self.connections_refused[key] = self.connections_refused.get(key, 0) + 1
+        if self._throttled("draining"):
+            return
+        ws_log.info("connection refused (503) while draining app=%s remote=%s (%d so far "
+                    "for this app; logged at most every %d s)", app_id or "-",
+                    remote_address(peer), count, RATE_LIMIT_LOG_INTERVAL,
+                    extra={"event": "connection_refused_draining", "app_id": app_id,
+                           "code": 503, "remote": remote_address(peer)})
+
+    def unknown_websocket_path(self, path: str, peer: Any) -> None:
+        """A WebSocket upgrade to a path that is no ``/app/{key}`` (404)."""
+        if self._throttled("unknown_path", burst=CLIENT_ERROR_LOG_BURST):
+            return
+        ws_log.info("WebSocket upgrade to an unknown path refused (404): %s remote=%s "
+                    "(the WebSocket path is {path_prefix}/app/{key})", path[:200],
+                    remote_address(peer),
+                    extra={"event": "unknown_websocket_path", "path": path[:200],
+                           "remote": remote_address(peer)})
+
+    def console_unauthorized(self, path: str) -> None:
+        """A request to the debug console without the right token (401)."""
+        self.auth_failures["console_token"] = self.auth_failures.get("console_token", 0) + 1
+        if self._throttled("console", burst=CLIENT_ERROR_LOG_BURST):
+            return
+        http_log.warning("debug console %s: wrong or missing token (401; %d so far)",
+                         path[:64], self.auth_failures["console_token"],
+                         extra={"event": "console_unauthorized", "path": path[:64]})
+
+    def _throttled(self, kind: str, burst: int = 1) -> bool:
+        """Whether a line of `kind` is over its budget: `burst` lines per
+        RATE_LIMIT_LOG_INTERVAL seconds (the counters still count every event)."""
+        now = time.monotonic()
+        window = self._log_windows.get(kind)
+        if window is None or now - window[0] >= RATE_LIMIT_LOG_INTERVAL:
+            self._log_windows[kind] = [now, 1]
+            return False
+        window[1] += 1
+        return window[1] > burst
 
     def open_file_limit_hit(self) -> None:
         """A TCP connection was refused (503) at the process's open-file limit."""
@@ -216,7 +282,7 @@ class Telemetry:
                     RATE_LIMIT_LOG_INTERVAL:
                 return
             self._rate_limit_logged_at[app_id] = now
-            ws_log.info("client events rate-limited app=%s socket_id=%s channel=%s (%d so "
+            ws_log.warning("client events rate-limited app=%s socket_id=%s channel=%s (%d so "
                         "far; logged at most every %d s)", app_id, socket_id, channel, count,
                         RATE_LIMIT_LOG_INTERVAL,
                         extra={"event": "client_events_rate_limited", "app_id": app_id,
@@ -224,8 +290,10 @@ class Telemetry:
             return
         if not self._may_log_client_error(app_id):
             return
-        # The messages name what was signed, never a signature or a secret.
-        ws_log.info("client error app=%s socket_id=%s code=%s channel=%s: %s", app_id,
+        # The messages name what was signed, never a signature or a secret. A refusal is
+        # a warning (kept at --log-level warning); the burst limit above keeps a flood of
+        # them from flooding the log.
+        ws_log.warning("client error app=%s socket_id=%s code=%s channel=%s: %s", app_id,
                     socket_id, exc.code, channel, exc.message[:200],
                     extra={"event": "client_error", "app_id": app_id, "socket_id": socket_id,
                            "code": exc.code, "channel": channel, "reason": reason})
@@ -251,16 +319,13 @@ class Telemetry:
 
     # --- the HTTP API -------------------------------------------------------------------
 
-    def api_request(self, endpoint: str, status: int, seconds: float) -> None:
-        """One HTTP request answered (metrics; called only while metrics are on). Kept to
-        a few dict and list operations: it runs once per API request."""
+    def endpoint_stats(self, endpoint: str) -> EndpointStats:
+        """The counters of one HTTP API endpoint label (created on first use), for the
+        caller to keep and :meth:`EndpointStats.observe` each request on (metrics on)."""
         stats = self.api.get(endpoint)
         if stats is None:
             stats = self.api[endpoint] = EndpointStats()
-        statuses = stats.statuses
-        statuses[status] = statuses.get(status, 0) + 1
-        stats.buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        stats.total += seconds
+        return stats
 
     def api_error(self, method: str, endpoint: str, app_id: str, status: int,
                   message: str) -> None:

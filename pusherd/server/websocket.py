@@ -113,7 +113,8 @@ class WebSocketConnection:
             code, reason = self.close_status()
             self.state.telemetry.connection_closed(
                 self.app.id, self.socket_id, code, reason,
-                time.monotonic() - self.opened_at, session.messages_received)
+                time.monotonic() - self.opened_at, session.messages_received,
+                by_client=self.closed_by_client())
 
     def close_status(self) -> tuple[int, str]:
         """The close code and reason of an ended connection: the one who closed first
@@ -127,6 +128,13 @@ class WebSocketConnection:
         if received is not None:
             return int(received.code), received.reason
         return 1006, "connection lost"
+
+    def closed_by_client(self) -> bool:
+        """Whether the client's close frame came first (its code is the client's choice)."""
+        protocol = self.protocol
+        received = protocol.close_rcvd
+        return not self.cut_off and received is not None and (
+            protocol.close_sent is None or protocol.close_rcvd_then_sent is True)
 
     # --- outbound -----------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ The parent binds nothing that serves: it resolves the port (port 0 picks a free 
 every worker binds that one), forks the workers, waits until each reports it is
 listening, and prints the one machine-readable line. Each worker is a whole pusherd
 with the Redis adapter, listening with ``SO_REUSEPORT`` so the kernel spreads new
-connections over them. SIGTERM or SIGINT to the parent is passed to every worker, which
+connections over them. SIGTERM, SIGINT or SIGHUP to the parent is passed to every worker, which
 drains as a single pusherd does; the parent waits for them (then kills what is left
 after the drain's length, ``drain_grace + drain_seconds + shutdown_timeout``, plus a
 margin). A worker that dies on its own is started
@@ -87,7 +87,8 @@ def run_workers(config: Config, workers: int, worker_main: WorkerMain,
     def stop(signum: int, frame: FrameType | None) -> None:
         stopping.append(signum)
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, stop)
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     pool = [_Worker(i) for i in range(workers)]
 
     def start(worker: _Worker) -> None:

@@ -171,12 +171,19 @@ class Browser:
         assert reply["id"] == self._next, reply
         if not reply["ok"]:
             page = args.get("page")
-            recent = [
-                json.dumps(e)[:300]
-                for e in self.snapshot()
-                if e.get("page") == page and e["type"] != "request"
-            ][-25:]
-            raise AssertionError(f"{op} {args}: {reply['error']}\n" + "\n".join(recent))
+            # the page's recent frames and requests (a request's "t" is when it was sent),
+            # and what the awaited element shows now: enough to tell a late event from a
+            # stale render
+            recent = [json.dumps(e)[:1200] for e in self.snapshot() if e.get("page") == page][-30:]
+            shown = ""
+            if op == "wait" and "selector" in args and "_diagnosing" not in args:
+                try:
+                    shown = "now shown: " + repr(
+                        self.call("text", page=page, selector=args["selector"], _diagnosing=1)
+                    )
+                except AssertionError as exc:
+                    shown = f"now shown: (unreadable: {str(exc)[:200]})"
+            raise AssertionError(f"{op} {args}: {reply['error']}\n{shown}\n" + "\n".join(recent))
         return reply["value"]
 
     def forget(self) -> None:

@@ -226,10 +226,15 @@ def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
     browser.call("focus", page="ana", selector=ready)
     browser.call("press", page="ana", key="Enter")
 
-    # within 2 s, without a reload: the list and the stats of the admin's page
-    browser.call("wait", page="admin", selector=TODAY, text="Ana Reyes", timeout=2000)
+    # without a reload, the list and the stats of the admin's page follow. How fast is the
+    # event path's business (the list is fetched when attendance.updated arrives; the stats
+    # come in a dashboard.updated, at most one per 2 s by design, so up to 2 s after the
+    # previous one, sent when Ana came online): the bound here only stops a test that would
+    # otherwise hang on a loaded machine. What proves the WebSocket did it is below: no
+    # request for the stats at all, and the list fetched only after its event arrived.
+    browser.call("wait", page="admin", selector=TODAY, text="Ana Reyes", timeout=15000)
     browser.call(
-        "wait", page="admin", selector='[data-stat="pending_today"] dd', text="2", timeout=2000
+        "wait", page="admin", selector='[data-stat="pending_today"] dd', text="2", timeout=15000
     )
 
     # ... and it was the WebSocket: the stats arrived in dashboard.updated with no request for
@@ -250,7 +255,7 @@ def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
     browser.call("wait", page="ana", selector="[data-testid=attendance-action]", text="Check out")
     assert browser.call("focused", page="ana") == "button:Check out"
     # the late check-in notified the admins: the dashboard's panel shows it, pushed to them
-    browser.call("wait", page="admin", selector="[data-testid=notifications] li", timeout=5000)
+    browser.call("wait", page="admin", selector="[data-testid=notifications] li", timeout=15000)
     own = next(
         f["data"]["channel"]
         for f in browser.frames("admin", "sent")
@@ -288,7 +293,7 @@ def test_the_admin_dashboard_follows_a_check_in_over_the_websocket(
     assert browser.call("focused", page="ana") == "button:Checked out for today"
     assert "Late" in browser.call("text", page="ana", selector=".badges")
     browser.call(
-        "wait", page="admin", selector='[data-stat="left_early_today"] dd', text="1", timeout=5000
+        "wait", page="admin", selector='[data-stat="left_early_today"] dd', text="1", timeout=15000
     )
     assert browser.call("text", page="admin", selector='[data-stat="late_today"] dd') == "1"
     browser.call(
@@ -382,9 +387,9 @@ def test_through_a_pusherd_outage_the_page_polls_then_revalidates_on_reconnect(
         ),
         90,  # pusher-js retries on its own schedule
     )
-    browser.call("wait", page="admin", selector=CONNECTED, timeout=5000)
+    browser.call("wait", page="admin", selector=CONNECTED, timeout=15000)
     browser.call(
-        "wait", page="admin", selector=f"{sessions_row}:has-text('now')", text="1/3", timeout=3000
+        "wait", page="admin", selector=f"{sessions_row}:has-text('now')", text="1/3", timeout=15000
     )
     # only the revalidation on reconnect fetched the sessions list
     fetched = browser.requests("admin", "/api/attendance-sessions?", since=stopped)
@@ -501,7 +506,7 @@ def test_an_employee_page_never_subscribes_to_admin_channels_and_sign_out_stops_
         page="cora",
         selector=notice,
         text="Your account has been deactivated.",
-        timeout=5000,
+        timeout=15000,
     )
     assert browser.wait_for_event(
         event_frame("cora", f"private-user.{cora}", "employee.updated", deactivated), 1
@@ -597,17 +602,17 @@ def test_the_admin_dashboard_shows_who_is_online_live(stack_factory: Any, browse
     stack.sign_in("ana", "ana")
     joined = stack.subscribed("ana", "presence-online")
     browser.call(
-        "wait", page="admin", selector=f"{ana_row}[data-online=true]", text="Online", timeout=5000
+        "wait", page="admin", selector=f"{ana_row}[data-online=true]", text="Online", timeout=15000
     )
-    browser.call("wait", page="admin", selector=online, text="1", timeout=5000)
+    browser.call("wait", page="admin", selector=online, text="1", timeout=15000)
     first = presence_frames(stack, ana_id)
     assert [f["online_now"] for f in first] == [True] and first[0]["t"] >= joined["t"], first
     # the number came in dashboard.updated itself: no request for the dashboard
     assert browser.requests("admin", "/api/reports/dashboard", since=joined["t"]) == []
     # the admin counts no one (online_now is employees): Ben joins, it says 2
     stack.sign_in("ben", "ben")
-    browser.call("wait", page="admin", selector=online, text="2", timeout=5000)
-    browser.call("wait", page="admin", selector=f"{ben_row}[data-online=true]", timeout=5000)
+    browser.call("wait", page="admin", selector=online, text="2", timeout=15000)
+    browser.call("wait", page="admin", selector=f"{ben_row}[data-online=true]", timeout=15000)
     browser.call("screenshot", page="admin", path=str(ARTIFACTS / "admin-dashboard-online.png"))
     # at phone width (the same page: a second admin sign-in would end this one)
     browser.call("resize", page="admin", viewport=[375, 812])

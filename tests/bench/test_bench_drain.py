@@ -15,3 +15,6 @@ async def test_a_small_drain_run_reports_every_close_and_reconnection() -> None:
     assert sum(result["closes_per_second"]) == 120
     assert result["exit_code"] == 0
     assert 0 < result["max_second_share"] <= 1
+    # Node A's own record of its closes (its "drained:" log line) is read and reported.
+    assert result["server_largest_1s_window"] is not None
+    assert result["server_largest_1s_window"] <= result["server_window_limit"]

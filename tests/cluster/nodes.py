@@ -12,7 +12,8 @@ from tests.support.pusherd_process import PusherdProcess, run_pusherd
 
 
 def cluster_toml(redis_url: str, prefix: str, lease_ttl: float = 2.0,
-                 reap_interval: float = 0.25, extra_app: str = "") -> str:
+                 reap_interval: float = 0.25, extra_app: str = "", extra_redis: str = ""
+                 ) -> str:
     return f"""
 [server]
 host = "127.0.0.1"
@@ -24,6 +25,7 @@ url = "{redis_url}"
 prefix = "{prefix}"
 lease_ttl = {lease_ttl}
 reap_interval = {reap_interval}
+{extra_redis}
 
 [[apps]]
 id = "{APP.id}"

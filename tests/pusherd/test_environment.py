@@ -149,11 +149,13 @@ def test_tls_files_must_exist_and_come_in_pairs(tmp_path: Path) -> None:
     cert.write_text("x")
     with pytest.raises(ConfigError) as caught:
         load_config(None, {"PUSHERD_TLS_CERT_FILE": str(cert)})
-    assert caught.value.key == "server.tls.key_file"
+    # Named as the user set them: the variables, not the config keys.
+    assert caught.value.key == "PUSHERD_TLS_KEY_FILE"
+    assert "PUSHERD_TLS_CERT_FILE is set" in str(caught.value)
     with pytest.raises(ConfigError) as caught:
         load_config(None, {"PUSHERD_TLS_CERT_FILE": str(cert),
                            "PUSHERD_TLS_KEY_FILE": str(tmp_path / "absent.pem")})
-    assert caught.value.key == "server.tls.key_file" and "absent.pem" in str(caught.value)
+    assert caught.value.key == "PUSHERD_TLS_KEY_FILE" and "absent.pem" in str(caught.value)
 
 
 def test_the_console_needs_a_real_token(tmp_path: Path) -> None:
@@ -179,3 +181,133 @@ def test_a_bad_redis_url_is_refused_without_its_password() -> None:
                       "REDIS_URL": "http://admin:Hunter2-secret@cache:6379/0"})
     assert error.key == "REDIS_URL"
     assert "Hunter2-secret" not in str(error) and "cache:6379" in str(error)
+
+
+FILE_APP = '''
+[[apps]]
+id = "4242"
+key = "opskey"
+secret = "placeholder-secret"
+allowed_origins = ["https://app.example.com"]
+max_connections = 100
+max_client_events_per_second = 3
+
+[[apps.webhooks]]
+url = "http://127.0.0.1:9/hook"
+'''
+
+
+def test_credentials_from_the_environment_complete_the_file_app_with_that_id_and_key(
+    tmp_path: Path,
+) -> None:
+    """App settings in the file, credentials in the environment file: the environment
+    sets the secret (and only what it sets); origins, limits and webhooks stay."""
+    path = tmp_path / "apps.toml"
+    path.write_text(FILE_APP)
+    config = load_config(path, {"REVERB_APP_ID": "4242", "REVERB_APP_KEY": "opskey",
+                                "REVERB_APP_SECRET": "RealSecretFromEnvFile"})
+    (app,) = config.apps
+    assert app.secret == "RealSecretFromEnvFile"
+    assert app.allowed_origins == ("https://app.example.com",)
+    assert (app.max_connections, app.max_client_events_per_second) == (100, 3)
+    assert [hook.url for hook in app.webhooks] == ["http://127.0.0.1:9/hook"]
+    (notice,) = config.notices
+    assert "apps[0]" in notice and "REVERB_APP_SECRET" in notice
+    assert "RealSecretFromEnvFile" not in notice
+
+    config = load_config(path, {"PUSHERD_APP_ID": "4242", "PUSHERD_APP_KEY": "opskey",
+                                "PUSHERD_APP_SECRET": "RealSecretFromEnvFile",
+                                "REVERB_APP_MAX_CONNECTIONS": "5",
+                                "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM": "none"})
+    (app,) = config.apps
+    assert (app.max_connections, app.enable_client_events) == (5, False)
+    assert app.allowed_origins == ("https://app.example.com",) and app.webhooks
+    assert "REVERB_APP_MAX_CONNECTIONS" in config.notices[0]
+
+
+@pytest.mark.parametrize(("env", "named", "clash"), [
+    ({"REVERB_APP_ID": "4242", "REVERB_APP_KEY": "otherkey"}, "REVERB_APP_ID", "'opskey'"),
+    ({"REVERB_APP_ID": "78", "REVERB_APP_KEY": "opskey"}, "REVERB_APP_KEY", "'4242'"),
+])
+def test_an_environment_app_that_half_matches_a_file_app_is_refused(
+    tmp_path: Path, env: dict[str, str], named: str, clash: str,
+) -> None:
+    path = tmp_path / "apps.toml"
+    path.write_text(FILE_APP)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {**env, "REVERB_APP_SECRET": "zzzzzzzzzzzz"})
+    message = str(caught.value)
+    assert caught.value.key == named
+    # Both sources are named: the variables and the file's entry.
+    assert "apps[0]" in message and clash in message and "config file" in message
+    assert "REVERB_APP_ID" in message and "REVERB_APP_KEY" in message
+
+
+@pytest.mark.parametrize("value", ["bogus", "member", "true", "memebers"])
+def test_an_unknown_accept_client_events_from_is_refused_naming_the_accepted_values(
+    value: str,
+) -> None:
+    error = _refused({**APP_ENV, "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM": value})
+    assert error.key == "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM"
+    assert "members" in str(error) and "none" in str(error) and repr(value) in str(error)
+    # Case and spaces do not matter, as before.
+    assert _env_app(_load({**APP_ENV, "REVERB_APP_ACCEPT_CLIENT_EVENTS_FROM": " Members "})
+                    ).enable_client_events is True  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_ping_interval_that_is_not_positive_is_refused(value: str) -> None:
+    error = _refused({"REVERB_APP_PING_INTERVAL": value})
+    assert error.key == "REVERB_APP_PING_INTERVAL" and "> 0" in str(error)
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"REVERB_APP_ACTIVITY_TIMEOUT": "0"}, "REVERB_APP_ACTIVITY_TIMEOUT"),
+    ({"REVERB_APP_MAX_MESSAGE_SIZE": "-1"}, "REVERB_APP_MAX_MESSAGE_SIZE"),
+    ({"PUSHERD_PORT": "70000"}, "PUSHERD_PORT"),
+    ({"REVERB_SERVER_PORT": "70000"}, "REVERB_SERVER_PORT"),
+    ({"PUSHERD_METRICS_PORT": "70000"}, "PUSHERD_METRICS_PORT"),
+    ({"PUSHERD_CONSOLE_TOKEN": "short"}, "PUSHERD_CONSOLE_TOKEN"),
+    ({**APP_ENV, "REVERB_APP_MAX_CONNECTIONS": "-1"}, "REVERB_APP_MAX_CONNECTIONS"),
+])
+def test_an_error_in_an_environment_value_names_the_variable(
+    env: dict[str, str], named: str,
+) -> None:
+    error = _refused(env)
+    assert error.key == named, str(error)
+
+
+def test_the_command_line_port_is_named_as_such_even_with_the_variable_set() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {"PUSHERD_PORT": "8080"}, port=70000)
+    assert caught.value.key == "server.port"
+
+
+def test_unknown_pusherd_and_reverb_variables_are_named_in_a_warning() -> None:
+    config = _load({"PUSHERD_LOGS": "debug", "REVERB_APP_MAX_CONECTIONS": "5",
+                    "PUSHERD_REDIS_URl": "redis://x", "OTHER_THING": "1",
+                    "REVERB_APP_RATE_LIMIT_MAX_ATTEMPTS": "5"})
+    text = "\n".join(config.warnings)
+    assert "PUSHERD_LOGS" in text
+    assert "REVERB_APP_MAX_CONECTIONS" in text and "did you mean REVERB_APP_MAX_CONNECTIONS" \
+        in text
+    assert "did you mean PUSHERD_REDIS_URL" in text
+    assert "OTHER_THING" not in text and "RATE_LIMIT" not in text
+    assert len(config.warnings) == 3
+    # Every name --help lists (and every name Reverb reads) is known.
+    listed = {n.strip() for var in ENVIRONMENT for n in var.name.split(",")}
+    assert _load({name: "" for name in listed | set(REVERB_NAMES)}).warnings == ()
+
+
+def test_metrics_settings_that_contradict_each_other(tmp_path: Path) -> None:
+    path = tmp_path / "m.toml"
+    path.write_text("[metrics]\nenabled = false\nport = 18475\n")
+    (warning,) = load_config(path, {}).warnings
+    assert "metrics.port" in warning and "enabled" in warning
+    path.write_text("[server]\nport = 18471\n[metrics]\nport = 18471\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert caught.value.key == "metrics.port" and "server's port" in str(caught.value)
+    path.write_text("[console]\ntoken = \"a-long-enough-token-here\"\n")
+    (warning,) = load_config(path, {}).warnings
+    assert "console" in warning

@@ -4,9 +4,12 @@ with 503, then 4200 closes spread over drain_seconds; a second signal ends it at
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import signal
 import time
 
+import pytest
 import websockets
 
 from pusherd.server.server import Server
@@ -95,6 +98,12 @@ async def test_sigterm_drains_in_paced_batches_on_a_real_process() -> None:
         assert await asyncio.to_thread(server.process.wait, 15) == 0
     output = "".join(server.output)
     assert "draining: not ready; 60 connection(s)" in output
+    # The server's own record of when it told whom: no window of 1 s over the pacer's
+    # limit (60 over 2 s needs 30 a second: the limit is that and the burst, 30 + 7).
+    told = re.search(r"drained: told (\d+) connection\(s\) to reconnect in [\d.]+ s; "
+                     r"largest 1 s window (\d+) \(limit (\d+)\)", output)
+    assert told is not None, output[-2000:]
+    assert int(told[1]) == 60 and int(told[2]) <= int(told[3]) == 37
     # Nobody was closed during the grace, and the closes spread over most of 2 seconds
     # instead of arriving together.
     assert min(closed_at) - signalled >= 0.5
@@ -116,3 +125,25 @@ async def test_a_second_sigterm_ends_the_drain_at_once() -> None:
         code, _ = await client.closed(timeout=10)
         assert code is not None
     assert "second stop signal: closing at once" in "".join(server.output)
+
+
+async def test_a_stalled_loop_does_not_let_the_overdue_closes_out_at_once(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A real stall: the event loop blocked for 1.5 s just after the closes began. The
+    closes that fell due meanwhile go out at the token bucket's rate, not in one step."""
+    server = await start_server(
+        "[server]\nport = 0\ndrain_grace = 0\ndrain_seconds = 2\nshutdown_batch_size = 10\n"
+        "shutdown_timeout = 10\n" + APP_TOML)
+    clients = await asyncio.gather(*(Client.open(server.port) for _ in range(60)))
+    caplog.set_level(logging.INFO, logger="pusherd")
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.1, time.sleep, 1.5)  # the stall (a blocking call in the loop)
+    await asyncio.wait_for(server.drain(), 30)
+    for client in clients:
+        code, frames = await client.closed(timeout=10)
+        assert code == 4200 and [error_code(f) for f in frames] == [4200]
+    [record] = [r for r in caplog.records if getattr(r, "event", None) == "drain_told"]
+    assert record.told == 60  # type: ignore[attr-defined]
+    # Without the bucket the ~45 closes due by the end of the stall would go in one step.
+    assert record.largest_window <= record.window_limit == 37  # type: ignore[attr-defined]

@@ -76,10 +76,19 @@ class Process:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         running = cls(process)
         assert process.stdout is not None and process.stderr is not None
-        first = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-        assert first.startswith("pusherd listening on http://127.0.0.1:"), first
-        running.stdout.append(first)
-        running.port = int(first.rsplit(":", 1)[1])
+        if "json" in args:  # the banner is one JSON record on stderr, stdout stays empty
+            first = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+            running.stderr.append(first)
+            record = json.loads(first)
+            assert record["event"] == "listening", first
+            assert record["message"] == "pusherd listening on " + record["url"]
+            url = record["url"]
+        else:
+            first = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+            running.stdout.append(first)
+            url = first.removeprefix("pusherd listening on ").strip()
+        assert url.startswith("http://127.0.0.1:"), first
+        running.port = int(url.rsplit(":", 1)[1])
         running._pumps = [asyncio.create_task(running._pump(process.stdout, running.stdout)),
                           asyncio.create_task(running._pump(process.stderr, running.stderr))]
         return running
@@ -111,6 +120,9 @@ async def _full_run(port: int, signatures: list[str]) -> None:
                          secret="forged") == 401
     assert await _signed(port, "GET", "/apps/1001/channels", b"", signatures,
                          timestamp=1) == 401
+    # A short string to sign: a message cut at 200 characters would reach what was sent.
+    assert await _signed(port, "GET", "/apps/1001/channels", b"", signatures,
+                         secret="forged") == 401
     assert (await http_request(port, "POST", "/apps/1001/events", b"x" * 5000)).status == 413
     unknown = await Client.open(port, "no-such-key", handshake=False)
     assert error_code(await unknown.recv()) == 4001
@@ -178,6 +190,13 @@ async def test_a_full_run_logs_each_event_once_and_never_a_secret_or_signature(
     assert len(signatures) >= 8
     for secret in (SECRET, MASTER_KEY, CONSOLE_TOKEN, *signatures):
         assert secret not in stderr and secret not in stdout, secret
+    # Not even a part of a signature: no 10 hex digits of one in a row (windows of
+    # decimal digits only are skipped: socket ids and times are made of those).
+    for signature in signatures:
+        for start in range(len(signature) - 9):
+            piece = signature[start:start + 10]
+            if not piece.isdigit():
+                assert piece not in stderr and piece not in stdout, (signature, piece)
     # Every log line is one JSON object; collect them by event.
     lines = [json.loads(line) for line in running.stderr]
     events: dict[str, list[dict[str, Any]]] = {}
@@ -208,10 +227,14 @@ async def test_a_full_run_logs_each_event_once_and_never_a_secret_or_signature(
     # Control frames too: the client's close and the server's echo of it.
     assert any(m.startswith("in ") and " close 1000" in m for m in frames)
     assert any(m.startswith("out ") and " close 1000" in m for m in frames)
-    # The banner is on stdout between two rules; no log line is there.
-    banner = stdout.split("-" * 72)
-    assert len(banner) == 3 and "stop: SIGTERM" in banner[1] and "/ready" in banner[1]
-    assert not any(line.startswith("{") for line in running.stdout)
+    # In JSON format stdout stays empty: the banner is the first record on stderr, with
+    # the banner's lines as a list, and the stop is a record too.
+    assert stdout == ""
+    banner = events["listening"]
+    assert len(banner) == 1 and lines[0] is banner[0]
+    assert any("stop: SIGTERM" in line for line in banner[0]["banner"])
+    assert any("/ready" in line for line in banner[0]["banner"])
+    assert [e["message"] for e in events["stopped"]] == ["pusherd stopped"]
 
 
 async def test_text_logs_at_the_default_level_show_connections_and_refusals(
@@ -248,3 +271,123 @@ async def test_configured_webhooks_are_said_to_be_undelivered_by_a_build_without
     # The other half of the rule is the webhook sender's: once pusherd.webhooks exists,
     # a configured webhook is delivered and this warning must go.
     assert warned == (find_spec("pusherd.webhooks") is None)
+
+
+FORGED = "2026-11-30 00:00:00,000 WARNING pusherd.http: FORGED"
+
+
+async def test_a_client_cannot_write_a_line_of_its_own_into_the_text_log(
+    tmp_path: Path,
+) -> None:
+    """Newlines, carriage returns and terminal escapes in client-controlled values (a
+    channel name, an event name, a close reason, an Origin, a key) are escaped in text
+    lines: every line the server writes starts with its own timestamp."""
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML)
+    running = await Process.start("--config", str(config), "--port", "0")
+    try:
+        client = await Client.open(running.port)
+        for channel in (f"private-x\n{FORGED}-1", f"bad name\r\n{FORGED}-2",
+                        f"private-\x1b[2J\x1b[31mred\u2028{FORGED}-3"):
+            frame = await client.subscribe(channel, "app-key:abc")
+            assert frame["event"] in ("pusher:error", "pusher:subscription_error"), frame
+        await client.send({"event": f"client-x\n{FORGED}-4", "channel": "nope", "data": {}})
+        await client.barrier()
+        await client.ws.close(code=4000, reason=f"bye\n{FORGED}-5")
+        # A header cannot carry C0 controls, but it can carry C1 ones (read as latin-1):
+        # CSI (a terminal escape) and NEL (a line break to some viewers).
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        writer.write(b"GET /app/wrong-key?protocol=7 HTTP/1.1\r\nHost: x\r\n"
+                     b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n"
+                     b"Origin: https://a.example\x9b2K\x85FORGED-6\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).startswith(
+            b"HTTP/1.1 101")
+        assert b"4001" in await asyncio.wait_for(reader.read(1000), 5)
+        writer.close()
+    finally:
+        assert await running.stop() == 0
+    stderr = "".join(running.stderr)
+    for number in (1, 2, 3, 5, 6):
+        assert f"FORGED-{number}" in stderr, stderr  # the value is logged, escaped
+    for control in ("\x1b", "\u2028", "\x9b", "\x85", "\r"):
+        assert control not in stderr
+    for line in running.stderr:
+        assert line[:4].isdigit() and "FORGED" not in line[:40], line
+    assert "\\nbye" not in stderr and f"reason=bye\\n{FORGED}-5" in stderr
+
+
+async def test_at_level_warning_refused_subscriptions_and_rate_limits_are_kept(
+    tmp_path: Path,
+) -> None:
+    """`--log-level warning` keeps refusals: a refused private subscription, a refused
+    sign-in and client events over the rate limit are warnings."""
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML.replace("enable_client_events = true",
+                                   "enable_client_events = true\n"
+                                   "max_client_events_per_second = 1"))
+    running = await Process.start("--config", str(config), "--port", "0",
+                                  "--log-level", "warning")
+    try:
+        client = await Client.open(running.port)
+        refused = await client.subscribe("private-bad", "app-key:" + "0" * 64)
+        assert refused["event"] in ("pusher:error", "pusher:subscription_error")
+        await client.barrier()
+        await client.send({"event": "pusher:signin", "data": {
+            "auth": "app-key:" + "0" * 64, "user_data": '{"id":"1"}'}})
+        assert error_code(await client.recv()) == 4009
+        await client.subscribe_ok("private-ok", channel_auth(client.socket_id, "private-ok",
+                                                             app=APP))
+        for _ in range(3):
+            await client.send({"event": "client-typing", "channel": "private-ok", "data": {}})
+        await client.barrier()
+        await client.close()
+    finally:
+        assert await running.stop() == 0
+    stderr = "".join(running.stderr)
+    assert "WARNING pusherd.ws: client error" in stderr and "channel=private-bad" in stderr
+    assert "code=4009 channel=-" in stderr  # the sign-in
+    assert "WARNING pusherd.ws: client events rate-limited" in stderr
+    assert " INFO " not in stderr
+
+
+async def test_debug_logs_every_frame_of_an_http_fallback_session_too(tmp_path: Path) -> None:
+    from tests.pusherd.fallback_wire import Stream, new_session_path, send
+
+    config = tmp_path / "pusherd.toml"
+    config.write_text(TOML)
+    running = await Process.start("--config", str(config), "--port", "0", "--debug",
+                                  "--log-format", "json")
+    signatures: list[str] = []
+    try:
+        session = new_session_path()
+        stream = await Stream.open(running.port, session, key=APP.key)
+        socket_id = await stream.handshake()
+        auth = channel_auth(socket_id, "private-x", app=APP)
+        signatures.append(auth.split(":", 1)[1])
+        sent = await send(running.port, session, [
+            {"event": "pusher:subscribe", "data": {"channel": "private-x", "auth": auth}}],
+            key=APP.key)
+        assert sent.status == 204
+        await stream.expect("pusher_internal:subscription_succeeded")
+        assert await _signed(running.port, "POST", "/apps/1001/events",
+                             b'{"name":"e","channels":["private-x"],"data":"d"}',
+                             signatures) == 200
+        await stream.expect("e")
+        stream.abort()
+    finally:
+        assert await running.stop() == 0
+    stderr = "".join(running.stderr)
+    for secret in (SECRET, *signatures):
+        assert secret not in stderr, secret
+    frames = [entry["message"] for entry in map(json.loads, running.stderr)
+              if entry["logger"] == "pusherd.ws.debug"]
+    # The WebSocket frame log's format: "in|out <socket_id> <frame>", auth redacted.
+    mine = [m for m in frames if m.split(" ", 2)[1:2] == [socket_id]]
+    assert any(m.startswith("out ") and "pusher:connection_established" in m for m in mine)
+    assert any(m.startswith("in ") and "pusher:subscribe" in m and "<redacted>" in m
+               for m in mine), frames
+    assert any(m.startswith("out ") and "pusher_internal:subscription_succeeded" in m
+               for m in mine)
+    assert any(m.startswith("out ") and '"event":"e"' in m for m in mine)

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 
 import pytest
+import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from pusherd.core.transitions import ChannelVacated, Transition
-from pusherd.server.server import Server
+from pusherd.server.server import NEAR_LIMIT_IDLE_TIMEOUT, Server
+from tests.cluster.waiting import wait_until
 from tests.pusherd.conftest import StartServer
 from tests.pusherd.wire import (
     Client,
@@ -218,17 +222,68 @@ async def test_metrics_can_be_turned_off(start_server: StartServer) -> None:
 async def test_ready_says_why_not_while_at_the_connection_limit(
     start_server: StartServer,
 ) -> None:
+    """A really full node: no room for one more client connection, and every descriptor
+    of the HTTP reserve held by TCP connections that never send a request. It keeps
+    serving the clients it has, its HTTP API (triggers to them), /up, /ready (with the
+    reason) and /metrics; only new WebSocket upgrades are refused."""
     server = await start_server(TOML)
+    state = server.state
     reply = await http_request(server.port, "GET", "/ready")
     assert (reply.status, reply.json()) == (200, {"status": "ready"})
-    client = await Client.open(server.port)
-    # The process's limit comes from its open-file limit; lower it to what is open now.
-    server.state.max_open_connections = len(server.state.transports) + 1
+    clients = [await Client.open(server.port) for _ in range(2)]
+    for client in clients:
+        await client.subscribe_ok("news")
+    idle = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(4)]
+    await wait_until(lambda: len(state.transports) == len(clients) + len(idle),
+                     what="the idle connections to be accepted")
+    # The limits come from the open-file limit; lower them to what is open now.
+    state.max_open_connections = len(state.connections)
+    state.max_transports = len(state.transports)
+
     reply = await http_request(server.port, "GET", "/ready")
     assert (reply.status, reply.json()) == (503, {"status": "at_connection_limit"})
-    server.state.max_open_connections = 10_000
+    reply = await http_request(server.port, "GET", "/up")
+    assert (reply.status, reply.json()) == (200, {"status": "ok"})
+    await call(sdk(server.port).trigger, "news", "full", {"n": 1})
+    for client in clients:
+        frame = await client.expect("full", "news")
+        assert json.loads(frame["data"]) == {"n": 1}
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await Client.open(server.port)
+    assert refused.value.response.status_code == 503
+    samples = await scrape(server.port)
+    assert value(samples, "pusherd_ready") == 0
+    assert value(samples, "pusherd_connection_limit_refusals_total", app="",
+                 limit="open_files") == 1
+    # Room was made by closing the connections that sat idle longest.
+    assert await asyncio.wait_for(idle[0][0].read(), 5) == b""
+    for _, writer in idle:
+        writer.close()
+
+    state.max_open_connections = state.max_transports = 10_000
     assert (await http_request(server.port, "GET", "/ready")).status == 200
-    await client.close()
+    for client in clients:
+        await client.close()
+
+
+async def test_near_the_limit_idle_http_connections_are_closed_after_a_few_seconds(
+    start_server: StartServer,
+) -> None:
+    """Connections that never send a request cannot hold the HTTP reserve for the whole
+    http_idle_timeout (75 s): near the limit the sweep closes them after 5 s."""
+    server = await start_server(TOML)
+    state = server.state
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await wait_until(lambda: len(state.http_connections) == 1,
+                     what="the connection to be accepted")
+    now = time.monotonic()
+    server.sweep_housekeeping(now + NEAR_LIMIT_IDLE_TIMEOUT + 1, 0)
+    assert len(state.http_connections) == 1  # not near the limit: http_idle_timeout holds
+    state.max_open_connections = 0  # every transport now uses the HTTP reserve
+    server.sweep_housekeeping(now + NEAR_LIMIT_IDLE_TIMEOUT + 1, 0)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+    state.max_open_connections = 10_000
 
 
 def test_ready_is_false_before_the_server_started_and_after_the_adapter_fails() -> None:
@@ -278,3 +333,52 @@ async def test_webhook_queue_and_outcomes_are_metrics_when_webhooks_are_configur
     queued = value(samples, "pusherd_webhook_pending")
     assert queued + value(samples, "pusherd_webhook_delivered_total") >= 1
     await client.close()
+
+
+async def test_close_codes_a_client_chooses_cannot_grow_the_label_set(
+    start_server: StartServer,
+) -> None:
+    """pusherd's own close codes keep their label; of the codes a client closes with,
+    only 1000, 1001 and 1005 do, every other one is counted as client_other."""
+    server = await start_server(TOML)
+    codes = [*range(3000, 3005), 4000, 4200, 4999, 1000, 1001]
+    for code in codes:
+        client = await Client.open(server.port)
+        await client.ws.close(code=code)
+    too_big = await Client.open(server.port)  # pusherd closes it: 1009
+    await too_big.send("x" * 70_000)
+    assert (await too_big.closed())[0] == 1009
+    await wait_until(lambda: sum(server.state.telemetry.connections_closed.values())
+                     == len(codes) + 1, what="every close to be counted")
+    samples = await scrape(server.port)
+    closed = {dict(labels)["code"]: count for (name, labels), count in samples.items()
+              if name == "pusherd_connections_closed_total"}
+    assert closed == {"client_other": 8.0, "1000": 1.0, "1001": 1.0, "1009": 1.0}
+
+
+async def test_refusals_that_used_to_leave_no_trace_are_logged_and_counted(
+    start_server: StartServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An upgrade refused during a drain, an upgrade to a wrong path and a wrong console
+    token each leave a log line and a counter."""
+    caplog.set_level(logging.INFO)
+    token = "console-token-long-enough"
+    server = await start_server(TOML + f'\n[console]\nenabled = true\ntoken = "{token}"\n')
+    reply = await http_request(server.port, "GET", "/ws/app-key", headers={
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert reply.status == 404
+    assert "WebSocket upgrade to an unknown path refused (404): /ws/app-key" in caplog.text
+    assert (await http_request(server.port, "GET", "/console?token=guess")).status == 401
+    assert "debug console /console: wrong or missing token" in caplog.text
+    assert "guess" not in caplog.text
+
+    server.state.draining = True  # as SIGTERM sets it; the listener stays open
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        await Client.open(server.port)
+    assert refused.value.response.status_code == 503
+    assert "connection refused (503) while draining app=1001" in caplog.text
+    samples = await scrape(server.port)
+    server.state.draining = False
+    assert value(samples, "pusherd_connections_refused_total", app="1001", code="503") == 1
+    assert value(samples, "pusherd_auth_failures_total", reason="console_token") == 1

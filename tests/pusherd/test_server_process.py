@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import resource
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import websockets
 
 from tests.pusherd.wire import (
     AppCredentials,
@@ -20,6 +24,7 @@ from tests.pusherd.wire import (
     call,
     channel_auth,
     error_code,
+    http_request,
     sdk,
     signed_request,
     user_auth,
@@ -47,14 +52,21 @@ class Running:
 
 
 @asynccontextmanager
-async def pusherd_process(*args: str, env: dict[str, str] | None = None
-                          ) -> AsyncIterator[Running]:
-    """pusherd with stdout and stderr captured to EOF, so nothing printed is missed."""
+async def pusherd_process(*args: str, env: dict[str, str] | None = None,
+                          open_files: int | None = None) -> AsyncIterator[Running]:
+    """pusherd with stdout and stderr captured to EOF, so nothing printed is missed;
+    `open_files` sets its open-file limit (soft and hard, as ``ulimit -n``)."""
     child_env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
     child_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
+
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pusherd", *args, cwd=REPO_ROOT, env=child_env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=limit_files)
     assert process.stdout is not None
     lines: list[str] = []
     port = 0
@@ -110,6 +122,19 @@ async def test_sigint_also_shuts_down_cleanly() -> None:
         assert "pusherd stopped" in await running.output()
 
 
+async def test_sighup_drains_like_sigterm_and_says_so() -> None:
+    """A closing terminal (or an operator expecting a reload) sends SIGHUP: the clients
+    are told to reconnect (4200), not cut off, and the log says what happened."""
+    async with pusherd_process("--host", "127.0.0.1", "--port", "0") as running:
+        client = await Client.open(running.port)
+        running.process.send_signal(signal.SIGHUP)
+        code, frames = await client.closed(timeout=10)
+        assert code == 4200 and [error_code(f) for f in frames] == [4200]
+        assert await asyncio.wait_for(running.process.wait(), 15) == 0
+        output = await running.output()
+    assert "SIGHUP: stopping with a drain" in output and "pusherd stopped" in output
+
+
 async def test_without_config_it_serves_the_dev_app_and_says_how_to_connect() -> None:
     async with pusherd_process("--port", "0") as running:
         client = await Client.open(running.port, "app-key")
@@ -136,6 +161,60 @@ async def test_the_environment_defines_one_app_with_reverb_names() -> None:
         await call(sdk(running.port, app).trigger, "orders", "e", "x")
         await client.expect("e", "orders")
         await client.close()
+
+
+async def test_a_node_at_its_open_file_limit_keeps_serving_its_http_api() -> None:
+    """With ``ulimit -n 160``: once the node holds all the client connections it admits,
+    a new WebSocket is refused (503) but the backend still reaches its clients through the
+    HTTP API, /up is 200, /ready says why it is not ready, /metrics answers; and TCP
+    connections that never send a request cannot take the HTTP reserve away."""
+    async with pusherd_process("--host", "127.0.0.1", "--port", "0",
+                               open_files=160) as running:
+        banner = "".join(running.lines) + await _read_until(running, "open-file limit")
+        found = re.search(r"at most (\d+) connections \(open-file limit 160\)", banner)
+        assert found, banner
+        admitted = int(found.group(1))
+        assert 0 < admitted < 160 - 64
+        clients = [await Client.open(running.port) for _ in range(admitted)]
+        await clients[0].subscribe_ok("news")
+        await clients[-1].subscribe_ok("news")
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await Client.open(running.port)
+        assert refused.value.response.status_code == 503
+
+        async def still_serving() -> None:
+            reply = await http_request(running.port, "GET", "/up")
+            assert (reply.status, reply.json()) == (200, {"status": "ok"})
+            reply = await http_request(running.port, "GET", "/ready")
+            assert (reply.status, reply.json()) == (503, {"status": "at_connection_limit"})
+            reply = await http_request(running.port, "GET", "/metrics")
+            assert reply.status == 200
+            assert b'pusherd_connection_limit_refusals_total{app="",limit="open_files"}' \
+                in reply.body
+            await call(sdk(running.port).trigger, "news", "full", {"ok": True})
+            for client in (clients[0], clients[-1]):
+                await client.expect("full", "news")
+
+        await still_serving()
+        # More idle TCP connections than the HTTP reserve holds: the oldest are closed
+        # to make room for requests, and the API stays reachable.
+        idle = [await asyncio.open_connection("127.0.0.1", running.port) for _ in range(40)]
+        await still_serving()
+        for _, writer in idle:
+            writer.close()
+        for client in clients:
+            await client.close()
+
+
+async def _read_until(running: Running, text: str) -> str:
+    """The lines printed after those already read, up to one containing `text`."""
+    seen = len(running.lines)
+    for _ in range(500):
+        joined = "".join(running.lines[seen:])
+        if text in joined:
+            return joined
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{text!r} not printed: {''.join(running.lines)}")
 
 
 async def test_a_bad_config_names_the_key_and_refuses_to_start(tmp_path: Path) -> None:
@@ -228,3 +307,82 @@ async def test_a_non_numeric_reverb_app_id_is_served_with_a_warning_at_start() -
         await asyncio.wait_for(running.process.wait(), 15)
         output = await running.output()
     assert "WARNING pusherd.config: REVERB_APP_ID='abc' is not numeric" in output
+
+
+async def test_the_environment_sets_the_secret_of_the_file_app_and_keeps_its_origins(
+    tmp_path: Path,
+) -> None:
+    """The systemd setup: the app's settings in the TOML, its secret in the environment
+    file. The secret is the environment's; the file's allowed origins still hold; a line
+    at start says which source gave what."""
+    path = tmp_path / "pusherd.toml"
+    path.write_text('[[apps]]\nid = "4242"\nkey = "opskey"\nsecret = "placeholder-secret"\n'
+                    'allowed_origins = ["https://app.example.com"]\n')
+    env = {"REVERB_APP_ID": "4242", "REVERB_APP_KEY": "opskey",
+           "REVERB_APP_SECRET": "RealSecretFromEnvFile"}
+    app = AppCredentials("4242", "opskey", "RealSecretFromEnvFile")
+    async with pusherd_process("--config", str(path), "--port", "0", env=env) as running:
+        client = await Client.open(running.port, "opskey", origin="https://app.example.com")
+        await client.subscribe_ok("news")
+        await call(sdk(running.port, app).trigger, "news", "e", "x")
+        await client.expect("e", "news")
+        stranger = await Client.open(running.port, "opskey", origin="https://evil.example",
+                                     handshake=False)
+        assert error_code(await stranger.recv()) == 4009
+        placeholder = AppCredentials("4242", "opskey", "placeholder-secret")
+        assert (await signed_request(running.port, "GET", "/apps/4242/channels",
+                                     app=placeholder)).status == 401
+        await client.close()
+        running.process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(running.process.wait(), 15)
+        output = await running.output()
+    assert "apps[0] (id 4242, key opskey) of the config file takes secret from the " \
+        "environment (REVERB_APP_SECRET)" in output
+    assert "RealSecretFromEnvFile" not in output
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("problem", ["passphrase", "mismatch"])
+async def test_a_tls_key_it_cannot_use_stops_the_start_naming_the_key(
+    tmp_path: Path, problem: str,
+) -> None:
+    """A key with a passphrase never makes pusherd ask on the terminal (a start that
+    blocks); it, and a key that is not the certificate's, stop the start with exit code 2
+    and a message naming server.tls.key_file."""
+    cert, key, other = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "other.pem"
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+             "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert))
+    if problem == "passphrase":
+        _openssl("pkey", "-in", str(key), "-aes256", "-passout", "pass:pw", "-out", str(other))
+    else:
+        _openssl("genpkey", "-algorithm", "RSA", "-out", str(other))
+    path = tmp_path / "tls.toml"
+    path.write_text(f'[server]\nport = 0\n[server.tls]\ncert_file = "{cert}"\n'
+                    f'key_file = "{other}"\n')
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pusherd", "--config", str(path), cwd=REPO_ROOT,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2, stderr
+    message = stderr.decode()
+    assert "config error: server.tls.key_file" in message and str(other) in message
+    assert "pass phrase" not in message.lower() and LISTENING.encode() not in stdout
+    if problem == "passphrase":
+        assert "passphrase" in message
+    else:
+        assert "server.tls.cert_file" in message and "not the key" in message
+
+
+def test_reverbs_passphrase_option_is_refused_naming_it(tmp_path: Path) -> None:
+    from pusherd.config import load_config
+    from pusherd.errors import ConfigError
+
+    path = tmp_path / "tls.toml"
+    path.write_text('[server.tls]\npassphrase = "pw"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, {})
+    assert caught.value.key == "server.tls.passphrase"

@@ -1,8 +1,9 @@
 """Start a real pusherd process from this checkout, on 127.0.0.1 port 0, for tests.
 
 Contract relied on (the `pusherd` CLI): ``python -m pusherd --config FILE --host H --port 0``
-binds, then prints one line ``pusherd listening on http://H:PORT`` on stdout. The helper
-reads that line (no sleeping, no polling of the port) and returns the bound port.
+binds, then prints one line ``pusherd listening on http://H:PORT`` (``https://`` with TLS)
+on stdout. The helper reads that line (no sleeping, no polling of the port) and returns
+the bound port.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_LISTENING = re.compile(r"pusherd listening on http://([^:\s]+):(\d+)")
+_LISTENING = re.compile(r"pusherd listening on https?://(\[[^]\s]+\]|[^:\s]+):(\d+)")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -28,8 +28,9 @@ again (a message must never arrive twice); its messages are counted in ``maybe_l
 
 Pub/sub keeps nothing for a subscriber that is not connected, so after an outage the
 buffer is flushed only once ``peers_ready()`` says the other live nodes have subscribed
-again (the adapter compares ``PUBSUB NUMSUB`` with the live leases), or after
-``flush_wait`` seconds, whichever comes first. A node that is still disconnected then
+again (the adapter compares ``PUBSUB NUMSUB`` with the live leases and the nodes live
+before the outage), or after ``flush_wait`` seconds (the adapter passes the reconnect
+backoff cap + 2 s), whichever comes first. A node that is still disconnected then
 misses what was published meanwhile: docs/scaling.md states this limit.
 """
 
@@ -268,6 +269,7 @@ class Bus:
         self.received = 0  # other nodes' messages applied
         self.dropped = 0  # dropped from a full buffer while Redis was unreachable
         self.maybe_lost = 0  # in flight when the connection broke
+        self.outage_dropped = 0  # dropped during the current (or last) outage
         self._bad_logged = False
 
     @property
@@ -299,10 +301,11 @@ class Bus:
             self._queued_bytes -= len(dropped)
             _fail(dropped_waiter, ConnectionError("dropped from a full bus buffer"))
             self.dropped += 1
-            if self.dropped == 1 or self.dropped % 10_000 == 0:
+            self.outage_dropped += 1
+            if self.outage_dropped == 1:  # once per outage; the total when Redis returns
                 log.warning("bus buffer full (%d bytes) while Redis is unreachable: "
-                            "%d oldest message(s) dropped so far",
-                            self.max_buffered_bytes, self.dropped)
+                            "dropping the oldest messages for the other nodes",
+                            self.max_buffered_bytes)
         self._wake.set()
         return waiter
 
@@ -338,6 +341,11 @@ class Bus:
                     for _, _, waiter in queue:
                         _fail(waiter, ConnectionError("Redis became unreachable"))
                     await self.link.wait_ready(3600.0)
+                    if self.link.ready and self.outage_dropped:
+                        log.warning("bus buffer: %d oldest message(s) for the other nodes "
+                                    "dropped during the outage (max_buffered_bytes = %d)",
+                                    self.outage_dropped, self.max_buffered_bytes)
+                        self.outage_dropped = 0
                     await self._wait_for_peers()
                     continue
                 bodies: list[bytes] = []

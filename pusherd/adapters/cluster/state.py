@@ -164,6 +164,8 @@ class AppView:
     members: dict[str, dict[str, tuple[Any, Any]]]  # presence channel -> key -> member
     online: set[str]  # signed-in user ids
     cache: dict[str, tuple[str, str, int]]  # cache channel -> (event, data, ms left)
+    # presence channel -> member key -> sockets of that member on every node
+    refs: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _glob_escape(text: str) -> str:
@@ -211,6 +213,16 @@ class ClusterState:
     async def renew(self) -> bool:
         """Extend the lease by `lease_ms`; False if this node is no longer registered."""
         return bool(await self._renew(args=self._args("", self.lease_ms)))
+
+    async def leases(self) -> tuple[int, dict[str, int]]:
+        """(Redis's clock now, node id -> lease expiry) in milliseconds, for every node in
+        ``P:nodes`` (lapsed ones included until they are reaped)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zrange(self.keys.nodes, 0, -1, withscores=True)
+            (seconds, micros), entries = await pipe.execute()
+        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        return now_ms, {_text(node): int(score) for node, score in entries}
 
     async def still_registered(self) -> bool:
         """Whether this node is in ``P:nodes`` (false once it was reaped)."""
@@ -370,11 +382,15 @@ class ClusterState:
         async with self.redis.pipeline(transaction=False) as pipe:
             for channel in presence:
                 pipe.hgetall(self.keys.roster(app_id, channel))
+                pipe.hgetall(self.keys.presence(app_id, channel))
             pipe.hkeys(self.keys.users(app_id))
             replies = await pipe.execute()
         members = {}
-        for channel, flat in zip(presence, replies, strict=False):
+        refs = {}
+        for index, channel in enumerate(presence):
+            flat, counted = replies[2 * index], replies[2 * index + 1]
             members[channel] = {_text(k): _member_tuple(v) for k, v in flat.items()}
+            refs[channel] = {_text(k): int(v) for k, v in counted.items()}
         online = {_text(u) for u in replies[-1]}
         cache_keys = [key async for key in self.redis.scan_iter(
             match=_glob_escape(self.keys.cache(app_id, "")) + "*", count=1000)]
@@ -391,7 +407,7 @@ class ClusterState:
                 if value is not None and left is not None and left > 0:
                     event, data = decode_cached(value)
                     cache[_text(key)[start:]] = (event, data, int(left))
-        return AppView(counts, members, online, cache)
+        return AppView(counts, members, online, cache, refs)
 
     async def presence_members(self, app_id: str, channel: str) -> dict[str, tuple[Any, Any]]:
         """Member key -> (user_id, user_info) of a presence channel, every node's."""
