@@ -12,11 +12,15 @@ import signal
 import sys
 from dataclasses import replace
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING
 
 from pusherd import __version__
 from pusherd.config import Config, load_config
 from pusherd.environment import format_environment_help
 from pusherd.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pusherd.server.logs import WorkerTag
 
 log = logging.getLogger("pusherd.server")
 # Each starts the paced drain; a second one ends it at once.
@@ -73,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit: int,
-            max_connections: int, log_format: str, debug: bool, workers: int = 1) -> str:
+            max_connections: int, log_format: str, debug: bool, workers: int = 1,
+            node_id: str = "") -> str:
     host = config.server.host
     shown = local_host(host)
     scheme = "https" if config.tls.enabled else "http"
@@ -91,9 +96,17 @@ def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit
             f" max-connections={app.max_connections}" if app.max_connections else ""))
     health = f"  health: {scheme}://{shown}:{port}/up (liveness), /ready (readiness)"
     if config.metrics.enabled:
-        health += (f"; metrics: http://{shown}:{metrics_port}/metrics" if metrics_port
+        metrics_host = config.metrics.host or shown
+        if metrics_host in ("0.0.0.0", "::"):
+            metrics_host = "127.0.0.1"
+        health += (f"; metrics: http://{metrics_host}:{metrics_port}/metrics" if metrics_port
                    else "; metrics: /metrics")
     lines.append(health)
+    redis = config.redis
+    if redis.enabled:
+        nodes = f"{workers} nodes (one per worker)" if workers > 1 else f"node {node_id}"
+        lines.append(f"  cluster: {nodes} over Redis {redis.redacted_url()}, key prefix "
+                     f"{redis.prefix!r}, bus {redis.prefix}:{redis.channel}")
     if config.console.enabled:
         lines.append(f"  debug console: {scheme}://{shown}:{port}/console?token=<[console] token>")
     if workers > 1:
@@ -160,12 +173,17 @@ _LOG_FORMAT = "text"
 _DEBUG = False
 
 
-async def _serve(config: Config, ready: Connection | None = None) -> int:
+async def _serve(config: Config, ready: Connection | None = None,
+                 tag: WorkerTag | None = None) -> int:
     """Run one pusherd until SIGTERM/SIGINT. A worker (`ready` given) reports on that
-    pipe instead of printing the banner, which its parent prints once."""
+    pipe instead of printing the banner, which its parent prints once; its log lines
+    carry `tag` (worker index, pid, node id)."""
     from pusherd.server.server import Server
 
     server = Server(config, debug=_DEBUG)
+    node_id = str(getattr(server.adapter, "node_id", ""))
+    if tag is not None:
+        tag.node = node_id
     try:
         await server.start()
     except ConfigError as exc:  # found at start: e.g. a webhook journal in use
@@ -199,6 +217,13 @@ async def _serve(config: Config, ready: Connection | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
+    if config.redis.enabled:
+        # Success is said too, not only failures: the log shows this node is clustered.
+        log.info("cluster node %s: Redis at %s, key prefix %r, bus %s:%s, lease %g s; %s",
+                 node_id, config.redis.redacted_url(), config.redis.prefix,
+                 config.redis.prefix, config.redis.channel, config.redis.lease_ttl,
+                 "connected" if server.adapter.ready else "not connected yet (retrying)",
+                 extra={"event": "cluster_node", "node": node_id})
     if ready is not None:
         ready.send("ready")
         ready.close()
@@ -207,9 +232,12 @@ async def _serve(config: Config, ready: Connection | None = None) -> int:
         # (in JSON, the banner is one log record).
         _announce(_banner(config, server.port, server.metrics_port,
                           server.state.open_file_limit, server.state.max_open_connections,
-                          _LOG_FORMAT, _DEBUG))
+                          _LOG_FORMAT, _DEBUG, node_id=node_id))
         _warn_unavailable(config)
     await stop.wait()
+    if tag is not None and os.getppid() != tag.parent_pid:
+        log.warning("the --workers parent process is gone: this worker stops too",
+                    extra={"event": "parent_gone"})
     log.info("shutting down: draining %d connection(s)", len(server.state.connections),
              extra={"event": "shutdown"})
     await server.drain()
@@ -218,25 +246,31 @@ async def _serve(config: Config, ready: Connection | None = None) -> int:
     return 0
 
 
-def _run(config: Config, ready: Connection | None = None) -> int:
+def _run(config: Config, ready: Connection | None = None,
+         tag: WorkerTag | None = None) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux and macOS
-        return asyncio.run(_serve(config, ready))
-    return uvloop.run(_serve(config, ready))
+        return asyncio.run(_serve(config, ready, tag))
+    return uvloop.run(_serve(config, ready, tag))
 
 
 def _run_worker(config: Config, index: int, ready: Connection) -> int:
+    from pusherd.server.logs import tag_worker
+
+    tag = tag_worker(index, os.getpid())
     logging.getLogger("pusherd.workers").debug("worker %d starting", index)
-    return _run(config, ready)
+    return _run(config, ready, tag)
 
 
 def _serve_workers(config: Config, workers: int) -> int:
     from pusherd.server.workers import run_workers
 
-    def listening(port: int) -> None:
+    def listening(shared: Config) -> None:
         # One banner for the workers (each is a whole pusherd with its own counters).
-        _announce(_banner(config, port, None, 0, 0, _LOG_FORMAT, _DEBUG, workers))
+        metrics_port = shared.metrics.port if shared.metrics.port > 0 else None
+        _announce(_banner(shared, shared.server.port, metrics_port, 0, 0, _LOG_FORMAT, _DEBUG,
+                          workers))
         _warn_unavailable(config)
 
     status = run_workers(config, workers, _run_worker, listening)
@@ -247,7 +281,8 @@ def _serve_workers(config: Config, workers: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``pusherd`` command with `argv` (default: ``sys.argv``); return the exit
     status: 0 after a clean stop, 1 when the port cannot be bound, 2 for a bad config
-    (``--workers`` above 1 without Redis included).
+    (``--workers`` above 1 without Redis included, and a Redis that refuses the settings:
+    a wrong password or database, a certificate that does not verify).
     """
     args = build_parser().parse_args(argv)
     try:
@@ -274,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from pusherd.server.workers import check_workers
         check_workers(config, workers)
+        if config.redis.enabled:
+            # A wrong password or database never heals: refuse now, before any worker.
+            from pusherd.config import redis_url_source
+            from pusherd.server.preflight import check_redis
+            check_redis(config.redis, redis_url_source(os.environ))
     except ConfigError as exc:
         print(f"pusherd: {exc}", file=sys.stderr)
         return 2

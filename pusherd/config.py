@@ -19,7 +19,7 @@ from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
 from pusherd.core.origins import origin_entry_problem
-from pusherd.environment import EnvOverrides, read_environment, unknown_names
+from pusherd.environment import EnvOverrides, env_flag, read_environment, unknown_names
 from pusherd.errors import ConfigError
 
 WEBHOOK_EVENT_TYPES = frozenset(
@@ -105,7 +105,9 @@ class RedisConfig:
     """
 
     url: str = field(default="", repr=False)
-    prefix: str = "pusherd"  # every key and the bus channel start with "<prefix>:"
+    # Every key and the bus channel start with "<prefix>:". Not set: "pusherd", or
+    # "pusherd-<channel>" when the channel is not "bus" (see load_redis_config).
+    prefix: str = "pusherd"
     channel: str = "bus"  # the pub/sub channel is "<prefix>:<channel>"
     lease_ttl: float = 10.0  # seconds a node's entries outlive its last lease renewal
     reap_interval: float = 2.0  # seconds between two looks for lapsed nodes
@@ -467,6 +469,7 @@ def _load(raw: dict[str, Any], env: Mapping[str, str], overrides: EnvOverrides,
         seen_keys.add(app.key)
 
     redis = load_redis_config(raw.get("redis", {}), env)
+    warnings += redis_warnings(redis)
     webhooks = _build_webhooks(raw.get("webhooks", {}), env)
     return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app,
                   warnings=tuple(warnings), webhooks=webhooks, tls=tls, metrics=metrics,
@@ -524,8 +527,8 @@ def _app_table(app: App) -> dict[str, Any]:
 # --- [redis] -------------------------------------------------------------------------------
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off", "null"})
+DEFAULT_PREFIX = "pusherd"
+DEFAULT_CHANNEL = "bus"
 
 
 def redact_redis_url(url: str) -> str:
@@ -552,25 +555,26 @@ def _port_or_none(parts: SplitResult) -> int | None:
     return port
 
 
-def _env_flag(env: Mapping[str, str], name: str) -> bool:
-    value = env.get(name, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(name, f"expected true or false, got {env[name]!r}")
+def _laravel_value(env: Mapping[str, str], name: str) -> str:
+    """`name` as Laravel's ``env()`` reads it: ``null``/``(null)`` and ``empty``/
+    ``(empty)`` are the empty string."""
+    value = env.get(name) or ""
+    return "" if value.strip().lower() in ("null", "(null)", "empty", "(empty)") else value
 
 
 def _laravel_redis_url(env: Mapping[str, str]) -> str:
     """The URL Laravel's ``REDIS_*`` variables describe: ``REDIS_URL`` when set, its
     missing parts (user, password, database) filled from the separate variables, as
     Laravel merges them; otherwise built from ``REDIS_HOST`` / ``REDIS_PORT`` / ... ."""
-    username = env.get("REDIS_USERNAME") or ""
-    password = env.get("REDIS_PASSWORD") or ""
-    if password.lower() == "null":  # Laravel's .env spells "no password" this way
-        password = ""
-    database = env.get("REDIS_DB") or ""
-    url = env.get("REDIS_URL") or ""
+    # Laravel's .env spells "none" as null (REDIS_PASSWORD=null, REDIS_USERNAME=null).
+    username = _laravel_value(env, "REDIS_USERNAME")
+    password = _laravel_value(env, "REDIS_PASSWORD")
+    database = _laravel_value(env, "REDIS_DB").strip()
+    if database and not database.isdigit():
+        raise ConfigError("REDIS_DB", f"expected a database number, got {database!r}")
+    url = _laravel_value(env, "REDIS_URL")
+    if url.lower().startswith("tls://"):  # Laravel's (phpredis) spelling of rediss://
+        url = "rediss://" + url[len("tls://"):]
     if url:
         parts = _split_redis_url("REDIS_URL", url)
         if parts.scheme == "unix":
@@ -632,34 +636,56 @@ def _validate_redis_url(key: str, url: str) -> None:
         raise ConfigError(key, f"the database (the path) must be a number, got {shown!r}")
 
 
+def redis_url_source(env: Mapping[str, str]) -> str:
+    """Where the Redis URL comes from, for messages: ``PUSHERD_REDIS_URL``, ``REDIS_URL``
+    or ``REDIS_HOST`` (a Laravel ``.env`` with ``REVERB_SCALING_ENABLED``), or
+    ``redis.url`` (the file)."""
+    if env.get("PUSHERD_REDIS_URL"):
+        return "PUSHERD_REDIS_URL"
+    if env_flag(env, "REVERB_SCALING_ENABLED"):
+        return "REDIS_URL" if _laravel_value(env, "REDIS_URL") else "REDIS_HOST"
+    return "redis.url"
+
+
 def load_redis_config(section: Any, env: Mapping[str, str]) -> RedisConfig:
     """The ``[redis]`` table plus the environment, validated.
 
     The URL comes from, first to last: ``PUSHERD_REDIS_URL``; Laravel Reverb's
     ``REVERB_SCALING_ENABLED=true`` with Laravel's ``REDIS_URL`` or ``REDIS_HOST`` /
     ``REDIS_PORT`` / ``REDIS_USERNAME`` / ``REDIS_PASSWORD`` / ``REDIS_DB``; the file's
-    ``url``. ``REVERB_SCALING_CHANNEL`` names the bus channel. Raises
+    ``url``. ``REVERB_SCALING_CHANNEL`` names the bus channel. The key prefix comes from
+    ``PUSHERD_REDIS_PREFIX``, else the file's ``prefix``, else ``pusherd`` (or
+    ``pusherd-<channel>`` when the channel is not the default ``bus``: deployments told
+    apart by their channel alone must not share keys either). Raises
     :class:`ConfigError` naming the key; a password is never part of a message.
     """
     if not isinstance(section, dict):
         raise ConfigError("redis", "must be a table")
     redis_raw = dict(section)
-    url_key = "redis.url"
-    if env.get("PUSHERD_REDIS_URL"):
-        redis_raw["url"], url_key = env["PUSHERD_REDIS_URL"], "PUSHERD_REDIS_URL"
-    elif _env_flag(env, "REVERB_SCALING_ENABLED"):
+    url_key = redis_url_source(env)
+    if url_key == "PUSHERD_REDIS_URL":
+        redis_raw["url"] = env["PUSHERD_REDIS_URL"]
+    elif url_key != "redis.url":
         redis_raw["url"] = _laravel_redis_url(env)
-        url_key = "REDIS_URL" if env.get("REDIS_URL") else "REDIS_HOST"
     if env.get("REVERB_SCALING_CHANNEL"):
         redis_raw["channel"] = env["REVERB_SCALING_CHANNEL"]
+    if env.get("PUSHERD_REDIS_PREFIX"):
+        redis_raw["prefix"] = env["PUSHERD_REDIS_PREFIX"]
+    elif "prefix" not in redis_raw and isinstance(redis_raw.get("channel"), str) and \
+            redis_raw["channel"] not in ("", DEFAULT_CHANNEL):
+        # The bus alone would be separate; presence, counts and cache would be shared.
+        redis_raw["prefix"] = f"{DEFAULT_PREFIX}-{redis_raw['channel']}"
     if "url" in redis_raw and not isinstance(redis_raw["url"], str):
         raise ConfigError("redis.url", "expected a string")
     redis: RedisConfig = _build(RedisConfig, redis_raw, "redis")
     if redis.url:
         _validate_redis_url(url_key, redis.url)
-    for name, value in (("prefix", redis.prefix), ("channel", redis.channel)):
+    channel_key = "REVERB_SCALING_CHANNEL" if env.get("REVERB_SCALING_CHANNEL") else \
+        "redis.channel"
+    prefix_key = "PUSHERD_REDIS_PREFIX" if env.get("PUSHERD_REDIS_PREFIX") else "redis.prefix"
+    for key, value in ((channel_key, redis.channel), (prefix_key, redis.prefix)):
         if not value or any(c.isspace() or c in "*?[]" for c in value):
-            raise ConfigError(f"redis.{name}", "must be non-empty, without spaces or "
+            raise ConfigError(key, "must be non-empty, without spaces or "
                               f"* ? [ ], got {value!r}")
     _positive("redis.lease_ttl", redis.lease_ttl)
     _positive("redis.reap_interval", redis.reap_interval)
@@ -667,6 +693,17 @@ def load_redis_config(section: Any, env: Mapping[str, str]) -> RedisConfig:
     if redis.lease_ttl < 1.0:
         raise ConfigError("redis.lease_ttl", f"must be at least 1 second, got {redis.lease_ttl!r}")
     return redis
+
+
+def redis_warnings(redis: RedisConfig) -> list[str]:
+    """What in a valid ``[redis]`` table is probably a mistake (printed at start)."""
+    if redis.enabled and redis.reap_interval > redis.lease_ttl:
+        return [f"[redis] reap_interval ({redis.reap_interval:g} s) is longer than lease_ttl "
+                f"({redis.lease_ttl:g} s): a dead node's members and subscriptions are removed "
+                f"up to lease_ttl + reap_interval = {redis.lease_ttl + redis.reap_interval:g} s "
+                "after its last lease renewal (12 s with the defaults 10 and 2); set "
+                "reap_interval at most lease_ttl"]
+    return []
 
 
 # --- [webhooks] ----------------------------------------------------------------------------

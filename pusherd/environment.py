@@ -48,11 +48,16 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
            "max_client_events_per_second); REVERB_APP_RATE_LIMIT_* apply only with it, "
            "as in Reverb"),
     EnvVar("PUSHERD_REDIS_URL", "[redis] url: scale out over Redis"),
+    EnvVar("PUSHERD_REDIS_PREFIX",
+           "[redis] prefix: the Redis key prefix (deployments sharing one Redis need "
+           "different ones)"),
     EnvVar("REVERB_SCALING_ENABLED",
            "true: scale out over Redis ([redis] url from REDIS_URL, or REDIS_HOST, "
            "REDIS_PORT, REDIS_USERNAME, REDIS_PASSWORD, REDIS_DB; REDIS_TIMEOUT is "
            "refused)"),
-    EnvVar("REVERB_SCALING_CHANNEL", "[redis] channel: the Redis pub/sub channel"),
+    EnvVar("REVERB_SCALING_CHANNEL",
+           "[redis] channel: the Redis pub/sub channel; without a prefix set, the key "
+           "prefix becomes pusherd-<channel> too"),
     EnvVar("REVERB_HOST, REVERB_PORT, REVERB_SCHEME",
            "the public address clients use; shown in the start-up banner"),
     EnvVar("REVERB_SERVER", "must be 'reverb' (the only server kind)"),
@@ -97,7 +102,11 @@ class EnvOverrides:
     sources: dict[str, str] = field(default_factory=dict)
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """Variable `name` of `env` as a boolean, read as Laravel's ``env()`` reads it:
+    ``true``/``1``/``on``/``yes``/``(true)`` or ``false``/``0``/``off``/``no``/
+    ``(false)``/``null``/``(null)``/empty (case-insensitive; absent is false). Raises
+    :class:`ConfigError` naming `name` for anything else."""
     value = env.get(name, "").strip().lower()
     if value in _TRUE:
         return True
@@ -202,7 +211,7 @@ def read_environment(env: Mapping[str, str]) -> EnvOverrides:
             raise ConfigError("REVERB_APP_PING_INTERVAL",
                               f"must be > 0 seconds, got {env['REVERB_APP_PING_INTERVAL']!r}")
         out.sources["server.ping_grace"] = "REVERB_APP_PING_INTERVAL"
-    if _flag(env, "REVERB_APP_RATE_LIMITING_ENABLED"):
+    if env_flag(env, "REVERB_APP_RATE_LIMITING_ENABLED"):
         raise ConfigError("REVERB_APP_RATE_LIMITING_ENABLED",
                           "rate limiting of every client frame is not available; pusherd "
                           "limits client events per socket per second (apps "
@@ -210,7 +219,7 @@ def read_environment(env: Mapping[str, str]) -> EnvOverrides:
 
     # REVERB_SCALING_ENABLED, REVERB_SCALING_CHANNEL and Laravel's REDIS_* are read with
     # the [redis] table (pusherd.config.load_redis_config), but for REDIS_TIMEOUT.
-    if env.get("REDIS_TIMEOUT") and _flag(env, "REVERB_SCALING_ENABLED"):
+    if env.get("REDIS_TIMEOUT") and env_flag(env, "REVERB_SCALING_ENABLED"):
         raise ConfigError("REDIS_TIMEOUT", "pusherd's Redis link has no connection timeout "
                           "setting (it reconnects on its own, and /ready reports an outage): "
                           "unset REDIS_TIMEOUT")

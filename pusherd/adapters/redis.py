@@ -302,7 +302,7 @@ class RedisAdapter:
 
     @property
     def ready(self) -> bool:
-        """Connected to Redis with this node's state registered (``/up`` reports it)."""
+        """Connected to Redis with this node's state registered (``/ready`` reports it)."""
         return self.link.ready
 
     @property

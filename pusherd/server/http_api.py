@@ -191,15 +191,16 @@ class HttpApi:
             return error_response(exc.status, exc.message)
 
     def _up(self, method: str, query: str) -> HttpResponse:
-        """200 while the process serves; 503 while it drains (it still answers: the
-        listener stays open during a drain) or while the adapter's shared state is
-        unreachable (a node that cannot see the cluster must not take clients)."""
+        """Liveness: 200 while the process serves; 503 only while it drains (it still
+        answers: the listener stays open during a drain).
+
+        Redis being unreachable is not a reason to restart the process (it keeps serving
+        its own sockets and reconnects by itself): that is ``/ready``'s 503
+        ``adapter_unavailable``, never ``/up``'s."""
         if method not in ("GET", "HEAD"):
             return error_response(405, "Use GET")
         if self.state.draining:
             return _json(503, {"status": "draining"})
-        if not self.adapter.ready:
-            return _json(503, {"status": "cluster state unavailable (Redis)"})
         return _json(200, {"status": "ok"})
 
     def _route(self, method: str, raw_path: str, query: str, body: bytes

@@ -9,6 +9,10 @@ debug: ``--debug`` or ``--log-level debug``), ``pusherd.fallback``, ``pusherd.ad
 format, at any level). Log lines go to stderr; in text format the start-up banner goes to
 stdout.
 
+With ``pusherd --workers N`` each worker's lines say which worker wrote them
+(:func:`tag_worker`): ``[worker 1 pid 4242 node host-4242-1a2b3c4d]`` in text, the fields
+``worker``, ``pid`` and ``node`` in JSON.
+
 No secret reaches a log line: the code logs ids, keys, names, codes and reasons, and the
 frame log replaces every ``auth`` value (a channel or sign-in signature) with
 ``<redacted>`` before it is written.
@@ -22,6 +26,7 @@ escapes them as JSON does).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -105,6 +110,50 @@ class TextFormatter(logging.Formatter):
             record.message = message
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(worker_tag)s]: %(message)s"
+
+
+class WorkerTag(logging.Filter):
+    """Adds the worker's index, pid and (once known) node id to every record that reaches
+    a handler: as ``worker_tag`` for the text format, as ``worker``/``pid``/``node`` for
+    JSON. Set :attr:`node` when the node id is known."""
+
+    def __init__(self, index: int, pid: int, json_fields: bool) -> None:
+        super().__init__()
+        self.index = index
+        self.pid = pid
+        self.parent_pid = os.getppid()  # the --workers parent, to notice its death
+        self.node = ""
+        self.json_fields = json_fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Tag `record` (never drops it)."""
+        if self.json_fields:
+            record.worker = self.index
+            record.pid = self.pid
+            if self.node:
+                record.node = self.node
+        else:
+            record.worker_tag = (f"worker {self.index} pid {self.pid}"
+                                 + (f" node {self.node}" if self.node else ""))
+        return True
+
+
+def tag_worker(index: int, pid: int) -> WorkerTag:
+    """From now on, every log line of this process names worker `index` (pid `pid`);
+    returns the tag so that the caller can add the node id when it is known. Call it in
+    the worker process, after :func:`configure_logging` (inherited from the parent)."""
+    root = logging.getLogger()
+    json_fields = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+    tag = WorkerTag(index, pid, json_fields)
+    for handler in root.handlers:
+        handler.addFilter(tag)
+        if not json_fields:
+            handler.setFormatter(TextFormatter(WORKER_TEXT_FORMAT))
+    return tag
+
+
 def configure_logging(level: str, log_format: str, debug: bool) -> None:
     """Send pusherd's log lines to stderr at `level` (``debug`` forces DEBUG), as ``text``
     or ``json``; with `debug`, also every WebSocket frame (``pusherd.ws.debug``)."""
@@ -113,7 +162,7 @@ def configure_logging(level: str, log_format: str, debug: bool) -> None:
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime
     else:
-        formatter = TextFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        formatter = TextFormatter(TEXT_FORMAT)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for existing in list(root.handlers):

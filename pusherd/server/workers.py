@@ -11,16 +11,28 @@ margin). A worker that dies on its own is started
 again (after a pause that grows while it keeps dying early); the cluster removes the
 dead worker's members like any dead node's, within the lease bound.
 
+A worker never outlives its parent: if the parent dies without passing a signal on
+(``kill -9``, a crash), every worker gets SIGTERM and drains as above. On Linux the kernel
+sends it (``PR_SET_PDEATHSIG``); where that is not available, each worker watches a pipe
+whose only writer is the parent and sends itself SIGTERM when the pipe reports
+end-of-file (:func:`watch_parent`; never both, as a second SIGTERM would cut the drain
+short). A parent started again therefore never shares the port with orphans it cannot
+stop.
+
 N > 1 needs Redis: the config check (:func:`check_workers`) refuses the start otherwise,
 since N processes with their own in-memory state would be N unrelated servers.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
+import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -74,15 +86,32 @@ class _Worker:
         self.early_deaths = 0
 
 
-def run_workers(config: Config, workers: int, worker_main: WorkerMain,
-                on_ready: Callable[[int], None]) -> int:
-    """Run `workers` processes of `worker_main` until SIGTERM/SIGINT; return 0 after a
-    clean stop, 1 if the workers could not start. `on_ready(port)` runs once, when every
-    worker listens (the CLI prints its listening line there)."""
+def shared_config(config: Config) -> Config:
+    """`config` with every port the workers share resolved: the main port and the
+    metrics listener's (a port 0 picks one free port for all of them, not one each)."""
     port = resolve_port(config.server.host, config.server.port)
     shared = replace(config, server=replace(config.server, port=port))
+    metrics = config.metrics
+    if metrics.enabled and metrics.port == 0:
+        metrics_port = resolve_port(metrics.host or config.server.host, 0)
+        shared = replace(shared, metrics=replace(metrics, port=metrics_port))
+    return shared
+
+
+def run_workers(config: Config, workers: int, worker_main: WorkerMain,
+                on_ready: Callable[[Config], None]) -> int:
+    """Run `workers` processes of `worker_main` until SIGTERM/SIGINT; return 0 after a
+    clean stop, 1 if the workers could not start. `on_ready(shared)` runs once, when
+    every worker listens, with the config the workers run (ports resolved: the CLI
+    prints its listening line there)."""
+    shared = shared_config(config)
+    port = shared.server.port
     context = multiprocessing.get_context("fork")
     stopping: list[int] = []
+    # The parent holds the only write end of this pipe (each worker closes its copy at
+    # once): when the parent dies, however it dies, every worker reads end-of-file.
+    parent_alive_read, parent_alive_write = os.pipe()
+    parent_pid = os.getpid()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         stopping.append(signum)
@@ -94,7 +123,9 @@ def run_workers(config: Config, workers: int, worker_main: WorkerMain,
     def start(worker: _Worker) -> None:
         receive, send = context.Pipe(duplex=False)
         process = context.Process(target=_worker_entry, name=f"pusherd-worker-{worker.index}",
-                                  args=(worker_main, shared, worker.index, send, previous))
+                                  args=(worker_main, shared, worker.index, send, previous,
+                                        _ParentWatch(parent_pid, parent_alive_read,
+                                                     parent_alive_write)))
         process.start()
         send.close()
         worker.process, worker.pipe, worker.started_at = process, receive, time.monotonic()
@@ -105,7 +136,7 @@ def run_workers(config: Config, workers: int, worker_main: WorkerMain,
         if not _wait_ready(pool, stopping):
             _stop_all(pool, _drain_bound(shared))
             return 1
-        on_ready(port)
+        on_ready(shared)
         log.info("%d workers listening on port %d", workers, port)
         while not stopping:
             sentinels = [w.process.sentinel for w in pool if w.process is not None]
@@ -130,6 +161,8 @@ def run_workers(config: Config, workers: int, worker_main: WorkerMain,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        os.close(parent_alive_read)
+        os.close(parent_alive_write)
 
 
 def _wait_ready(pool: list[_Worker], stopping: list[int]) -> bool:
@@ -170,9 +203,64 @@ def _stop_all(pool: list[_Worker], shutdown_timeout: float) -> None:
             worker.process.join()
 
 
+class _ParentWatch:
+    """What a worker needs to notice its parent's death: the parent's pid and the two
+    ends of the pipe only the parent writes to."""
+
+    __slots__ = ("parent_pid", "read_fd", "write_fd")
+
+    def __init__(self, parent_pid: int, read_fd: int, write_fd: int) -> None:
+        self.parent_pid = parent_pid
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def set_parent_death_signal(sig: int) -> bool:
+    """Ask the Linux kernel to send `sig` to this process when its parent dies
+    (``prctl(PR_SET_PDEATHSIG)``); whether it was set (False off Linux)."""
+    if os.uname().sysname != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return int(libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def watch_parent(read_fd: int, on_gone: Callable[[], None]) -> threading.Thread:
+    """Start a daemon thread that blocks reading `read_fd` (a pipe whose writers are the
+    parent only) and calls `on_gone()` once it reports end-of-file: the parent died."""
+    def watch() -> None:
+        while True:
+            try:
+                if not os.read(read_fd, 1):
+                    break
+            except InterruptedError:
+                continue
+            except OSError:
+                break
+        on_gone()
+
+    thread = threading.Thread(target=watch, name="pusherd-parent-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _parent_gone() -> None:
+    os.kill(os.getpid(), signal.SIGTERM)  # the worker drains; its log says why
+
+
 def _worker_entry(worker_main: WorkerMain, config: Config, index: int, ready: Connection,
-                  handlers: dict[int, object]) -> None:
+                  handlers: dict[int, object], parent: _ParentWatch) -> None:
     # The parent's signal handlers are not the worker's: it installs its own in its loop.
     for sig in handlers:
         signal.signal(sig, signal.SIG_DFL)
+    os.close(parent.write_fd)  # the parent must be the pipe's only writer
+    if not set_parent_death_signal(signal.SIGTERM):
+        watch_parent(parent.read_fd, _parent_gone)
+    if os.getppid() != parent.parent_pid:  # died before the kernel was asked: too late
+        raise SystemExit(0)
     raise SystemExit(worker_main(config, index, ready))

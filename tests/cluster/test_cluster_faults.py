@@ -27,19 +27,25 @@ BOUND = LEASE_TTL + REAP_INTERVAL
 ALLOWANCE = 0.75
 
 
-def _up_status(node: PusherdProcess) -> int:
+def _get(node: PusherdProcess, path: str) -> tuple[int, bytes]:
     try:
-        with urllib.request.urlopen(f"{node.http_url}/up", timeout=5) as reply:
-            return int(reply.status)
+        with urllib.request.urlopen(f"{node.http_url}{path}", timeout=5) as reply:
+            return int(reply.status), reply.read()
     except urllib.error.HTTPError as exc:
-        return int(exc.code)
+        return int(exc.code), exc.read()
 
 
-async def _wait_status(node: PusherdProcess, status: int, bound: float = 20.0) -> None:
+async def _wait_ready(node: PusherdProcess, status: int, bound: float = 20.0) -> None:
+    """Wait until ``/ready`` answers `status` (503: ``adapter_unavailable``); ``/up``
+    (liveness) answers 200 throughout: a node that lost Redis still serves its own
+    sockets, and a liveness probe must not restart it."""
     deadline = time.monotonic() + bound
-    while await asyncio.to_thread(_up_status, node) != status:
-        assert time.monotonic() < deadline, f"/up never answered {status}"
+    while (reply := await asyncio.to_thread(_get, node, "/ready"))[0] != status:
+        assert time.monotonic() < deadline, f"/ready never answered {status}"
         await asyncio.sleep(0.05)
+    if status == 503:
+        assert json.loads(reply[1]) == {"status": "adapter_unavailable"}
+    assert await asyncio.to_thread(_get, node, "/up") == (200, b'{"status":"ok"}')
 
 
 async def test_kill_9_of_a_node_removes_its_members_once_within_the_lease_bound(
@@ -125,15 +131,15 @@ async def test_redis_killed_and_restarted_under_traffic_heals_the_cluster_view(
         try:
             await wait_until(lambda: len(sent) >= 5, what="traffic")
             private_redis.kill()
-            await _wait_status(one, 503)
-            await _wait_status(two, 503)
+            await _wait_ready(one, 503)
+            await _wait_ready(two, 503)
             # Down: each node still serves its own sockets.
             while_down = len(sent)
             await wait_until(lambda: len(sent) >= while_down + 5, what="traffic while down")
             late, _ = await join_presence(two, "presence-r", "cy")
             private_redis.start()
-            await _wait_status(one, 200)
-            await _wait_status(two, 200)
+            await _wait_ready(one, 200)
+            await _wait_ready(two, 200)
         finally:
             stop.set()
             await load
@@ -185,13 +191,13 @@ async def test_a_frozen_redis_is_an_outage_that_heals_when_it_resumes(
         try:
             # Nothing breaks the connections: the health checks and command timeouts
             # must notice the silence.
-            await _wait_status(one, 503, bound=30)
+            await _wait_ready(one, 503, bound=30)
             await call(sdk(one.port).trigger, "private-f", "local", {})
             await near.expect("local", "private-f")  # the node still serves its sockets
         finally:
             private_redis.process.send_signal(signal.SIGCONT)
-        await _wait_status(one, 200, bound=30)
-        await _wait_status(two, 200, bound=30)
+        await _wait_ready(one, 200, bound=30)
+        await _wait_ready(two, 200, bound=30)
         await call(sdk(one.port).trigger, "private-f", "across", {})
         while (await far.recv(timeout=10)).get("event") != "across":
             pass

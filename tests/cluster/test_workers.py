@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from redis.asyncio import Redis
 
+from pusherd.server.workers import watch_parent
 from tests.cluster.nodes import cluster_toml, join_presence
 from tests.cluster.waiting import wait_until
 from tests.pusherd.wire import call, sdk
@@ -52,6 +57,9 @@ async def test_workers_share_the_port_as_one_cluster_and_a_dead_worker_is_replac
     nodes_key = f"{redis_prefix}:nodes"
     with run_pusherd(toml, extra_args=("--workers", "2")) as parent:
         assert sum("pusherd listening on" in line for line in parent.output) == 1
+        # Each worker's text log lines say which worker wrote them.
+        for index in (0, 1):
+            assert parent.wait_for_output(f"[worker {index} pid ", timeout=30) is not None
         workers = _children(parent.process.pid)
         assert len(workers) == 2
         assert await redis_client.zcard(nodes_key) == 2  # two nodes in the cluster
@@ -96,3 +104,71 @@ async def test_workers_share_the_port_as_one_cluster_and_a_dead_worker_is_replac
         assert parent.stop(signal.SIGTERM) == 0
         assert _children(parent.process.pid) == set()
     assert await redis_client.zcard(nodes_key) == 0  # both left the cluster cleanly
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a live process (a zombie waiting for its reaper is not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+async def test_workers_stop_when_the_parent_is_killed_and_their_logs_name_them(
+        redis_prefix: str, redis_client: Redis) -> None:
+    toml = cluster_toml(SHARED_REDIS_URL, redis_prefix, lease_ttl=2.0, reap_interval=0.25)
+    toml = toml.replace("[redis]", "[metrics]\nport = 0\n\n[redis]", 1).replace(
+        "shutdown_timeout = 2", "shutdown_timeout = 2\ndrain_grace = 0.5\ndrain_seconds = 0.5")
+    with run_pusherd(toml, extra_args=("--workers", "2", "--log-format", "json")) as parent:
+        # The banner gives the metrics listener every worker shares (port 0 resolved once).
+        banner = "".join(parent.output)
+        metrics = re.search(r"metrics: (http://127\.0\.0\.1:(\d+)/metrics)", banner)
+        assert metrics is not None and int(metrics.group(2)) not in (0, parent.port), banner
+        scraped = await asyncio.to_thread(_fetch, metrics.group(1))
+        assert "pusherd_ready 1.0" in scraped
+        assert "cluster: 2 nodes (one per worker) over Redis" in banner
+        workers = _children(parent.process.pid)
+        assert len(workers) == 2
+        # Each worker's JSON log lines carry its index, pid and node id.
+        nodes = {m.decode() for m in await redis_client.zrange(f"{redis_prefix}:nodes", 0, -1)}
+        seen: dict[int, dict[str, object]] = {}
+
+        def cluster_lines() -> int:
+            for line in parent.output:
+                if '"event":"cluster_node"' in line.replace(" ", ""):
+                    entry = json.loads(line)
+                    seen[int(entry["worker"])] = entry
+            return len(seen)
+
+        await wait_until(lambda: cluster_lines() == 2, bound=30, what="both workers' logs")
+        assert {int(e["pid"]) for e in seen.values()} == workers
+        assert {str(e["node"]) for e in seen.values()} == nodes
+        # kill -9 of the parent: no signal is passed on, yet the workers drain and exit.
+        client, _ = await join_presence(parent, "presence-orphan", "ann")
+        parent.process.kill()
+        parent.process.wait()
+        await wait_until(lambda: not any(_running(pid) for pid in workers), bound=60,
+                         what="the workers' exit after the parent's death")
+        code, _ = await client.closed(timeout=30)
+        assert code == 4200  # told to reconnect, as in a drain
+        assert parent.wait_for_output("parent process is gone", timeout=10) is not None
+    # They left the cluster cleanly (no wait for the lease).
+    assert await redis_client.zcard(f"{redis_prefix}:nodes") == 0
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as reply:
+        return str(reply.read().decode())
+
+
+def test_the_parent_watch_fires_when_the_pipe_s_only_writer_closes() -> None:
+    # The fallback where the kernel cannot signal a parent's death: a real pipe and thread.
+    read_fd, write_fd = os.pipe()
+    gone = threading.Event()
+    try:
+        watch_parent(read_fd, gone.set)
+        os.close(write_fd)
+        assert gone.wait(30)
+    finally:
+        os.close(read_fd)

@@ -3,9 +3,11 @@ names included), validated with the key named and the password never shown."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from pusherd.config import RedisConfig, load_redis_config, redact_redis_url
+from pusherd.config import RedisConfig, load_config, load_redis_config, redact_redis_url
 from pusherd.errors import ConfigError
 
 
@@ -70,6 +72,11 @@ def test_reverb_scaling_disabled_leaves_redis_off() -> None:
     ({}, {"PUSHERD_REDIS_URL": "memcached://h"}, "PUSHERD_REDIS_URL", "memcached://h"),
     ({}, {"REVERB_SCALING_ENABLED": "maybe"}, "REVERB_SCALING_ENABLED", "maybe"),
     ({}, {"REVERB_SCALING_ENABLED": "true", "REDIS_PORT": "x"}, "REDIS_PORT", "'x'"),
+    ({}, {"REVERB_SCALING_ENABLED": "true", "REDIS_DB": "abc"}, "REDIS_DB", "'abc'"),
+    ({}, {"REVERB_SCALING_ENABLED": "true", "REDIS_URL": "redis://h", "REDIS_DB": "x1"},
+     "REDIS_DB", "'x1'"),
+    ({}, {"PUSHERD_REDIS_PREFIX": "a b"}, "PUSHERD_REDIS_PREFIX", "'a b'"),
+    ({}, {"REVERB_SCALING_CHANNEL": "a*"}, "REVERB_SCALING_CHANNEL", "'a*'"),
     ({"prefix": ""}, {}, "redis.prefix", "non-empty"),
     ({"prefix": "a b"}, {}, "redis.prefix", "'a b'"),
     ({"lease_ttl": 0.5}, {}, "redis.lease_ttl", "at least 1 second"),
@@ -99,3 +106,60 @@ def test_the_config_is_frozen() -> None:
     assert isinstance(config, RedisConfig)
     with pytest.raises(AttributeError):
         config.prefix = "x"  # type: ignore[misc]
+
+
+def test_laravel_env_forms_reverb_accepts_are_read_as_laravel_reads_them() -> None:
+    on = {"REVERB_SCALING_ENABLED": "(true)"}  # Laravel's env() reads "(true)" as true
+    # phpredis's tls:// scheme is TLS: rediss:// here.
+    assert load_redis_config({}, {**on, "REDIS_URL": "tls://cache.example:6380"}).url == \
+        "rediss://cache.example:6380"
+    assert load_redis_config({}, {**on, "REDIS_URL": "TLS://h:6380", "REDIS_PASSWORD": "pw",
+                                  "REDIS_DB": "2"}).url == "rediss://:pw@h:6380/2"
+    # "null" is no user name, as it is no password.
+    assert load_redis_config({}, {**on, "REDIS_USERNAME": "null", "REDIS_PASSWORD": "pw"}
+                             ).url == "redis://:pw@127.0.0.1:6379/0"
+    assert load_redis_config({}, {**on, "REDIS_USERNAME": "(null)"}).url == \
+        "redis://127.0.0.1:6379/0"
+    assert load_redis_config({}, {**on, "REDIS_URL": "null", "REDIS_HOST": "h"}).url == \
+        "redis://h:6379/0"
+    assert not load_redis_config({}, {"REVERB_SCALING_ENABLED": "(false)"}).enabled
+
+
+def test_a_scaling_channel_separates_the_keys_too_unless_a_prefix_is_set() -> None:
+    on = {"REVERB_SCALING_ENABLED": "true"}
+    staging = load_redis_config({}, {**on, "REVERB_SCALING_CHANNEL": "staging"})
+    production = load_redis_config({}, {**on, "REVERB_SCALING_CHANNEL": "production"})
+    # Two deployments told apart by their channel share neither the bus nor any key.
+    assert (staging.prefix, staging.channel) == ("pusherd-staging", "staging")
+    assert (production.prefix, production.channel) == ("pusherd-production", "production")
+    # The file's channel counts the same way; the default channel keeps the default prefix.
+    assert load_redis_config({"channel": "blue"}, {}).prefix == "pusherd-blue"
+    assert load_redis_config({"channel": "bus"}, {}).prefix == "pusherd"
+    # An explicit prefix (the file's, or PUSHERD_REDIS_PREFIX over it) is kept as it is.
+    assert load_redis_config({"prefix": "app1"}, {"REVERB_SCALING_CHANNEL": "x"}).prefix == \
+        "app1"
+    assert load_redis_config({"prefix": "app1"}, {"PUSHERD_REDIS_PREFIX": "app2"}).prefix == \
+        "app2"
+    assert load_redis_config({}, {**on, "REVERB_SCALING_CHANNEL": "x",
+                                  "PUSHERD_REDIS_PREFIX": "mine"}).prefix == "mine"
+
+
+def test_the_example_config_leaves_the_prefix_to_the_channel() -> None:
+    example = Path(__file__).resolve().parents[2] / "config.example.toml"
+    env = {"REVERB_SCALING_ENABLED": "true", "REVERB_SCALING_CHANNEL": "staging"}
+    assert load_config(example, env).redis.prefix == "pusherd-staging"
+    assert load_config(example, {}).redis.prefix == "pusherd"
+
+
+def test_a_reap_interval_longer_than_the_lease_is_warned_about_with_the_bound(
+        tmp_path: Path) -> None:
+    config_file = tmp_path / "pusherd.toml"
+    config_file.write_text('[redis]\nurl = "redis://127.0.0.1:6379/0"\nlease_ttl = 10\n'
+                           "reap_interval = 600\n")
+    warnings = load_config(config_file, {}).warnings
+    assert len(warnings) == 1
+    assert "reap_interval (600 s) is longer than lease_ttl (10 s)" in warnings[0]
+    assert "610 s" in warnings[0]
+    config_file.write_text('[redis]\nurl = "redis://127.0.0.1:6379/0"\nlease_ttl = 10\n'
+                           "reap_interval = 10\n")
+    assert load_config(config_file, {}).warnings == ()

@@ -2,7 +2,7 @@
 
 The block is taken from the docs as written; only what cannot run here is replaced: the
 TLS ``listen`` and certificate lines by a plain ``listen`` on a free port, and the
-upstream's port by pusherd's. The surrounding ``http`` context turns gzip on for the
+upstreams' two node addresses by pusherd's. The surrounding ``http`` context turns gzip on for the
 fallback transports' content type, as a typical site config does, so the block's own
 ``gzip off`` is what keeps the stream uncompressed. Real clients go through it: a
 WebSocket client, the Python SDK (``trigger``, ``channels_info``,
@@ -47,8 +47,11 @@ def documented_block(upstream_port: int, listen_port: int) -> str:
     block = re.search(r"## Behind nginx.*?```nginx\n(.*?)```", text, re.S)
     assert block is not None, "no nginx block under '## Behind nginx'"
     config = block.group(1)
+    # The block lists two nodes (10.0.0.11 and .12) in each upstream: both are this one
+    # pusherd here (tests/cluster/test_load_balancer.py runs it over two nodes).
     for old, new in (("listen 443 ssl http2;", f"listen 127.0.0.1:{listen_port};"),
-                     ("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream_port};")):
+                     ("server 10.0.0.11:8080;", f"server 127.0.0.1:{upstream_port};"),
+                     ("server 10.0.0.12:8080;", f"server 127.0.0.1:{upstream_port};")):
         assert old in config, f"the docs' block changed: {old!r} not found"
         config = config.replace(old, new)
     kept = [line for line in config.splitlines() if "ssl_certificate" not in line]

@@ -1,0 +1,89 @@
+"""One look at Redis before a cluster node starts: a setting that can never work stops
+the start; a Redis that is merely not there yet does not.
+
+A wrong password, an unknown ACL user, a database number the server does not have, a user
+without the rights pusherd needs, or a TLS certificate that does not verify will not heal
+by retrying: :func:`check_redis` raises :class:`~pusherd.errors.ConfigError` for them, and
+the CLI exits with status 2 as for any other bad setting (the deploy fails visibly instead
+of leaving a node that serves forever without its cluster). Anything else (connection
+refused, a timeout, a name that does not resolve yet, Redis still loading its data) is an
+outage: the node starts and its link retries with backoff, as documented in
+docs/scaling.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+import redis
+from redis import exceptions as redis_errors
+
+from pusherd.config import RedisConfig
+from pusherd.errors import ConfigError
+
+log = logging.getLogger("pusherd.redis")
+
+# The oldest Redis the tests run against (docs/scaling.md, "Redis requirements").
+MIN_REDIS_VERSION = (7, 0)
+
+
+def permanent_reason(exc: BaseException) -> str | None:
+    """Why `exc` (raised by a Redis client while connecting or on a first command) can
+    never heal by retrying, or None when it may be a passing outage."""
+    if isinstance(exc, redis_errors.AuthenticationError):
+        return "authentication failed (check the user name and password)"
+    if isinstance(exc, redis_errors.NoPermissionError):
+        return "the ACL user lacks a permission pusherd needs"
+    if isinstance(exc, redis_errors.BusyLoadingError):
+        return None  # Redis is loading its data: it will answer soon
+    if isinstance(exc, redis_errors.ResponseError):
+        # Redis answered and refused: e.g. "DB index is out of range" on SELECT.
+        return "Redis refused the connection's set-up (check the database number)"
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return ("the TLS certificate did not verify (give the CA with "
+                    "?ssl_ca_certs=/path/ca.pem in the URL)")
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def check_redis(config: RedisConfig, url_key: str, timeout: float = 3.0) -> None:
+    """Connect to ``config.url`` once and PING (each step bounded by `timeout` seconds).
+
+    Returns when Redis answered, or when it could not be reached for a reason that may
+    pass (the node then starts and keeps retrying). Raises
+    :class:`~pusherd.errors.ConfigError` naming `url_key` (where the URL came from) for a
+    setting that cannot work; the message carries the URL with its password redacted.
+    Logs a warning when the server is older than :data:`MIN_REDIS_VERSION`.
+    """
+    client = redis.Redis.from_url(config.url, socket_connect_timeout=timeout,
+                                  socket_timeout=timeout)
+    try:
+        try:
+            client.ping()
+        except (redis_errors.RedisError, OSError) as exc:
+            reason = permanent_reason(exc)
+            if reason is None:
+                return
+            raise ConfigError(url_key, f"Redis at {config.redacted_url()}: {reason}: "
+                              f"{exc}") from None
+        _warn_if_old(client, config)
+    finally:
+        client.close()
+
+
+def _warn_if_old(client: redis.Redis, config: RedisConfig) -> None:
+    try:
+        info = client.info("server")
+    except (redis_errors.RedisError, OSError):
+        return  # INFO may be denied to an ACL user: the version is then unknown
+    version = str(info.get("redis_version", ""))
+    try:
+        found = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return
+    if found < MIN_REDIS_VERSION:
+        log.warning("Redis at %s is version %s; pusherd needs Redis %d.%d or later "
+                    "(docs/scaling.md)", config.redacted_url(), version, *MIN_REDIS_VERSION)
