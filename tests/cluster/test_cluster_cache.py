@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.cluster.nodes import run_cluster
-from tests.cluster.test_cluster_faults import _wait_status
+from tests.cluster.test_cluster_faults import _wait_ready
 from tests.pusherd.wire import (
     APP,
     Client,
@@ -82,14 +82,14 @@ async def test_a_cache_trigger_is_answered_503_when_redis_does_not_store_it(
             assert frame["data"] == "1"
             # While the node knows Redis is away, triggers are answered at once (the
             # documented outage behaviour: buffered, stored when Redis returns).
-            await _wait_status(one, 503, bound=30)
+            await _wait_ready(one, 503, bound=30)
             reply = await trigger_raw(one.port, {
                 "name": "price", "channels": ["cache-frozen"], "data": "2"})
             assert reply.status == 200, reply.body
         finally:
             private_redis.process.send_signal(signal.SIGCONT)
-        await _wait_status(one, 200, bound=30)
-        await _wait_status(two, 200, bound=30)
+        await _wait_ready(one, 200, bound=30)
+        await _wait_ready(two, 200, bound=30)
         reply = await trigger_raw(one.port, {
             "name": "price", "channels": ["cache-frozen"], "data": "3"})
         assert reply.status == 200, reply.body
