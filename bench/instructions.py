@@ -15,7 +15,21 @@ one operation, free of start-up and import costs:
 * ``api-redis``: ``api`` with the Redis adapter (docs/scaling.md), on the publishing node:
   the request answered and the bus message encoded and queued. The adapter is not started
   (no Redis is needed), so redis-py's write of the queued ``PUBLISH`` (one per trigger, in
-  the writer task) is not counted.
+  the writer task) is not counted;
+* ``api-redis-live``: ``api`` with the Redis adapter started against a private
+  redis-server, counting the whole process: the request answered, the bus writer's round
+  trip that publishes it and the node's reading (and dropping) of its own echo. Triggers
+  come one at a time (the next once the echo is back), so nothing is amortised over
+  several triggers;
+* ``api-redis-burst``: the same, eight requests received at once (one chunk on one
+  keep-alive connection) before waiting for the echo of the last: what is amortised when
+  triggers arrive concurrently; per trigger;
+* ``bus-receive``: a node that only receives: another node's trigger (for a channel
+  nobody here subscribes to) arrives on the bus, is read and applied; one at a time. The
+  publisher is a raw socket in the same process (a few hundred instructions a message).
+
+The live workloads also print the Redis commands per operation (``INFO commandstats`` of
+the private redis-server, same slope).
 
 ``--checkout PATH,...`` compares the pusherd packages of several checkouts (e.g. a git
 worktree of an earlier commit) in one run, printing the ratio of each to the first.
@@ -42,7 +56,10 @@ from typing import Any
 import orjson
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = ("api", "connect", "fanout", "fanout-xhr", "subscribe", "api-redis")
+WORKLOADS = ("api", "connect", "fanout", "fanout-xhr", "subscribe", "api-redis",
+             "api-redis-live", "api-redis-burst", "bus-receive")
+LIVE_WORKLOADS = ("api-redis-live", "api-redis-burst", "bus-receive")
+BURST = 8  # requests per chunk in api-redis-burst
 FANOUT_SUBSCRIBERS = 200
 _COLLECTED = re.compile(r"Collected\s*:\s*(\d+)")
 
@@ -114,7 +131,9 @@ def _run_workload(workload: str, size: int) -> None:
     credentials = AppCredentials("1001", "bench-key", "bench-secret")
     env = {"PUSHERD_APP_ID": credentials.app_id, "PUSHERD_APP_KEY": credentials.key,
            "PUSHERD_APP_SECRET": credentials.secret}
-    if workload.endswith("-redis"):  # the Redis adapter, never started: nothing connects
+    if workload in LIVE_WORKLOADS:  # the Redis adapter, started: a private redis-server
+        env["PUSHERD_REDIS_URL"] = os.environ["BENCH_REDIS_URL"]
+    elif workload.endswith("-redis"):  # the Redis adapter, never started: nothing connects
         env["PUSHERD_REDIS_URL"] = "redis://127.0.0.1:1/0"
         workload = workload.removesuffix("-redis")
     config = load_config(env=env)
@@ -123,6 +142,13 @@ def _run_workload(workload: str, size: int) -> None:
 
         config = dataclasses.replace(config, metrics=dataclasses.replace(
             config.metrics, enabled=False))
+    if workload in LIVE_WORKLOADS:
+        import dataclasses
+
+        # No lease renewal nor reaping during the run: they are timers, not per operation.
+        config = dataclasses.replace(config, redis=dataclasses.replace(
+            config.redis, prefix=os.environ["BENCH_REDIS_PREFIX"], lease_ttl=3600.0,
+            reap_interval=3600.0))
     server = Server(config)
     state = getattr(server, "state", None)
     if isinstance(getattr(state, "_random", None), random.Random):
@@ -139,7 +165,9 @@ def _run_workload(workload: str, size: int) -> None:
         return build_trigger_request(credentials, "127.0.0.1", 6001, orjson.dumps(
             {"name": "bench", "channels": [channel], "data": "x" * 40}), int(time.time()))
 
-    if workload == "api":
+    if workload in LIVE_WORKLOADS:
+        _run_live(workload, size, server, connection, trigger)
+    elif workload == "api":
         http = connection()
         requests = [trigger(f"api-nobody-{i}") for i in range(64)]
         for i in range(size):
@@ -187,13 +215,114 @@ def _run_workload(workload: str, size: int) -> None:
             socket.data_received(pair[1])
 
 
+def _run_live(workload: str, size: int, server: Any, connection: Any, trigger: Any) -> None:
+    """The live workloads: the adapter started, its link and writer running (uvloop, as
+    pusherd runs)."""
+    import asyncio
+    import socket
+
+    try:
+        import uvloop
+        run: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        run = asyncio.run
+
+    async def main() -> None:
+        adapter = server.adapter
+        await adapter.start()
+        link = adapter.link
+        loop = asyncio.get_running_loop()
+        waiting: list[tuple[bytes, asyncio.Future[None]]] = []
+        on_message = link._on_message
+
+        def watched(payload: bytes) -> None:  # every payload the node reads, own echo too
+            on_message(payload)
+            if waiting and waiting[0][0] in payload:
+                waiting.pop()[1].set_result(None)
+
+        link._on_message = watched
+
+        async def until_read(marker: bytes) -> None:
+            done: asyncio.Future[None] = loop.create_future()
+            waiting.append((marker, done))
+            await asyncio.wait_for(done, 60)
+
+        async def written(triggers: int) -> None:
+            # The echo may be read before the writer has read its pipeline's reply.
+            while adapter.bus.published < triggers:
+                await asyncio.sleep(0)
+
+        http = connection()
+        if workload == "api-redis-live":
+            requests = [(trigger(f"api-nobody-{i}"), f"api-nobody-{i}\"".encode())
+                        for i in range(64)]
+            for i in range(size):
+                request, marker = requests[i & 63]
+                http.data_received(request)
+                await until_read(marker)
+                await written(i + 1)
+        elif workload == "api-redis-burst":
+            chunks = []
+            for j in range(8):
+                parts = [trigger(f"api-burst-{j}-{k}") for k in range(BURST)]
+                chunks.append((b"".join(parts), f"api-burst-{j}-{BURST - 1}\"".encode()))
+            for i in range(size // BURST):
+                chunk, marker = chunks[i & 7]
+                http.data_received(chunk)
+                await until_read(marker)
+                await written((i + 1) * BURST)
+        else:  # bus-receive
+            from pusherd.adapters.cluster.bus import TriggerMessage, encode_bus_message
+
+            def publish_command(i: int) -> bytes:
+                payload = encode_bus_message(TriggerMessage(
+                    "bench-other-node", next(iter(adapter.apps)), "bench",
+                    (f"recv-nobody-{i}",), "x" * 40, None))
+                words = [b"PUBLISH", link.channel.encode(), payload]
+                return b"*3\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+
+            commands = [(publish_command(i), f"recv-nobody-{i}\"".encode()) for i in range(64)]
+            url = os.environ["BENCH_REDIS_URL"].removeprefix("redis://").split("/")[0]
+            host, _, port = url.partition(":")
+            publisher = socket.create_connection((host, int(port)))
+            publisher.setblocking(False)
+            for i in range(size):
+                command, marker = commands[i & 63]
+                publisher.send(command)  # its ":1" replies pile up unread (a few KB)
+                await until_read(marker)
+            publisher.close()
+        print(f"bus received {adapter.bus.received} published {adapter.bus.published}",
+              file=sys.stderr)
+        await adapter.close()
+
+    run(main())
+
+
 # --- the driver ----------------------------------------------------------------------------
 
 
-def _instructions(checkout: Path, workload: str, size: int, metrics: str = "on") -> int:
+_REDIS: list[Any] = []  # the private redis-server of the live workloads, started once
+
+
+def _redis() -> Any:
+    if not _REDIS:
+        from bench.redis_server import PrivateRedis
+
+        _REDIS.append(PrivateRedis())
+    return _REDIS[0]
+
+
+def _instructions(checkout: Path, workload: str, size: int, metrics: str = "on",
+                  commands: list[int] | None = None) -> int:
     # A fixed hash seed: the same dict and set layouts, so the same instructions, each run.
     env = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONHASHSEED": "0",
            "BENCH_METRICS": metrics}
+    redis = None
+    if workload in LIVE_WORKLOADS:
+        redis = _redis()
+        env["BENCH_REDIS_URL"] = redis.url
+        env["BENCH_REDIS_PREFIX"] = f"bench-{os.getpid()}-{time.monotonic_ns()}"
+        before = redis.stats()
     for var in ("PUSHERD_HOST", "PUSHERD_PORT", "PUSHERD_APP_ID", "PUSHERD_APP_KEY",
                 "PUSHERD_APP_SECRET", "PUSHERD_REDIS_URL", "REVERB_SCALING_ENABLED"):
         env.pop(var, None)
@@ -206,6 +335,8 @@ def _instructions(checkout: Path, workload: str, size: int, metrics: str = "on")
          sys.executable, "-c", child],
         cwd=checkout, env=env, capture_output=True, text=True, timeout=1800,
     )
+    if redis is not None and commands is not None:
+        commands.append(redis.stats().minus(before).total)
     found = _COLLECTED.search(result.stderr)
     if result.returncode != 0 or found is None:
         raise SystemExit(f"{workload} failed under valgrind:\n{result.stderr[-3000:]}")
@@ -218,8 +349,12 @@ def per_operation(checkout: Path, workload: str, size: int, metrics: str = "on")
     """Instructions per operation: the slope between `size` and 2 × `size` operations."""
     if workload.startswith("fanout"):  # whole triggers: a multiple of the subscribers
         size = FANOUT_SUBSCRIBERS * max(1, round(size / FANOUT_SUBSCRIBERS))
-    small = _instructions(checkout, workload, size, metrics)
-    large = _instructions(checkout, workload, 2 * size, metrics)
+    commands: list[int] = []
+    small = _instructions(checkout, workload, size, metrics, commands)
+    large = _instructions(checkout, workload, 2 * size, metrics, commands)
+    if len(commands) == 2:
+        print(f"    ({checkout.name}, {workload}: {(commands[1] - commands[0]) / size:.3f} "
+              "Redis commands per operation)", flush=True)
     return (large - small) / size
 
 
@@ -242,15 +377,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown workload {sorted(unknown)[0]!r} (choose from {WORKLOADS})")
     print(f"instructions per operation (callgrind; slope between {args.size} and "
           f"{2 * args.size} operations; fanout per delivery to {FANOUT_SUBSCRIBERS} sockets)")
+    try:
+        _measure(workloads, variants, args.size, args.metrics)
+    finally:
+        if _REDIS:
+            _REDIS[0].stop()
+    return 0
+
+
+def _measure(workloads: list[str], variants: list[tuple[Path, str]], size: int,
+             metrics_arg: str) -> None:
     for workload in workloads:
-        figures = [per_operation(c, workload, args.size, m) for c, m in variants]
+        figures = [per_operation(c, workload, size, m) for c, m in variants]
         cells = []
         for (checkout, metrics), figure in zip(variants, figures, strict=True):
             ratio = f" ×{figure / figures[0]:.3f}" if len(figures) > 1 else ""
-            label = checkout.name + (f" (metrics {metrics})" if "," in args.metrics else "")
+            label = checkout.name + (f" (metrics {metrics})" if "," in metrics_arg else "")
             cells.append(f"{label}: {figure:,.0f}{ratio}")
         print(f"  {workload:<10} " + " | ".join(cells), flush=True)
-    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ decided, in the order stated below for each method.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -129,9 +130,14 @@ class Adapter(Protocol):
     def sign_out(self, app: App, subscriber: Subscriber, user: SignedInUser) -> None:
         """Forget the user's socket; ``offline`` to its watchers after its last socket."""
 
-    def trigger(self, app: App, trigger: Trigger, now_ms: int) -> None:
+    def trigger(self, app: App, trigger: Trigger, now_ms: int) -> asyncio.Future[None] | None:
         """Publish an HTTP API event to each of its channels: encoded once per channel,
-        never to ``trigger.socket_id``; cache channels keep it as their last event."""
+        never to ``trigger.socket_id``; cache channels keep it as their last event.
+
+        Returns None when the event is delivered and stored on return. An adapter that
+        stores a cache channel's last event elsewhere returns a future instead, done
+        once it is stored (a subscriber anywhere then gets it), or failed with an
+        exception saying why it may not be; the HTTP API answers when it is done."""
 
     def client_event(
         self, app: App, subscriber: Subscriber, event: str, channel: str, data: Any,

@@ -165,7 +165,7 @@ class MemoryAdapter:
     # --- publishing ---------------------------------------------------------------------
 
     def trigger(self, app: App, trigger: Trigger, now_ms: int) -> None:
-        """See :meth:`pusherd.adapters.base.Adapter.trigger`."""
+        """See :meth:`pusherd.adapters.base.Adapter.trigger` (stored on return: None)."""
         fanout = self.fanout
         for name in trigger.channels:
             kind = classify_channel(name)

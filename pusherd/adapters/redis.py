@@ -682,10 +682,12 @@ class RedisAdapter:
 
     # --- publishing ---------------------------------------------------------------------
 
-    def trigger(self, app: App, trigger: Trigger, now_ms: int) -> None:
+    def trigger(self, app: App, trigger: Trigger, now_ms: int) -> asyncio.Future[None] | None:
         """Deliver to this node's subscribers now, and publish once for the others (one
         message whatever the number of channels; cache channels' last event is written
-        in the same round trip)."""
+        in the same round trip). On a cache channel, while Redis is reachable, returns a
+        future done when that round trip has returned (the event is in Redis), failed
+        (ConnectionError, TimeoutError, RedisError) when it may not be; else None."""
         cache: list[CachePut] = []
         for name in trigger.channels:
             if classify_channel(name).cache:
@@ -695,8 +697,9 @@ class RedisAdapter:
                                       encode_cached(trigger.name, trigger.data), ttl_ms))
         self._deliver_trigger(app.id, trigger.name, trigger.channels, trigger.data,
                               trigger.socket_id)
-        self.bus.publish(TriggerMessage(self.node_id, app.id, trigger.name, trigger.channels,
-                                        trigger.data, trigger.socket_id), tuple(cache))
+        return self.bus.publish(TriggerMessage(self.node_id, app.id, trigger.name,
+                                               trigger.channels, trigger.data,
+                                               trigger.socket_id), tuple(cache))
 
     def _deliver_trigger(self, app_id: AppId, event: str, channels: Iterable[str], data: str,
                          except_socket_id: str | None) -> None:

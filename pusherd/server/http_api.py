@@ -1,11 +1,16 @@
 """The HTTP API route table and handlers (spec §12, §13), all in one place.
 
 Handlers are synchronous: signature check, parse, adapter call, JSON response. A trigger
-never awaits, so it is answered in the same event-loop turn that received it.
+never awaits, so it is answered in the same event-loop turn that received it; the one
+exception is a trigger to a cache channel on a node of a cluster, whose answer waits
+until the adapter has stored the event (a :class:`PendingResponse`, at most
+:data:`STORE_TIMEOUT` seconds), so that a client subscribing anywhere after the answer
+gets that event.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -41,6 +46,35 @@ class HttpResponse:
 
 # The answer to nearly every trigger: one shared object, its bytes rendered once.
 EMPTY_OK = HttpResponse(200, b"{}")
+
+# Seconds a trigger's answer waits for its cache channels' event to be stored (the
+# Redis writer's own command timeout is 5 s; the rest is room for a backlog).
+STORE_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class PendingResponse:
+    """`response` once `stored` is done; if it fails or takes more than `timeout`
+    seconds, a 503 saying the event was delivered on this node but may not be stored."""
+
+    stored: asyncio.Future[Any]
+    response: HttpResponse
+    timeout: float = STORE_TIMEOUT
+
+    def failure(self, reason: str) -> HttpResponse:
+        """The 503 for `reason` (why the event may not be stored)."""
+        return error_response(503, (
+            "The event was delivered to this node's subscribers, but storing it as the "
+            f"cache channel's last event failed ({reason}): other nodes' subscribers may "
+            "not get it, and a new subscriber may get the previous one"))
+
+
+def _pending(stored: list[asyncio.Future[None]], response: HttpResponse
+             ) -> HttpResponse | PendingResponse:
+    if not stored:
+        return response
+    return PendingResponse(stored[0] if len(stored) == 1 else asyncio.gather(*stored),
+                           response)
 
 
 def _json(status: int, value: Any) -> HttpResponse:
@@ -121,9 +155,11 @@ class HttpApi:
         # trigger finds its counters in one lookup; bounded.
         self._endpoints: dict[str, EndpointStats] = {}
 
-    def handle(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
+    def handle(self, method: str, raw_path: str, query: str, body: bytes
+               ) -> HttpResponse | PendingResponse:
         """Answer one request. `raw_path` is as sent (percent-escapes kept: it may be what
-        the client signed) with the mount prefix removed; `query` is the raw query string."""
+        the client signed) with the mount prefix removed; `query` is the raw query string.
+        A :class:`PendingResponse` is to be sent when its store is done."""
         route = self.routes.get(raw_path)
         if route is not None:
             return route(method, query)
@@ -141,10 +177,12 @@ class HttpApi:
             stats = observe(endpoint)
             if endpoint in _CACHED_ENDPOINTS and len(self._endpoints) < 1024:
                 self._endpoints[raw_path] = stats
-        stats.observe(response.status, elapsed)
+        stats.observe(response.status if isinstance(response, HttpResponse)
+                      else response.response.status, elapsed)
         return response
 
-    def _answer(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
+    def _answer(self, method: str, raw_path: str, query: str, body: bytes
+                ) -> HttpResponse | PendingResponse:
         try:
             return self._route(method, raw_path, query, body)
         except HttpApiError as exc:
@@ -165,7 +203,8 @@ class HttpApi:
             return _json(503, {"status": "draining"})
         return _json(200, {"status": "ok"})
 
-    def _route(self, method: str, raw_path: str, query: str, body: bytes) -> HttpResponse:
+    def _route(self, method: str, raw_path: str, query: str, body: bytes
+               ) -> HttpResponse | PendingResponse:
         path = unquote(raw_path) if "%" in raw_path else raw_path
         params = api.parse_query(query)
 
@@ -230,31 +269,35 @@ class HttpApi:
 
     # --- handlers -----------------------------------------------------------------------
 
-    def _trigger(self, app: App, body: bytes) -> HttpResponse:
+    def _trigger(self, app: App, body: bytes) -> HttpResponse | PendingResponse:
         trigger = api.parse_trigger(app, body)
-        self.adapter.trigger(app, trigger, time.time_ns() // 1_000_000)
+        stored = self.adapter.trigger(app, trigger, time.time_ns() // 1_000_000)
         self.state.api_events += 1
         if self.state.telemetry.sinks:
             self._tell_trigger(app, trigger)
         if not trigger.info:
-            return EMPTY_OK
-        return _json(200, {"channels": {c: self._trigger_info(app, c, trigger.info)
-                                        for c in trigger.channels}})
+            return EMPTY_OK if stored is None else PendingResponse(stored, EMPTY_OK)
+        response = _json(200, {"channels": {c: self._trigger_info(app, c, trigger.info)
+                                            for c in trigger.channels}})
+        return response if stored is None else PendingResponse(stored, response)
 
-    def _batch(self, app: App, body: bytes) -> HttpResponse:
+    def _batch(self, app: App, body: bytes) -> HttpResponse | PendingResponse:
         triggers = api.parse_batch(app, body)
         now_ms = time.time_ns() // 1_000_000
+        stored: list[asyncio.Future[None]] = []
         for trigger in triggers:
-            self.adapter.trigger(app, trigger, now_ms)
+            waiter = self.adapter.trigger(app, trigger, now_ms)
+            if waiter is not None:
+                stored.append(waiter)
         self.state.api_events += len(triggers)
         if self.state.telemetry.sinks:
             for trigger in triggers:
                 self._tell_trigger(app, trigger)
         if not any(t.info for t in triggers):
-            return EMPTY_OK
-        return _json(200, {"batch": [
+            return _pending(stored, EMPTY_OK)
+        return _pending(stored, _json(200, {"batch": [
             self._trigger_info(app, t.channels[0], t.info) if t.info else {} for t in triggers
-        ]})
+        ]}))
 
     def _tell_trigger(self, app: App, trigger: api.Trigger) -> None:
         self.state.telemetry.tell("api_event", app_id=app.id, event=trigger.name,

@@ -191,7 +191,7 @@ class RedisCollector(Collector):
         trips = stats.round_trips
         histogram = HistogramMetricFamily(
             "pusherd_redis_round_trip_seconds",
-            "Round trips of the bus writer's pipelines to Redis (triggers, client events)")
+            "Round trips of the bus writer to Redis (one frame of triggers and client events each)")
         buckets, running = [], 0
         for bound, count in zip((*ROUND_TRIP_BUCKETS, float("inf")), trips.counts,
                                 strict=True):

@@ -28,6 +28,7 @@ from pusherd.server.http_api import (
     EMPTY_OK,
     HttpApi,
     HttpResponse,
+    PendingResponse,
     api_endpoint,
     error_response,
 )
@@ -46,6 +47,7 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"
             426: "Upgrade Required", 429: "Too Many Requests", 500: "Internal Server Error",
             503: "Service Unavailable"}
 LINGER_SECONDS = 5.0  # how long a refused request's remaining input is drained
+MAX_WAITING_ANSWERS = 256  # pipelined answers queued behind one that waits
 # The largest request line plus headers. The parser keeps a head in memory until it is
 # complete, so without a bound a client could grow it without end. Real heads are a few
 # KB (browsers' cookies on the upgrade included).
@@ -87,6 +89,16 @@ _HEAD_TOO_LARGE = error_response(
     400, f"Request line and headers are larger than {MAX_HEAD_SIZE} bytes")
 
 
+class _Answer:
+    """A response in a connection's queue: its bytes (None while it waits), keep-alive."""
+
+    __slots__ = ("data", "keep_alive")
+
+    def __init__(self, data: bytes | None, keep_alive: bool) -> None:
+        self.data = data
+        self.keep_alive = keep_alive
+
+
 class ServerProtocol(asyncio.Protocol):
     """HTTP/1.1 and WebSocket on one port (the only TCP-facing class)."""
 
@@ -106,6 +118,9 @@ class ServerProtocol(asyncio.Protocol):
         self._header_bytes = 0  # header names and values of the current request
         self._outbox: list[bytes] | None = None  # responses held while a chunk is parsed
         self.held: ReceiveRequest | None = None  # a fallback response kept open
+        # Answers in request order, once one of them waits for the adapter (a cache
+        # channel's event being stored); None while no answer waits.
+        self._answers: list[_Answer] | None = None
         self._held_input: list[bytes] = []  # input received meanwhile, parsed on release
         self.last_activity = time.monotonic()  # for the idle keep-alive sweep
 
@@ -314,7 +329,7 @@ class ServerProtocol(asyncio.Protocol):
         body = self._body
         fallback = context.fallback
         if fallback is not None and fallback.owns(path):
-            if self.held is not None:  # pipelined behind a held response: not served
+            if self.held is not None or self._answers:  # pipelined behind a held response
                 return
             peer = self._client(self._headers)
             fallback.handle(
@@ -328,7 +343,10 @@ class ServerProtocol(asyncio.Protocol):
             body[0] if len(body) == 1 else b"".join(body),
         )
         keep_alive = self.parser.should_keep_alive()
-        if response is EMPTY_OK and keep_alive and self._outbox is not None:
+        if isinstance(response, PendingResponse):
+            self._answer_when_stored(response, keep_alive, method == "HEAD")
+        elif response is EMPTY_OK and keep_alive and self._outbox is not None \
+                and not self._answers:
             self._outbox.append(_EMPTY_OK_KEEP_ALIVE)  # a trigger's answer, pre-rendered
         else:
             self._respond(response, keep_alive, head=method == "HEAD")
@@ -343,6 +361,52 @@ class ServerProtocol(asyncio.Protocol):
         return proxies.client(peer, headers.get(b"x-forwarded-for"))
 
     # --- responses and upgrades ---------------------------------------------------------
+
+    def _answer_when_stored(self, pending: PendingResponse, keep_alive: bool,
+                            head: bool) -> None:
+        """Queue the answer of a request whose event is being stored; it leaves (with the
+        answers queued behind it, in order) when the store is done, fails, or takes
+        longer than ``pending.timeout``."""
+        answers = self._answers
+        if answers is None:
+            answers = self._answers = []
+        if len(answers) >= MAX_WAITING_ANSWERS:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        slot = _Answer(None, keep_alive)
+        answers.append(slot)
+
+        def settle(failure: str | None) -> None:
+            if slot.data is not None:
+                return
+            timer.cancel()
+            response = pending.response if failure is None else pending.failure(failure)
+            slot.data = render_response(response, keep_alive, head)
+            self._write_answers()
+
+        def stored(future: asyncio.Future[object]) -> None:
+            if future.cancelled():
+                settle("cancelled")
+            elif (exc := future.exception()) is not None:
+                settle(f"Redis: {type(exc).__name__}" + (f": {exc}" if str(exc) else ""))
+            else:
+                settle(None)
+
+        timer = asyncio.get_running_loop().call_later(
+            pending.timeout, settle, f"not stored within {pending.timeout:g} s")
+        pending.stored.add_done_callback(stored)
+
+    def _write_answers(self) -> None:
+        """Write the queued answers that are ready, up to the first still waiting."""
+        answers = self._answers
+        while answers:
+            data = answers[0].data
+            if data is None:
+                break
+            self._finish_now(data, answers.pop(0).keep_alive)
+        if not answers:
+            self._answers = None
 
     def _respond(self, response: HttpResponse, keep_alive: bool, head: bool = False) -> None:
         if response is EMPTY_OK and keep_alive and not head:
@@ -370,7 +434,14 @@ class ServerProtocol(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(self.data_received, pending)
 
     def finish(self, data: bytes, keep_alive: bool) -> None:
-        """Write a response's last bytes; without keep-alive, half-close after them."""
+        """Write a response's last bytes; without keep-alive, half-close after them.
+        Behind an answer that waits, queued after it (answers keep the request order)."""
+        if self._answers:
+            self._answers.append(_Answer(data, keep_alive))
+            return
+        self._finish_now(data, keep_alive)
+
+    def _finish_now(self, data: bytes, keep_alive: bool) -> None:
         transport = self.transport
         if transport is None or transport.is_closing() or self._refused:
             return

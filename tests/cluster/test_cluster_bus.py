@@ -213,3 +213,76 @@ async def test_the_buffer_cap_applies_only_while_redis_is_unreachable(redis_pref
             bus_a.publish(message)
         await wait_until(lambda: len(got) == 50, what="the burst")
         assert got == burst and bus_a.dropped == 0
+
+
+async def test_the_link_hands_on_every_payload_as_published(redis_prefix: str) -> None:
+    channel = KeyLayout(redis_prefix).bus
+    got: list[bytes] = []
+    link = RedisLink(SHARED_REDIS_URL, channel, on_message=got.append, on_up=_nothing)
+    publisher = Redis.from_url(SHARED_REDIS_URL)
+    sent = [b"first\r\nwith a line break", b"", b"*3\r\n$7\r\nmessage\r\n", b"x" * 300_000,
+            b"last"]
+    link.start()
+    try:
+        assert await link.wait_ready(10.0)
+        async with publisher.pipeline(transaction=False) as pipe:
+            for payload in sent:
+                pipe.publish(channel, payload)
+            await pipe.execute()
+        await wait_until(lambda: len(got) == len(sent), what="every payload")
+        assert got == sent and link.outages == 0
+    finally:
+        await link.close()
+        await publisher.aclose()
+
+
+def test_a_frame_carries_several_messages_in_order_and_a_node_skips_its_own() -> None:
+    from pusherd.adapters.cluster.bus import decode_bus_frame, encode_bus_frame, frame_head
+    from pusherd.adapters.cluster.bus import encode_message_body as body
+
+    sent: list[BusMessage] = [
+        TriggerMessage("n1", "1001", "ev", ("a",), "1"),
+        ClientEventMessage("n1", "1001", "private-c", "client-x", {"k": 1}, "3.4"),
+        TerminateMessage("n1", "1001", "ann"),
+    ]
+    frame = encode_bus_frame(frame_head("n1"), [body(m) for m in sent])
+    assert decode_bus_frame(frame) == sent
+    changes = ChangesMessage("n1", (StateChange(ChangeKind.COUNT, "1001", "chat", count=2),))
+    applied: list[BusMessage] = []
+    link = RedisLink(SHARED_REDIS_URL, "unused", on_message=lambda p: None,
+                     on_up=_nothing)  # never started: receive() does not use it
+    own, other = Bus(link, "n1", applied.append), Bus(link, "n2", applied.append)
+    own.receive(frame)  # its own triggers were delivered locally already
+    assert applied == []
+    own.receive(encode_bus_message(changes))  # its own transitions are applied
+    assert applied == [changes]
+    other.receive(frame)
+    assert applied == [changes, *sent]
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def test_messages_queued_together_go_out_in_one_publish(redis_prefix: str) -> None:
+    from pusherd.adapters.cluster.bus import decode_bus_frame
+
+    channel = KeyLayout(redis_prefix).bus
+    got: list[BusMessage] = []
+    watcher = Redis.from_url(SHARED_REDIS_URL)
+    raw = watcher.pubsub(ignore_subscribe_messages=True)
+    await raw.subscribe(channel)
+    try:
+        async with _node(SHARED_REDIS_URL, channel, "a", lambda m: None) as (_, bus_a), \
+                _node(SHARED_REDIS_URL, channel, "b", got.append):
+            sent = [TriggerMessage("a", "1001", f"e{i}", ("c",), str(i)) for i in range(20)]
+            for message in sent:  # in one turn of the loop: the writer has not run yet
+                bus_a.publish(message)
+            await wait_until(lambda: len(got) == 20, what="20 messages")
+            assert got == sent
+            frames = await _raw_messages(raw, quiet=0.3)
+            assert len(frames) == 1 and decode_bus_frame(frames[0]) == sent
+            assert (bus_a.published, bus_a.frames) == (20, 1)
+    finally:
+        await raw.aclose()
+        await watcher.aclose()

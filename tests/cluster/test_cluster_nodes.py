@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from pusherd.adapters.cluster.bus import BusMessage, TriggerMessage, decode_bus_message
+from pusherd.adapters.cluster.bus import BusMessage, TriggerMessage, decode_bus_frame
 from tests.cluster.nodes import join_presence, join_private, run_cluster, sign_in
 from tests.pusherd.wire import OTHER_APP, Client, call, channel_auth, sdk
 from tests.support.pusherd_process import PusherdProcess
@@ -249,7 +249,7 @@ async def test_a_trigger_to_several_channels_is_one_publish_on_the_bus(
             while not any(isinstance(m, TriggerMessage) and m.event == "after" for m in seen):
                 message = await bus.get_message(timeout=1.0)
                 if message is not None:
-                    seen.append(decode_bus_message(message["data"]))
+                    seen.extend(decode_bus_frame(message["data"]))
 
         await asyncio.wait_for(read_until_after(), 10)
         triggers = [m for m in seen if isinstance(m, TriggerMessage)]

@@ -14,7 +14,7 @@ import signal
 from typing import Any
 
 from tests.cluster.nodes import join_presence, run_cluster
-from tests.cluster.test_cluster_faults import _wait_ready as _wait_status
+from tests.cluster.test_cluster_faults import _wait_ready
 from tests.cluster.test_cluster_nodes import fence
 from tests.cluster.waiting import wait_until
 from tests.pusherd.wire import Client, call, sdk
@@ -63,8 +63,8 @@ async def test_local_presence_goes_on_while_redis_is_away_and_its_empty_return_a
         seen = {name: [] for name in clients}
 
         private_redis.kill()
-        await _wait_status(one, 503)
-        await _wait_status(two, 503)
+        await _wait_ready(one, 503)
+        await _wait_ready(two, 503)
         # Redis away: gone's leave and w4's join reach v0, on the same node, at once.
         del clients["gone"]
         await gone.close()
@@ -79,10 +79,10 @@ async def test_local_presence_goes_on_while_redis_is_away_and_its_empty_return_a
         two.process.send_signal(signal.SIGSTOP)
         try:
             private_redis.start()  # empty: its data was lost with the process
-            await _wait_status(one, 200)
+            await _wait_ready(one, 200)
         finally:
             two.process.send_signal(signal.SIGCONT)
-        await _wait_status(two, 200)
+        await _wait_ready(two, 200)
         clients["w4"] = w4
         seen["w4"] = []
         # The other node's sockets hear of both once Redis is back.
@@ -114,14 +114,14 @@ async def test_a_frozen_redis_that_keeps_its_data_announces_a_join_made_meanwhil
         assert private_redis.process is not None
         private_redis.process.send_signal(signal.SIGSTOP)
         try:
-            await _wait_status(one, 503, bound=30)
-            await _wait_status(two, 503, bound=30)
+            await _wait_ready(one, 503, bound=30)
+            await _wait_ready(two, 503, bound=30)
             w4, _ = await join_presence(two, ROOM, "w4")
             await read_until_member(w1, "added", "w4", seen["w1"], timeout=10)
         finally:
             private_redis.process.send_signal(signal.SIGCONT)
-        await _wait_status(one, 200, bound=30)
-        await _wait_status(two, 200, bound=30)
+        await _wait_ready(one, 200, bound=30)
+        await _wait_ready(two, 200, bound=30)
         clients["w4"] = w4
         seen["w4"] = []
         await read_until_member(v0, "added", "w4", seen["v0"])
@@ -179,14 +179,14 @@ async def test_messages_buffered_during_an_outage_reach_a_node_slow_to_come_back
         await near.expect("before", "news")
 
         private_redis.kill()
-        await _wait_status(one, 503)
-        await _wait_status(slow, 503)
+        await _wait_ready(one, 503)
+        await _wait_ready(slow, 503)
         slow.process.send_signal(signal.SIGSTOP)
         try:
             for n in range(20):
                 await call(sdk(one.port).trigger, "news", "tick", {"n": n})
             private_redis.start()  # empty: no lease of the slow node in it
-            await _wait_status(one, 200)
+            await _wait_ready(one, 200)
             # The slow node stays away longer than the old 2 s flush fallback, as a node
             # does whose reconnect backoff was near its cap. (This pause is the fault
             # being simulated, not a wait for an event.)
@@ -208,11 +208,11 @@ async def test_a_full_outage_buffer_is_logged_once_per_outage_with_its_total_on_
                      extra_redis="max_buffered_bytes = 300") as (node,):
         for outage in range(2):
             private_redis.kill()
-            await _wait_status(node, 503)
+            await _wait_ready(node, 503)
             for n in range(20):
                 await call(sdk(node.port).trigger, "news", "tick", {"n": n})
             private_redis.start()
-            await _wait_status(node, 200)
+            await _wait_ready(node, 200)
             await wait_until(lambda: sum("dropped during the outage" in line
                                          for line in node.output) == outage + 1,
                              what="the outage's drop total")

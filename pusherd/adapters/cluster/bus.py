@@ -9,11 +9,22 @@ drops their echo; transitions it applies from the bus only, its own included, so
 every node applies them in the one order Redis decided them.
 
 Publishing never waits: :meth:`Bus.publish` encodes the message once and queues it; a
-writer task sends the queue in order, several messages per round trip. While Redis is
-unreachable the queue is the buffer: at most ``max_buffered_bytes`` of encoded messages
-(the oldest are dropped beyond it, and counted); it is flushed in order once the link is
-ready again. A batch in flight when the connection breaks is not sent again (a message
-must never arrive twice); it is counted in ``maybe_lost``.
+writer task sends the queue in order, every message queued by then in one *frame*: one
+``PUBLISH`` per round trip (so at most one per trigger, and fewer when triggers arrive
+together), which every other node reads and decodes once.
+
+A frame is ``v<version> <kind> <origin>\\n`` followed by a JSON array of messages; kind
+``m`` (triggers, client events, terminate requests: what the writer sends) or ``c``
+(transitions, published by the scripts). A node reads the fixed head first and drops
+its own ``m`` frames without decoding them; its own ``c`` frames it applies.
+
+A message with cache writes (a trigger to cache channels) can be waited for: its future
+is done when the round trip carrying the writes has returned (the HTTP API answers then).
+
+While Redis is unreachable the queue is the buffer: at most ``max_buffered_bytes`` of
+encoded messages (the oldest are dropped beyond it, and counted); it is flushed in order
+once the link is ready again. A frame in flight when the connection breaks is not sent
+again (a message must never arrive twice); its messages are counted in ``maybe_lost``.
 
 Pub/sub keeps nothing for a subscriber that is not connected, so after an outage the
 buffer is flushed only once ``peers_ready()`` says the other live nodes have subscribed
@@ -41,8 +52,10 @@ from pusherd.core.ids import AppId
 
 log = logging.getLogger("pusherd.redis")
 
-BUS_VERSION = 1
-WRITE_BATCH = 256  # messages per pipeline round trip
+BUS_VERSION = 2
+WRITE_BATCH = 256  # messages per frame (one PUBLISH, one round trip)
+WRITE_BATCH_BYTES = 1_048_576  # encoded bytes per frame (a frame holds one message at least)
+_HEAD = b"v%d " % BUS_VERSION
 # Upper bounds (seconds) of the round-trip histogram the metrics export.
 ROUND_TRIP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
@@ -127,8 +140,9 @@ def _encode_change(change: StateChange) -> list[Any]:
             change.member.decode() if change.member is not None else "", change.count]
 
 
-def encode_bus_message(message: BusMessage) -> bytes:
-    """One message as JSON bytes (``v`` is the format version, ``t`` the type)."""
+def encode_message_body(message: BusMessage) -> bytes:
+    """One message as JSON (``t`` its type), without the frame's head: its origin is the
+    frame's."""
     body: dict[str, Any]
     if isinstance(message, TriggerMessage):
         body = {"t": "trigger", "a": message.app_id, "e": message.event,
@@ -142,17 +156,53 @@ def encode_bus_message(message: BusMessage) -> bytes:
                 "s": [_encode_change(c) for c in message.changes]}
     else:
         body = {"t": "terminate", "a": message.app_id, "u": message.user_id}
-    body["v"] = BUS_VERSION
-    body["o"] = message.origin
     return orjson.dumps(body)
 
 
+def frame_head(origin: str, changes: bool = False) -> bytes:
+    """The head of a frame from `origin`: ``v<version> m|c <origin>\\n``."""
+    return _HEAD + (b"c " if changes else b"m ") + origin.encode() + b"\n"
+
+
+def encode_bus_frame(head: bytes, bodies: list[bytes]) -> bytes:
+    """A frame: `head` (:func:`frame_head`) and the encoded bodies, in order."""
+    return head + b"[" + b",".join(bodies) + b"]"
+
+
+def encode_bus_message(message: BusMessage) -> bytes:
+    """A frame holding `message` alone."""
+    return encode_bus_frame(frame_head(message.origin, isinstance(message, ChangesMessage)),
+                            [encode_message_body(message)])
+
+
+def decode_bus_frame(payload: bytes) -> list[BusMessage]:
+    """Every message of a frame, in order; raises ValueError (or a subclass) on anything
+    malformed or of another version."""
+    head, newline, rest = payload.partition(b"\n")
+    parts = head.split(b" ")
+    if not newline or len(parts) != 3 or parts[0] != _HEAD.strip() or \
+            parts[1] not in (b"m", b"c"):
+        raise ValueError("not a bus frame of this version")
+    origin = parts[2].decode()
+    bodies = orjson.loads(rest)
+    if not isinstance(bodies, list):
+        raise ValueError("a bus frame holds a list of messages")
+    return [_decode_body(origin, body) for body in bodies]
+
+
 def decode_bus_message(payload: bytes) -> BusMessage:
-    """Parse a bus message; raises ValueError (or a subclass) on anything malformed."""
-    body = orjson.loads(payload)
-    if not isinstance(body, dict) or body.get("v") != BUS_VERSION:
-        raise ValueError("not a bus message of this version")
-    kind, origin = body["t"], str(body["o"])
+    """The one message of a frame (:func:`encode_bus_message`); raises ValueError when the
+    frame is malformed or holds another number of messages."""
+    messages = decode_bus_frame(payload)
+    if len(messages) != 1:
+        raise ValueError(f"a bus frame of {len(messages)} messages, not one")
+    return messages[0]
+
+
+def _decode_body(origin: str, body: Any) -> BusMessage:
+    if not isinstance(body, dict):
+        raise ValueError("a bus message is an object")
+    kind = body.get("t")
     try:
         if kind == "trigger":
             return TriggerMessage(origin, AppId(str(body["a"])), str(body["e"]),
@@ -168,6 +218,14 @@ def decode_bus_message(payload: bytes) -> BusMessage:
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed {kind} message: {exc}") from None
     raise ValueError(f"unknown bus message type {kind!r}")
+
+
+def _fail(waiter: asyncio.Future[None] | None, exc: BaseException) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_exception(exc)
+        # Retrieved here: a waiter whose HTTP request has gone must not log "never
+        # retrieved" when it is collected.
+        waiter.exception()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,10 +254,17 @@ class Bus:
         self.node_id = node_id
         self.handler = handler
         self.max_buffered_bytes = max_buffered_bytes
-        self._queue: deque[tuple[bytes, tuple[CachePut, ...]]] = deque()
+        # Encoded bodies, their cache writes, and who waits for those writes.
+        self._queue: deque[tuple[bytes, tuple[CachePut, ...], asyncio.Future[None] | None]] \
+            = deque()
+        self._head = frame_head(node_id)
+        self._channel = link.channel.encode()
+        # Our own frames (never transitions) are dropped on sight: their messages have
+        # been delivered here already.
         self._queued_bytes = 0
         self._wake = asyncio.Event()
         self.published = 0  # messages sent to Redis
+        self.frames = 0  # PUBLISHes they took
         self.round_trips = RoundTrips()  # the writer's pipeline round trips (metrics)
         self.received = 0  # other nodes' messages applied
         self.dropped = 0  # dropped from a full buffer while Redis was unreachable
@@ -212,17 +277,29 @@ class Bus:
         """Bytes of encoded messages waiting to be sent (at most ``max_buffered_bytes``)."""
         return self._queued_bytes
 
-    def publish(self, message: BusMessage, cache: tuple[CachePut, ...] = ()) -> None:
-        """Queue `message` (encoded once, here) for every other node; never blocks."""
-        payload = encode_bus_message(message)
-        self._queue.append((payload, cache))
+    def publish(self, message: BusMessage,
+                cache: tuple[CachePut, ...] = ()) -> asyncio.Future[None] | None:
+        """Queue `message` (encoded once, here) for every other node; never blocks.
+        `message` is from this node (its origin is this node's id).
+
+        With `cache` writes and Redis reachable, returns a future done when the round
+        trip carrying them has returned, or failed with ConnectionError (Redis became
+        unreachable first, or the message was dropped) or one of the link's errors (the
+        round trip failed: the writes may or may not have been made). Else None: while
+        Redis is unreachable the writes wait in the buffer with the message."""
+        payload = encode_message_body(message)
+        waiter: asyncio.Future[None] | None = None
+        if cache and self.link.ready:
+            waiter = asyncio.get_running_loop().create_future()
+        self._queue.append((payload, cache, waiter))
         self._queued_bytes += len(payload)
         # The cap is for an outage: while Redis is reachable the writer drains the queue
         # every round trip, and a burst must not be cut.
         while not self.link.ready and self._queued_bytes > self.max_buffered_bytes \
                 and self._queue:
-            dropped, _ = self._queue.popleft()
+            dropped, _, dropped_waiter = self._queue.popleft()
             self._queued_bytes -= len(dropped)
+            _fail(dropped_waiter, ConnectionError("dropped from a full bus buffer"))
             self.dropped += 1
             self.outage_dropped += 1
             if self.outage_dropped == 1:  # once per outage; the total when Redis returns
@@ -230,29 +307,39 @@ class Bus:
                             "dropping the oldest messages for the other nodes",
                             self.max_buffered_bytes)
         self._wake.set()
+        return waiter
 
     def receive(self, payload: bytes) -> None:
-        """One message from the pub/sub channel: decode, drop our own echo (but not of
-        transitions), apply."""
+        """One frame from the pub/sub channel: drop our own echo (but not of transitions)
+        unread, decode the rest, apply each message in order."""
+        if payload.startswith(self._head):
+            return
         try:
-            message = decode_bus_message(payload)
+            messages = decode_bus_frame(payload)
         except ValueError as exc:
             if not self._bad_logged:  # a foreign publisher or a newer version: say it once
                 self._bad_logged = True
                 log.warning("ignoring a message on the bus that is not ours (%s)", exc)
             return
-        if message.origin == self.node_id and not isinstance(message, ChangesMessage):
-            return
-        self.received += 1
-        self.handler(message)
+        for message in messages:
+            self.received += 1
+            try:
+                self.handler(message)
+            except Exception:  # the frame's other messages are still applied
+                log.exception("a bus message could not be applied")
 
     async def run(self) -> None:
-        """The writer: send the queue in order, a batch per round trip, when ready."""
+        """The writer: send the queue in order, everything queued in one frame per round
+        trip (with the cache writes its triggers carry), when ready."""
+        queue = self._queue
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
+            while queue:
                 if not self.link.ready:
+                    # Nobody waits through an outage for a cache write: say so now.
+                    for _, _, waiter in queue:
+                        _fail(waiter, ConnectionError("Redis became unreachable"))
                     await self.link.wait_ready(3600.0)
                     if self.link.ready and self.outage_dropped:
                         log.warning("bus buffer: %d oldest message(s) for the other nodes "
@@ -261,21 +348,38 @@ class Bus:
                         self.outage_dropped = 0
                     await self._wait_for_peers()
                     continue
-                batch = [self._queue.popleft() for _ in range(min(WRITE_BATCH,
-                                                                  len(self._queue)))]
-                self._queued_bytes -= sum(len(p) for p, _ in batch)
+                bodies: list[bytes] = []
+                puts: list[CachePut] = []
+                waiters: list[asyncio.Future[None]] = []
+                size = 0
+                while queue and len(bodies) < WRITE_BATCH and (
+                        not bodies or size + len(queue[0][0]) <= WRITE_BATCH_BYTES):
+                    body, cache, waiter = queue.popleft()
+                    bodies.append(body)
+                    size += len(body)
+                    if cache:
+                        puts.extend(cache)
+                    if waiter is not None:
+                        waiters.append(waiter)
+                self._queued_bytes -= size
+                frame = encode_bus_frame(self._head, bodies)
                 try:
                     async with self.link.client.pipeline(transaction=False) as pipe:
-                        for payload, cache in batch:
-                            for put in cache:
-                                pipe.set(put.key, put.value, px=put.ttl_ms)
-                            pipe.publish(self.link.channel, payload)
+                        for put in puts:
+                            pipe.set(put.key, put.value, px=put.ttl_ms)
+                        pipe.publish(self._channel, frame)
                         started = time.monotonic()
                         await pipe.execute()
                         self.round_trips.observe(time.monotonic() - started)
-                    self.published += len(batch)
+                    self.published += len(bodies)
+                    self.frames += 1
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
                 except LINK_ERRORS as exc:
-                    self.maybe_lost += len(batch)
+                    self.maybe_lost += len(bodies)
+                    for waiter in waiters:
+                        _fail(waiter, exc)
                     self.link.report_failure(exc)
 
     async def _wait_for_peers(self) -> None:

@@ -11,6 +11,19 @@ logged per failed message or per retry.
 
 Every received bus message is handed to ``on_message`` in order; an exception in it is
 logged and the next message is still read (the link drops nothing it received).
+
+Reading the subscription: a reader task takes each push with redis-py's
+``PubSub.parse_response(block=True)`` and hands a message's payload on at once. That is
+one await per message with no timer: ``get_message(timeout=...)`` wraps every read in a
+timeout and wakes up empty when the channel is idle. The supervisor waits on the reader
+task and on :meth:`report_failure`. A broken connection ends the reader (an outage); a
+Redis that stops answering is noticed by the node's own commands, which all carry a
+``command_timeout`` (the lease is renewed several times per ``lease_ttl``), and while
+messages flow redis-py also PINGs the subscription every ``health_check_interval``
+seconds.
+
+Writing the bus is the bus writer's (see :mod:`.bus`): one redis-py pipeline per round
+trip on this link's :attr:`RedisLink.client`.
 """
 
 from __future__ import annotations
@@ -67,6 +80,8 @@ class RedisLink:
         self._on_down = on_down
         self.backoff_min = backoff_min
         self.backoff_max = backoff_max
+        self.command_timeout = command_timeout
+        self.health_check_interval = health_check_interval
         # Retries are this class's job (with backoff and one log line), not the
         # client's: a failed command must surface at once.
         self.client: Redis = Redis.from_url(
@@ -179,15 +194,32 @@ class RedisLink:
             await asyncio.sleep(self._backoff())
 
     async def _read(self, pubsub: PubSub) -> None:
-        while not self._failed.is_set():
-            message = await pubsub.get_message(timeout=0.5)
-            if message is None or message.get("type") != "message":
-                continue
-            try:
-                self._on_message(message["data"])
-            except Exception:
-                log.exception("a bus message could not be applied")
-        raise ConnectionError("a Redis command failed")
+        """Hand every message of the subscription to ``on_message`` until the connection
+        breaks or a command reports a failure; raises one of :data:`LINK_ERRORS`."""
+        reader = asyncio.create_task(self._pump(pubsub), name="pusherd-bus-reader")
+        failed = asyncio.create_task(self._failed.wait())
+        try:
+            await asyncio.wait((reader, failed), return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()  # raises what ended it
+                raise ConnectionError("the bus subscription ended")
+            raise ConnectionError("a Redis command failed")
+        finally:
+            reader.cancel()
+            failed.cancel()
+            await asyncio.wait((reader, failed))
+
+    async def _pump(self, pubsub: PubSub) -> None:
+        on_message = self._on_message
+        while True:
+            # A pub/sub message is [b"message", channel, payload]; subscribe
+            # confirmations (and PING replies redis-py does not filter) are skipped.
+            response = await pubsub.parse_response(block=True)
+            if type(response) is list and len(response) == 3 and response[0] == b"message":
+                try:
+                    on_message(response[2])
+                except Exception:
+                    log.exception("a bus message could not be applied")
 
 
 async def _close_quietly(pubsub: PubSub) -> None:

@@ -14,10 +14,10 @@ to agree. Transitions come back as arrays of six, ``{kind, app, channel, user_ke
 member_json, count}`` ("" where a field does not apply), kind one of ``occupied``,
 ``count``, ``vacated``, ``member_added``, ``member_removed``, ``online``, ``offline``.
 
-A script that decided transitions also PUBLISHes them on the bus (a ``changes`` message
-of :mod:`.bus`) inside the same atomic step: every node, the origin included, applies
-transitions in the one order Redis decided them, and no decision can be lost between
-the script and a separate publish.
+A script that decided transitions also PUBLISHes them on the bus (a frame holding one
+``changes`` message, see :mod:`.bus`) inside the same atomic step: every node, the
+origin included, applies transitions in the one order Redis decided them, and no
+decision can be lost between the script and a separate publish.
 
 A node's every contribution is also counted in its own hash ``P:node:<node>``, which is
 what the reaper subtracts when the node's lease lapses. Mutating scripts refuse to run
@@ -47,8 +47,9 @@ end
 -- Tell every node (this one included) what was decided, in the order it was decided.
 local function announce()
   if BUS ~= '' and #out > 0 then
-    redis.call('PUBLISH', BUS, cjson.encode({v = 1, t = 'changes', o = ORIGIN, x = SOCKET,
-                                             s = out}))
+    -- A bus frame of kind "c" holding one changes message (see .bus).
+    redis.call('PUBLISH', BUS, 'v2 c ' .. ORIGIN .. '\n' ..
+               cjson.encode({{t = 'changes', x = SOCKET, s = out}}))
   end
 end
 
