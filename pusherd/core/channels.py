@@ -52,6 +52,25 @@ def classify_channel(name: str) -> ChannelKind:
     return _PUBLIC
 
 
+@lru_cache(maxsize=65536)
+def channel_type(name: str) -> str:
+    """The channel type of `name` as a metric label: ``public``, ``private``,
+    ``private-encrypted``, ``presence``, ``cache`` (any ``cache-`` kind) or
+    ``server-to-user``. Cached: the adapters count subscriptions by type as they change."""
+    kind = classify_channel(name)
+    if kind.server_to_user:
+        return "server-to-user"
+    if kind.cache:
+        return "cache"
+    if kind.presence:
+        return "presence"
+    if kind.encrypted:
+        return "private-encrypted"
+    if kind.requires_auth:
+        return "private"
+    return "public"
+
+
 def channel_name_problem(name: object, max_length: int) -> str | None:
     """Why `name` is not a valid channel name, or ``None`` when it is (spec §6.2).
 

@@ -589,7 +589,10 @@ class FallbackTransport:
                 break
             if debug:
                 _DEBUG_LOG.debug("in %s %s", connection.socket_id, redact_frame(message))
+            counted = session.messages_received
             connection.run(session.receive(message, now))
+            if session.messages_received != counted:
+                self.state.telemetry.message_counted(session.app.id)
         return response_head(204, origin, length=0, keep_alive=keep_alive)
 
     def _forget(self, connection: FallbackConnection) -> None:

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pusherd.core.channels import classify_channel
+from pusherd.core.channels import channel_type as channel_type  # a metric label (re-exported)
 from pusherd.errors import ClientEventRejected, PusherError, SigninRefused, SubscriptionRefused
 
 ws_log = logging.getLogger("pusherd.ws")
@@ -49,23 +49,6 @@ def remote_address(peer: Any) -> str:
     if isinstance(peer, str) and peer:
         return peer
     return "-"
-
-
-def channel_type(channel: str) -> str:
-    """The Pusher channel type of `channel`, for metric labels: public, private,
-    private-encrypted, presence, cache (any ``cache-`` kind) or server-to-user."""
-    kind = classify_channel(channel)
-    if kind.server_to_user:
-        return "server-to-user"
-    if kind.cache:
-        return "cache"
-    if kind.presence:
-        return "presence"
-    if kind.encrypted:
-        return "private-encrypted"
-    if kind.requires_auth:
-        return "private"
-    return "public"
 
 
 def auth_failure_reason(exc: PusherError) -> str | None:
@@ -127,6 +110,9 @@ class Telemetry:
         self.connections_closed: dict[tuple[str, int | str], int] = {}
         self.connections_refused: dict[tuple[str, int], int] = {}  # (app id or "", code)
         self.connection_limit_refusals: dict[tuple[str, str], int] = {}  # (app id, limit)
+        # Client messages received, app id -> count: counted by the shells as the
+        # sessions count them (message_counted), so a scrape never walks the sessions.
+        self.messages_received: dict[str, int] = {}
         self.messages_received_closed: dict[str, int] = {}  # of connections that closed
         self.auth_failures: dict[str, int] = {}  # reason -> count
         self.client_events_rate_limited: dict[str, int] = {}  # app id -> count
@@ -207,6 +193,11 @@ class Telemetry:
         if self.sinks:
             self.tell("connection_closed", app_id=app_id, socket_id=socket_id, code=code,
                       reason=reason)
+
+    def message_counted(self, app_id: str) -> None:
+        """A session counted one more client message (its ``messages_received``)."""
+        received = self.messages_received
+        received[app_id] = received.get(app_id, 0) + 1
 
     def upgrade_refused_draining(self, app_id: str, peer: Any) -> None:
         """A WebSocket upgrade or a new fallback session was refused (503): the process
