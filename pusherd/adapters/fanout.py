@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pusherd.adapters.base import Subscriber
 from pusherd.core import messages
-from pusherd.core.channels import channel_type
+from pusherd.core.channels import CHANNEL_TYPES, channel_type
 from pusherd.core.outbound import Outbound
 from pusherd.core.transitions import (
     MemberAdded,
@@ -32,7 +32,7 @@ class AppSockets:
         self.channels: dict[str, dict[str, Subscriber]] = {}  # channel -> socket_id -> handle
         # Channel type (core.channels.channel_type) -> subscriptions of these sockets,
         # kept by join and leave so that metrics never walk the channels.
-        self.subscriptions: dict[str, int] = {}
+        self.subscriptions: dict[str, int] = dict.fromkeys(CHANNEL_TYPES, 0)
         self.users: dict[str, dict[str, Subscriber]] = {}  # signed-in user id -> sockets
         self.watchers: dict[str, dict[str, Subscriber]] = {}  # watched user id -> watchers
 
@@ -97,8 +97,7 @@ class LocalFanout:
         subscribers = sockets.channels.setdefault(channel, {})
         socket_id = subscriber.socket_id
         if socket_id not in subscribers:
-            counts, label = sockets.subscriptions, channel_type(channel)
-            counts[label] = counts.get(label, 0) + 1
+            sockets.subscriptions[channel_type(channel)] += 1
         subscribers[socket_id] = subscriber
 
     def leave(self, app_id: str, channel: str, socket_id: str) -> None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from pusherd.core.app import App
-from pusherd.core.channels import ChannelKind, channel_type, classify_channel
+from pusherd.core.channels import CHANNEL_TYPES, ChannelKind, classify_channel
 from pusherd.core.ids import AppId
 from pusherd.core.transitions import (
     CacheMiss,
@@ -104,7 +104,7 @@ class ChannelRegistry:
         # :meth:`occupied`), so that metrics never walk the channels: channel type
         # (:func:`~pusherd.core.channels.channel_type`) -> occupied channels, and the
         # presence members summed over the presence channels.
-        self.occupied_by_type: dict[str, int] = {}
+        self.occupied_by_type: dict[str, int] = dict.fromkeys(CHANNEL_TYPES, 0)
         self.presence_members = 0
 
     def get(self, name: str) -> Channel | None:
@@ -141,9 +141,8 @@ class ChannelRegistry:
         occupied = channel is None
         if channel is None:
             channel = self.channels[name] = Channel(name, kind)
-            if not name.startswith("#"):
-                by_type, label = self.occupied_by_type, channel_type(name)
-                by_type[label] = by_type.get(label, 0) + 1
+            if not kind.server_to_user:  # the only # channels
+                self.occupied_by_type[kind.label] += 1
         added = None
         if member is not None:
             channel.socket_ids[socket_id] = member.key
@@ -178,8 +177,8 @@ class ChannelRegistry:
         vacated = not channel.socket_ids
         if vacated:
             del self.channels[name]
-            if not name.startswith("#"):
-                self.occupied_by_type[channel_type(name)] -= 1
+            if not channel.kind.server_to_user:
+                self.occupied_by_type[channel.kind.label] -= 1
         return UnsubscribeTransition(vacated, removed, member_key, len(channel.socket_ids))
 
     def occupied(self, prefix: str = "") -> Iterator[Channel]:

@@ -544,8 +544,9 @@ class FallbackTransport:
               now: float) -> None:
         """A receive request for a new session: ``o``, then the session's open (§1.3)."""
         state = self.state
-        session = Session(state.new_socket_id(), self.apps.by_key(key[0]), now,
-                          self.session_settings)
+        app = self.apps.by_key(key[0])
+        session = Session(state.new_socket_id(), app, now, self.session_settings,
+                          state.telemetry.received(app.id if app is not None else ""))
         connection_class = (DebugFallbackConnection if self.settings.debug_frames
                             else FallbackConnection)
         connection = connection_class(session, self.adapter, state, self.settings, key,
@@ -589,10 +590,7 @@ class FallbackTransport:
                 break
             if debug:
                 _DEBUG_LOG.debug("in %s %s", connection.socket_id, redact_frame(message))
-            counted = session.messages_received
             connection.run(session.receive(message, now))
-            if session.messages_received != counted:
-                self.state.telemetry.message_counted(session.app.id)
         return response_head(204, origin, length=0, keep_alive=keep_alive)
 
     def _forget(self, connection: FallbackConnection) -> None:

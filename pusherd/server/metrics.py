@@ -71,9 +71,11 @@ class PusherdCollector(Collector):
             open_connections.add_metric([app.id], self.adapter.connection_count(app))
             occupancy = self.adapter.occupancy(app)
             for label, count in occupancy.subscriptions.items():
-                subscriptions[(app.id, label)] = count
+                if count:
+                    subscriptions[(app.id, label)] = count
             for label, count in occupancy.channels.items():
-                channels[(app.id, label)] = count
+                if count:
+                    channels[(app.id, label)] = count
             members[(app.id,)] = occupancy.presence_members
         yield open_connections
         yield _counter("pusherd_connections_opened", "Connections admitted",
@@ -95,8 +97,8 @@ class PusherdCollector(Collector):
         yield _gauge("pusherd_presence_members", "Distinct presence members, summed over "
                      "presence channels", ["app"], members)
         yield _counter("pusherd_messages_received", "Client messages received",
-                       ["app"], {(k,): v for k, v in
-                                 list(telemetry.messages_received.items())})
+                       ["app"], {(k,): v.count for k, v in
+                                 list(telemetry.messages_received.items()) if k})
         fanout = getattr(self.adapter, "fanout", None)
         delivered = fanout.delivered if isinstance(fanout, LocalFanout) else {}
         yield _counter("pusherd_messages_delivered", "Channel event frames written to "

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pusherd.core.channels import channel_type as channel_type  # a metric label (re-exported)
+from pusherd.core.session import Tally
 from pusherd.errors import ClientEventRejected, PusherError, SigninRefused, SubscriptionRefused
 
 ws_log = logging.getLogger("pusherd.ws")
@@ -110,9 +111,9 @@ class Telemetry:
         self.connections_closed: dict[tuple[str, int | str], int] = {}
         self.connections_refused: dict[tuple[str, int], int] = {}  # (app id or "", code)
         self.connection_limit_refusals: dict[tuple[str, str], int] = {}  # (app id, limit)
-        # Client messages received, app id -> count: counted by the shells as the
-        # sessions count them (message_counted), so a scrape never walks the sessions.
-        self.messages_received: dict[str, int] = {}
+        # Client messages received, app id -> the tally the app's sessions add to (see
+        # received), so that a scrape never walks the sessions.
+        self.messages_received: dict[str, Tally] = {}
         self.messages_received_closed: dict[str, int] = {}  # of connections that closed
         self.auth_failures: dict[str, int] = {}  # reason -> count
         self.client_events_rate_limited: dict[str, int] = {}  # app id -> count
@@ -194,10 +195,12 @@ class Telemetry:
             self.tell("connection_closed", app_id=app_id, socket_id=socket_id, code=code,
                       reason=reason)
 
-    def message_counted(self, app_id: str) -> None:
-        """A session counted one more client message (its ``messages_received``)."""
-        received = self.messages_received
-        received[app_id] = received.get(app_id, 0) + 1
+    def received(self, app_id: str) -> Tally:
+        """The tally of `app_id`'s client messages, for a new session of the app."""
+        tally = self.messages_received.get(app_id)
+        if tally is None:
+            tally = self.messages_received[app_id] = Tally()
+        return tally
 
     def upgrade_refused_draining(self, app_id: str, peer: Any) -> None:
         """A WebSocket upgrade or a new fallback session was refused (503): the process

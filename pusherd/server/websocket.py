@@ -248,7 +248,6 @@ class WebSocketConnection:
         if self.protocol.state is not State.OPEN:
             return  # closing: ignore what the client still sends
         session = self.session
-        counted = session.messages_received
         if binary:
             self.run(session.receive_binary())
         else:
@@ -265,8 +264,6 @@ class WebSocketConnection:
                 self._tell_subscriptions(before)
             else:
                 self.run(session.receive(payload, time.monotonic()))
-        if session.messages_received != counted:
-            self.state.telemetry.message_counted(self.app.id)
         if session.error is not None:
             error, session.error = session.error, None
             self.state.telemetry.client_error(self.app.id, self.socket_id, error)

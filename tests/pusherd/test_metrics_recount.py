@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 
 from pusherd.core.channels import channel_type
 from pusherd.server.metrics import PusherdCollector
@@ -63,6 +64,10 @@ def recount(server: Server) -> Gauges:
     return gauges
 
 
+def closed(server: Server, socket_id: str) -> Callable[[], bool]:
+    return lambda: socket_id not in server.state.connections
+
+
 class Socket:
     def __init__(self, client: Client, app: AppCredentials) -> None:
         self.client = client
@@ -110,9 +115,8 @@ async def test_the_gauges_equal_a_recount_after_random_traffic(
                                       "data": {}})  # relayed, or refused: counted either way
         else:
             socket = sockets.pop(rng.randrange(len(sockets)))
-            socket_id = socket.client.socket_id
             await socket.client.close()
-            await wait_until(lambda: socket_id not in server.state.connections,
+            await wait_until(closed(server, socket.client.socket_id),
                              what="the server to see the close")
         if step % 5 == 0 and sockets:
             # Every socket's messages handled: a ping each, answered in order.
