@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pusherd.adapters.base import Subscriber
 from pusherd.core import messages
-from pusherd.core.channels import CHANNEL_TYPES, channel_type
+from pusherd.core.channels import CHANNEL_TYPES, classify_channel
 from pusherd.core.outbound import Outbound
 from pusherd.core.transitions import (
     MemberAdded,
@@ -97,7 +97,7 @@ class LocalFanout:
         subscribers = sockets.channels.setdefault(channel, {})
         socket_id = subscriber.socket_id
         if socket_id not in subscribers:
-            sockets.subscriptions[channel_type(channel)] += 1
+            sockets.subscriptions[classify_channel(channel).label] += 1  # (cached)
         subscribers[socket_id] = subscriber
 
     def leave(self, app_id: str, channel: str, socket_id: str) -> None:
@@ -105,7 +105,7 @@ class LocalFanout:
         sockets = self.sockets(app_id)
         subscribers = sockets.channels.get(channel)
         if subscribers is not None and subscribers.pop(socket_id, None) is not None:
-            sockets.subscriptions[channel_type(channel)] -= 1
+            sockets.subscriptions[classify_channel(channel).label] -= 1
             if not subscribers:
                 del sockets.channels[channel]
 
