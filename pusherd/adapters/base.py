@@ -63,6 +63,18 @@ class ChannelSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class Occupancy:
+    """One app's figures for the metrics' gauges, by channel type
+    (:func:`~pusherd.core.channels.channel_type`). Adapters keep them up to date as
+    subscriptions change, so reading them costs nothing in proportion to sockets or
+    channels."""
+
+    subscriptions: dict[str, int]  # subscriptions of this node's sockets
+    channels: dict[str, int]  # occupied channels (``#`` channels not counted)
+    presence_members: int  # distinct members, summed over the presence channels
+
+
+@dataclass(frozen=True, slots=True)
 class CachedEventView:
     """A cache channel's last event (§11.1) and the milliseconds it has left to live."""
 
@@ -154,6 +166,12 @@ class Adapter(Protocol):
 
     def occupied_channels(self, app: App, prefix: str) -> Iterator[tuple[str, ChannelSnapshot]]:
         """Every occupied channel whose name starts with `prefix` (``#`` channels hidden)."""
+
+    def occupancy(self, app: App) -> Occupancy:
+        """The app's subscriptions on this node, occupied channels and presence members,
+        as counted while they changed (copies: O(channel types) to read). Which
+        channels and members are counted (this process's, or the cluster's) is the
+        adapter's to say, as for :meth:`occupied_channels`."""
 
     def presence_user_ids(self, app: App, channel: str) -> list[str]:
         """The distinct member keys of a presence channel, in join order."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pusherd.adapters.base import Subscriber
 from pusherd.core import messages
+from pusherd.core.channels import CHANNEL_TYPES, classify_channel
 from pusherd.core.outbound import Outbound
 from pusherd.core.transitions import (
     MemberAdded,
@@ -24,11 +25,14 @@ from pusherd.core.transitions import (
 class AppSockets:
     """One app's sockets on this node, indexed the ways delivery needs them."""
 
-    __slots__ = ("connections", "channels", "users", "watchers")
+    __slots__ = ("connections", "channels", "users", "watchers", "subscriptions")
 
     def __init__(self) -> None:
         self.connections: dict[str, Subscriber] = {}
         self.channels: dict[str, dict[str, Subscriber]] = {}  # channel -> socket_id -> handle
+        # Channel type (core.channels.channel_type) -> subscriptions of these sockets,
+        # kept by join and leave so that metrics never walk the channels.
+        self.subscriptions: dict[str, int] = dict.fromkeys(CHANNEL_TYPES, 0)
         self.users: dict[str, dict[str, Subscriber]] = {}  # signed-in user id -> sockets
         self.watchers: dict[str, dict[str, Subscriber]] = {}  # watched user id -> watchers
 
@@ -88,17 +92,22 @@ class LocalFanout:
     # --- membership ---------------------------------------------------------------------
 
     def join(self, app_id: str, channel: str, subscriber: Subscriber) -> None:
-        """Index a local socket under `channel`."""
-        self.sockets(app_id).channels.setdefault(channel, {})[subscriber.socket_id] = subscriber
+        """Index a local socket under `channel` (again: its handle is replaced)."""
+        sockets = self.sockets(app_id)
+        subscribers = sockets.channels.setdefault(channel, {})
+        socket_id = subscriber.socket_id
+        if socket_id not in subscribers:
+            sockets.subscriptions[classify_channel(channel).label] += 1  # (cached)
+        subscribers[socket_id] = subscriber
 
     def leave(self, app_id: str, channel: str, socket_id: str) -> None:
         """Remove a local socket from `channel` (an empty channel is dropped)."""
-        channels = self.sockets(app_id).channels
-        subscribers = channels.get(channel)
-        if subscribers is not None:
-            subscribers.pop(socket_id, None)
+        sockets = self.sockets(app_id)
+        subscribers = sockets.channels.get(channel)
+        if subscribers is not None and subscribers.pop(socket_id, None) is not None:
+            sockets.subscriptions[classify_channel(channel).label] -= 1
             if not subscribers:
-                del channels[channel]
+                del sockets.channels[channel]
 
     def sign_in(self, app_id: str, user_id: str, subscriber: Subscriber,
                 watchlist: tuple[str, ...]) -> None:

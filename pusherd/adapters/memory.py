@@ -11,7 +11,13 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from pusherd.adapters.base import CachedEventView, ChannelSnapshot, Subscriber, notify_listeners
+from pusherd.adapters.base import (
+    CachedEventView,
+    ChannelSnapshot,
+    Occupancy,
+    Subscriber,
+    notify_listeners,
+)
 from pusherd.adapters.fanout import LocalFanout, deliver_to
 from pusherd.core import messages
 from pusherd.core.api import Trigger
@@ -220,6 +226,16 @@ class MemoryAdapter:
                 True, len(channel.socket_ids),
                 len(channel.members) if channel.kind.presence else None,
             )
+
+    def occupancy(self, app: App) -> Occupancy:
+        """See :meth:`pusherd.adapters.base.Adapter.occupancy`: this process's channels
+        and members (the state's counters), its sockets' subscriptions (the fan-out's)."""
+        sockets = self.fanout.apps.get(app.id)
+        state = self._states.get(app.id)
+        return Occupancy(
+            dict(sockets.subscriptions) if sockets is not None else {},
+            dict(state.channels.occupied_by_type) if state is not None else {},
+            state.channels.presence_members if state is not None else 0)
 
     def presence_user_ids(self, app: App, channel: str) -> list[str]:
         """See :meth:`pusherd.adapters.base.Adapter.presence_user_ids`."""

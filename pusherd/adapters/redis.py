@@ -52,7 +52,13 @@ from typing import Any
 
 from redis.asyncio.client import Pipeline
 
-from pusherd.adapters.base import CachedEventView, ChannelSnapshot, Subscriber, notify_listeners
+from pusherd.adapters.base import (
+    CachedEventView,
+    ChannelSnapshot,
+    Occupancy,
+    Subscriber,
+    notify_listeners,
+)
 from pusherd.adapters.cluster.bus import (
     Bus,
     BusMessage,
@@ -86,7 +92,11 @@ from pusherd.config import RedisConfig
 from pusherd.core import messages
 from pusherd.core.api import Trigger
 from pusherd.core.app import App
-from pusherd.core.channels import classify_channel, user_id_of_server_to_user_channel
+from pusherd.core.channels import (
+    channel_type,
+    classify_channel,
+    user_id_of_server_to_user_channel,
+)
 from pusherd.core.ids import AppId
 from pusherd.core.outbound import Outbound
 from pusherd.core.session import Send, SignedInUser, SubscriptionGrant
@@ -154,6 +164,33 @@ class _Mirror:
     # Presence members known to be held by this node's sockets alone (no other node
     # holds one): only these leave at once, for this node's sockets, during an outage.
     sole: dict[str, set[str]] = field(default_factory=dict)
+    # For the metrics, kept as counts and members change (counted once here when the
+    # mirror is (re)loaded): channel type -> channels with a count above 0 (``#``
+    # channels excluded), and the members summed over channels.
+    occupied: dict[str, int] = field(init=False)
+    member_total: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.occupied = {}
+        for channel, count in self.counts.items():
+            if count > 0 and not channel.startswith("#"):
+                label = channel_type(channel)
+                self.occupied[label] = self.occupied.get(label, 0) + 1
+        self.member_total = sum(len(members) for members in self.members.values())
+
+    def set_count(self, channel: str, count: int) -> None:
+        """`channel` has `count` subscriptions in the cluster."""
+        self._occupancy_changed(channel, self.counts.get(channel, 0), count)
+        self.counts[channel] = count
+
+    def drop_count(self, channel: str) -> None:
+        """`channel` was vacated in the cluster."""
+        self._occupancy_changed(channel, self.counts.pop(channel, 0), 0)
+
+    def _occupancy_changed(self, channel: str, was: int, count: int) -> None:
+        if (was > 0) != (count > 0) and not channel.startswith("#"):
+            label = channel_type(channel)
+            self.occupied[label] = self.occupied.get(label, 0) + (1 if count > 0 else -1)
 
 
 _MEMBER_FRAME = b'{"event":"pusher_internal:member_'
@@ -573,10 +610,12 @@ class RedisAdapter:
                       except_socket_id: str | None) -> None:
         """Member `key` is in `channel`: in the mirror, and announced to this node's
         sockets unless they were already told (announcements never repeat)."""
-        members = self._mirror(app_id).members.setdefault(channel, {})
+        mirror = self._mirror(app_id)
+        members = mirror.members.setdefault(channel, {})
         known = key in members
         members[key] = member
         if not known:
+            mirror.member_total += 1
             self._announce_member(app_id, channel, key, Outbound(
                 messages.encode_member_added(channel, member[0], member[1])),
                 except_socket_id)
@@ -592,6 +631,7 @@ class RedisAdapter:
         if members is None or key not in members:
             return
         user_id = members.pop(key)[0]
+        mirror.member_total -= 1
         if not members:
             del mirror.members[channel]
         self._announce_member(app_id, channel, key, Outbound(
@@ -750,6 +790,15 @@ class RedisAdapter:
                 presence = name.startswith("presence-")
                 yield name, ChannelSnapshot(
                     True, count, len(mirror.members.get(name, {})) if presence else None)
+
+    def occupancy(self, app: App) -> Occupancy:
+        """Subscriptions of this node's sockets (its fan-out's), and the cluster's
+        occupied channels and presence members as this node's mirror has them (the
+        same view as :meth:`occupied_channels`): every node reports the same channels."""
+        sockets = self.fanout.apps.get(app.id)
+        mirror = self._mirror(app.id)
+        return Occupancy(dict(sockets.subscriptions) if sockets is not None else {},
+                         dict(mirror.occupied), mirror.member_total)
 
     def presence_user_ids(self, app: App, channel: str) -> list[str]:
         """Member keys of a presence channel, every node's, from the mirror."""
@@ -999,18 +1048,19 @@ class RedisAdapter:
                 return
             self._member_removed(app.id, channel, key)
         elif kind is ChangeKind.VACATED:
-            mirror.counts.pop(channel, None)
+            mirror.drop_count(channel)
             members = mirror.members.get(channel)
             if members is not None:  # but for members still held here (see above)
                 for key in [k for k in members if (app.id, channel, k) not in self._held]:
                     del members[key]
+                    mirror.member_total -= 1
                 if not members:
                     del mirror.members[channel]
             mirror.sole.pop(channel, None)
             self._pending_counts.pop((app.id, channel), None)
             self._count_sent_at.pop((app.id, channel), None)
         elif kind in (ChangeKind.OCCUPIED, ChangeKind.COUNT):
-            mirror.counts[channel] = change.count
+            mirror.set_count(channel, change.count)
             if self._counts_announced(app, channel):
                 self._count_changed(app.id, channel, change.count, now_ms)
         elif kind is ChangeKind.ONLINE:

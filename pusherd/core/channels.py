@@ -23,6 +23,8 @@ class ChannelKind:
     encrypted: bool
     cache: bool
     server_to_user: bool
+    # The channel type as a metric label (one of CHANNEL_TYPES; see channel_type).
+    label: str = "public"
 
     @property
     def allows_client_events(self) -> bool:
@@ -30,16 +32,19 @@ class ChannelKind:
         return self.requires_auth and not self.encrypted and not self.server_to_user
 
 
-_PUBLIC = ChannelKind(False, False, False, False, False)
+# The channel types of the metrics' labels: any cache- kind is "cache".
+CHANNEL_TYPES = ("public", "private", "private-encrypted", "presence", "cache",
+                 "server-to-user")
+_PUBLIC = ChannelKind(False, False, False, False, False, "public")
 _KINDS: tuple[tuple[str, ChannelKind], ...] = (
-    ("private-encrypted-cache-", ChannelKind(True, False, True, True, False)),
-    ("private-encrypted-", ChannelKind(True, False, True, False, False)),
-    ("private-cache-", ChannelKind(True, False, False, True, False)),
-    ("private-", ChannelKind(True, False, False, False, False)),
-    ("presence-cache-", ChannelKind(True, True, False, True, False)),
-    ("presence-", ChannelKind(True, True, False, False, False)),
-    ("cache-", ChannelKind(False, False, False, True, False)),
-    (SERVER_TO_USER_PREFIX, ChannelKind(False, False, False, False, True)),
+    ("private-encrypted-cache-", ChannelKind(True, False, True, True, False, "cache")),
+    ("private-encrypted-", ChannelKind(True, False, True, False, False, "private-encrypted")),
+    ("private-cache-", ChannelKind(True, False, False, True, False, "cache")),
+    ("private-", ChannelKind(True, False, False, False, False, "private")),
+    ("presence-cache-", ChannelKind(True, True, False, True, False, "cache")),
+    ("presence-", ChannelKind(True, True, False, False, False, "presence")),
+    ("cache-", ChannelKind(False, False, False, True, False, "cache")),
+    (SERVER_TO_USER_PREFIX, ChannelKind(False, False, False, False, True, "server-to-user")),
 )
 
 
@@ -50,6 +55,13 @@ def classify_channel(name: str) -> ChannelKind:
         if name.startswith(prefix):
             return kind
     return _PUBLIC
+
+
+def channel_type(name: str) -> str:
+    """The channel type of `name` as a metric label: ``public``, ``private``,
+    ``private-encrypted``, ``presence``, ``cache`` (any ``cache-`` kind) or
+    ``server-to-user`` (:data:`CHANNEL_TYPES`). Cheap: the kinds are cached."""
+    return classify_channel(name).label
 
 
 def channel_name_problem(name: object, max_length: int) -> str | None:

@@ -181,17 +181,28 @@ def _refusal_frames(exc: SubscriptionRefused) -> list[Action]:
     return [Send(Outbound(exc.to_frame())), Send(Outbound(exc.to_subscription_error_frame()))]
 
 
+class Tally:
+    """A count several sessions add to: an app's client messages, for the metrics (its
+    shell hands the app's tally to each session, so that nothing sums the sessions)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
 class Session:
     """Protocol state of one connection (one ``socket_id`` of one app)."""
 
     __slots__ = (
         "socket_id", "app", "settings", "phase", "registered", "subscriptions", "user",
         "last_activity", "ping_sent_at", "_window_start", "_window_count",
-        "messages_received", "error", "refusal",
+        "messages_received", "received", "error", "refusal",
     )
 
     def __init__(self, socket_id: SocketId, app: App | None, now: float,
-                 settings: SessionSettings | None = None) -> None:
+                 settings: SessionSettings | None = None, received: Tally | None = None,
+                 ) -> None:
         self.socket_id = socket_id
         # None: the key named no app; the open refuses it (4001) before anything else.
         self.app = app or _NO_APP
@@ -206,6 +217,7 @@ class Session:
         self._window_start = now
         self._window_count = 0
         self.messages_received = 0  # client messages, for the close log line and metrics
+        self.received = received or Tally()  # the same messages, counted for the whole app
         # The last client message's refusal, for the shell to count and log (it clears it).
         self.error: PusherError | None = None
         # (code, message) once the session ended the connection itself (refuse()).
@@ -268,6 +280,7 @@ class Session:
         if self.phase is not Phase.OPEN:
             return []  # refused or closing: ignore what the client still sends
         self.messages_received += 1
+        self.received.count += 1
         try:
             return self._dispatch(messages.parse_client_message(payload), now)
         except SubscriptionRefused as exc:
@@ -282,6 +295,7 @@ class Session:
         if self.phase is not Phase.OPEN:
             return []
         self.messages_received += 1
+        self.received.count += 1
         self.error = MessageFormatError("Binary frames are not supported")
         return [Send(Outbound(self.error.to_frame()))]
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from pusherd.core.app import App
-from pusherd.core.channels import ChannelKind, classify_channel
+from pusherd.core.channels import CHANNEL_TYPES, ChannelKind, classify_channel
 from pusherd.core.ids import AppId
 from pusherd.core.transitions import (
     CacheMiss,
@@ -100,6 +100,12 @@ class ChannelRegistry:
 
     def __init__(self) -> None:
         self.channels: dict[str, Channel] = {}
+        # Kept as channels are occupied and vacated (``#`` channels excluded, as in
+        # :meth:`occupied`), so that metrics never walk the channels: channel type
+        # (:func:`~pusherd.core.channels.channel_type`) -> occupied channels, and the
+        # presence members summed over the presence channels.
+        self.occupied_by_type: dict[str, int] = dict.fromkeys(CHANNEL_TYPES, 0)
+        self.presence_members = 0
 
     def get(self, name: str) -> Channel | None:
         """The occupied channel `name`, or None."""
@@ -135,6 +141,8 @@ class ChannelRegistry:
         occupied = channel is None
         if channel is None:
             channel = self.channels[name] = Channel(name, kind)
+            if not kind.server_to_user:  # the only # channels
+                self.occupied_by_type[kind.label] += 1
         added = None
         if member is not None:
             channel.socket_ids[socket_id] = member.key
@@ -144,6 +152,7 @@ class ChannelRegistry:
                     member.user_id, member.user_info
                 )
                 added = present
+                self.presence_members += 1
             present.socket_ids.add(socket_id)
         else:
             channel.socket_ids[socket_id] = None
@@ -164,9 +173,12 @@ class ChannelRegistry:
                 if not present.socket_ids:
                     del channel.members[member_key]
                     removed = present
+                    self.presence_members -= 1
         vacated = not channel.socket_ids
         if vacated:
             del self.channels[name]
+            if not channel.kind.server_to_user:
+                self.occupied_by_type[channel.kind.label] -= 1
         return UnsubscribeTransition(vacated, removed, member_key, len(channel.socket_ids))
 
     def occupied(self, prefix: str = "") -> Iterator[Channel]:

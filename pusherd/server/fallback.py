@@ -544,8 +544,9 @@ class FallbackTransport:
               now: float) -> None:
         """A receive request for a new session: ``o``, then the session's open (§1.3)."""
         state = self.state
-        session = Session(state.new_socket_id(), self.apps.by_key(key[0]), now,
-                          self.session_settings)
+        app = self.apps.by_key(key[0])
+        session = Session(state.new_socket_id(), app, now, self.session_settings,
+                          state.telemetry.received(app.id if app is not None else ""))
         connection_class = (DebugFallbackConnection if self.settings.debug_frames
                             else FallbackConnection)
         connection = connection_class(session, self.adapter, state, self.settings, key,

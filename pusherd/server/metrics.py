@@ -1,13 +1,15 @@
 """Prometheus metrics: ``GET /metrics`` in the text exposition format (prometheus_client).
 
-Nothing here runs on the hot path. The shells count in plain integers where something
-happens once (:class:`~pusherd.server.telemetry.Telemetry`, the fan-out's
-:class:`~pusherd.adapters.fanout.DeliveryCount`, the sessions' message counts), and
-:class:`PusherdCollector` reads them, the sessions' subscriptions and the adapter's
-occupied channels when Prometheus scrapes. No transition listener is registered: with
-none, the adapter does not even build the transitions that carry no frame, so metrics on
-cost a subscription nothing. Every metric is listed,
-with a sample query, in ``docs/operations.md``.
+Nothing here runs on the hot path, and a scrape walks no socket and no channel. The
+shells count in plain integers where something happens once
+(:class:`~pusherd.server.telemetry.Telemetry`, the fan-out's
+:class:`~pusherd.adapters.fanout.DeliveryCount`), the adapters keep their gauges
+(connections, subscriptions, channels and presence members by channel type:
+``Adapter.occupancy``) up to date as they change, and :class:`PusherdCollector` copies
+them when Prometheus scrapes: O(apps x channel types + counters). No transition listener
+is registered: with none, the adapter does not even build the transitions that carry no
+frame, so metrics on cost a subscription nothing but those counts. Every metric is
+listed, with a sample query, in ``docs/operations.md``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from pusherd.adapters.cluster.bus import ROUND_TRIP_BUCKETS
 from pusherd.adapters.fanout import LocalFanout
 from pusherd.apps import AppRegistry
 from pusherd.server.state import ServerState
-from pusherd.server.telemetry import LATENCY_BUCKETS, channel_type
+from pusherd.server.telemetry import LATENCY_BUCKETS
 from pusherd.webhooks.sender import WebhookSender
 
 log = logging.getLogger("pusherd.metrics")
@@ -52,7 +54,6 @@ class PusherdCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Build the metric families from the current counts."""
         state, telemetry = self.state, self.state.telemetry
-        app_ids = [app.id for app in self.apps]
 
         ready = GaugeMetricFamily("pusherd_ready", "1 while /ready answers 200")
         ready.add_metric([], 1.0 if self.ready() else 0.0)
@@ -64,20 +65,18 @@ class PusherdCollector(Collector):
         open_connections = GaugeMetricFamily(
             "pusherd_connections", "Open WebSocket connections on this node", labels=["app"])
         subscriptions: dict[tuple[str, str], int] = {}
-        received: dict[str, int] = dict(telemetry.messages_received_closed)
-        per_app: dict[str, int] = {}
-        for connection in list(state.connections.values()):
-            session = connection.session
-            if not session.registered:
-                continue
-            app_id = session.app.id
-            per_app[app_id] = per_app.get(app_id, 0) + 1
-            received[app_id] = received.get(app_id, 0) + session.messages_received
-            for channel in session.subscriptions:
-                key = (app_id, channel_type(channel))
-                subscriptions[key] = subscriptions.get(key, 0) + 1
-        for app_id in app_ids:
-            open_connections.add_metric([app_id], per_app.get(app_id, 0))
+        channels: dict[tuple[str, str], int] = {}
+        members: dict[tuple[str], int] = {}
+        for app in self.apps:
+            open_connections.add_metric([app.id], self.adapter.connection_count(app))
+            occupancy = self.adapter.occupancy(app)
+            for label, count in occupancy.subscriptions.items():
+                if count:
+                    subscriptions[(app.id, label)] = count
+            for label, count in occupancy.channels.items():
+                if count:
+                    channels[(app.id, label)] = count
+            members[(app.id,)] = occupancy.presence_members
         yield open_connections
         yield _counter("pusherd_connections_opened", "Connections admitted",
                        ["app"], {(k,): v for k, v in telemetry.connections_opened.items()})
@@ -92,22 +91,14 @@ class PusherdCollector(Collector):
                        "limit (app_max_connections: 4004; open_files: HTTP 503)",
                        ["app", "limit"], dict(telemetry.connection_limit_refusals))
         yield _gauge("pusherd_subscriptions", "Channel subscriptions of this node's sockets",
-                     ["app", "channel_type"], dict(subscriptions))
-        channels: dict[tuple[str, str], int] = {}
-        members: dict[tuple[str], int] = {}
-        for app in self.apps:
-            members[(app.id,)] = 0
-            for name, snapshot in self.adapter.occupied_channels(app, ""):
-                key = (app.id, channel_type(name))
-                channels[key] = channels.get(key, 0) + 1
-                if snapshot.user_count:
-                    members[(app.id,)] += snapshot.user_count
+                     ["app", "channel_type"], subscriptions)
         yield _gauge("pusherd_channels", "Occupied channels", ["app", "channel_type"],
                      channels)
         yield _gauge("pusherd_presence_members", "Distinct presence members, summed over "
                      "presence channels", ["app"], members)
         yield _counter("pusherd_messages_received", "Client messages received",
-                       ["app"], {(k,): v for k, v in received.items()})
+                       ["app"], {(k,): v.count for k, v in
+                                 list(telemetry.messages_received.items()) if k})
         fanout = getattr(self.adapter, "fanout", None)
         delivered = fanout.delivered if isinstance(fanout, LocalFanout) else {}
         yield _counter("pusherd_messages_delivered", "Channel event frames written to "

@@ -515,7 +515,8 @@ class ServerProtocol(asyncio.Protocol):
         app_key = path[len("/app/"):].rstrip("/")
         app = context.apps.by_key(app_key)
         session = Session(state.new_socket_id(), app, time.monotonic(),
-                          context.session_settings)
+                          context.session_settings,
+                          state.telemetry.received(app.id if app is not None else ""))
         connection_class = (DebugWebSocketConnection if context.debug_frames
                             else WebSocketConnection)
         connection = connection_class(transport, session, context.adapter, state,

@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pusherd.core.channels import classify_channel
+from pusherd.core.channels import channel_type as channel_type  # a metric label (re-exported)
+from pusherd.core.session import Tally
 from pusherd.errors import ClientEventRejected, PusherError, SigninRefused, SubscriptionRefused
 
 ws_log = logging.getLogger("pusherd.ws")
@@ -49,23 +50,6 @@ def remote_address(peer: Any) -> str:
     if isinstance(peer, str) and peer:
         return peer
     return "-"
-
-
-def channel_type(channel: str) -> str:
-    """The Pusher channel type of `channel`, for metric labels: public, private,
-    private-encrypted, presence, cache (any ``cache-`` kind) or server-to-user."""
-    kind = classify_channel(channel)
-    if kind.server_to_user:
-        return "server-to-user"
-    if kind.cache:
-        return "cache"
-    if kind.presence:
-        return "presence"
-    if kind.encrypted:
-        return "private-encrypted"
-    if kind.requires_auth:
-        return "private"
-    return "public"
 
 
 def auth_failure_reason(exc: PusherError) -> str | None:
@@ -127,6 +111,9 @@ class Telemetry:
         self.connections_closed: dict[tuple[str, int | str], int] = {}
         self.connections_refused: dict[tuple[str, int], int] = {}  # (app id or "", code)
         self.connection_limit_refusals: dict[tuple[str, str], int] = {}  # (app id, limit)
+        # Client messages received, app id -> the tally the app's sessions add to (see
+        # received), so that a scrape never walks the sessions.
+        self.messages_received: dict[str, Tally] = {}
         self.messages_received_closed: dict[str, int] = {}  # of connections that closed
         self.auth_failures: dict[str, int] = {}  # reason -> count
         self.client_events_rate_limited: dict[str, int] = {}  # app id -> count
@@ -207,6 +194,13 @@ class Telemetry:
         if self.sinks:
             self.tell("connection_closed", app_id=app_id, socket_id=socket_id, code=code,
                       reason=reason)
+
+    def received(self, app_id: str) -> Tally:
+        """The tally of `app_id`'s client messages, for a new session of the app."""
+        tally = self.messages_received.get(app_id)
+        if tally is None:
+            tally = self.messages_received[app_id] = Tally()
+        return tally
 
     def upgrade_refused_draining(self, app_id: str, peer: Any) -> None:
         """A WebSocket upgrade or a new fallback session was refused (503): the process

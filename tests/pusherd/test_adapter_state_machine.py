@@ -4,7 +4,8 @@ A hypothesis state machine drives random sequences of connect / subscribe (inclu
 repeated subscribe as another user) / unsubscribe / close over several sockets, users and
 channel kinds, through real sessions and the real action interpreter, and checks after
 every step against a plain model: rosters and counts the adapter reports, the users list,
-the member view each subscriber has built from its frames, and the transitions emitted.
+the member view each subscriber has built from its frames, the transitions emitted, and
+the gauges the adapter keeps for the metrics (``Adapter.occupancy``) against a recount.
 It runs on the in-memory adapter and on the Redis adapter (whose steps finish in the
 background: each step waits for them, bounded, before the invariants are checked).
 """
@@ -26,6 +27,7 @@ from pusherd.adapters.cluster.bus import BusMessage, ChangesMessage, encode_bus_
 from pusherd.adapters.memory import MemoryAdapter
 from pusherd.adapters.redis import RedisAdapter
 from pusherd.config import RedisConfig
+from pusherd.core.channels import channel_type
 from pusherd.core.transitions import MemberAdded, MemberRemoved, Transition
 from tests.pusherd.adapter_harness import Peer
 from tests.pusherd.test_adapter_contract import APP
@@ -131,6 +133,26 @@ def _machine(engine: Engine) -> type[RuleBasedStateMachine]:
                     assert set(self.adapter.presence_user_ids(APP, channel)) == members
 
         @invariant()
+        def occupancy_equals_a_recount(self) -> None:
+            # The metrics' gauges, kept as the state changed, against a full recount:
+            # the sessions' subscriptions, and the channels the adapter lists.
+            subscriptions: dict[str, int] = {}
+            for peer in self.peers.values():
+                for channel in peer.session.subscriptions:
+                    label = channel_type(channel)
+                    subscriptions[label] = subscriptions.get(label, 0) + 1
+            channels: dict[str, int] = {}
+            members = 0
+            for name, snapshot in self.adapter.occupied_channels(APP, ""):
+                channels[channel_type(name)] = channels.get(channel_type(name), 0) + 1
+                members += snapshot.user_count or 0
+            occupancy = self.adapter.occupancy(APP)
+            assert _nonzero(occupancy.subscriptions) == subscriptions
+            assert _nonzero(occupancy.channels) == channels
+            assert occupancy.presence_members == members
+            assert self.adapter.connection_count(APP) == len(self.peers)
+
+        @invariant()
         def every_subscriber_sees_the_true_members(self) -> None:
             for socket, peer in self.peers.items():
                 for channel in PRESENCE:
@@ -161,6 +183,10 @@ def _machine(engine: Engine) -> type[RuleBasedStateMachine]:
                     assert added - removed == (1 if present else 0), (channel, user)
 
     return AdapterStateMachine
+
+
+def _nonzero(counts: dict[str, int]) -> dict[str, int]:
+    return {label: count for label, count in counts.items() if count}
 
 
 def _data(frame: dict[str, Any]) -> Any:
