@@ -213,9 +213,12 @@ class RedisLink:
         on_message = self._on_message
         while True:
             # A pub/sub message is [b"message", channel, payload]; subscribe
-            # confirmations (and PING replies redis-py does not filter) are skipped.
+            # confirmations (and PING replies redis-py does not filter) are skipped. A list
+            # or a subclass of it: redis-py's hiredis parser answers a push as
+            # hiredis.PushNotification.
             response = await pubsub.parse_response(block=True)
-            if type(response) is list and len(response) == 3 and response[0] == b"message":
+            if isinstance(response, list) and len(response) == 3 \
+                    and response[0] == b"message":
                 try:
                     on_message(response[2])
                 except Exception:
