@@ -93,7 +93,8 @@ def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit
     for app in config.apps:
         lines.append(f"  app id={app.id} key={app.key}" + (
             " client-events=on" if app.enable_client_events else "") + (
-            f" max-connections={app.max_connections}" if app.max_connections else ""))
+            f" max-connections={app.max_connections}" if app.max_connections else "") + (
+            f" webhooks={len(app.webhooks)}" if app.webhooks else ""))
     health = f"  health: {scheme}://{shown}:{port}/up (liveness), /ready (readiness)"
     if config.metrics.enabled:
         metrics_host = config.metrics.host or shown

@@ -242,3 +242,15 @@ def test_trusted_proxies_must_be_addresses_or_cidr_blocks(tmp_path: Path) -> Non
                                          'trusted_proxies = ["nginx.local"]\n', 1))
     with pytest.raises(ConfigError, match="trusted_proxies"):
         load_config(path, {})
+
+
+def test_the_banner_says_which_apps_send_webhooks(tmp_path: Path) -> None:
+    toml = DEFAULT_TOML.replace(
+        'enable_user_authentication = true\n',
+        'enable_user_authentication = true\n\n[[apps.webhooks]]\n'
+        'url = "http://127.0.0.1:9/hook"\n\n[[apps.webhooks]]\n'
+        'url = "http://127.0.0.1:9/other"\n', 1)
+    with run_pusherd(toml, env={"XDG_STATE_HOME": str(tmp_path)}) as server:
+        apps = [line.strip() for line in server.output if line.strip().startswith("app id=")]
+    assert apps[0].endswith("webhooks=2"), apps
+    assert "webhooks" not in apps[1], apps
