@@ -23,8 +23,19 @@ if TYPE_CHECKING:
     from pusherd.server.logs import WorkerTag
 
 log = logging.getLogger("pusherd.server")
-# Each starts the paced drain; a second one ends it at once.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that start the paced drain (a second one ends it at once): SIGTERM,
+    SIGINT, and SIGHUP unless this process inherited it ignored. An ignored SIGHUP is the
+    `nohup` convention, and what a supervising script (``scripts/run.sh``) sets so that a
+    closing terminal reaches the script, which then stops its servers in order: the
+    hangup is not meant for this process, so it stays ignored. Read it before installing
+    any handler."""
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        return (signal.SIGTERM, signal.SIGINT)
+    return (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
 HELP = ("pusherd --help (options, environment variables); operations guide: "
         "docs/operations.md in the pusherd source repository")
 RULE = "-" * 72
@@ -216,7 +227,7 @@ async def _serve(config: Config, ready: Connection | None = None,
             server.force_stop()
 
     loop = asyncio.get_running_loop()
-    for sig in STOP_SIGNALS:
+    for sig in stop_signals():
         loop.add_signal_handler(sig, on_signal, sig)
     if config.redis.enabled:
         # Success is said too, not only failures: the log shows this node is clustered.

@@ -116,8 +116,10 @@ def run_workers(config: Config, workers: int, worker_main: WorkerMain,
     def stop(signum: int, frame: FrameType | None) -> None:
         stopping.append(signum)
 
+    # SIGHUP only when not inherited ignored (the nohup convention; see cli.stop_signals).
+    hangup = () if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else (signal.SIGHUP,)
     previous = {sig: signal.signal(sig, stop)
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+                for sig in (signal.SIGTERM, signal.SIGINT, *hangup)}
     pool = [_Worker(i) for i in range(workers)]
 
     def start(worker: _Worker) -> None:

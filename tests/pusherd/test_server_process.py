@@ -53,15 +53,19 @@ class Running:
 
 @asynccontextmanager
 async def pusherd_process(*args: str, env: dict[str, str] | None = None,
-                          open_files: int | None = None) -> AsyncIterator[Running]:
+                          open_files: int | None = None,
+                          ignore_hangup: bool = False) -> AsyncIterator[Running]:
     """pusherd with stdout and stderr captured to EOF, so nothing printed is missed;
-    `open_files` sets its open-file limit (soft and hard, as ``ulimit -n``)."""
+    `open_files` sets its open-file limit (soft and hard, as ``ulimit -n``);
+    `ignore_hangup` starts it with SIGHUP ignored (as ``nohup`` does)."""
     child_env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
     child_env.update({"PYTHONUNBUFFERED": "1", **(env or {})})
 
     def limit_files() -> None:
         if open_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+        if ignore_hangup:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "pusherd", *args, cwd=REPO_ROOT, env=child_env,
@@ -133,6 +137,23 @@ async def test_sighup_drains_like_sigterm_and_says_so() -> None:
         assert await asyncio.wait_for(running.process.wait(), 15) == 0
         output = await running.output()
     assert "SIGHUP: stopping with a drain" in output and "pusherd stopped" in output
+
+
+async def test_a_sighup_ignored_at_start_stays_ignored() -> None:
+    """Started with SIGHUP ignored (nohup, or scripts/run.sh, which stops its servers
+    itself when the terminal closes), pusherd does not take the hangup as a stop: the
+    SIGTERM after it is the first stop signal, not a second one that cuts the drain."""
+    async with pusherd_process("--host", "127.0.0.1", "--port", "0",
+                               ignore_hangup=True) as running:
+        client = await Client.open(running.port)
+        running.process.send_signal(signal.SIGHUP)
+        running.process.send_signal(signal.SIGTERM)
+        code, _ = await client.closed(timeout=10)
+        assert code == 4200
+        assert await asyncio.wait_for(running.process.wait(), 15) == 0
+        output = await running.output()
+    assert "pusherd stopped" in output
+    assert "SIGHUP" not in output and "second stop signal" not in output, output
 
 
 async def test_without_config_it_serves_the_dev_app_and_says_how_to_connect() -> None:
