@@ -174,7 +174,7 @@ class Browser:
             # the page's recent frames and requests (a request's "t" is when it was sent),
             # and what the awaited element shows now: enough to tell a late event from a
             # stale render
-            recent = [json.dumps(e)[:1200] for e in self.snapshot() if e.get("page") == page][-30:]
+            recent = [json.dumps(e)[:1200] for e in self.snapshot() if e.get("page") == page][-60:]
             shown = ""
             if op == "wait" and "selector" in args and "_diagnosing" not in args:
                 try:

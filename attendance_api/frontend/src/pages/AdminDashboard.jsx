@@ -109,7 +109,7 @@ function Sessions() {
               const label = `${s.schedule?.name || 'session'} on ${s.date}`;
               const locked = s.status === 'locked';
               return (
-                <tr key={s.id}>
+                <tr key={s.id} data-session-id={s.id}>
                   <td className="nowrap wide-only">{s.date}</td>
                   <th scope="row">
                     {s.schedule?.name} <span className="muted nowrap">{wallTime(s.schedule?.time_in)}–{wallTime(s.schedule?.time_out)}</span>
