@@ -130,7 +130,8 @@ PAGE = """<!doctype html>
  header h1 { font-size: 17px; margin: 0; } header span { opacity: .75; }
  main { display: grid; grid-template-columns: minmax(320px, 1fr) 1.4fr; gap: 16px;
         padding: 16px; }
- section { background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: 12px; }
+ section { background: #fff; border: 1px solid #dde1e8; border-radius: 6px; padding: 12px;
+           min-width: 0; overflow-x: auto; }
  h2 { font-size: 15px; margin: 0 0 8px; } .count { font-size: 22px; font-weight: 600; }
  table { border-collapse: collapse; width: 100%; } td, th { text-align: left;
  padding: 3px 6px; border-bottom: 1px solid #eef0f3; font-size: 13px; }
@@ -139,7 +140,8 @@ PAGE = """<!doctype html>
  .k.connection_opened, .k.subscribed, .k.channel_occupied, .k.member_added { color: #137333; }
  .k.connection_closed, .k.unsubscribed, .k.channel_vacated, .k.member_removed { color: #a05a00; }
  .k.connection_refused, .k.client_error, .k.api_error { color: #b3261e; }
- .k.api_event, .k.client_event { color: #174ea6; } code { font-size: 12px; }
+ .k.api_event, .k.client_event { color: #174ea6; }
+ code { font-size: 12px; overflow-wrap: anywhere; }
 </style></head>
 <body>
 <header><h1>pusherd debug console</h1><span id="status">connecting...</span></header>
