@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import logging
 import os
@@ -196,18 +197,6 @@ async def _serve(config: Config, ready: Connection | None = None,
     node_id = str(getattr(server.adapter, "node_id", ""))
     if tag is not None:
         tag.node = node_id
-    try:
-        await server.start()
-    except ConfigError as exc:  # found at start: e.g. a webhook journal in use
-        print(f"pusherd: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        message = (f"cannot listen on {config.server.host}:{config.server.port}: "
-                   f"{exc.strerror or exc}")
-        print(f"pusherd: {message}", file=sys.stderr)
-        if ready is not None:
-            ready.send(message)
-        return 1
     stop = asyncio.Event()
     signals = 0
 
@@ -226,9 +215,40 @@ async def _serve(config: Config, ready: Connection | None = None,
             log.warning("second stop signal: closing at once", extra={"event": "drain_forced"})
             server.force_stop()
 
+    # Installed before the port is bound: from the moment the port answers (a supervisor
+    # or a test may see it listening and stop it at once), a stop signal is a clean stop,
+    # never the default action that kills the process mid-start.
     loop = asyncio.get_running_loop()
     for sig in stop_signals():
         loop.add_signal_handler(sig, on_signal, sig)
+    starting = asyncio.create_task(server.start(), name="pusherd-start")
+    stop_waiter = asyncio.create_task(stop.wait(), name="pusherd-stop-during-start")
+    await asyncio.wait((starting, stop_waiter), return_when=asyncio.FIRST_COMPLETED)
+    stop_waiter.cancel()
+    if not starting.done():
+        # Stopped while starting (e.g. waiting up to lease_ttl for Redis): no client was
+        # admitted yet (until started, new clients get 503), so there is nothing to
+        # drain; Server.start closes what it had opened when it is cancelled.
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConfigError, OSError):
+            await starting
+        log.info("stop signal during start-up: stopped before serving",
+                 extra={"event": "shutdown"})
+        if ready is None:
+            _stopped()
+        return 0
+    try:
+        starting.result()
+    except ConfigError as exc:  # found at start: e.g. a webhook journal in use
+        print(f"pusherd: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        message = (f"cannot listen on {config.server.host}:{config.server.port}: "
+                   f"{exc.strerror or exc}")
+        print(f"pusherd: {message}", file=sys.stderr)
+        if ready is not None:
+            ready.send(message)
+        return 1
     if config.redis.enabled:
         # Success is said too, not only failures: the log shows this node is clustered.
         log.info("cluster node %s: Redis at %s, key prefix %r, bus %s:%s, lease %g s; %s",

@@ -378,9 +378,10 @@ class RedisAdapter:
                 pass
         for task in self._tasks:
             task.cancel()
-        _, stuck = await asyncio.wait(self._tasks, timeout=5.0)
-        for task in stuck:
-            log.error("node %s: task %s did not stop", self.node_id, task.get_name())
+        if self._tasks:  # none when closed before start (a start that failed early)
+            _, stuck = await asyncio.wait(self._tasks, timeout=5.0)
+            for task in stuck:
+                log.error("node %s: task %s did not stop", self.node_id, task.get_name())
         await self.link.close()
 
     async def _drain(self) -> None:

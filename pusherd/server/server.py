@@ -245,7 +245,8 @@ class Server:
         and new clients and HTTP API requests get 503. Raises :class:`OSError` when the
         address cannot be bound, :class:`~pusherd.errors.ConfigError` for a webhook
         journal that cannot be opened (the listener is closed again) or a TLS key it
-        cannot use (:meth:`tls_context`, before anything is bound)."""
+        cannot use (:meth:`tls_context`, before anything is bound). Cancelled (a stop
+        signal during start-up), it closes the listener and the adapter and re-raises."""
         loop = asyncio.get_running_loop()
         cfg = self.config.server
         tls_context = self.tls_context()  # a bad key stops the start before anything runs
@@ -268,9 +269,12 @@ class Server:
             if self.webhooks is not None:
                 await self.webhooks.start()
         except BaseException:
+            # A failed start, or a cancelled one (a stop signal while the adapter waited
+            # for Redis): nothing started here outlives it.
             self._server.close()
             if self._metrics_listener is not None:
                 await self._metrics_listener.close()
+            await self.adapter.close()
             raise
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="pusherd-sweeper")
         self.state.started = True

@@ -101,9 +101,9 @@ def shared_config(config: Config) -> Config:
 def run_workers(config: Config, workers: int, worker_main: WorkerMain,
                 on_ready: Callable[[Config], None]) -> int:
     """Run `workers` processes of `worker_main` until SIGTERM/SIGINT; return 0 after a
-    clean stop, 1 if the workers could not start. `on_ready(shared)` runs once, when
-    every worker listens, with the config the workers run (ports resolved: the CLI
-    prints its listening line there)."""
+    clean stop (also one asked for while they started), 1 if the workers could not
+    start. `on_ready(shared)` runs once, when every worker listens, with the config the
+    workers run (ports resolved: the CLI prints its listening line there)."""
     shared = shared_config(config)
     port = shared.server.port
     context = multiprocessing.get_context("fork")
@@ -137,7 +137,8 @@ def run_workers(config: Config, workers: int, worker_main: WorkerMain,
             start(worker)
         if not _wait_ready(pool, stopping):
             _stop_all(pool, _drain_bound(shared))
-            return 1
+            # Stopped while the workers started: a clean stop, not a failure.
+            return 0 if stopping else 1
         on_ready(shared)
         log.info("%d workers listening on port %d", workers, port)
         while not stopping:

@@ -110,29 +110,49 @@ def _get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-async def test_with_redis_unreachable_at_start_the_port_opens_at_once(tmp_path: Path) -> None:
-    port, nobody = _free_port(), _free_port()  # nothing listens on `nobody`
+def _start_without_redis(tmp_path: Path, port: int, stdout: int = subprocess.DEVNULL,
+                         stderr: int = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    """pusherd as a cluster node whose Redis is not there: it binds `port` at once and
+    waits up to lease_ttl (120 s) for Redis before it is started."""
+    nobody = _free_port()  # nothing listens there
     config = tmp_path / "pusherd.toml"
     config.write_text(DEFAULT_TOML.replace("port = 0", f"port = {port}", 1) + (
         f'\n[redis]\nurl = "redis://127.0.0.1:{nobody}/0"\nprefix = "t-startup"\n'
         "lease_ttl = 120\n"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PUSHERD_", "REVERB_"))}
-    process = subprocess.Popen([sys.executable, "-m", "pusherd", "--config", str(config)],
-                               cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "pusherd", "--config", str(config)],
+                            cwd=REPO_ROOT, env=env, stdout=stdout, stderr=stderr, text=True)
+
+
+async def _wait_for_port(process: subprocess.Popen[str], port: int) -> None:
+    """The port opens as soon as the process is up (long before lease_ttl, 120 s)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            assert process.poll() is None, "pusherd exited"
+            assert time.monotonic() < deadline, "the port did not open"
+            await asyncio.sleep(0.05)
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
     try:
-        # The port opens as soon as the process is up (the adapter waits up to lease_ttl,
-        # 120 s, for Redis): wait for it with a bound far below that.
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                reader, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                assert process.poll() is None, "pusherd exited"
-                assert time.monotonic() < deadline, "the port did not open"
-                await asyncio.sleep(0.05)
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def test_with_redis_unreachable_at_start_the_port_opens_at_once(tmp_path: Path) -> None:
+    port = _free_port()
+    process = _start_without_redis(tmp_path, port)
+    try:
+        await _wait_for_port(process, port)
         ready = await http_request(port, "GET", "/ready")
         assert (ready.status, ready.json()) == (503, {"status": "starting"})
         up = await http_request(port, "GET", "/up")
@@ -140,12 +160,28 @@ async def test_with_redis_unreachable_at_start_the_port_opens_at_once(tmp_path: 
         assert (health.status, health.body) == (up.status, up.body)
         assert await _upgrade_status(port) == 503
     finally:
+        _stop(process)
+
+
+async def test_a_stop_signal_while_starting_stops_cleanly_at_once(tmp_path: Path) -> None:
+    # A supervisor that sees the port answer may stop the process before it has started
+    # (here: still waiting up to 120 s for Redis). That is a clean stop with status 0 and
+    # its last line, now: not the default action of SIGTERM, and not a wait for Redis.
+    port = _free_port()
+    process = _start_without_redis(tmp_path, port, subprocess.PIPE, subprocess.PIPE)
+    try:
+        await _wait_for_port(process, port)
+        ready = await http_request(port, "GET", "/ready")
+        assert (ready.status, ready.json()) == (503, {"status": "starting"})
         process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        _stop(process)
+    assert process.returncode == 0, (process.returncode, stdout, stderr)
+    assert stdout.rstrip().endswith("pusherd stopped"), stdout
+    assert "stop signal during start-up: stopped before serving" in stderr, stderr
+    with pytest.raises(OSError):  # the listener is closed
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
 
 
 def test_the_first_banner_line_says_https_with_tls(tmp_path: Path) -> None:
