@@ -112,6 +112,9 @@ class RedisConfig:
     lease_ttl: float = 10.0  # seconds a node's entries outlive its last lease renewal
     reap_interval: float = 2.0  # seconds between two looks for lapsed nodes
     max_buffered_bytes: int = 4_194_304  # bus messages kept while Redis is unreachable
+    # Seconds at least between two bus frames (PUBLISHes) of a node: under load a frame
+    # carries everything queued meanwhile; a trigger after a quiet spell goes at once.
+    frame_interval: float = 0.005
 
     @property
     def enabled(self) -> bool:
@@ -690,6 +693,11 @@ def load_redis_config(section: Any, env: Mapping[str, str]) -> RedisConfig:
     _positive("redis.lease_ttl", redis.lease_ttl)
     _positive("redis.reap_interval", redis.reap_interval)
     _positive("redis.max_buffered_bytes", redis.max_buffered_bytes, allow_zero=True)
+    _positive("redis.frame_interval", redis.frame_interval, allow_zero=True)
+    if redis.frame_interval > 1.0:
+        raise ConfigError("redis.frame_interval",
+                          f"must be at most 1 second, got {redis.frame_interval!r} (it delays "
+                          "other nodes' subscribers under load by up to this much)")
     if redis.lease_ttl < 1.0:
         raise ConfigError("redis.lease_ttl", f"must be at least 1 second, got {redis.lease_ttl!r}")
     return redis

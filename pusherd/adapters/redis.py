@@ -303,7 +303,7 @@ class RedisAdapter:
         self.cluster = ClusterState(self.link.client, self.keys, self.node_id, self.lease_ms)
         self.bus = Bus(self.link, self.node_id, self._apply_message,
                        config.max_buffered_bytes, peers_ready=self._peers_ready,
-                       flush_wait=self.rejoin_wait)
+                       flush_wait=self.rejoin_wait, frame_interval=config.frame_interval)
         self._listeners: list[TransitionListener] = []
         self._sockets: dict[str, _Socket] = {}
         self._mirrors: dict[AppId, _Mirror] = {a: _Mirror() for a in self.apps}

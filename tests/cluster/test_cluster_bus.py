@@ -23,6 +23,7 @@ from pusherd.adapters.cluster.bus import (
     ClientEventMessage,
     TerminateMessage,
     TriggerMessage,
+    decode_bus_frame,
     decode_bus_message,
     encode_bus_message,
 )
@@ -81,7 +82,8 @@ async def _next(raw: PubSub) -> bytes:
 @asynccontextmanager
 async def _node(url: str, channel: str, node_id: str, handler: Callable[[BusMessage], None],
                 on_up: Callable[[], None] | None = None, max_buffered_bytes: int = 1 << 20,
-                peers: int = 0) -> AsyncIterator[tuple[RedisLink, Bus]]:
+                peers: int = 0, frame_interval: float = 0.0
+                ) -> AsyncIterator[tuple[RedisLink, Bus]]:
     holder: list[Bus] = []
 
     async def up() -> None:
@@ -94,7 +96,8 @@ async def _node(url: str, channel: str, node_id: str, handler: Callable[[BusMess
         return int((await link.client.pubsub_numsub(channel))[0][1]) >= peers
 
     bus = Bus(link, node_id, handler, max_buffered_bytes,
-              peers_ready=peers_ready if peers else None, flush_wait=10.0)
+              peers_ready=peers_ready if peers else None, flush_wait=10.0,
+              frame_interval=frame_interval)
     holder.append(bus)
     link.start()
     writer = asyncio.create_task(bus.run())
@@ -104,6 +107,44 @@ async def _node(url: str, channel: str, node_id: str, handler: Callable[[BusMess
     finally:
         writer.cancel()
         await link.close()
+
+
+async def test_frames_are_paced_by_frame_interval_and_carry_what_queued_meanwhile(
+        redis_prefix: str) -> None:
+    # frame_interval (0.4 s here, 2 ms by default) is the least time between two frames of
+    # a node: the first message goes in a frame of its own; what is published while the
+    # next frame waits goes in that one frame, sent no earlier than the interval allows.
+    channel = KeyLayout(redis_prefix).bus
+    got: list[BusMessage] = []
+    watcher = Redis.from_url(SHARED_REDIS_URL)
+    raw = watcher.pubsub(ignore_subscribe_messages=True)
+    await raw.subscribe(channel)
+    interval = 0.4
+    try:
+        async with _node(SHARED_REDIS_URL, channel, "a", lambda m: None,
+                         frame_interval=interval) as (_, bus_a), \
+                _node(SHARED_REDIS_URL, channel, "b", got.append):
+            loop = asyncio.get_running_loop()
+            sent = [TriggerMessage("a", "1001", f"e{i}", ("c",), str(i)) for i in range(4)]
+            before_first = loop.time()
+            bus_a.publish(sent[0])
+            first = await asyncio.wait_for(_next(raw), 10)
+            bus_a.publish(sent[1])
+            await asyncio.sleep(0)  # the writer runs: it may not send yet
+            bus_a.publish(sent[2])
+            bus_a.publish(sent[3])
+            second = await asyncio.wait_for(_next(raw), 10)
+            # sleep() never returns early: the second frame left at least `interval` after
+            # the first, which left after `before_first` (uvloop's timers are in ms).
+            assert loop.time() - before_first >= interval - 0.002
+            await wait_until(lambda: len(got) == 4, what="delivery on b")
+            assert got == sent
+            assert decode_bus_frame(first) == sent[:1]
+            assert decode_bus_frame(second) == sent[1:]
+            assert (bus_a.frames, bus_a.published) == (2, 4)
+    finally:
+        await raw.aclose()
+        await watcher.aclose()
 
 
 async def test_a_trigger_is_one_publish_that_every_other_node_applies_once_in_order(

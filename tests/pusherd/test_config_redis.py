@@ -31,6 +31,14 @@ def test_the_file_sets_url_prefix_lease_and_buffer() -> None:
     assert (config.prefix, config.lease_ttl, config.max_buffered_bytes) == ("prod", 5.0, 1024)
 
 
+def test_frame_interval_defaults_to_5_ms_and_is_bounded() -> None:
+    assert load_redis_config({}, {}).frame_interval == 0.005
+    assert load_redis_config({"url": "redis://h", "frame_interval": 0}, {}).frame_interval == 0
+    for bad in (-0.001, 1.5):
+        with pytest.raises(ConfigError, match="redis.frame_interval"):
+            load_redis_config({"url": "redis://h", "frame_interval": bad}, {})
+
+
 def test_pusherd_redis_url_overrides_the_file() -> None:
     config = load_redis_config({"url": "redis://file:6379"},
                                {"PUSHERD_REDIS_URL": "rediss://env.example:6380/1"})
