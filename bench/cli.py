@@ -59,8 +59,8 @@ HEADLINE: dict[str, tuple[str, bool, list[str]]] = {
 
 def is_scale_out(server: str) -> bool:
     """The Redis variants, compared with the in-memory ``pusherd`` of the same run."""
-    return server in ("pusherd-redis", "pusherd-2node") or server.startswith(
-        "pusherd-workers:")
+    from bench.servers import uses_redis
+    return uses_redis(server)
 
 
 def machine_info() -> dict[str, Any]:

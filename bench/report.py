@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.cli import RESULTS_DIR
+from bench.servers import uses_redis
 
 # scenario -> the figures shown, with their units
 ROWS: dict[str, list[tuple[str, str]]] = {
@@ -105,8 +106,7 @@ def table(document: dict[str, Any]) -> str:
     ratio_servers = [s for s in servers if s != "floor" and "floor" in servers]
     head += [f"{s}/floor" for s in ratio_servers]
     # the Redis variants against the in-memory pusherd of the same run
-    scale_servers = [s for s in servers if "pusherd" in servers and (
-        s in ("pusherd-redis", "pusherd-2node") or s.startswith("pusherd-workers:"))]
+    scale_servers = [s for s in servers if "pusherd" in servers and uses_redis(s)]
     head += [f"{s}/pusherd" for s in scale_servers]
     lines = [f"**{scenario}** — {document['sizes_note']}, median of {document['runs']} runs",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

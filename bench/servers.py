@@ -30,6 +30,8 @@ DESCRIPTIONS = {
     # "pusherd:PATH": the pusherd package found under PATH (another checkout, e.g. a git
     # worktree of an earlier commit), to compare two versions in one run.
     "pusherd-redis": "python -m pusherd, one process, Redis adapter (private redis-server)",
+    "pusherd-redis-unpaced": "as pusherd-redis with [redis] frame_interval = 0 (a bus frame "
+                             "whenever the last one has returned: the cost of not pacing)",
     "pusherd-2node": "two pusherd processes over one private redis-server; subscribers split "
                      "across them, triggers sent to the first",
     # "pusherd-workers:N": `pusherd --workers N` over a private redis-server (SO_REUSEPORT)
@@ -44,7 +46,8 @@ prefix = "{prefix}"
 
 
 def uses_redis(name: str) -> bool:
-    return name in ("pusherd-redis", "pusherd-2node") or name.startswith("pusherd-workers:")
+    return name in ("pusherd-redis", "pusherd-redis-unpaced", "pusherd-2node") or \
+        name.startswith("pusherd-workers:")
 
 
 def workers_of(name: str) -> int:
@@ -209,6 +212,8 @@ def _start_one(name: str, host: str, cpu: int | None, credentials: AppCredential
         text += config_extra
         if redis is not None:
             text += REDIS_SECTION.format(url=redis.url, prefix=prefix)
+            if name == "pusherd-redis-unpaced":
+                text += "frame_interval = 0\n"
         if name == "pusherd-nometrics":
             text += "\n[metrics]\nenabled = false\n"
         config_path.write_text(text)
