@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
@@ -205,6 +206,10 @@ def _build(cls: type, section: Mapping[str, Any], where: str, skip: tuple[str, .
 
 
 def _positive(key: str, value: float, allow_zero: bool = False) -> None:
+    # TOML has nan and inf: neither is a usable duration or size (nan compares false
+    # with everything, so it would pass the test below and silently disable a timer).
+    if not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 

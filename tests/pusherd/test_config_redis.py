@@ -34,9 +34,20 @@ def test_the_file_sets_url_prefix_lease_and_buffer() -> None:
 def test_frame_interval_defaults_to_5_ms_and_is_bounded() -> None:
     assert load_redis_config({}, {}).frame_interval == 0.005
     assert load_redis_config({"url": "redis://h", "frame_interval": 0}, {}).frame_interval == 0
-    for bad in (-0.001, 1.5):
+    for bad in (-0.001, 1.5, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="redis.frame_interval"):
             load_redis_config({"url": "redis://h", "frame_interval": bad}, {})
+
+
+@pytest.mark.parametrize("key", ["lease_ttl", "reap_interval", "frame_interval"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_nan_and_inf_from_toml_are_refused_naming_the_key(key: str, value: str) -> None:
+    # TOML writes them bare; nan compares false with every bound, so it used to pass the
+    # checks and silently disable the reaper (reap_interval) or crash the start (lease_ttl).
+    import tomllib
+    section = tomllib.loads(f'url = "redis://h"\n{key} = {value}\n')
+    with pytest.raises(ConfigError, match=f"redis.{key}"):
+        load_redis_config(section, {})
 
 
 def test_pusherd_redis_url_overrides_the_file() -> None:
