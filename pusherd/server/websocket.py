@@ -245,8 +245,12 @@ class WebSocketConnection:
         self._flush()
 
     def _message(self, payload: bytes, binary: bool) -> None:
-        if self.protocol.state is not State.OPEN:
-            return  # closing: ignore what the client still sends
+        if not self.writable:
+            # This server is closing (or cut the socket off): ignore what the client
+            # still sends. Not the protocol's state: a client's own Close read in the same
+            # chunk as its last messages makes it CLOSING before they are handled, and
+            # what a client sent before its Close is to be handled (RFC 6455 §1.4).
+            return
         session = self.session
         if binary:
             self.run(session.receive_binary())
@@ -256,6 +260,7 @@ class WebSocketConnection:
             except UnicodeDecodeError:
                 # RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection (1007).
                 self.protocol.fail(1007, "invalid UTF-8 in a text frame")
+                self.writable = False  # closing: the rest of this chunk is not handled
                 return
             telemetry = self.state.telemetry
             if telemetry.sinks:  # the debug console is open: tell it about subscriptions

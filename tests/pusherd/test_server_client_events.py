@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from tests.pusherd.conftest import StartServer
-from tests.pusherd.wire import Client, channel_auth, error_code, sdk
+import json
+import struct
+
+from tests.pusherd.wire import Client, RawWebSocket, channel_auth, error_code, sdk
 
 
 async def _pair(port: int, channel: str, key: str = "app-key") -> tuple[Client, Client]:
@@ -160,4 +163,30 @@ async def test_a_user_id_supplied_by_the_sender_is_never_trusted(port: int) -> N
                        "user_id": "admin"})
     assert (await receiver.expect("client-x", "presence-room"))["user_id"] == "7"
     await sender.close()
+    await receiver.close()
+
+
+async def test_a_message_sent_right_before_the_close_frame_is_still_handled(port: int) -> None:
+    # A client that says goodbye and closes at once: its last event and its Close frame
+    # arrive in one read. The Close made the connection CLOSING before the event was
+    # handled, and the event used to be dropped (RFC 6455 §1.4: what came before the
+    # Close is the client's to send). Each round sends both in one write.
+    receiver = await Client.open(port)
+    await receiver.subscribe_ok("private-chat", channel_auth(receiver.socket_id,
+                                                              "private-chat"))
+    for round_ in range(5):
+        raw, established = await RawWebSocket.open(port)
+        socket_id = json.loads(established["data"])["socket_id"]
+        raw.send_text(json.dumps({"event": "pusher:subscribe", "data": {
+            "channel": "private-chat", "auth": channel_auth(socket_id, "private-chat")}}))
+        assert (await raw.read_json())["event"] == "pusher_internal:subscription_succeeded"
+        bye = json.dumps({"event": "client-bye", "channel": "private-chat",
+                          "data": {"round": round_}}).encode()
+        raw.writer.write(RawWebSocket.frame(0x1, bye) +
+                         RawWebSocket.frame(0x8, struct.pack("!H", 1000)))
+        frame = await receiver.expect("client-bye", "private-chat")
+        assert frame["data"] == {"round": round_}
+        code, _ = await raw.read_close_code()
+        assert code == 1000
+        raw.close()
     await receiver.close()

@@ -313,6 +313,11 @@ class RawWebSocket:
         return raw, json.loads(payload)
 
     def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
+        self.writer.write(self.frame(opcode, payload, fin))
+
+    @staticmethod
+    def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
+        """One masked client frame (RFC 6455 §5.2), for sending several in one write."""
         mask = os.urandom(4)
         first = (0x80 if fin else 0) | opcode
         length = len(payload)
@@ -323,7 +328,7 @@ class RawWebSocket:
         else:
             head = struct.pack("!BBQ", first, 0x80 | 127, length)
         masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.writer.write(head + mask + masked)
+        return head + mask + masked
 
     def send_text(self, payload: bytes | str) -> None:
         self.send_frame(0x1, payload.encode() if isinstance(payload, str) else payload)
