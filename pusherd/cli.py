@@ -310,6 +310,14 @@ def _serve_workers(config: Config, workers: int) -> int:
     return status
 
 
+class _StopBeforeServing(Exception):
+    """A stop signal arrived before the event loop's own handlers were installed."""
+
+
+def _stop_before_serving(signum: int, frame: object) -> None:
+    raise _StopBeforeServing(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``pusherd`` command with `argv` (default: ``sys.argv``); return the exit
     status: 0 after a clean stop, 1 when the port cannot be bound, 2 for a bad config
@@ -317,6 +325,26 @@ def main(argv: list[str] | None = None) -> int:
     a wrong password or database, a certificate that does not verify).
     """
     args = build_parser().parse_args(argv)
+    # Until the event loop installs its own handlers (in _serve), a stop signal ends the
+    # start cleanly wherever it is: reading the config, or the start-up Redis check (up to
+    # its timeout against a Redis that accepts connections and never answers). An
+    # inherited ignored SIGHUP stays ignored (see stop_signals).
+    signals = [signal.SIGTERM, signal.SIGINT]
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:
+        signals.append(signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _stop_before_serving) for sig in signals}
+    try:
+        return _main(args)
+    except _StopBeforeServing:
+        print("pusherd: stop signal during start-up: stopped before serving", file=sys.stderr)
+        print("pusherd stopped", flush=True)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, os.environ, host=args.host, port=args.port)
     except ConfigError as exc:

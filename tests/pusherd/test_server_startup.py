@@ -184,6 +184,39 @@ async def test_a_stop_signal_while_starting_stops_cleanly_at_once(tmp_path: Path
         socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
 
 
+async def test_a_stop_signal_during_the_start_up_redis_check_stops_cleanly(
+        tmp_path: Path) -> None:
+    # A Redis that accepts connections and never answers holds the start-up check (before
+    # the port is bound) until its timeout. A stop signal then must not kill the process
+    # with the default action: it is a clean stop, status 0.
+    connected = asyncio.Event()
+
+    async def black_hole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connected.set()
+        await reader.read()  # never answers; returns when pusherd goes away
+        writer.close()
+
+    hole = await asyncio.start_server(black_hole, "127.0.0.1", 0)
+    hole_port = hole.sockets[0].getsockname()[1]
+    config = tmp_path / "pusherd.toml"
+    config.write_text(DEFAULT_TOML + (
+        f'\n[redis]\nurl = "redis://127.0.0.1:{hole_port}/0"\nprefix = "t-hole"\n'))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PUSHERD_", "REVERB_"))}
+    process = subprocess.Popen([sys.executable, "-m", "pusherd", "--config", str(config)],
+                               cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        await asyncio.wait_for(connected.wait(), 60)  # the check is waiting on Redis now
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.to_thread(process.communicate, timeout=30)
+    finally:
+        _stop(process)
+        hole.close()
+    assert process.returncode == 0, (process.returncode, stdout, stderr)
+    assert stdout.rstrip().endswith("pusherd stopped"), stdout
+    assert "stop signal during start-up" in stderr, stderr
+
+
 def test_the_first_banner_line_says_https_with_tls(tmp_path: Path) -> None:
     cert, key = make_certificate(tmp_path)
     toml = DEFAULT_TOML.replace("\n[[apps]]", f'\n[server.tls]\ncert_file = "{cert}"\n'
