@@ -47,7 +47,10 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"
             426: "Upgrade Required", 429: "Too Many Requests", 500: "Internal Server Error",
             503: "Service Unavailable"}
 LINGER_SECONDS = 5.0  # how long a refused request's remaining input is drained
-MAX_WAITING_ANSWERS = 256  # pipelined answers queued behind one that waits
+# Pipelined answers queued behind one that waits (a cache channel's event being stored):
+# beyond it the connection stops being read until half of them are written (TCP
+# back-pressure on the client, nothing refused).
+MAX_WAITING_ANSWERS = 256
 # The largest request line plus headers. The parser keeps a head in memory until it is
 # complete, so without a bound a client could grow it without end. Real heads are a few
 # KB (browsers' cookies on the upgrade included).
@@ -121,6 +124,7 @@ class ServerProtocol(asyncio.Protocol):
         # Answers in request order, once one of them waits for the adapter (a cache
         # channel's event being stored); None while no answer waits.
         self._answers: list[_Answer] | None = None
+        self._reading_paused = False  # by MAX_WAITING_ANSWERS
         self._held_input: list[bytes] = []  # input received meanwhile, parsed on release
         self.last_activity = time.monotonic()  # for the idle keep-alive sweep
 
@@ -370,12 +374,14 @@ class ServerProtocol(asyncio.Protocol):
         answers = self._answers
         if answers is None:
             answers = self._answers = []
-        if len(answers) >= MAX_WAITING_ANSWERS:
-            if self.transport is not None:
-                self.transport.close()
-            return
         slot = _Answer(None, keep_alive)
         answers.append(slot)
+        if len(answers) >= MAX_WAITING_ANSWERS and not self._reading_paused and \
+                self.transport is not None and not self.transport.is_closing():
+            # Read no further requests until the queue has drained by half: the client
+            # waits (TCP back-pressure); what the current chunk still holds is answered.
+            self.transport.pause_reading()
+            self._reading_paused = True
 
         def settle(failure: str | None) -> None:
             if slot.data is not None:
@@ -405,6 +411,11 @@ class ServerProtocol(asyncio.Protocol):
             if data is None:
                 break
             self._finish_now(data, answers.pop(0).keep_alive)
+        if self._reading_paused and len(answers or ()) <= MAX_WAITING_ANSWERS // 2:
+            self._reading_paused = False
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
         if not answers:
             self._answers = None
 

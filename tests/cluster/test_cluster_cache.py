@@ -125,3 +125,36 @@ async def test_answers_pipelined_behind_a_cache_trigger_keep_their_order(prefix:
         plain = {"channels": {"plain-order": {"subscription_count": 0}}}
         assert [r.json() for r in replies[:6]] == [{}, plain] * 3
         assert replies[6].json() == {"occupied": False}
+
+
+async def test_more_pipelined_cache_triggers_than_the_answer_queue_holds_are_all_answered(
+        prefix: str) -> None:
+    # Beyond MAX_WAITING_ANSWERS queued answers the node stops reading the connection
+    # until half are written (back-pressure); it used to close the connection instead,
+    # with no answer and no log line. 2.5 times the queue, in one write, all answered.
+    from pusherd.server.protocol import MAX_WAITING_ANSWERS
+
+    count = MAX_WAITING_ANSWERS * 5 // 2
+    with run_cluster(1, SHARED_REDIS_URL, prefix) as (one,):
+        path = f"/apps/{APP.id}/events"
+        requests = []
+        for number in range(count):
+            body = json.dumps({"name": "n", "channels": ["cache-burst"],
+                               "data": str(number)}).encode()
+            requests.append((f"POST {path}?{signed_query('POST', path, body)} HTTP/1.1\r\n"
+                             f"Host: 127.0.0.1\r\nContent-Length: {len(body)}\r\n\r\n"
+                             ).encode() + body)
+        reader, writer = await asyncio.open_connection("127.0.0.1", one.port)
+        try:
+            writer.write(b"".join(requests))
+            replies = [await asyncio.wait_for(read_http_reply(reader), 30)
+                       for _ in range(count)]
+        finally:
+            writer.close()
+        assert [r.status for r in replies] == [200] * count
+        # The last one is the channel's cached event: a new subscriber gets it.
+        late = await Client.open(one.port)
+        await late.subscribe_ok("cache-burst")
+        frame = await late.recv()
+        assert (frame["event"], frame["data"]) == ("n", str(count - 1)), frame
+        await late.close()
