@@ -12,12 +12,12 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from tests.cluster.nodes import join_presence, join_private, run_cluster
+from tests.cluster.nodes import cluster_toml, join_presence, join_private, run_cluster
 from tests.cluster.test_cluster_nodes import fence
 from tests.cluster.waiting import wait_until
 from tests.pusherd.wire import call, sdk
-from tests.support.pusherd_process import PusherdProcess
-from tests.support.redis_server import PrivateRedis
+from tests.support.pusherd_process import PusherdProcess, run_pusherd
+from tests.support.redis_server import SHARED_REDIS_URL, PrivateRedis
 
 LEASE_TTL = 2.0
 REAP_INTERVAL = 0.25
@@ -201,3 +201,14 @@ async def test_a_frozen_redis_is_an_outage_that_heals_when_it_resumes(
         await call(sdk(one.port).trigger, "private-f", "across", {})
         while (await far.recv(timeout=10)).get("event") != "across":
             pass
+
+
+def test_a_tls_url_against_a_redis_without_tls_says_what_to_check(redis_prefix: str) -> None:
+    # The shared Redis speaks plain RESP: the TLS handshake times out (or fails on the
+    # plain answer). That is an outage, retried, and its one line says what to check.
+    url = SHARED_REDIS_URL.replace("redis://", "rediss://", 1)
+    with run_pusherd(cluster_toml(url, redis_prefix)) as node:
+        index = node.wait_for_output("unreachable", timeout=60)
+        assert index is not None, "".join(node.output)
+        line = node.output[index]
+    assert "the URL asks for TLS: check that the server speaks TLS on this port" in line, line

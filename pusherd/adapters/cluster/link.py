@@ -142,11 +142,17 @@ class RedisLink:
             self._outage_started = time.monotonic()
             self._attempts = 0
             self.outages += 1
+            # A TLS URL against a server that does not speak TLS looks like a server that
+            # never answers (the handshake times out): say what to check.
+            hint = (" (the URL asks for TLS: check that the server speaks TLS on this port)"
+                    if self.url.startswith("rediss://") and (
+                        "Timeout" in type(exc).__name__ or "SSL" in str(exc))
+                    else "")
             log.warning(
-                "node %s: Redis at %s unreachable (%s): serving this node's sockets only, "
+                "node %s: Redis at %s unreachable (%s)%s: serving this node's sockets only, "
                 "reporting not ready, retrying with backoff (at most every %.1f s)",
                 self.node_id, redact_redis_url(self.url),
-                type(exc).__name__ if not str(exc) else exc, self.backoff_max)
+                type(exc).__name__ if not str(exc) else exc, hint, self.backoff_max)
             if self._on_down is not None and was_ready:
                 try:
                     self._on_down()
