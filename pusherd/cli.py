@@ -371,9 +371,8 @@ def _main(args: argparse.Namespace) -> int:
         check_workers(config, workers)
         if config.redis.enabled:
             # A wrong password or database never heals: refuse now, before any worker.
-            from pusherd.config import redis_url_source
             from pusherd.server.preflight import check_redis
-            check_redis(config.redis, redis_url_source(os.environ))
+            check_redis(config.redis, config.redis_source)
     except ConfigError as exc:
         print(f"pusherd: {exc}", file=sys.stderr)
         return 2

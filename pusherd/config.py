@@ -171,6 +171,9 @@ class Config:
     metrics: MetricsConfig = MetricsConfig()
     console: ConsoleConfig = ConsoleConfig()
     public_url: str = ""  # where clients reach this server (REVERB_HOST...), for the banner
+    # Where the Redis URL came from (PUSHERD_REDIS_URL, REDIS_URL, REDIS_HOST, redis.url),
+    # for messages about it (see redis_url_source).
+    redis_source: str = "redis.url"
 
 
 def _check_type(key: str, value: Any, expected: type | tuple[type, ...]) -> Any:
@@ -478,10 +481,13 @@ def _load(raw: dict[str, Any], env: Mapping[str, str], overrides: EnvOverrides,
 
     redis = load_redis_config(raw.get("redis", {}), env)
     warnings += redis_warnings(redis)
+    notices += redis_notices(raw.get("redis", {}), env, redis)
+    redis_source = redis_url_source(env, raw.get("redis", {}).get("url"))
     webhooks = _build_webhooks(raw.get("webhooks", {}), env)
     return Config(server=server, apps=tuple(apps), redis=redis, dev_app=dev_app,
                   warnings=tuple(warnings), webhooks=webhooks, tls=tls, metrics=metrics,
-                  console=console, public_url=overrides.public_url, notices=tuple(notices))
+                  console=console, public_url=overrides.public_url, notices=tuple(notices),
+                  redis_source=redis_source)
 
 
 def _with_env_app(apps: list[App], env_app: Mapping[str, str], options: Mapping[str, Any],
@@ -644,15 +650,47 @@ def _validate_redis_url(key: str, url: str) -> None:
         raise ConfigError(key, f"the database (the path) must be a number, got {shown!r}")
 
 
-def redis_url_source(env: Mapping[str, str]) -> str:
-    """Where the Redis URL comes from, for messages: ``PUSHERD_REDIS_URL``, ``REDIS_URL``
-    or ``REDIS_HOST`` (a Laravel ``.env`` with ``REVERB_SCALING_ENABLED``), or
-    ``redis.url`` (the file)."""
+LARAVEL_REDIS_VARIABLES = ("REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME",
+                           "REDIS_PASSWORD", "REDIS_DB")
+
+
+def redis_url_source(env: Mapping[str, str], file_url: object = "") -> str:
+    """Where the Redis URL comes from, for messages: ``PUSHERD_REDIS_URL``; ``REDIS_URL``
+    or ``REDIS_HOST`` (a Laravel ``.env`` with ``REVERB_SCALING_ENABLED``); or
+    ``redis.url`` (the file).
+
+    With ``REVERB_SCALING_ENABLED`` but none of :data:`LARAVEL_REDIS_VARIABLES` set, the
+    file's `file_url` (when set) is kept: the variables only fill a URL the file leaves
+    out; without either, Laravel's defaults (``REDIS_HOST``) make the URL.
+    """
     if env.get("PUSHERD_REDIS_URL"):
         return "PUSHERD_REDIS_URL"
     if env_flag(env, "REVERB_SCALING_ENABLED"):
-        return "REDIS_URL" if _laravel_value(env, "REDIS_URL") else "REDIS_HOST"
+        if _laravel_value(env, "REDIS_URL"):
+            return "REDIS_URL"
+        if file_url and not any(_laravel_value(env, name) for name in LARAVEL_REDIS_VARIABLES):
+            return "redis.url"
+        return "REDIS_HOST"
     return "redis.url"
+
+
+def redis_notices(section: Any, env: Mapping[str, str], redis: RedisConfig) -> list[str]:
+    """Lines to log at start about where the Redis URL of `redis` came from, when the
+    config file's ``[redis] url`` is ignored for the environment's, or kept although
+    ``REVERB_SCALING_ENABLED`` is set (URLs shown with the password redacted)."""
+    file_url = section.get("url") if isinstance(section, dict) else None
+    if not isinstance(file_url, str) or not file_url:
+        return []
+    source = redis_url_source(env, file_url)
+    if source != "redis.url":
+        return [f"[redis] url of the config file ({redact_redis_url(file_url)}) is ignored: "
+                f"{source} gives Redis {redis.redacted_url()}"
+                + (" (REVERB_SCALING_ENABLED)" if source != "PUSHERD_REDIS_URL" else "")]
+    if env_flag(env, "REVERB_SCALING_ENABLED"):
+        return [f"Redis is the config file's [redis] url ({redis.redacted_url()}): "
+                "REVERB_SCALING_ENABLED is set without REDIS_URL, REDIS_HOST or another "
+                "REDIS_* variable, so they do not replace it"]
+    return []
 
 
 def load_redis_config(section: Any, env: Mapping[str, str]) -> RedisConfig:
@@ -661,16 +699,17 @@ def load_redis_config(section: Any, env: Mapping[str, str]) -> RedisConfig:
     The URL comes from, first to last: ``PUSHERD_REDIS_URL``; Laravel Reverb's
     ``REVERB_SCALING_ENABLED=true`` with Laravel's ``REDIS_URL`` or ``REDIS_HOST`` /
     ``REDIS_PORT`` / ``REDIS_USERNAME`` / ``REDIS_PASSWORD`` / ``REDIS_DB``; the file's
-    ``url``. ``REVERB_SCALING_CHANNEL`` names the bus channel. The key prefix comes from
-    ``PUSHERD_REDIS_PREFIX``, else the file's ``prefix``, else ``pusherd`` (or
-    ``pusherd-<channel>`` when the channel is not the default ``bus``: deployments told
-    apart by their channel alone must not share keys either). Raises
+    ``url``; ``REVERB_SCALING_ENABLED=true`` alone (Laravel's defaults,
+    ``redis://127.0.0.1:6379/0``). ``REVERB_SCALING_CHANNEL`` names the bus channel. The
+    key prefix comes from ``PUSHERD_REDIS_PREFIX``, else the file's ``prefix``, else
+    ``pusherd`` (or ``pusherd-<channel>`` when the channel is not the default ``bus``:
+    deployments told apart by their channel alone must not share keys either). Raises
     :class:`ConfigError` naming the key; a password is never part of a message.
     """
     if not isinstance(section, dict):
         raise ConfigError("redis", "must be a table")
     redis_raw = dict(section)
-    url_key = redis_url_source(env)
+    url_key = redis_url_source(env, redis_raw.get("url"))
     if url_key == "PUSHERD_REDIS_URL":
         redis_raw["url"] = env["PUSHERD_REDIS_URL"]
     elif url_key != "redis.url":

@@ -9,6 +9,10 @@ of leaving a node that serves forever without its cluster). Anything else (conne
 refused, a timeout, a name that does not resolve yet, Redis still loading its data) is an
 outage: the node starts and its link retries with backoff, as documented in
 docs/scaling.md.
+
+Nodes of one key prefix share their state in Redis, so they must share the bus channel
+too: the check records the channel under ``<prefix>:bus-channel`` and refuses a node whose
+channel differs from the one recorded while a node of the prefix is live.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import ssl
 import redis
 from redis import exceptions as redis_errors
 
+from pusherd.adapters.cluster.keys import KeyLayout
 from pusherd.config import RedisConfig
 from pusherd.errors import ConfigError
 
@@ -56,13 +61,16 @@ def check_redis(config: RedisConfig, url_key: str, timeout: float = 3.0) -> None
     pass (the node then starts and keeps retrying). Raises
     :class:`~pusherd.errors.ConfigError` naming `url_key` (where the URL came from) for a
     setting that cannot work; the message carries the URL with its password redacted.
-    Logs a warning when the server is older than :data:`MIN_REDIS_VERSION`.
+    Also raises it when a live node of the same prefix uses another bus channel (see
+    :func:`check_bus_channel`). Logs a warning when the server is older than
+    :data:`MIN_REDIS_VERSION`.
     """
     client = redis.Redis.from_url(config.url, socket_connect_timeout=timeout,
                                   socket_timeout=timeout)
     try:
         try:
             client.ping()
+            check_bus_channel(client, config)
         except (redis_errors.RedisError, OSError) as exc:
             reason = permanent_reason(exc)
             if reason is None:
@@ -72,6 +80,35 @@ def check_redis(config: RedisConfig, url_key: str, timeout: float = 3.0) -> None
         _warn_if_old(client, config)
     finally:
         client.close()
+
+
+def check_bus_channel(client: redis.Redis, config: RedisConfig) -> None:
+    """Refuse ``config.channel`` when a live node of ``config.prefix`` records another
+    bus channel; else record ours under ``<prefix>:bus-channel``.
+
+    Nodes with the same prefix share presence members, counts and cached events, but a
+    node on another bus channel never hears their triggers and transitions: the cluster
+    would split silently. A node is live while its lease in ``<prefix>:nodes`` is later
+    than Redis' ``TIME``; with no live node the channel may change (it is rewritten).
+    Raises :class:`~pusherd.errors.ConfigError` (key ``redis.channel``) naming both
+    channels; Redis errors propagate to the caller.
+    """
+    keys = KeyLayout(config.prefix, config.channel)
+    seconds, micros = client.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    live = len(client.zrangebyscore(keys.nodes, f"({now_ms}", "+inf"))
+    recorded = client.get(keys.bus_channel)
+    theirs = recorded.decode() if isinstance(recorded, bytes) else recorded
+    if live and theirs is not None and theirs != config.channel:
+        raise ConfigError("redis.channel", (
+            f"bus channel {config.channel!r}, but {live} live node(s) with key prefix "
+            f"{config.prefix!r} use bus channel {theirs!r}: nodes sharing a prefix share "
+            "their state and must share the bus, or they split silently. Give every node "
+            f"of prefix {config.prefix!r} the same channel ([redis] channel or "
+            "REVERB_SCALING_CHANNEL), or give this deployment another prefix ([redis] "
+            "prefix or PUSHERD_REDIS_PREFIX)"))
+    if theirs != config.channel:
+        client.set(keys.bus_channel, config.channel)
 
 
 def _warn_if_old(client: redis.Redis, config: RedisConfig) -> None:

@@ -159,3 +159,42 @@ async def test_deployments_told_apart_by_their_scaling_channel_alone_share_no_st
     finally:
         for channel in channels:
             delete_prefix(SHARED_REDIS_URL, f"pusherd-{channel}")
+
+
+def _start_refused(tmp_path: Path, toml: str) -> subprocess.CompletedProcess[str]:
+    """Run pusherd with `toml` expecting it to stop before listening."""
+    config = tmp_path / "refused.toml"
+    config.write_text(toml)
+    return subprocess.run([sys.executable, "-m", "pusherd", "--config", str(config),
+                           "--port", "0"], cwd=REPO_ROOT, env=_clean_env(),
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_a_node_on_another_bus_channel_of_a_live_prefix_is_refused_with_status_2(
+        redis_prefix: str, tmp_path: Path) -> None:
+    # Same prefix: the state in Redis is shared, so a second bus would split the cluster.
+    on_a = cluster_toml(SHARED_REDIS_URL, redis_prefix, extra_redis='channel = "a"')
+    on_b = cluster_toml(SHARED_REDIS_URL, redis_prefix, extra_redis='channel = "b"')
+    with run_pusherd(on_a):
+        result = _start_refused(tmp_path, on_b)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "config error: redis.channel: bus channel 'b'" in result.stderr
+        assert f"with key prefix '{redis_prefix}' use bus channel 'a'" in result.stderr
+        assert "the same channel" in result.stderr and "another prefix" in result.stderr
+        assert "listening" not in result.stdout
+        # A node on the same channel joins as before.
+        with run_pusherd(on_a):
+            pass
+
+
+def test_a_prefix_may_change_its_bus_channel_once_no_node_of_it_is_live(
+        redis_prefix: str, tmp_path: Path) -> None:
+    on_a = cluster_toml(SHARED_REDIS_URL, redis_prefix, extra_redis='channel = "a"')
+    on_b = cluster_toml(SHARED_REDIS_URL, redis_prefix, extra_redis='channel = "b"')
+    with run_pusherd(on_a):
+        pass  # stopped cleanly: its lease is gone with it
+    with run_pusherd(on_b):
+        # Now "b" is the prefix's channel, and "a" is the one refused.
+        result = _start_refused(tmp_path, on_a)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "bus channel 'a'" in result.stderr and "use bus channel 'b'" in result.stderr

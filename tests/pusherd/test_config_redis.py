@@ -182,3 +182,48 @@ def test_a_reap_interval_longer_than_the_lease_is_warned_about_with_the_bound(
     config_file.write_text('[redis]\nurl = "redis://127.0.0.1:6379/0"\nlease_ttl = 10\n'
                            "reap_interval = 10\n")
     assert load_config(config_file, {}).warnings == ()
+
+
+def test_reverb_scaling_alone_keeps_the_files_url_and_says_so(tmp_path: Path) -> None:
+    config_file = tmp_path / "pusherd.toml"
+    config_file.write_text('[redis]\nurl = "redis://:hunter2@127.0.0.1:16399/0"\n')
+    on = {"REVERB_SCALING_ENABLED": "true"}
+    config = load_config(config_file, on)
+    # No REDIS_* variable describes a server: they fill nothing, the file's URL stays.
+    assert config.redis.url == "redis://:hunter2@127.0.0.1:16399/0"
+    assert config.redis_source == "redis.url"
+    assert len(config.notices) == 1
+    assert "config file's [redis] url (redis://:***@127.0.0.1:16399/0)" in config.notices[0]
+    assert "REVERB_SCALING_ENABLED is set without REDIS_URL, REDIS_HOST" in config.notices[0]
+    # Laravel's null is no value: still nothing that describes a server.
+    assert load_config(config_file, {**on, "REDIS_PASSWORD": "null"}).redis.url == \
+        "redis://:hunter2@127.0.0.1:16399/0"
+    # Without the flag the file's URL is used with nothing to say.
+    assert load_config(config_file, {}).notices == ()
+
+
+@pytest.mark.parametrize(("env", "source", "url"), [
+    ({"REVERB_SCALING_ENABLED": "true", "REDIS_HOST": "10.0.0.7", "REDIS_PASSWORD": "pw"},
+     "REDIS_HOST", "redis://:***@10.0.0.7:6379/0"),
+    ({"REVERB_SCALING_ENABLED": "true", "REDIS_URL": "redis://cache:6380/1"},
+     "REDIS_URL", "redis://cache:6380/1"),
+    ({"PUSHERD_REDIS_URL": "redis://env:6381/2"}, "PUSHERD_REDIS_URL", "redis://env:6381/2"),
+])
+def test_the_environment_replacing_the_files_url_is_said_with_both_urls(
+        tmp_path: Path, env: dict[str, str], source: str, url: str) -> None:
+    config_file = tmp_path / "pusherd.toml"
+    config_file.write_text('[redis]\nurl = "redis://:hunter2@127.0.0.1:16399/0"\n')
+    config = load_config(config_file, env)
+    assert redact_redis_url(config.redis.url) == url
+    assert config.redis_source == source
+    assert config.notices == (
+        "[redis] url of the config file (redis://:***@127.0.0.1:16399/0) is ignored: "
+        f"{source} gives Redis {url}"
+        + (" (REVERB_SCALING_ENABLED)" if source != "PUSHERD_REDIS_URL" else ""),)
+    assert "hunter2" not in config.notices[0] and ":pw@" not in config.notices[0]
+
+
+def test_reverb_scaling_without_a_file_url_uses_laravels_defaults_quietly() -> None:
+    config = load_config(None, {"REVERB_SCALING_ENABLED": "true"})
+    assert config.redis.url == "redis://127.0.0.1:6379/0"
+    assert config.redis_source == "REDIS_HOST" and config.notices == ()

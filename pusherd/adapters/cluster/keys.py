@@ -4,6 +4,7 @@
 key                                    type    holds
 =====================================  ======  ==============================================
 ``P:nodes``                            zset    node id -> lease expiry (Redis clock, ms)
+``P:bus-channel``                      string  the bus channel name the nodes use (start check)
 ``P:node:<node>``                      hash    what that node contributes: field -> sockets
 ``P:app:<app>:channels``               hash    occupied channel -> subscription count
 ``P:app:<app>:presence:<channel>``     hash    member key -> sockets of that user (all nodes)
@@ -24,12 +25,14 @@ from __future__ import annotations
 class KeyLayout:
     """Key names for one prefix (``[redis] prefix``), so deployments can share a Redis."""
 
-    __slots__ = ("prefix", "nodes", "bus")
+    __slots__ = ("prefix", "nodes", "bus", "bus_channel")
 
     def __init__(self, prefix: str, channel: str = "bus") -> None:
         self.prefix = prefix
         self.nodes = f"{prefix}:nodes"
         self.bus = f"{prefix}:{channel}"
+        # The channel name recorded at start: nodes of one prefix must share the bus.
+        self.bus_channel = f"{prefix}:bus-channel"
 
     def node(self, node_id: str) -> str:
         """Hash of what `node_id` contributes (field -> sockets)."""
