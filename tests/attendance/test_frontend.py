@@ -176,6 +176,8 @@ def skip_while_the_dashboard_day_is_not_the_running_shifts(stack: Stack) -> None
     now = datetime.now(zone)
     day = stack.call("GET", "/api/reports/dashboard", "admin").json()["attendance_date"]
     if day != now.date().isoformat():
+        # Justified skip: what these tests check (a check-in reaching the today table) cannot
+        # happen in this window with the demo data; the mismatch is an open item.
         pytest.skip(
             f"the organisation's clock ({now:%Y-%m-%d %H:%M}) is before the shift boundary "
             f"hour: the dashboard's day is {day}, the demo's running shift is on "
