@@ -385,7 +385,7 @@ class RedisAdapter:
         await self.link.close()
 
     async def _drain(self) -> None:
-        while (self._ops or self.bus.buffered_bytes) and self.link.ready:
+        while (self._ops or not self.bus.idle) and self.link.ready:
             await asyncio.sleep(0.005)
 
     def add_listener(self, listener: TransitionListener) -> None:
@@ -729,15 +729,21 @@ class RedisAdapter:
         in the same round trip). On a cache channel, while Redis is reachable, returns a
         future done when that round trip has returned (the event is in Redis), failed
         (ConnectionError, TimeoutError, RedisError) when it may not be; else None."""
-        cache: list[CachePut] = []
+        cache: list[CachePut] | None = None
         for name in trigger.channels:
             if classify_channel(name).cache:
                 ttl_ms = app.cache_ttl * 1000
                 self._mirror(app.id).cache[name] = (trigger.name, trigger.data, now_ms + ttl_ms)
+                if cache is None:
+                    cache = []
                 cache.append(CachePut(self.keys.cache(app.id, name),
                                       encode_cached(trigger.name, trigger.data), ttl_ms))
         self._deliver_trigger(app.id, trigger.name, trigger.channels, trigger.data,
                               trigger.socket_id)
+        if cache is None:  # the common case, on every API request: the cheap path
+            self.bus.publish_trigger(app.id, trigger.name, trigger.channels, trigger.data,
+                                     trigger.socket_id)
+            return None
         return self.bus.publish(TriggerMessage(self.node_id, app.id, trigger.name,
                                                trigger.channels, trigger.data,
                                                trigger.socket_id), tuple(cache))

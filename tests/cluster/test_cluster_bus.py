@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 
 from pusherd.adapters.cluster.bus import (
+    WRITE_BATCH,
     Bus,
     BusMessage,
     CachePut,
@@ -26,6 +27,7 @@ from pusherd.adapters.cluster.bus import (
     decode_bus_frame,
     decode_bus_message,
     encode_bus_message,
+    encode_message_body,
 )
 from pusherd.adapters.cluster.keys import KeyLayout
 from pusherd.adapters.cluster.link import RedisLink
@@ -111,7 +113,7 @@ async def _node(url: str, channel: str, node_id: str, handler: Callable[[BusMess
 
 async def test_frames_are_paced_by_frame_interval_and_carry_what_queued_meanwhile(
         redis_prefix: str) -> None:
-    # frame_interval (0.4 s here, 2 ms by default) is the least time between two frames of
+    # frame_interval (0.4 s here, 5 ms by default) is the least time between two frames of
     # a node: the first message goes in a frame of its own; what is published while the
     # next frame waits goes in that one frame, sent no earlier than the interval allows.
     channel = KeyLayout(redis_prefix).bus
@@ -327,3 +329,72 @@ async def test_messages_queued_together_go_out_in_one_publish(redis_prefix: str)
     finally:
         await raw.aclose()
         await watcher.aclose()
+
+
+async def test_a_raw_trigger_goes_out_as_the_same_message_in_order_with_the_others(
+        redis_prefix: str) -> None:
+    # publish_trigger queues a trigger's fields unencoded (the API's cheap path); the
+    # writer encodes them with the frame. What the other nodes get is the message publish()
+    # sends, in the order queued among messages published the other way.
+    channel = KeyLayout(redis_prefix).bus
+    got: list[BusMessage] = []
+    async with _node(SHARED_REDIS_URL, channel, "a", lambda m: None) as (_, bus_a), \
+            _node(SHARED_REDIS_URL, channel, "b", got.append):
+        sent: list[BusMessage] = []
+        for i in range(30):
+            message = TriggerMessage("a", "1001", f"e{i}", ("c", f"d{i}"), f'{{"i":{i}}}',
+                                     "1.2" if i % 3 else None)
+            if i % 2:
+                bus_a.publish(message)
+            else:
+                bus_a.publish_trigger(message.app_id, message.event, message.channels,
+                                      message.data, message.socket_id)
+            sent.append(message)
+        assert bus_a.buffered_bytes == sum(len(encode_message_body(m)) for m in sent)
+        await wait_until(lambda: len(got) == 30, what="30 messages")
+        assert got == sent
+        await wait_until(lambda: bus_a.idle, what="the writer idle")
+        assert bus_a.buffered_bytes == 0 and bus_a.published == 30
+
+
+async def test_full_frames_are_not_paced(redis_prefix: str) -> None:
+    # Pacing amortises a round trip over what queued meanwhile; a full frame (WRITE_BATCH
+    # messages) is amortised already. Were it paced, the bus would carry at most
+    # WRITE_BATCH messages per frame_interval (here 4 per 60 s), and the queue would grow
+    # without bound under a higher rate.
+    channel = KeyLayout(redis_prefix).bus
+    got: list[BusMessage] = []
+    async with _node(SHARED_REDIS_URL, channel, "a", lambda m: None,
+                     frame_interval=60.0) as (_, bus_a), \
+            _node(SHARED_REDIS_URL, channel, "b", got.append):
+        count = 3 * WRITE_BATCH + 5
+        for i in range(count):
+            bus_a.publish_trigger("1001", f"e{i}", ("c",), str(i), None)
+        await wait_until(lambda: len(got) == count, bound=20, what="every message")
+        assert [m.event for m in got if isinstance(m, TriggerMessage)] == \
+            [f"e{i}" for i in range(count)]
+        assert bus_a.frames == 4  # three full frames and the rest, none paced
+
+
+async def test_raw_triggers_are_measured_exactly_when_an_outage_caps_the_buffer(
+        redis_prefix: str) -> None:
+    # Raw triggers are not measured as they are queued (that is their point). When an
+    # outage begins with some still queued, the cap applies to their exact encoded size:
+    # the oldest are dropped first, whichever way they were queued.
+    channel = KeyLayout(redis_prefix).bus
+    async with _node(SHARED_REDIS_URL, channel, "a", lambda m: None,
+                     max_buffered_bytes=3_000) as (link_a, bus_a):
+        bodies = []
+        for i in range(60):  # in one turn of the loop: the writer has not run yet
+            bus_a.publish_trigger("1001", f"e{i}", ("c",), "y" * 40, None)
+            bodies.append(encode_message_body(
+                TriggerMessage("a", "1001", f"e{i}", ("c",), "y" * 40)))
+        link_a.report_failure(ConnectionError("a command failed"))  # the outage begins
+        for i in range(60, 100):
+            message = TriggerMessage("a", "1001", f"e{i}", ("c",), "y" * 40)
+            bus_a.publish_trigger(message.app_id, message.event, message.channels,
+                                  message.data, None)
+            bodies.append(encode_message_body(message))
+        kept = 100 - bus_a.dropped
+        assert 0 < kept < 100
+        assert bus_a.buffered_bytes == sum(len(b) for b in bodies[-kept:]) <= 3_000

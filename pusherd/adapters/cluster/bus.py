@@ -8,13 +8,17 @@ delivered its own triggers, client events and terminate requests to its sockets,
 drops their echo; transitions it applies from the bus only, its own included, so that
 every node applies them in the one order Redis decided them.
 
-Publishing never waits: :meth:`Bus.publish` encodes the message once and queues it; a
-writer task sends the queue in order, every message queued by then in one *frame*: one
+Publishing never waits: :meth:`Bus.publish` encodes the message once and queues it (an
+HTTP trigger without cache writes, the API's hot path, is queued as its fields by
+:meth:`Bus.publish_trigger` and encoded by the writer: the same message, for a fraction of
+the request's time); a writer task sends the queue in order, every message queued by then
+in one *frame*: one
 ``PUBLISH`` per round trip (so at most one per trigger, and fewer when triggers arrive
 together), which every other node reads and decodes once. Frames are at least
 ``frame_interval`` seconds apart (``[redis] frame_interval``, 5 ms by default): a message
 after a quiet spell goes at once; under load a frame carries everything queued in that
-time, which keeps the CPU per trigger of the round trips small on every node.
+time, which keeps the CPU per trigger of the round trips small on every node. A full frame
+(``WRITE_BATCH`` messages or ``WRITE_BATCH_BYTES``) is followed at once by the next.
 
 A frame is ``v<version> <kind> <origin>\\n`` followed by a JSON array of messages; kind
 ``m`` (triggers, client events, terminate requests: what the writer sends) or ``c``
@@ -165,6 +169,14 @@ def encode_message_body(message: BusMessage) -> bytes:
     return orjson.dumps(body)
 
 
+def encode_trigger_body(app_id: AppId, event: str, channels: tuple[str, ...], data: str,
+                        socket_id: str | None) -> bytes:
+    """A trigger's body as :func:`encode_message_body` encodes a :class:`TriggerMessage`
+    of these fields (the writer's path for triggers queued raw)."""
+    return orjson.dumps({"t": "trigger", "a": app_id, "e": event, "c": channels, "d": data,
+                         "x": socket_id})
+
+
 def frame_head(origin: str, changes: bool = False) -> bytes:
     """The head of a frame from `origin`: ``v<version> m|c <origin>\\n``."""
     return _HEAD + (b"c " if changes else b"m ") + origin.encode() + b"\n"
@@ -234,6 +246,11 @@ def _fail(waiter: asyncio.Future[None] | None, exc: BaseException) -> None:
         waiter.exception()
 
 
+# A trigger's fields as Bus.publish_trigger queues them: app id, event, channels, data,
+# excluded socket id.
+_RawTrigger = tuple[AppId, str, tuple[str, ...], str, str | None]
+
+
 @dataclass(frozen=True, slots=True)
 class CachePut:
     """A cache channel's last event, written in the same round trip as its trigger."""
@@ -261,9 +278,13 @@ class Bus:
         self.node_id = node_id
         self.handler = handler
         self.max_buffered_bytes = max_buffered_bytes
-        # Encoded bodies, their cache writes, and who waits for those writes.
-        self._queue: deque[tuple[bytes, tuple[CachePut, ...], asyncio.Future[None] | None]] \
-            = deque()
+        # What waits to be sent, in order: an encoded body with its cache writes and who
+        # waits for those writes, or (a trigger without cache writes queued while Redis
+        # was reachable) the trigger's fields, encoded by the writer (see publish_trigger).
+        self._queue: deque[tuple[bytes | _RawTrigger, tuple[CachePut, ...],
+                                 asyncio.Future[None] | None]] = deque()
+        self._raw = 0  # raw triggers in the queue (not counted in _queued_bytes)
+        self._sending = False  # a frame's round trip is in flight
         self._head = frame_head(node_id)
         self._channel = link.channel.encode()
         # Our own frames (never transitions) are dropped on sight: their messages have
@@ -281,8 +302,44 @@ class Bus:
 
     @property
     def buffered_bytes(self) -> int:
-        """Bytes of encoded messages waiting to be sent (at most ``max_buffered_bytes``)."""
-        return self._queued_bytes
+        """Bytes of encoded messages waiting to be sent (at most ``max_buffered_bytes``
+        while Redis is unreachable). Raw triggers are measured here, by encoding them:
+        call it for metrics, not per message."""
+        if not self._raw:
+            return self._queued_bytes
+        return self._queued_bytes + sum(len(encode_trigger_body(*body)) for body, _, _
+                                        in self._queue if isinstance(body, tuple))
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no frame in flight."""
+        return not self._queue and not self._sending
+
+    def publish_trigger(self, app_id: AppId, event: str, channels: tuple[str, ...],
+                        data: str, socket_id: str | None) -> None:
+        """Queue an HTTP trigger without cache writes, from this node, for every other
+        node: :meth:`publish` of the :class:`TriggerMessage` of these fields, at a fraction
+        of its cost on the request's path. While Redis is reachable the fields are queued
+        as they are and the writer encodes them with the frame (measured in situ, the
+        message object and its encoding on the HTTP path cost more than the rest of the
+        bus; see docs/performance.md); else this is :meth:`publish`."""
+        if self.link.ready:
+            self._queue.append(((app_id, event, channels, data, socket_id), (), None))
+            self._raw += 1
+            self._wake.set()
+        else:
+            self.publish(TriggerMessage(self.node_id, app_id, event, channels, data,
+                                        socket_id))
+
+    def _encode_raw(self) -> None:
+        """Encode every raw trigger of the queue in place, so that the buffer's bytes are
+        exact before the outage cap applies."""
+        entries = [(encode_trigger_body(*body) if isinstance(body, tuple) else body,
+                    cache, waiter) for body, cache, waiter in self._queue]
+        self._queue.clear()
+        self._queue.extend(entries)
+        self._raw = 0
+        self._queued_bytes = sum(len(body) for body, _, _ in entries)
 
     def publish(self, message: BusMessage,
                 cache: tuple[CachePut, ...] = ()) -> asyncio.Future[None] | None:
@@ -302,10 +359,12 @@ class Bus:
         self._queued_bytes += len(payload)
         # The cap is for an outage: while Redis is reachable the writer drains the queue
         # every round trip, and a burst must not be cut.
+        if self._raw and not self.link.ready:
+            self._encode_raw()
         while not self.link.ready and self._queued_bytes > self.max_buffered_bytes \
                 and self._queue:
             dropped, _, dropped_waiter = self._queue.popleft()
-            self._queued_bytes -= len(dropped)
+            self._queued_bytes -= len(dropped)  # encoded: _encode_raw ran above
             _fail(dropped_waiter, ConnectionError("dropped from a full bus buffer"))
             self.dropped += 1
             self.outage_dropped += 1
@@ -370,18 +429,37 @@ class Bus:
                 puts: list[CachePut] = []
                 waiters: list[asyncio.Future[None]] = []
                 size = 0
-                while queue and len(bodies) < WRITE_BATCH and (
-                        not bodies or size + len(queue[0][0]) <= WRITE_BATCH_BYTES):
-                    body, cache, waiter = queue.popleft()
+                raw = 0
+                while queue and len(bodies) < WRITE_BATCH:
+                    body, cache, waiter = queue[0]
+                    if isinstance(body, tuple):  # a raw trigger: encoded here, hot
+                        body = encode_trigger_body(*body)
+                        counted = 0
+                    else:
+                        counted = len(body)
+                    if bodies and size + len(body) > WRITE_BATCH_BYTES:
+                        if not counted:  # keep the encoding for the next frame
+                            queue[0] = (body, cache, waiter)
+                            raw += 1
+                            self._queued_bytes += len(body)
+                        break
+                    queue.popleft()
+                    if not counted:
+                        raw += 1
+                    self._queued_bytes -= counted
                     bodies.append(body)
                     size += len(body)
                     if cache:
                         puts.extend(cache)
                     if waiter is not None:
                         waiters.append(waiter)
-                self._queued_bytes -= size
+                self._raw -= raw
                 frame = encode_bus_frame(self._head, bodies)
-                next_frame = loop.time() + self.frame_interval
+                # A full frame is amortised already: what is left goes without a pause
+                # (pacing it would cap the bus at WRITE_BATCH messages per interval, and
+                # the queue would grow without bound under a higher trigger rate).
+                next_frame = loop.time() + self.frame_interval if not queue else 0.0
+                self._sending = True
                 try:
                     started = time.monotonic()
                     if puts:
@@ -403,6 +481,8 @@ class Bus:
                     for waiter in waiters:
                         _fail(waiter, exc)
                     self.link.report_failure(exc)
+                finally:
+                    self._sending = False
 
     async def _wait_for_peers(self) -> None:
         """After an outage, give the other nodes up to `flush_wait` s to resubscribe."""
