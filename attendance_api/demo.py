@@ -5,7 +5,7 @@ demo accounts' passwords; it never touches other accounts."""
 from __future__ import annotations
 
 import secrets
-from datetime import date, time
+from datetime import date, time, timedelta
 
 from sqlalchemy import select
 
@@ -100,7 +100,15 @@ def seed_demo(ctx: Ctx) -> dict[str, str]:
             schedule.time_in, schedule.time_out = t_in, t_out
             schedule.status, schedule.updated_at = "active", ctx.now
             ctx.db.flush()
-        day = domain.today(ctx) if name == "Night Shift" else local.date()
+        if name == "Night Shift":
+            # The operational day's night shift, unless it is running now (before 07:00,
+            # when the operational day is still yesterday): then the night before, which has
+            # ended. Two shifts running at once on different work dates would put the admin
+            # dashboard on the night shift's date, where the demo shift's check-ins are not.
+            op = domain.today(ctx)
+            day = op - timedelta(days=1) if local.time() < t_out else op
+        else:
+            day = local.date()
         exists = ctx.db.scalar(
             select(AttendanceSession.id).where(
                 AttendanceSession.schedule_id == schedule.id, AttendanceSession.work_date == day

@@ -10,6 +10,7 @@ import threading
 from datetime import time, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 
 from attendance_api import domain
@@ -1345,3 +1346,21 @@ def test_a_demo_restart_keeps_the_running_shift_under_todays_records(world: Worl
     with world.runtime.unit(write=True) as ctx:
         seed_demo(ctx)
     assert demo_shift() == ("18:00", "02:00")
+
+
+@pytest.mark.parametrize("hour", range(24))
+def test_the_admin_dashboard_shows_the_day_of_the_demos_running_shift_at_any_hour(
+    world: World, hour: int
+) -> None:
+    # The demo's shift runs "now", on the calendar date. Its night shift must not run beside
+    # it on another work date: before 07:00 the operational day's night shift is still
+    # running, and the dashboard (whose day follows a running session) would show that
+    # date, without the demo shift's check-ins (seen at 04:30 organisation time).
+    now = manila(2026, 3, 3, hour, 30)  # a Tuesday
+    world.clock.set(now)
+    with world.runtime.unit(write=True) as ctx:
+        seed_demo(ctx)
+    with world.runtime.unit(write=False) as ctx:
+        assert domain.dashboard_date(ctx) == now.astimezone(ctx.tz).date()
+        nights = ctx.db.scalars(select(Schedule).where(Schedule.name == "Night Shift")).all()
+        assert len(nights) == 1  # the demo still has its night shift, as history or ahead
