@@ -12,7 +12,7 @@ docs/scaling.md.
 
 Nodes of one key prefix share their state in Redis, so they must share the bus channel
 too: the check records the channel under ``<prefix>:bus-channel`` and refuses a node whose
-channel differs from the one recorded while a node of the prefix is live.
+channel differs from the one recorded while a node of the prefix is live or starting.
 """
 
 from __future__ import annotations
@@ -82,33 +82,58 @@ def check_redis(config: RedisConfig, url_key: str, timeout: float = 3.0) -> None
         client.close()
 
 
+# One atomic step (a script): count the live nodes of the prefix, read the recorded
+# channel and its claim, then refuse or record. A claim (PX) covers a node between this
+# check and its first lease, when it is not live yet: without it two nodes of one prefix
+# starting together on different channels could both pass. A node's first lease (the
+# SYNC script) deletes the claim, so that a prefix whose nodes all stopped may change
+# channel at once. KEYS: nodes, bus-channel, bus-channel-claim. ARGV: channel, claim ms.
+# -> {live nodes, the other channel or ""}
+CHECK_BUS_CHANNEL = r"""
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local live = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+local claimed = redis.call('EXISTS', KEYS[3])
+local theirs = redis.call('GET', KEYS[2])
+if theirs and theirs ~= ARGV[1] and (live > 0 or claimed == 1) then
+  return {live, theirs}
+end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+return {live, ''}
+"""
+
+
 def check_bus_channel(client: redis.Redis, config: RedisConfig) -> None:
-    """Refuse ``config.channel`` when a live node of ``config.prefix`` records another
-    bus channel; else record ours under ``<prefix>:bus-channel``.
+    """Refuse ``config.channel`` when a node of ``config.prefix`` that is live, or that
+    passed this check within the last ``lease_ttl`` seconds and has not taken its lease
+    yet, uses another bus channel; else record ours under ``<prefix>:bus-channel`` (and
+    claim it under ``<prefix>:bus-channel-claim`` until this node's first lease).
 
     Nodes with the same prefix share presence members, counts and cached events, but a
     node on another bus channel never hears their triggers and transitions: the cluster
     would split silently. A node is live while its lease in ``<prefix>:nodes`` is later
-    than Redis' ``TIME``; with no live node the channel may change (it is rewritten).
-    Raises :class:`~pusherd.errors.ConfigError` (key ``redis.channel``) naming both
-    channels; Redis errors propagate to the caller.
+    than Redis' ``TIME``; with no live node and no claim the channel may change (it is
+    rewritten). The check and the record are one script, so two nodes starting at once on
+    different channels cannot both pass. Raises :class:`~pusherd.errors.ConfigError` (key
+    ``redis.channel``) naming both channels; Redis errors propagate to the caller.
     """
     keys = KeyLayout(config.prefix, config.channel)
-    seconds, micros = client.time()
-    now_ms = int(seconds) * 1000 + int(micros) // 1000
-    live = len(client.zrangebyscore(keys.nodes, f"({now_ms}", "+inf"))
-    recorded = client.get(keys.bus_channel)
-    theirs = recorded.decode() if isinstance(recorded, bytes) else recorded
-    if live and theirs is not None and theirs != config.channel:
+    live, theirs = client.eval(CHECK_BUS_CHANNEL, 3, keys.nodes, keys.bus_channel,
+                               keys.bus_channel_claim, config.channel,
+                               max(1, int(config.lease_ttl * 1000)))
+    if isinstance(theirs, bytes):
+        theirs = theirs.decode()
+    if theirs:
+        who = (f"{live} live node(s)" if live else
+               "a node starting now (it passed this check and has no lease yet)")
         raise ConfigError("redis.channel", (
-            f"bus channel {config.channel!r}, but {live} live node(s) with key prefix "
+            f"bus channel {config.channel!r}, but {who} with key prefix "
             f"{config.prefix!r} use bus channel {theirs!r}: nodes sharing a prefix share "
             "their state and must share the bus, or they split silently. Give every node "
             f"of prefix {config.prefix!r} the same channel ([redis] channel or "
             "REVERB_SCALING_CHANNEL), or give this deployment another prefix ([redis] "
             "prefix or PUSHERD_REDIS_PREFIX)"))
-    if theirs != config.channel:
-        client.set(keys.bus_channel, config.channel)
 
 
 def _warn_if_old(client: redis.Redis, config: RedisConfig) -> None:

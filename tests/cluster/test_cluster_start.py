@@ -187,6 +187,43 @@ def test_a_node_on_another_bus_channel_of_a_live_prefix_is_refused_with_status_2
             pass
 
 
+def test_two_nodes_starting_together_on_different_channels_cannot_both_pass(
+        redis_prefix: str) -> None:
+    # Neither is live until it takes its lease, a moment after its start check: the check
+    # claims the channel until then, in the same atomic step as it reads and records it.
+    import redis
+
+    from pusherd.adapters.cluster.keys import KeyLayout
+    from pusherd.config import RedisConfig
+    from pusherd.errors import ConfigError
+    from pusherd.server.preflight import check_bus_channel
+
+    on_a = RedisConfig(url=SHARED_REDIS_URL, prefix=redis_prefix, channel="a")
+    on_b = RedisConfig(url=SHARED_REDIS_URL, prefix=redis_prefix, channel="b")
+    claim = KeyLayout(redis_prefix).bus_channel_claim
+    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    try:
+        check_bus_channel(client, on_a)
+        with pytest.raises(ConfigError) as refused:
+            check_bus_channel(client, on_b)
+        assert "a node starting now" in str(refused.value)
+        assert "use bus channel 'a'" in str(refused.value)
+        check_bus_channel(client, on_a)  # the same channel passes, and claims again
+        assert client.get(claim) == b"a"
+        assert 0 < client.pttl(claim) <= 10_000  # lease_ttl: a node that never takes one
+        # A node's first lease ends the claim: it is live now, which protects the channel
+        # as long as it runs; once it has stopped the prefix may change channel at once.
+        with run_pusherd(cluster_toml(SHARED_REDIS_URL, redis_prefix,
+                                      extra_redis='channel = "a"')):
+            assert client.exists(claim) == 0
+            with pytest.raises(ConfigError, match="1 live node"):
+                check_bus_channel(client, on_b)
+        check_bus_channel(client, on_b)
+        assert client.get(KeyLayout(redis_prefix).bus_channel) == b"b"
+    finally:
+        client.close()
+
+
 def test_a_prefix_may_change_its_bus_channel_once_no_node_of_it_is_live(
         redis_prefix: str, tmp_path: Path) -> None:
     on_a = cluster_toml(SHARED_REDIS_URL, redis_prefix, extra_redis='channel = "a"')

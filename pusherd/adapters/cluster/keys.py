@@ -5,6 +5,7 @@ key                                    type    holds
 =====================================  ======  ==============================================
 ``P:nodes``                            zset    node id -> lease expiry (Redis clock, ms)
 ``P:bus-channel``                      string  the bus channel name the nodes use (start check)
+``P:bus-channel-claim``                string  that name, PX, from a start check to the first lease
 ``P:node:<node>``                      hash    what that node contributes: field -> sockets
 ``P:app:<app>:channels``               hash    occupied channel -> subscription count
 ``P:app:<app>:presence:<channel>``     hash    member key -> sockets of that user (all nodes)
@@ -25,7 +26,7 @@ from __future__ import annotations
 class KeyLayout:
     """Key names for one prefix (``[redis] prefix``), so deployments can share a Redis."""
 
-    __slots__ = ("prefix", "nodes", "bus", "bus_channel")
+    __slots__ = ("prefix", "nodes", "bus", "bus_channel", "bus_channel_claim")
 
     def __init__(self, prefix: str, channel: str = "bus") -> None:
         self.prefix = prefix
@@ -33,6 +34,8 @@ class KeyLayout:
         self.bus = f"{prefix}:{channel}"
         # The channel name recorded at start: nodes of one prefix must share the bus.
         self.bus_channel = f"{prefix}:bus-channel"
+        # Set by a start check, deleted by the node's first lease (the SYNC script).
+        self.bus_channel_claim = f"{prefix}:bus-channel-claim"
 
     def node(self, node_id: str) -> str:
         """Hash of what `node_id` contributes (field -> sockets)."""

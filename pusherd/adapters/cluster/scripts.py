@@ -234,6 +234,8 @@ return 1
 SYNC = _PRELUDE + r"""
 local was = registered() and 1 or 0
 redis.call('ZADD', NODES, now_ms() + tonumber(ARGV[6]), NODE)
+-- Live now: the start check's claim (pusherd.server.preflight) is no longer needed.
+redis.call('DEL', P .. ':bus-channel-claim')
 local have = node_entries()
 local snapshot = cjson.decode(ARGV[7])
 local want = {s = {}, m = {}, u = {}}
