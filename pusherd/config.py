@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
@@ -546,19 +546,31 @@ DEFAULT_CHANNEL = "bus"
 
 
 def redact_redis_url(url: str) -> str:
-    """`url` with its password (if any) replaced by ``***``."""
+    """`url` with its password (if any) replaced by ``***``: the one after the user name,
+    and a ``password=`` query parameter (redis-py authenticates with either)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return "<unparsable URL>"
+    query = parts.query
+    if query:
+        pairs = query.split("&")
+        hidden = [pair.split("=", 1)[0] + "=***"
+                  if unquote(pair.split("=", 1)[0]).lower() == "password" else pair
+                  for pair in pairs]
+        query = "&".join(hidden)
     if parts.password is None:
-        return url
+        if query == parts.query:
+            return url
+        # Not urlunsplit: it would drop the empty host of unix:///path.
+        return url.partition("?")[0] + "?" + query + (
+            "#" + parts.fragment if parts.fragment else "")
     user = parts.username or ""
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
     netloc = f"{user}:***@{host}" + (f":{parts.port}" if _port_or_none(parts) else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _port_or_none(parts: SplitResult) -> int | None:

@@ -118,6 +118,13 @@ def test_a_password_never_appears_in_an_error_or_a_repr() -> None:
     assert config.redacted_url() == "redis://user:***@h:6379"
     assert redact_redis_url("rediss://:pw@[::1]:6380/1") == "rediss://:***@[::1]:6380/1"
     assert redact_redis_url("redis://h:6379") == "redis://h:6379"
+    # redis-py also takes the password as a query parameter (found by a reviewer: it was
+    # logged and printed in the banner as given)
+    assert redact_redis_url("redis://127.0.0.1:6379/0?password=s3cr3tPW") == \
+        "redis://127.0.0.1:6379/0?password=***"
+    assert redact_redis_url("unix:///tmp/r.sock?db=2&password=unixPW77&x=1") == \
+        "unix:///tmp/r.sock?db=2&password=***&x=1"
+    assert redact_redis_url("redis://u:pw@h/1?Password=q") == "redis://u:***@h/1?Password=***"
 
 
 def test_the_config_is_frozen() -> None:
