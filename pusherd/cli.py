@@ -119,7 +119,7 @@ def _banner(config: Config, port: int, metrics_port: int | None, open_file_limit
     if redis.enabled:
         nodes = f"{workers} nodes (one per worker)" if workers > 1 else f"node {node_id}"
         lines.append(f"  cluster: {nodes} over Redis {redis.redacted_url()}, key prefix "
-                     f"{redis.prefix!r}, bus {redis.prefix}:{redis.channel}")
+                     f"{redis.prefix!r}, bus {redis.bus}")
     if config.console.enabled:
         lines.append(f"  debug console: {scheme}://{shown}:{port}/console?token=<[console] token>")
     if workers > 1:
@@ -251,9 +251,9 @@ async def _serve(config: Config, ready: Connection | None = None,
         return 1
     if config.redis.enabled:
         # Success is said too, not only failures: the log shows this node is clustered.
-        log.info("cluster node %s: Redis at %s, key prefix %r, bus %s:%s, lease %g s; %s",
+        log.info("cluster node %s: Redis at %s, key prefix %r, bus %s, lease %g s; %s",
                  node_id, config.redis.redacted_url(), config.redis.prefix,
-                 config.redis.prefix, config.redis.channel, config.redis.lease_ttl,
+                 config.redis.bus, config.redis.lease_ttl,
                  "connected" if server.adapter.ready else "not connected yet (retrying)",
                  extra={"event": "cluster_node", "node": node_id})
     if ready is not None:

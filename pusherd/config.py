@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from redis.connection import parse_url as parse_redis_url
 from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 from pusherd.apps import App, Webhook
@@ -109,7 +110,7 @@ class RedisConfig:
     # Every key and the bus channel start with "<prefix>:". Not set: "pusherd", or
     # "pusherd-<channel>" when the channel is not "bus" (see load_redis_config).
     prefix: str = "pusherd"
-    channel: str = "bus"  # the pub/sub channel is "<prefix>:<channel>"
+    channel: str = "bus"  # the pub/sub channel is "<prefix>:<channel>" (see .bus)
     lease_ttl: float = 10.0  # seconds a node's entries outlive its last lease renewal
     reap_interval: float = 2.0  # seconds between two looks for lapsed nodes
     max_buffered_bytes: int = 4_194_304  # bus messages kept while Redis is unreachable
@@ -125,6 +126,24 @@ class RedisConfig:
     def redacted_url(self) -> str:
         """The URL with any password replaced by ``***`` (safe to log)."""
         return redact_redis_url(self.url)
+
+    @property
+    def database(self) -> int:
+        """The database number the URL selects (``/N`` or ``?db=N``; 0 when none)."""
+        if not self.url:
+            return 0
+        try:
+            return int(parse_redis_url(self.url).get("db") or 0)  # type: ignore[no-untyped-call]
+        except (ValueError, TypeError):
+            return 0  # an invalid URL is refused by the config check before any use
+
+    @property
+    def bus(self) -> str:
+        """The bus's pub/sub channel: ``<prefix>:<channel>``, and ``@db<N>`` after it
+        when the URL selects database N > 0. Pub/sub ignores the database number, so
+        without it deployments told apart by database alone would share one bus."""
+        database = self.database
+        return f"{self.prefix}:{self.channel}" + (f"@db{database}" if database else "")
 
 
 DEFAULT_JOURNAL = "<state dir>/pusherd/webhooks.journal"

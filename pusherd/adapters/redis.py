@@ -289,7 +289,7 @@ class RedisAdapter:
         self.node_id = node_id or new_node_id()
         self.apps: dict[AppId, App] = {app.id: app for app in apps}
         self.fanout = LocalFanout()
-        self.keys = KeyLayout(config.prefix, config.channel)
+        self.keys = KeyLayout(config.prefix, config.channel, config.database)
         self.lease_ms = int(config.lease_ttl * 1000)
         # After an outage the other nodes come back within the reconnect backoff cap
         # (plus their connect and re-registration): the bus flush waits that long at

@@ -118,7 +118,7 @@ def check_bus_channel(client: redis.Redis, config: RedisConfig) -> None:
     different channels cannot both pass. Raises :class:`~pusherd.errors.ConfigError` (key
     ``redis.channel``) naming both channels; Redis errors propagate to the caller.
     """
-    keys = KeyLayout(config.prefix, config.channel)
+    keys = KeyLayout(config.prefix, config.channel, config.database)
     live, theirs = client.eval(CHECK_BUS_CHANNEL, 3, keys.nodes, keys.bus_channel,
                                keys.bus_channel_claim, config.channel,
                                max(1, int(config.lease_ttl * 1000)))

@@ -286,3 +286,36 @@ async def test_a_nodes_metrics_show_its_redis_link(three_nodes: list[PusherdProc
     assert count > value(before, "pusherd_redis_round_trip_seconds_count")
     assert value(after, "pusherd_redis_round_trip_seconds_bucket", le="+Inf") == count
     assert value(after, "pusherd_redis_round_trip_seconds_sum") > 0
+
+
+async def test_deployments_told_apart_by_database_number_alone_do_not_share_the_bus() -> None:
+    # Pub/sub ignores the database number: before the bus channel named it, nodes of one
+    # prefix on databases 1 and 2 heard each other's triggers, client events and
+    # transitions, and reaped none of each other's members (ghosts; a reviewer found it).
+    prefix = unique_prefix()
+    base = SHARED_REDIS_URL.rstrip("/").rsplit("/", 1)[0] if SHARED_REDIS_URL.count("/") > 2 \
+        else SHARED_REDIS_URL
+    on_1, on_2 = f"{base}/1", f"{base}/2"
+    try:
+        with run_cluster(2, on_1, prefix) as (a, c), run_cluster(2, on_2, prefix) as (b, b2):
+            watcher = Redis.from_url(SHARED_REDIS_URL)
+            try:
+                counts = dict(await watcher.pubsub_numsub(
+                    f"{prefix}:bus@db1", f"{prefix}:bus@db2", f"{prefix}:bus"))
+            finally:
+                await watcher.aclose()
+            assert counts == {f"{prefix}:bus@db1".encode(): 2,
+                              f"{prefix}:bus@db2".encode(): 2, f"{prefix}:bus".encode(): 0}
+            on_c = await join_private(c, "private-shared")
+            on_b = await join_private(b, "private-shared")
+            # a's trigger has been through Redis once c has it; a fence through b2 is
+            # published after it, so on a shared bus b would read a's frame first
+            await call(sdk(a.port).trigger, "private-shared", "from-db1", {})
+            await on_c.expect("from-db1", "private-shared")
+            (before,) = await fence(b2, "private-shared", on_b)
+            assert before == []
+            await on_c.close()
+            await on_b.close()
+    finally:
+        delete_prefix(on_1, prefix)
+        delete_prefix(on_2, prefix)

@@ -234,3 +234,16 @@ def test_reverb_scaling_without_a_file_url_uses_laravels_defaults_quietly() -> N
     config = load_config(None, {"REVERB_SCALING_ENABLED": "true"})
     assert config.redis.url == "redis://127.0.0.1:6379/0"
     assert config.redis_source == "REDIS_HOST" and config.notices == ()
+
+
+def test_the_bus_channel_names_a_database_other_than_0() -> None:
+    # Pub/sub ignores the database number: deployments on /1 and /2 with one prefix must
+    # not share a bus.
+    def bus(url: str, **options: str) -> str:
+        return RedisConfig(url=url, **options).bus
+
+    assert bus("redis://h:6379") == "pusherd:bus"
+    assert bus("redis://h:6379/0") == "pusherd:bus"
+    assert bus("redis://h:6379/3", prefix="p", channel="c") == "p:c@db3"
+    assert bus("unix:///tmp/r.sock?db=2") == "pusherd:bus@db2"
+    assert bus("rediss://:pw@h/4") == "pusherd:bus@db4"

@@ -12,7 +12,8 @@ key                                    type    holds
 ``P:app:<app>:roster:<channel>``       hash    member key -> JSON ``[user_id, user_info]``
 ``P:app:<app>:users``                  hash    signed-in user id -> sockets (all nodes)
 ``P:app:<app>:cache:<channel>``        string  JSON ``[event, data]`` of a cache channel, PX
-``P:<channel>``                        pubsub  the bus (default channel name ``bus``)
+``P:<channel>``                        pubsub  the bus (default channel name ``bus``; ``@db<N>``
+                                               after it for a database N > 0)
 =====================================  ======  ==============================================
 
 Fields of ``P:node:<node>`` are JSON arrays built by the scripts: ``["s", app, channel]``,
@@ -28,10 +29,12 @@ class KeyLayout:
 
     __slots__ = ("prefix", "nodes", "bus", "bus_channel", "bus_channel_claim")
 
-    def __init__(self, prefix: str, channel: str = "bus") -> None:
+    def __init__(self, prefix: str, channel: str = "bus", database: int = 0) -> None:
         self.prefix = prefix
         self.nodes = f"{prefix}:nodes"
-        self.bus = f"{prefix}:{channel}"
+        # Pub/sub ignores the database number: a database other than 0 is named in the
+        # bus channel, so that deployments told apart by database alone do not share it.
+        self.bus = f"{prefix}:{channel}" + (f"@db{database}" if database else "")
         # The channel name recorded at start: nodes of one prefix must share the bus.
         self.bus_channel = f"{prefix}:bus-channel"
         # Set by a start check, deleted by the node's first lease (the SYNC script).
