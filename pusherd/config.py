@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from redis.connection import parse_url as parse_redis_url
 from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
+
+from redis.connection import parse_url as parse_redis_url
 
 from pusherd.apps import App, Webhook
 from pusherd.core.ids import AppId, AppKey
