@@ -23,6 +23,7 @@ import ssl
 import redis
 from redis import exceptions as redis_errors
 
+from pusherd.adapters.cluster.bus import frame_head
 from pusherd.adapters.cluster.keys import KeyLayout
 from pusherd.config import RedisConfig
 from pusherd.errors import ConfigError
@@ -62,7 +63,10 @@ def check_redis(config: RedisConfig, url_key: str, timeout: float = 3.0) -> None
     :class:`~pusherd.errors.ConfigError` naming `url_key` (where the URL came from) for a
     setting that cannot work; the message carries the URL with its password redacted.
     Also raises it when a live node of the same prefix uses another bus channel (see
-    :func:`check_bus_channel`). Logs a warning when the server is older than
+    :func:`check_bus_channel`), and when the user may not run a script with EVALSHA,
+    PUBLISH on the bus channel or SUBSCRIBE to it (:func:`check_bus_rights`; every other
+    command a node runs is one of these or runs inside its scripts). Logs a warning when
+    the server is older than
     :data:`MIN_REDIS_VERSION`.
     """
     client = redis.Redis.from_url(config.url, socket_connect_timeout=timeout,
@@ -71,6 +75,7 @@ def check_redis(config: RedisConfig, url_key: str, timeout: float = 3.0) -> None
         try:
             client.ping()
             check_bus_channel(client, config)
+            check_bus_rights(client, config)
         except (redis_errors.RedisError, OSError) as exc:
             reason = permanent_reason(exc)
             if reason is None:
@@ -119,9 +124,11 @@ def check_bus_channel(client: redis.Redis, config: RedisConfig) -> None:
     ``redis.channel``) naming both channels; Redis errors propagate to the caller.
     """
     keys = KeyLayout(config.prefix, config.channel, config.database)
-    live, theirs = client.eval(CHECK_BUS_CHANNEL, 3, keys.nodes, keys.bus_channel,
-                               keys.bus_channel_claim, config.channel,
-                               max(1, int(config.lease_ttl * 1000)))
+    # EVALSHA, as the node's own scripts run (redis-py loads the script when Redis does
+    # not have it yet): an ACL user without it is refused here, not left retrying.
+    live, theirs = client.register_script(CHECK_BUS_CHANNEL)(
+        keys=[keys.nodes, keys.bus_channel, keys.bus_channel_claim],
+        args=[config.channel, max(1, int(config.lease_ttl * 1000))])
     if isinstance(theirs, bytes):
         theirs = theirs.decode()
     if theirs:
@@ -134,6 +141,24 @@ def check_bus_channel(client: redis.Redis, config: RedisConfig) -> None:
             f"of prefix {config.prefix!r} the same channel ([redis] channel or "
             "REVERB_SCALING_CHANNEL), or give this deployment another prefix ([redis] "
             "prefix or PUSHERD_REDIS_PREFIX)"))
+
+
+def check_bus_rights(client: redis.Redis, config: RedisConfig) -> None:
+    """PUBLISH an empty frame on the bus and SUBSCRIBE to it once: an ACL user without
+    the command or the channel (``&pattern``) gets NOPERM here, which
+    :func:`check_redis` turns into an exit-2 setting error. (At run time the same refusal
+    would be an outage retried forever.) The empty frame holds no message: nodes read it
+    and apply nothing."""
+    keys = KeyLayout(config.prefix, config.channel, config.database)
+    client.publish(keys.bus, frame_head("start-check") + b"[]")
+    pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # unannotated upstream
+    try:
+        pubsub.subscribe(keys.bus)
+        # The confirmation, or the refusal raised as NoPermissionError (the client's
+        # socket timeout bounds the wait).
+        pubsub.parse_response(block=True)
+    finally:
+        pubsub.close()
 
 
 def _warn_if_old(client: redis.Redis, config: RedisConfig) -> None:

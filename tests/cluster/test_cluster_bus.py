@@ -398,3 +398,33 @@ async def test_raw_triggers_are_measured_exactly_when_an_outage_caps_the_buffer(
         kept = 100 - bus_a.dropped
         assert 0 < kept < 100
         assert bus_a.buffered_bytes == sum(len(b) for b in bodies[-kept:]) <= 3_000
+
+
+async def test_a_refused_subscription_is_one_outage_retried_with_backoff(
+        private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture) -> None:
+    # redis-py sends SUBSCRIBE without reading the answer: the link used to report ready
+    # (and log "reachable again", resetting the backoff) before the refusal arrived, so an
+    # ACL user without the bus channel flapped several times a second (a reviewer saw 69
+    # warnings in 6 s). The link now waits for the confirmation.
+    caplog.set_level(logging.INFO, logger="pusherd.redis")
+    admin = Redis.from_url(private_redis.url)
+    await admin.execute_command("ACL", "SETUSER", "nochan", "on", ">pw", "~*",
+                                "resetchannels", "&other*", "+@all")
+    url = f"redis://nochan:pw@127.0.0.1:{private_redis.port}/0"
+    link = RedisLink(url, "t:bus", on_message=lambda p: None, on_up=_nothing,
+                     backoff_min=0.02, backoff_max=0.2, node_id="a")
+    link.start()
+    try:
+        await wait_until(lambda: link._attempts >= 4, what="several attempts")
+        assert not link.ready and link.outages == 1
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("node a:")]
+        assert len(lines) == 1 and "unreachable" in lines[0], lines
+        assert "no permissions" in lines[0]
+        # Given the channel, the same link recovers: one outage, one line on return.
+        await admin.execute_command("ACL", "SETUSER", "nochan", "&t:*")
+        assert await link.wait_ready(10)
+        lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("node a:")]
+        assert len(lines) == 2 and "reachable again" in lines[1] and link.outages == 1
+    finally:
+        await link.close()
+        await admin.aclose()

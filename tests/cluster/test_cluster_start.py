@@ -67,6 +67,9 @@ def tls_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     ("redis://127.0.0.1:{port}/0", {}, "PUSHERD_REDIS_URL", "authentication failed"),
     ("redis://:" + PASSWORD + "@127.0.0.1:{port}/99", {}, "PUSHERD_REDIS_URL",
      "DB index is out of range"),
+    # A password in the query (redis-py reads it there too) is never shown either.
+    ("redis://127.0.0.1:{port}/0?password=wrong-pw", {}, "PUSHERD_REDIS_URL",
+     "authentication failed"),
     # The same from a Laravel .env.
     ("", {"REVERB_SCALING_ENABLED": "true", "REDIS_HOST": "127.0.0.1", "REDIS_PORT": "{port}",
           "REDIS_PASSWORD": "wrong-pw"}, "REDIS_HOST", "authentication failed"),
@@ -86,6 +89,33 @@ def test_a_redis_setting_that_can_never_work_stops_the_start_with_status_2(
     assert "unreachable" not in result.stderr and "listening" not in result.stdout
     assert "wrong-pw" not in result.stderr + result.stdout
     assert PASSWORD not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("rules", [
+    "-evalsha",  # the node's scripts
+    "-publish",  # the bus, written
+    "-subscribe",  # the bus, read
+    "resetchannels &other*",  # the bus channel itself
+])
+def test_an_acl_user_without_a_right_the_node_needs_stops_the_start_with_status_2(
+        password_redis: PrivateRedis, rules: str) -> None:
+    # Found by a reviewer: without EVALSHA the node served forever without its cluster,
+    # and without the channel it flapped ready/not ready several times a second.
+    import redis
+
+    admin = redis.Redis.from_url(password_redis.url)
+    try:
+        admin.execute_command("ACL", "SETUSER", "weak", "on", ">weak-pw", "~*", "&*",
+                              "+@all", *rules.split())
+    finally:
+        admin.close()
+    url = f"redis://weak:weak-pw@127.0.0.1:{password_redis.port}/0"
+    result = subprocess.run([sys.executable, "-m", "pusherd", "--port", "0"], cwd=REPO_ROOT,
+                            env={**_clean_env(), "PUSHERD_REDIS_URL": url},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "the ACL user lacks a permission pusherd needs" in result.stderr
+    assert "listening" not in result.stdout and "weak-pw" not in result.stderr
 
 
 def test_a_redis_certificate_that_does_not_verify_stops_the_start_with_status_2(

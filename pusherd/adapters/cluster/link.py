@@ -176,6 +176,7 @@ class RedisLink:
                     await self.client.connection_pool.disconnect()
                 pubsub = self.client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(self.channel)
+                await self._confirmed(pubsub)
                 self._failed.clear()
                 await self._on_up()
                 if self._outage_started is not None:
@@ -198,6 +199,19 @@ class RedisLink:
                 return
             self._attempts += 1
             await asyncio.sleep(self._backoff())
+
+    async def _confirmed(self, pubsub: PubSub) -> None:
+        """Wait (at most ``command_timeout``) for Redis to confirm the subscription.
+        redis-py sends SUBSCRIBE without reading the answer: a refusal (an ACL user
+        without the channel) would otherwise arrive after the link reported ready, and
+        every retry would log "reachable again" and reset the backoff. Raises the refusal
+        (NoPermissionError) or TimeoutError, both outages."""
+        async with asyncio.timeout(self.command_timeout):
+            while True:
+                response = await pubsub.parse_response(block=True)
+                if isinstance(response, list) and response and response[0] in (
+                        b"subscribe", "subscribe"):
+                    return
 
     async def _read(self, pubsub: PubSub) -> None:
         """Hand every message of the subscription to ``on_message`` until the connection
