@@ -766,6 +766,15 @@ def load_redis_config(section: Any, env: Mapping[str, str]) -> RedisConfig:
         if not value or any(c.isspace() or c in "*?[]" for c in value):
             raise ConfigError(key, "must be non-empty, without spaces or "
                               f"* ? [ ], got {value!r}")
+    if ":" in redis.channel or "@" in redis.channel:
+        # The bus is "<prefix>:<channel>[@db<N>]": with ":" in the channel, prefix "a" and
+        # channel "b:bus" would share the bus of prefix "a:b" (the keys would differ).
+        raise ConfigError(channel_key, "must not contain ':' or '@' (the bus channel is "
+                          f"<prefix>:<channel>; put a namespace in the prefix), got "
+                          f"{redis.channel!r}")
+    if redis.lease_ttl > 3600:
+        raise ConfigError("redis.lease_ttl", f"must be at most 3600 seconds, got "
+                          f"{redis.lease_ttl!r} (a dead node's members stay that long)")
     _positive("redis.lease_ttl", redis.lease_ttl)
     _positive("redis.reap_interval", redis.reap_interval)
     _positive("redis.max_buffered_bytes", redis.max_buffered_bytes, allow_zero=True)

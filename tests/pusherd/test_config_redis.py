@@ -247,3 +247,20 @@ def test_the_bus_channel_names_a_database_other_than_0() -> None:
     assert bus("redis://h:6379/3", prefix="p", channel="c") == "p:c@db3"
     assert bus("unix:///tmp/r.sock?db=2") == "pusherd:bus@db2"
     assert bus("rediss://:pw@h/4") == "pusherd:bus@db4"
+
+
+def test_a_channel_with_a_colon_or_an_at_sign_is_refused() -> None:
+    # Prefix "p" with channel "x:bus" would share the bus "p:x:bus" of prefix "p:x" (a
+    # reviewer's finding); "@" is the bus's database suffix.
+    for bad in ("x:bus", "bus@db1"):
+        error = _error({"url": "redis://h", "channel": bad}, {})
+        assert error.key == "redis.channel" and "must not contain ':' or '@'" in str(error)
+        error = _error({"url": "redis://h"}, {"REVERB_SCALING_CHANNEL": bad})
+        assert error.key == "REVERB_SCALING_CHANNEL"
+    assert load_redis_config({"url": "redis://h", "prefix": "team:app"}, {}).bus == \
+        "team:app:bus"
+
+
+def test_a_lease_ttl_beyond_an_hour_is_refused() -> None:
+    assert load_redis_config({"url": "redis://h", "lease_ttl": 3600}, {}).lease_ttl == 3600
+    assert _error({"url": "redis://h", "lease_ttl": 1e300}, {}).key == "redis.lease_ttl"
