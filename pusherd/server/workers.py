@@ -57,6 +57,12 @@ def check_workers(config: Config, workers: int) -> None:
     """Raise :class:`ConfigError` unless `workers` processes can form one cluster."""
     if workers < 1:
         raise ConfigError("--workers", f"must be at least 1, got {workers}")
+    cores = os.cpu_count() or 1
+    if workers > 16 * cores:
+        # A worker is a whole server (about 35 MB, its Redis connections, its share of every
+        # trigger); far more of them than cores only adds memory and context switches.
+        raise ConfigError("--workers", f"at most 16 per core ({16 * cores} on this machine's "
+                          f"{cores} cores), got {workers}; one per core is the usual choice")
     if workers > 1 and not config.redis.enabled:
         raise ConfigError(
             "--workers", f"{workers} workers need Redis to share their state ([redis] url, "

@@ -51,6 +51,22 @@ def test_more_than_one_worker_without_redis_is_refused_with_the_reason(tmp_path:
     assert "2 workers need Redis" in result.stderr
 
 
+def test_far_more_workers_than_cores_are_refused_before_any_is_started(
+        tmp_path: Path) -> None:
+    # A reviewer's --workers 1000 forked on a 2-core machine until its load average was 130.
+    config = tmp_path / "pusherd.toml"
+    config.write_text('[server]\nport = 0\n[redis]\nurl = "redis://127.0.0.1:1/0"\n')
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PUSHERD_", "REVERB_", "REDIS_"))}
+    too_many = 16 * (os.cpu_count() or 1) + 1
+    result = subprocess.run(
+        [sys.executable, "-m", "pusherd", "--config", str(config), "--workers", str(too_many)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "at most 16 per core" in result.stderr and f"got {too_many}" in result.stderr
+    assert "listening" not in result.stdout
+
+
 async def test_workers_share_the_port_as_one_cluster_and_a_dead_worker_is_replaced(
         redis_prefix: str, redis_client: Redis) -> None:
     toml = cluster_toml(SHARED_REDIS_URL, redis_prefix, lease_ttl=2.0, reap_interval=0.25)
