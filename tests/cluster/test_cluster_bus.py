@@ -360,7 +360,7 @@ async def test_a_raw_trigger_goes_out_as_the_same_message_in_order_with_the_othe
 async def test_full_frames_are_not_paced(redis_prefix: str) -> None:
     # Pacing amortises a round trip over what queued meanwhile; a full frame (WRITE_BATCH
     # messages) is amortised already. Were it paced, the bus would carry at most
-    # WRITE_BATCH messages per frame_interval (here 4 per 60 s), and the queue would grow
+    # WRITE_BATCH messages per frame_interval (here 256 per 60 s), and the queue would grow
     # without bound under a higher rate.
     channel = KeyLayout(redis_prefix).bus
     got: list[BusMessage] = []

@@ -155,9 +155,9 @@ def encode_message_body(message: BusMessage) -> bytes:
     frame's."""
     body: dict[str, Any]
     if isinstance(message, TriggerMessage):
-        body = {"t": "trigger", "a": message.app_id, "e": message.event,
-                "c": message.channels, "d": message.data, "x": message.socket_id}
-    elif isinstance(message, ClientEventMessage):
+        return encode_trigger_body(message.app_id, message.event, message.channels,
+                                   message.data, message.socket_id)
+    if isinstance(message, ClientEventMessage):
         body = {"t": "client_event", "a": message.app_id, "c": message.channel,
                 "e": message.event, "d": message.data, "x": message.socket_id,
                 "u": message.user_id}
@@ -171,8 +171,8 @@ def encode_message_body(message: BusMessage) -> bytes:
 
 def encode_trigger_body(app_id: AppId, event: str, channels: tuple[str, ...], data: str,
                         socket_id: str | None) -> bytes:
-    """A trigger's body as :func:`encode_message_body` encodes a :class:`TriggerMessage`
-    of these fields (the writer's path for triggers queued raw)."""
+    """The body of a :class:`TriggerMessage` of these fields: the one encoding of a
+    trigger, for :func:`encode_message_body` and the writer (triggers queued raw)."""
     return orjson.dumps({"t": "trigger", "a": app_id, "e": event, "c": channels, "d": data,
                          "x": socket_id})
 
@@ -429,31 +429,23 @@ class Bus:
                 puts: list[CachePut] = []
                 waiters: list[asyncio.Future[None]] = []
                 size = 0
-                raw = 0
                 while queue and len(bodies) < WRITE_BATCH:
                     body, cache, waiter = queue[0]
                     if isinstance(body, tuple):  # a raw trigger: encoded here, hot
                         body = encode_trigger_body(*body)
-                        counted = 0
-                    else:
-                        counted = len(body)
+                        queue[0] = (body, cache, waiter)
+                        self._raw -= 1
+                        self._queued_bytes += len(body)
                     if bodies and size + len(body) > WRITE_BATCH_BYTES:
-                        if not counted:  # keep the encoding for the next frame
-                            queue[0] = (body, cache, waiter)
-                            raw += 1
-                            self._queued_bytes += len(body)
                         break
                     queue.popleft()
-                    if not counted:
-                        raw += 1
-                    self._queued_bytes -= counted
+                    self._queued_bytes -= len(body)
                     bodies.append(body)
                     size += len(body)
                     if cache:
                         puts.extend(cache)
                     if waiter is not None:
                         waiters.append(waiter)
-                self._raw -= raw
                 frame = encode_bus_frame(self._head, bodies)
                 # A full frame is amortised already: what is left goes without a pause
                 # (pacing it would cap the bus at WRITE_BATCH messages per interval, and
